@@ -1,0 +1,115 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// One set of compiler settings for every target: Swift 6 language mode (strict concurrency) is the
+/// tools-version default; warnings are kept at zero by review, and `scripts/test` builds with
+/// `-warnings-as-errors` so a new one fails CI.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "ModelFleet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "registry", targets: ["Registry"]),
+        .executable(name: "orchestrator", targets: ["Orchestrator"]),
+        .executable(name: "autoscaler", targets: ["Autoscaler"]),
+        .executable(name: "metrics-aggregator", targets: ["MetricsAggregator"]),
+        .executable(name: "device-gateway", targets: ["DeviceGateway"]),
+        .executable(name: "mqtt-bench", targets: ["MQTTBenchmark"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    ],
+    targets: [
+        // MARK: Shared libraries
+
+        .systemLibrary(
+            name: "CMosquitto",
+            path: "Shared/CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        .target(
+            name: "MQTT",
+            dependencies: [
+                "CMosquitto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/MQTT",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FleetContract",
+            path: "Shared/FleetContract",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceRuntime",
+            dependencies: [
+                "MQTT",
+                "FleetContract",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/ServiceRuntime",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Services (thin executables)
+
+        .executableTarget(name: "Registry", dependencies: ["ServiceRuntime"], path: "Services/Registry", swiftSettings: swiftSettings),
+        .executableTarget(name: "Orchestrator", dependencies: ["ServiceRuntime"], path: "Services/Orchestrator", swiftSettings: swiftSettings),
+        .executableTarget(name: "Autoscaler", dependencies: ["ServiceRuntime"], path: "Services/Autoscaler", swiftSettings: swiftSettings),
+        .executableTarget(name: "MetricsAggregator", dependencies: ["ServiceRuntime"], path: "Services/MetricsAggregator", swiftSettings: swiftSettings),
+        .executableTarget(name: "DeviceGateway", dependencies: ["ServiceRuntime"], path: "Services/DeviceGateway", swiftSettings: swiftSettings),
+
+        // MARK: Benchmarks
+
+        .executableTarget(
+            name: "MQTTBenchmark",
+            dependencies: [
+                "MQTT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/MQTTBenchmark",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+
+        .target(
+            name: "TestSupport",
+            dependencies: ["MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "PostgresNIO", package: "postgres-nio")],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "FleetContractTests", dependencies: ["FleetContract"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServiceRuntimeTests",
+            dependencies: ["ServiceRuntime", "TestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,50 @@
+/// A topic of ModelFleet's MQTT contract. Every topic string in the project is built here, so a
+/// topic is spelled in one place only; see `docs/mqtt-contract.md`.
+///
+/// Topics are versioned under `modelfleet/v1/`. An id used as a topic level (an agent id, a
+/// service instance) must be a valid ``TopicLevel``.
+package struct Topic: Hashable, Sendable, CustomStringConvertible {
+    package let path: String
+
+    private init(_ path: String) { self.path = path }
+
+    package var description: String { path }
+
+    /// `modelfleet/v1`, the root of every topic of this contract version.
+    package static let root = Topic("modelfleet/v1")
+
+    /// The prefix under which each client receives responses to its MQTT 5 requests:
+    /// `modelfleet/v1/replies/<client id>`.
+    package static let repliesPrefix = root.appending("replies")
+
+    /// Retained presence of one running service instance: `modelfleet/v1/services/<service>/<instance>/status`.
+    package static func serviceStatus(service: TopicLevel, instance: TopicLevel) -> Topic {
+        root.appending("services").appending(service.value).appending(instance.value).appending("status")
+    }
+
+    /// Filter for the presence of every instance of every service.
+    package static let allServiceStatuses = "\(root.path)/services/+/+/status"
+
+    private func appending(_ level: String) -> Topic { Topic("\(path)/\(level)") }
+}
+
+/// One level of a topic that comes from data (an id): 1–128 characters of letters, digits, `-`, `_`
+/// and `.`, so that it can never add a level or a wildcard.
+package struct TopicLevel: Hashable, Sendable, CustomStringConvertible {
+    package let value: String
+
+    package init(_ value: String) throws(ContractError) {
+        guard !value.isEmpty, value.utf8.count <= 128 else {
+            throw ContractError(field: "id", reason: "must be 1 to 128 characters long")
+        }
+        let allowed = value.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-_.".unicodeScalars.contains(scalar))
+        }
+        guard allowed, value != ".", value != ".." else {
+            throw ContractError(field: "id", reason: "'\(value)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        self.value = value
+    }
+
+    package var description: String { value }
+}

@@ -1,0 +1,59 @@
+import Foundation
+package import Hummingbird
+import Logging
+
+/// An error a client of a REST API caused, answered as
+/// `{"error": {"code": "...", "message": "...", "field": "..."}}` with a 4xx status.
+package struct APIError: Error, HTTPResponseError, Sendable {
+    package var status: HTTPResponse.Status
+    package var code: String
+    package var message: String
+    package var field: String?
+
+    package init(_ status: HTTPResponse.Status, code: String, message: String, field: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    package static func notFound(_ message: String) -> APIError { APIError(.notFound, code: "not_found", message: message) }
+    package static func invalid(field: String, _ message: String) -> APIError {
+        APIError(.badRequest, code: "invalid_field", message: message, field: field)
+    }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        try JSONResponse(Body(error: .init(code: code, message: message, field: field)), status: status).response(from: request, context: context)
+    }
+
+    private struct Body: Encodable, Sendable {
+        struct Detail: Encodable, Sendable {
+            var code: String
+            var message: String
+            var field: String?
+        }
+
+        var error: Detail
+    }
+}
+
+/// Turns every error into the JSON error body: API errors as they are, Hummingbird's own HTTP
+/// errors (unknown route, bad method) with their status, anything else as a 500 that is logged
+/// with its details and answered without them.
+package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    package init() {}
+
+    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            let code = error.status == .notFound ? "not_found" : "http_\(error.status.code)"
+            throw APIError(error.status, code: code, message: error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
+            throw APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
+        }
+    }
+}

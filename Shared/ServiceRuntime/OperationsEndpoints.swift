@@ -1,0 +1,85 @@
+import Foundation
+package import Hummingbird
+package import Prometheus
+
+/// One thing `/ready` checks: its name in the answer, and whether it is up with a word on why.
+package struct ReadinessCheck: Sendable {
+    package var name: String
+    package var probe: @Sendable () -> (ready: Bool, detail: String)
+
+    package init(name: String, probe: @escaping @Sendable () -> (ready: Bool, detail: String)) {
+        self.name = name
+        self.probe = probe
+    }
+}
+
+/// `GET /health`, `GET /ready` and `GET /metrics`, which every service serves.
+package struct OperationsEndpoints: Sendable {
+    package var service: String
+    package var instance: String
+    package var version: String
+    package var checks: [ReadinessCheck]
+    package var metrics: PrometheusCollectorRegistry
+
+    package init(service: String, instance: String, version: String, checks: [ReadinessCheck], metrics: PrometheusCollectorRegistry) {
+        self.service = service
+        self.instance = instance
+        self.version = version
+        self.checks = checks
+        self.metrics = metrics
+    }
+
+    package func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/health") { _, _ in
+            JSONResponse(["status": "alive", "service": service, "instance": instance, "version": version])
+        }
+        router.get("/ready") { _, _ in
+            let results = checks.map { check in (check.name, check.probe()) }
+            let ready = results.allSatisfy { $0.1.ready }
+            let body = ReadinessBody(
+                status: ready ? "ready" : "not ready",
+                checks: Dictionary(uniqueKeysWithValues: results.map { ($0.0, ReadinessBody.Check(ready: $0.1.ready, detail: $0.1.detail)) })
+            )
+            return JSONResponse(body, status: ready ? .ok : .serviceUnavailable)
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer()))
+            )
+        }
+    }
+
+    private struct ReadinessBody: Encodable {
+        struct Check: Encodable {
+            var ready: Bool
+            var detail: String
+        }
+
+        var status: String
+        var checks: [String: Check]
+    }
+}
+
+/// A JSON response with a status; the one way the runtime writes JSON bodies.
+package struct JSONResponse<Body: Encodable & Sendable>: ResponseGenerator {
+    package var body: Body
+    package var status: HTTPResponse.Status
+
+    package init(_ body: Body, status: HTTPResponse.Status = .ok) {
+        self.body = body
+        self.status = status
+    }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(body)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+package import Logging
+package import MQTT
+package import PostgresNIO
+import NIOSSL
+import FleetContract
+
+/// A setting from the environment that cannot be used. The service prints it and exits at start.
+package struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var variable: String
+    package var reason: String
+
+    package init(variable: String, reason: String) {
+        self.variable = variable
+        self.reason = reason
+    }
+
+    package var description: String { "\(variable): \(reason)" }
+}
+
+/// Where the HTTP endpoints listen.
+package struct HTTPConfiguration: Sendable, Equatable {
+    package var host: String
+    package var port: Int
+}
+
+/// Everything a service reads from its environment, parsed and checked once at start.
+/// The variables are listed, with their defaults, in the README.
+package struct ServiceConfiguration: Sendable {
+    package var service: String
+    package var instanceID: String
+    package var http: HTTPConfiguration
+    package var mqtt: MQTTConfiguration
+    /// Set only for services that own a database schema.
+    package var database: PostgresClient.Configuration?
+    package var logLevel: Logger.Level
+
+    package static let defaultMQTTURL = "mqtt://127.0.0.1:1883"
+    package static let defaultDatabaseURL = "postgres://modelfleet@127.0.0.1:5432/modelfleet"
+
+    package init(service: ServiceDescriptor, environment: [String: String], hostName: String = ProcessInfo.processInfo.hostName) throws(ConfigurationError) {
+        let env = EnvironmentReader(environment)
+        self.service = service.name
+        let defaultInstance = "\(hostName.split(separator: ".").first.map(String.init) ?? "host")-\(getpid())"
+        let instance = env["MODELFLEET_INSTANCE_ID"] ?? defaultInstance
+        do {
+            self.instanceID = try TopicLevel(instance).value
+        } catch {
+            throw ConfigurationError(variable: "MODELFLEET_INSTANCE_ID", reason: "'\(instance)' \(error.reason)")
+        }
+
+        self.http = HTTPConfiguration(
+            host: env["MODELFLEET_HTTP_HOST"] ?? "127.0.0.1",
+            port: try env.port("MODELFLEET_HTTP_PORT", default: service.defaultHTTPPort)
+        )
+
+        let mqttURL = env["MODELFLEET_MQTT_URL"] ?? Self.defaultMQTTURL
+        do {
+            var mqtt = try MQTTConfiguration(url: mqttURL, clientID: "\(service.name)-\(instanceID)")
+            mqtt.responseTopicPrefix = Topic.repliesPrefix.path
+            let tlsFiles = (
+                ca: try env.readableFile("MODELFLEET_MQTT_CA_FILE"),
+                certificate: try env.readableFile("MODELFLEET_MQTT_CERT_FILE"),
+                key: try env.readableFile("MODELFLEET_MQTT_KEY_FILE")
+            )
+            if (tlsFiles.certificate == nil) != (tlsFiles.key == nil) {
+                throw ConfigurationError(variable: "MODELFLEET_MQTT_CERT_FILE", reason: "a client certificate needs MODELFLEET_MQTT_KEY_FILE too, and the other way round")
+            }
+            if tlsFiles.ca != nil || tlsFiles.certificate != nil {
+                guard mqtt.tls != nil else {
+                    throw ConfigurationError(variable: "MODELFLEET_MQTT_URL", reason: "TLS files are set but the URL is not mqtts://")
+                }
+                mqtt.tls = MQTTConfiguration.TLS(caFile: tlsFiles.ca, certificateFile: tlsFiles.certificate, keyFile: tlsFiles.key)
+            }
+            self.mqtt = mqtt
+        } catch let error as MQTTError {
+            throw ConfigurationError(variable: "MODELFLEET_MQTT_URL", reason: "'\(EnvironmentReader.redacted(mqttURL))': \(error)")
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw ConfigurationError(variable: "MODELFLEET_MQTT_URL", reason: "\(error)")
+        }
+
+        if service.schema != nil {
+            let databaseURL = env["MODELFLEET_DATABASE_URL"] ?? Self.defaultDatabaseURL
+            self.database = try Self.parseDatabaseURL(databaseURL)
+        } else {
+            self.database = nil
+        }
+
+        let level = env["MODELFLEET_LOG_LEVEL"] ?? "info"
+        guard let logLevel = Logger.Level(rawValue: level.lowercased()) else {
+            throw ConfigurationError(
+                variable: "MODELFLEET_LOG_LEVEL",
+                reason: "'\(level)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        self.logLevel = logLevel
+    }
+
+    /// `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
+    static func parseDatabaseURL(_ url: String) throws(ConfigurationError) -> PostgresClient.Configuration {
+        func fail(_ reason: String) -> ConfigurationError {
+            ConfigurationError(variable: "MODELFLEET_DATABASE_URL", reason: "'\(EnvironmentReader.redacted(url))': \(reason)")
+        }
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
+            throw fail("not a URL; expected postgres://user:password@host:port/database")
+        }
+        guard scheme == "postgres" || scheme == "postgresql" else { throw fail("scheme must be postgres://") }
+        guard let host = components.host, !host.isEmpty else { throw fail("no host") }
+        guard let user = components.user?.removingPercentEncoding, !user.isEmpty else { throw fail("no user name") }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else { throw fail("no database name in the path") }
+        let port = components.port ?? 5432
+        guard (1...65535).contains(port) else { throw fail("port \(port) is out of range 1-65535") }
+        let sslMode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslMode {
+        case "disable": tls = .disable
+        case "prefer": tls = .prefer(.makeClientConfiguration())
+        case "require": tls = .require(.makeClientConfiguration())
+        default: throw fail("sslmode '\(sslMode)' is not one of disable, prefer, require")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host,
+            port: port,
+            username: user,
+            password: components.password?.removingPercentEncoding,
+            database: database,
+            tls: tls
+        )
+        configuration.options.connectTimeout = .seconds(3)
+        return configuration
+    }
+}
+
+/// Reads and checks environment variables, naming the variable in every error.
+struct EnvironmentReader {
+    private let environment: [String: String]
+
+    init(_ environment: [String: String]) { self.environment = environment }
+
+    /// The value, or nil when unset or empty.
+    subscript(name: String) -> String? {
+        guard let value = environment[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        return value
+    }
+
+    func port(_ name: String, default defaultValue: Int) throws(ConfigurationError) -> Int {
+        guard let text = self[name] else { return defaultValue }
+        guard let port = Int(text), (0...65535).contains(port) else {
+            throw ConfigurationError(variable: name, reason: "'\(text)' is not a port number (0-65535)")
+        }
+        return port
+    }
+
+    func readableFile(_ name: String) throws(ConfigurationError) -> String? {
+        guard let path = self[name] else { return nil }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw ConfigurationError(variable: name, reason: "'\(path)' is not a readable file")
+        }
+        return path
+    }
+
+    /// The URL with any password replaced, for error messages and logs.
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? url
+    }
+}

@@ -1,0 +1,365 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import MQTT
+
+/// The MQTT client against the real Mosquitto that `scripts/test` starts. Each test uses its own
+/// topic prefix and client ids, so they run in parallel.
+@Suite("MQTT client against Mosquitto")
+struct MQTTBrokerTests {
+    private func payload(_ text: String) -> Data { Data(text.utf8) }
+
+    @Test("QoS 0, 1 and 2 round trips keep payload, QoS and properties", arguments: MQTTQoS.allCases)
+    func roundTrip(qos: MQTTQoS) async throws {
+        let topic = uniqueName("roundtrip") + "/a"
+        try await withConnectedClient(testMQTTConfiguration("rt")) { client in
+            let subscription = try await client.subscribe(to: topic, qos: qos)
+            let properties = MQTTProperties(
+                contentType: "application/json",
+                messageExpiryInterval: 60,
+                userProperties: [MQTTUserProperty("k", "v"), MQTTUserProperty("k", "w")]
+            )
+            try await client.publish(topic, payload: payload("{\"n\":1}"), qos: qos, properties: properties)
+            let message = try #require(try await subscription.collect(1).first)
+            #expect(message.topic == topic)
+            #expect(message.payloadString == "{\"n\":1}")
+            #expect(message.qos == qos)
+            #expect(!message.retain)
+            #expect(message.properties.contentType == "application/json")
+            #expect(message.properties.userProperties == properties.userProperties)
+            #expect(message.properties.messageExpiryInterval.map { $0 <= 60 && $0 >= 58 } == true)
+        }
+    }
+
+    @Test("a retained message reaches a subscriber that comes later, flagged as retained")
+    func retained() async throws {
+        let topic = uniqueName("retained") + "/state"
+        try await withConnectedClient(testMQTTConfiguration("pub")) { publisher in
+            try await publisher.publish(topic, payload: payload("v1"), qos: .atLeastOnce, retain: true)
+            try await publisher.publish(topic, payload: payload("v2"), qos: .atLeastOnce, retain: true)
+        }
+        try await withConnectedClient(testMQTTConfiguration("late")) { subscriber in
+            let message = try #require(try await subscriber.subscribe(to: topic).collect(1).first)
+            #expect(message.payloadString == "v2")
+            #expect(message.retain)
+            // Clear it: an empty retained payload deletes the retained message.
+            try await subscriber.publish(topic, payload: Data(), retain: true)
+        }
+    }
+
+    @Test("wildcard filters get exactly the topics they match")
+    func wildcards() async throws {
+        let root = uniqueName("wild")
+        try await withConnectedClient(testMQTTConfiguration("wild")) { client in
+            let single = try await client.subscribe(to: "\(root)/+/temp")
+            let multi = try await client.subscribe(to: "\(root)/site1/#")
+            for topic in ["\(root)/site1/temp", "\(root)/site2/temp", "\(root)/site1/cam/temp", "\(root)/site2/hum"] {
+                try await client.publish(topic, payload: payload(topic))
+            }
+            let singleTopics = try await single.collect(2).map(\.topic)
+            let multiTopics = try await multi.collect(2).map(\.topic)
+            #expect(Set(singleTopics) == ["\(root)/site1/temp", "\(root)/site2/temp"])
+            #expect(Set(multiTopics) == ["\(root)/site1/temp", "\(root)/site1/cam/temp"])
+            #expect(await single.drain(for: .milliseconds(200)).isEmpty, "nothing else matches the + filter")
+        }
+    }
+
+    @Test("two subscriptions to one filter in one client both receive every message")
+    func sameFilterTwice() async throws {
+        let topic = uniqueName("twice") + "/x"
+        try await withConnectedClient(testMQTTConfiguration("twice")) { client in
+            let first = try await client.subscribe(to: topic)
+            let second = try await client.subscribe(to: topic)
+            try await client.publish(topic, payload: payload("one"))
+            #expect(try await first.collect(1).first?.payloadString == "one")
+            #expect(try await second.collect(1).first?.payloadString == "one")
+            second.cancel()
+            try await client.publish(topic, payload: payload("two"))
+            #expect(try await first.collect(1).first?.payloadString == "two", "ending one subscription leaves the other")
+        }
+    }
+
+    @Test("a shared subscription splits messages between two clients, none lost or duplicated")
+    func sharedSubscription() async throws {
+        let root = uniqueName("shared")
+        let filter = "$share/workers/\(root)/jobs/+"
+        let count = 200
+        try await withConnectedClient(testMQTTConfiguration("worker-a")) { workerA in
+            try await withConnectedClient(testMQTTConfiguration("worker-b")) { workerB in
+                let a = try await workerA.subscribe(to: filter)
+                let b = try await workerB.subscribe(to: filter)
+                try await withConnectedClient(testMQTTConfiguration("producer")) { producer in
+                    for index in 0..<count {
+                        try await producer.publish("\(root)/jobs/\(index % 7)", payload: payload("\(index)"), qos: .atLeastOnce)
+                    }
+                }
+                var received: [String] = []
+                let deadline = ContinuousClock.now + .seconds(10)
+                while received.count < count && ContinuousClock.now < deadline {
+                    received += a.drainAvailable() + b.drainAvailable()
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(received.count == count, "every message delivered once")
+                #expect(Set(received).count == count, "no message delivered twice")
+                #expect(Set(received) == Set((0..<count).map(String.init)))
+            }
+        }
+    }
+
+    @Test("a shared subscription gives each of its two members a share of the work")
+    func sharedSubscriptionUsesBoth() async throws {
+        let root = uniqueName("sharedboth")
+        let filter = "$share/workers/\(root)/jobs"
+        try await withConnectedClient(testMQTTConfiguration("worker-a")) { workerA in
+            try await withConnectedClient(testMQTTConfiguration("worker-b")) { workerB in
+                let a = try await workerA.subscribe(to: filter)
+                let b = try await workerB.subscribe(to: filter)
+                for index in 0..<50 { try await workerA.publish("\(root)/jobs", payload: payload("\(index)")) }
+                try await Task.sleep(for: .milliseconds(300))
+                let fromA = a.drainAvailable()
+                let fromB = b.drainAvailable()
+                #expect(fromA.count + fromB.count == 50)
+                #expect(!fromA.isEmpty && !fromB.isEmpty, "Mosquitto round-robins a shared subscription: got \(fromA.count) and \(fromB.count)")
+                #expect(Set(fromA).isDisjoint(with: fromB))
+            }
+        }
+    }
+
+    @Test("a clean disconnect does not publish the last will")
+    func noWillOnCleanDisconnect() async throws {
+        let willTopic = uniqueName("will") + "/status"
+        try await withConnectedClient(testMQTTConfiguration("watcher")) { watcher in
+            let wills = try await watcher.subscribe(to: willTopic)
+            var configuration = try testMQTTConfiguration("mortal")
+            configuration.lastWill = MQTTOutgoingMessage(topic: willTopic, payload: payload("gone"), qos: .atLeastOnce)
+            configuration.farewell = { MQTTOutgoingMessage(topic: willTopic, payload: Data("bye".utf8)) }
+            try await withConnectedClient(configuration) { _ in }
+            let seen = await wills.drain(for: .seconds(1)).map(\.payloadString)
+            #expect(seen == ["bye"], "only the farewell, never the will: \(seen)")
+        }
+    }
+
+    @Test("a client reconnects after the broker restarts, resubscribes, and receives what comes after")
+    func brokerRestart() async throws {
+        try await withPrivateBroker { broker in
+        let topic = uniqueName("restart") + "/t"
+        try await withConnectedClient(testMQTTConfiguration("survivor", url: broker.url)) { client in
+            let subscription = try await client.subscribe(to: topic)
+            try await broker.stop()
+            #expect(await eventually { !client.connectionState.isConnected }, "the client notices the broker is gone")
+            if case .disconnected(let reason) = client.connectionState { #expect(!reason.isEmpty) }
+            try await broker.start()
+            #expect(await eventually { client.connectionState.isConnected }, "reconnected: \(client.connectionState)")
+            // The broker restarted without persistence: only a resubscription brings messages.
+            try await withConnectedClient(testMQTTConfiguration("after", url: broker.url)) { publisher in
+                let arrived = try await eventually(timeout: .seconds(5)) {
+                    try await publisher.publish(topic, payload: Data("after restart".utf8), qos: .atLeastOnce)
+                    return !subscription.drainAvailable().isEmpty
+                }
+                #expect(arrived)
+            }
+        }
+        }
+    }
+
+    @Test("a client started before the broker connects once the broker is up")
+    func brokerNotUpYet() async throws {
+        try await withPrivateBroker { broker in
+        try await broker.stop()
+        let client = try MQTTClient(configuration: testMQTTConfiguration("early", url: broker.url), logger: testLogger("early"))
+        try await withRunning(client) {
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(!client.connectionState.isConnected)
+            try await broker.start()
+            try await client.waitUntilConnected(timeout: .seconds(10))
+        }
+        }
+    }
+
+    @Test("waiting for a connection times out with a clear error")
+    func connectTimeout() async throws {
+        let port = try freePort()
+        let client = try MQTTClient(configuration: testMQTTConfiguration("nobroker", url: "mqtt://127.0.0.1:\(port)"), logger: testLogger("x"))
+        try await withRunning(client) {
+            await #expect(throws: MQTTError.connectTimedOut(.milliseconds(300))) {
+                try await client.waitUntilConnected(timeout: .milliseconds(300))
+            }
+            if case .disconnected(let reason) = client.connectionState {
+                #expect(reason.contains("refused"), "the reason says why: \(reason)")
+            } else {
+                Issue.record("expected disconnected, got \(client.connectionState)")
+            }
+        }
+    }
+
+    @Test("QoS 1 messages published while a persistent-session client is away reach it when it returns")
+    func persistentSession() async throws {
+        let topic = uniqueName("persistent") + "/orders"
+        var configuration = try testMQTTConfiguration("durable")
+        configuration.cleanStart = false
+        configuration.sessionExpiry = .seconds(60)
+        // Kept past the client's shutdown: dropping a live subscription would unsubscribe it.
+        let firstVisit = try await withConnectedClient(configuration) { client in
+            try await client.subscribe(to: topic, qos: .atLeastOnce)
+        }
+        try await withConnectedClient(testMQTTConfiguration("sender")) { sender in
+            for index in 0..<10 { try await sender.publish(topic, payload: payload("\(index)"), qos: .atLeastOnce) }
+        }
+        let client = try MQTTClient(configuration: configuration, logger: testLogger("durable"))
+        // Registered before run(): the queued messages can arrive right after CONNACK.
+        let subscription = try client.makeSubscription(to: topic, qos: .atLeastOnce)
+        try await withRunning(client) {
+            let messages = try await subscription.collect(10)
+            #expect(messages.map(\.payloadString) == (0..<10).map { "\($0)" })
+        }
+        withExtendedLifetime(firstVisit) {}
+        // End the session so the broker forgets it.
+        configuration.cleanStart = true
+        configuration.sessionExpiry = nil
+        try await withConnectedClient(configuration) { _ in }
+    }
+
+    @Test("request/response: answered, with the request's correlation")
+    func requestAnswered() async throws {
+        let topic = uniqueName("rpc") + "/echo"
+        try await withConnectedClient(testMQTTConfiguration("server")) { server in
+            let serving = Task {
+                try await server.serveRequests(on: topic) { request in
+                    MQTTReply(payload: Data("echo: ".utf8) + request.payload, contentType: "text/plain")
+                }
+            }
+            defer { serving.cancel() }
+            try await Task.sleep(for: .milliseconds(200))
+            try await withConnectedClient(testMQTTConfiguration("caller")) { caller in
+                let response = try await caller.request(topic, payload: payload("hi"), timeout: .seconds(5))
+                #expect(response.payloadString == "echo: hi")
+                #expect(response.properties.contentType == "text/plain")
+                #expect(response.topic.hasPrefix("replies/"))
+            }
+        }
+    }
+
+    @Test("request/response: times out when nobody answers")
+    func requestTimesOut() async throws {
+        let topic = uniqueName("rpc") + "/nobody"
+        try await withConnectedClient(testMQTTConfiguration("caller")) { caller in
+            let started = ContinuousClock.now
+            await #expect(throws: MQTTError.requestTimedOut(topic: topic, timeout: .milliseconds(300))) {
+                _ = try await caller.request(topic, payload: Data(), timeout: .milliseconds(300))
+            }
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+    }
+
+    @Test("request/response: a handler's error comes back as requestFailed")
+    func requestFails() async throws {
+        struct Refusal: Error, CustomStringConvertible { var description: String { "no such model" } }
+        let topic = uniqueName("rpc") + "/fails"
+        try await withConnectedClient(testMQTTConfiguration("server")) { server in
+            let serving = Task { try await server.serveRequests(on: topic) { _ in throw Refusal() } }
+            defer { serving.cancel() }
+            try await Task.sleep(for: .milliseconds(200))
+            await #expect(throws: MQTTError.requestFailed(topic: topic, message: "no such model")) {
+                _ = try await server.request(topic, payload: Data(), timeout: .seconds(5))
+            }
+        }
+    }
+
+    @Test("request/response: 100 concurrent requests each get their own answer")
+    func concurrentRequests() async throws {
+        let topic = uniqueName("rpc") + "/square"
+        try await withConnectedClient(testMQTTConfiguration("server")) { server in
+            let serving = Task {
+                try await server.serveRequests(on: topic) { request in
+                    let number = Int(request.payloadString ?? "") ?? -1
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 0...20)))
+                    return MQTTReply(payload: Data("\(number * number)".utf8))
+                }
+            }
+            defer { serving.cancel() }
+            try await Task.sleep(for: .milliseconds(200))
+            try await withConnectedClient(testMQTTConfiguration("caller")) { caller in
+                let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                    for number in 0..<100 {
+                        group.addTask {
+                            (number, try await caller.request(topic, payload: Data("\(number)".utf8), timeout: .seconds(10)).payloadString)
+                        }
+                    }
+                    return try await group.reduce(into: [Int: String?]()) { $0[$1.0] = $1.1 }
+                }
+                #expect(answers.count == 100)
+                for (number, answer) in answers { #expect(answer == "\(number * number)") }
+            }
+        }
+    }
+
+    @Test("a 1 MiB payload arrives intact")
+    func largePayload() async throws {
+        let topic = uniqueName("large") + "/blob"
+        let blob = Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try await withConnectedClient(testMQTTConfiguration("large")) { client in
+            let subscription = try await client.subscribe(to: topic)
+            try await client.publish(topic, payload: blob, qos: .atLeastOnce)
+            let message = try #require(try await subscription.collect(1).first)
+            #expect(message.payload.count == blob.count)
+            #expect(message.payload == blob)
+        }
+    }
+
+    @Test("a consumer that stops reading loses the newest messages, counted, and holds no more than its buffer")
+    func slowConsumer() async throws {
+        let topic = uniqueName("slow") + "/firehose"
+        try await withConnectedClient(testMQTTConfiguration("slow")) { client in
+            let subscription = try await client.subscribe(to: topic, qos: .atMostOnce, bufferCapacity: 100)
+            try await withConnectedClient(testMQTTConfiguration("firehose")) { publisher in
+                for index in 0..<1_000 { try await publisher.publish(topic, payload: Data("\(index)".utf8), qos: .atLeastOnce) }
+            }
+            #expect(await eventually { subscription.droppedCount == 900 }, "dropped \(subscription.droppedCount)")
+            let kept = subscription.drainAvailable()
+            #expect(kept.count == 100, "the buffer held exactly its capacity")
+            #expect(kept == (0..<100).map { "\($0)" }, "the oldest are kept, in order")
+        }
+    }
+
+    @Test("publishing to an invalid topic or subscribing to an invalid filter fails before the broker")
+    func invalidArguments() async throws {
+        try await withConnectedClient(testMQTTConfiguration("bad")) { client in
+            await #expect(throws: MQTTError.self) { try await client.publish("a/#", payload: Data()) }
+            await #expect(throws: MQTTError.self) { _ = try await client.subscribe(to: "a/#/b") }
+            // The client is still fine afterwards.
+            let topic = uniqueName("bad") + "/ok"
+            let subscription = try await client.subscribe(to: topic)
+            try await client.publish(topic, payload: Data("ok".utf8))
+            #expect(try await subscription.collect(1).first?.payloadString == "ok")
+        }
+    }
+
+    @Test("cancelling the consuming task ends the sequence")
+    func endingUnsubscribes() async throws {
+        let topic = uniqueName("end") + "/t"
+        try await withConnectedClient(testMQTTConfiguration("end")) { client in
+            let subscription = try await client.subscribe(to: topic)
+            let consumer = Task { () -> Int in
+                var count = 0
+                for await _ in subscription { count += 1 }
+                return count
+            }
+            try await client.publish(topic, payload: Data("1".utf8))
+            try await Task.sleep(for: .milliseconds(200))
+            consumer.cancel()
+            #expect(await consumer.value == 1)
+            try await client.publish(topic, payload: Data("2".utf8))
+            #expect(await subscription.drain(for: .milliseconds(200)).isEmpty, "the ended subscription delivers nothing more")
+        }
+    }
+}
+
+extension MQTTSubscription {
+    /// The payloads already waiting, without waiting for more.
+    func drainAvailable() -> [String] {
+        var payloads: [String] = []
+        while let message = buffer.poll() { payloads.append(message.payloadString ?? "") }
+        return payloads
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+@testable import MQTT
+
+@Suite("MQTT pure logic")
+struct MQTTUnitTests {
+    @Test("topic names reject wildcards, empty names and NUL", arguments: ["", "a/+/b", "a/#", "a\u{0}b"])
+    func badTopicNames(_ topic: String) {
+        #expect(throws: MQTTError.self) { try MQTTTopic.validateName(topic) }
+    }
+
+    @Test("valid filters", arguments: ["a/b", "a/+/c", "a/#", "#", "+", "$share/g/a/+/c", "$share/g/#"])
+    func goodFilters(_ filter: String) throws {
+        try MQTTTopic.validateFilter(filter)
+    }
+
+    @Test("invalid filters", arguments: ["", "a/#/b", "a/b#", "a/+b", "$share/g", "$share//a", "$share/g+/a", "$share/g/a/#/b"])
+    func badFilters(_ filter: String) {
+        #expect(throws: MQTTError.self) { try MQTTTopic.validateFilter(filter) }
+    }
+
+    @Test("a shared subscription matches topics without its $share prefix")
+    func sharedMatchFilter() {
+        #expect(MQTTTopic.matchFilter(of: "$share/group/a/+/c") == "a/+/c")
+        #expect(MQTTTopic.matchFilter(of: "a/+/c") == "a/+/c")
+        #expect(Mosquitto.topicMatches(filter: "a/+/c", topic: "a/b/c"))
+        #expect(!Mosquitto.topicMatches(filter: "a/+/c", topic: "a/b/d"))
+    }
+
+    @Test("URLs give host, port, credentials and TLS")
+    func urls() throws {
+        let plain = try MQTTConfiguration(url: "mqtt://broker.example:1884", clientID: "c")
+        #expect(plain.host == "broker.example" && plain.port == 1884 && plain.tls == nil && plain.username == nil)
+        let secure = try MQTTConfiguration(url: "mqtts://user:p%40ss@broker.example", clientID: "c")
+        #expect(secure.port == 8883 && secure.tls != nil && secure.username == "user" && secure.password == "p@ss")
+        #expect(try MQTTConfiguration(url: "mqtt://h", clientID: "c").port == 1883)
+    }
+
+    @Test("bad URLs are refused", arguments: ["http://h:1", "mqtt://", "mqtt://h:70000", "mqtt://h/path", "not a url"])
+    func badURLs(_ url: String) {
+        #expect(throws: MQTTError.self) { try MQTTConfiguration(url: url, clientID: "c") }
+    }
+
+    @Test("backoff doubles up to its cap and jitters in the upper half")
+    func backoff() {
+        let backoff = MQTTConfiguration.Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+        #expect(backoff.delay(attempt: 0, random: 1) == .milliseconds(100))
+        #expect(backoff.delay(attempt: 3, random: 1) == .milliseconds(800))
+        #expect(backoff.delay(attempt: 3, random: 0) == .milliseconds(400))
+        #expect(backoff.delay(attempt: 10, random: 1) == .seconds(2))
+        #expect(backoff.delay(attempt: 1000, random: 0.5) == .milliseconds(1500))
+    }
+
+    @Test("a buffer keeps at most its capacity, counts the rest, and wakes a parked consumer")
+    func bufferBounds() async {
+        let buffer = MessageBuffer(capacity: 3)
+        let batch = (0..<5).map { MQTTMessage(topic: "t", payload: Data([UInt8($0)])) }
+        #expect(buffer.append(batch) == 2)
+        #expect(buffer.droppedCount == 2)
+        var seen: [UInt8] = []
+        for _ in 0..<3 { if let message = await buffer.next() { seen.append(message.payload[0]) } }
+        #expect(seen == [0, 1, 2])
+
+        async let parked = buffer.next()
+        try? await Task.sleep(for: .milliseconds(20))
+        buffer.append([MQTTMessage(topic: "t", payload: Data([9]))])
+        #expect(await parked?.payload == Data([9]))
+
+        buffer.append([MQTTMessage(topic: "t", payload: Data([7]))])
+        buffer.finish()
+        #expect(await buffer.next()?.payload == Data([7]), "what was queued before finish is still delivered")
+        #expect(await buffer.next() == nil)
+    }
+
+    @Test("cancelling a waiting consumer ends the buffer")
+    func bufferCancellation() async {
+        let buffer = MessageBuffer(capacity: 3)
+        let consumer = Task { await buffer.next() }
+        try? await Task.sleep(for: .milliseconds(20))
+        consumer.cancel()
+        #expect(await consumer.value == nil)
+        #expect(buffer.append([MQTTMessage(topic: "t", payload: Data())]) == 0)
+        #expect(await buffer.next() == nil)
+    }
+}

@@ -1,0 +1,104 @@
+package import Foundation
+
+/// Runs one of the project's scripts and returns its last line of output; throws with its output
+/// when it fails.
+package func runScript(_ script: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> String {
+    let environment = try TestEnvironment.current()
+    let outputURL = environment.scratch.appendingPathComponent("script-\(UUID().uuidString).log")
+    defer { try? FileManager.default.removeItem(at: outputURL) }
+    let process = try ChildProcess(
+        executable: environment.repository.appendingPathComponent("scripts/\(script)").path,
+        arguments: arguments,
+        environment: ProcessInfo.processInfo.environment.merging(extra) { $1 },
+        outputFile: outputURL
+    )
+    let status = await process.waitForExit(timeout: .seconds(60))
+    let text = process.output
+    guard status == 0 else {
+        throw ScriptFailure(script: script, status: status ?? -1, output: text)
+    }
+    return text.split(separator: "\n").last.map(String.init) ?? ""
+}
+
+package struct ScriptFailure: Error, CustomStringConvertible {
+    var script: String
+    var status: Int32
+    var output: String
+    package var description: String { "scripts/\(script) exited \(status):\n\(output)" }
+}
+
+/// A private Mosquitto for a test that stops and restarts its broker, started by
+/// `scripts/mosquitto-instance` like the shared one. Stop it at the end of the test (`scripts/test`
+/// stops whatever is left in its scratch folder).
+package final class PrivateBroker: Sendable {
+    package let directory: URL
+    package let port: Int
+    package var url: String { "mqtt://127.0.0.1:\(port)" }
+
+    private init(directory: URL, port: Int) {
+        self.directory = directory
+        self.port = port
+    }
+
+    package static func start() async throws -> PrivateBroker {
+        let broker = PrivateBroker(directory: try TestEnvironment.current().makeScratchDirectory("mosquitto"), port: try freePort())
+        try await broker.start()
+        return broker
+    }
+
+    package func start() async throws { _ = try await runScript("mosquitto-instance", ["start", directory.path, "\(port)"]) }
+    package func stop() async throws { _ = try await runScript("mosquitto-instance", ["stop", directory.path]) }
+}
+
+/// A private PostgreSQL cluster for a test that stops and restarts its database, started by
+/// `scripts/postgres-instance` like the shared one.
+package final class PrivateDatabase: Sendable {
+    package let directory: URL
+    package let port: Int
+    package let url: String
+
+    private init(directory: URL, port: Int) {
+        self.directory = directory
+        self.port = port
+        self.url = "postgres://modelfleet@127.0.0.1:\(port)/modelfleet"
+    }
+
+    package static func start() async throws -> PrivateDatabase {
+        let directory = try TestEnvironment.current().makeScratchDirectory("postgres").appendingPathComponent("data")
+        let database = PrivateDatabase(directory: directory, port: try freePort())
+        try await database.start()
+        return database
+    }
+
+    package func start() async throws {
+        _ = try await runScript("postgres-instance", ["start", directory.path, "\(port)"], environment: ["MODELFLEET_PG_NO_FSYNC": "1"])
+    }
+
+    package func stop() async throws { _ = try await runScript("postgres-instance", ["stop", directory.path]) }
+}
+
+/// Runs `body` with a private broker that is stopped afterwards, whatever happens.
+package func withPrivateBroker<T: Sendable>(_ body: (PrivateBroker) async throws -> T) async throws -> T {
+    let broker = try await PrivateBroker.start()
+    do {
+        let result = try await body(broker)
+        try await broker.stop()
+        return result
+    } catch {
+        try? await broker.stop()
+        throw error
+    }
+}
+
+/// Runs `body` with a private PostgreSQL cluster that is stopped afterwards, whatever happens.
+package func withPrivateDatabase<T: Sendable>(_ body: (PrivateDatabase) async throws -> T) async throws -> T {
+    let database = try await PrivateDatabase.start()
+    do {
+        let result = try await body(database)
+        try await database.stop()
+        return result
+    } catch {
+        try? await database.stop()
+        throw error
+    }
+}

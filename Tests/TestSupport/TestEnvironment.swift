@@ -1,0 +1,71 @@
+package import Foundation
+
+/// What `scripts/test` hands the tests: the shared broker and database it started, where the
+/// built executables are, and a scratch folder. Tests that need these fail with a message saying
+/// to run `scripts/test` when they are missing, rather than pass without testing anything.
+package struct TestEnvironment: Sendable {
+    package var mqttURL: String
+    package var databaseURL: String
+    package var binDirectory: URL
+    package var repository: URL
+    package var scratch: URL
+
+    package struct Missing: Error, CustomStringConvertible {
+        var variable: String
+        package var description: String { "\(variable) is not set: run the tests with scripts/test, which starts the broker and database they use" }
+    }
+
+    package static func current() throws -> TestEnvironment {
+        let environment = ProcessInfo.processInfo.environment
+        func value(_ name: String) throws -> String {
+            guard let value = environment[name], !value.isEmpty else { throw Missing(variable: name) }
+            return value
+        }
+        return TestEnvironment(
+            mqttURL: try value("MODELFLEET_TEST_MQTT_URL"),
+            databaseURL: try value("MODELFLEET_TEST_DATABASE_URL"),
+            binDirectory: URL(fileURLWithPath: try value("MODELFLEET_BIN_DIR")),
+            repository: URL(fileURLWithPath: try value("MODELFLEET_REPO")),
+            scratch: URL(fileURLWithPath: try value("MODELFLEET_TEST_TMPDIR"))
+        )
+    }
+
+    /// A new folder under the scratch folder, readable by the `postgres` user.
+    package func makeScratchDirectory(_ name: String) throws -> URL {
+        let url = scratch.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        return url
+    }
+}
+
+/// A name no other test uses, for topics, client ids and schemas, so that tests run in parallel.
+package func uniqueName(_ prefix: String) -> String {
+    "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// A TCP port nobody listens on right now, from the kernel.
+package func freePort() throws -> Int {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard socket >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+package func eventually(timeout: Duration = .seconds(10), interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}
