@@ -110,6 +110,6 @@ let package = Package(
             dependencies: ["ServiceRuntime", "TestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT"], swiftSettings: swiftSettings),
+        .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT", "FleetContract"], swiftSettings: swiftSettings),
     ]
 )

@@ -76,7 +76,24 @@ package struct MigrationRunner: Sendable {
     package func migrate(on client: PostgresClient) async throws -> [Int] {
         let schema = self.schema
         let logger = self.logger
-        let applied = try await client.withTransaction(logger: logger) { connection -> [Int] in
+        let applied: [Int]
+        do {
+            applied = try await apply(schema, on: client, logger: logger)
+        } catch let error as PostgresTransactionError {
+            // The transaction wrapper is noise to callers: what failed is the closure, or else
+            // BEGIN / COMMIT / ROLLBACK themselves.
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        }
+        if applied.isEmpty {
+            logger.info("database schema is up to date", metadata: ["schema": "\(schema.name)", "migrations": "\(schema.migrations.count)"])
+        } else {
+            logger.notice("applied database migrations", metadata: ["schema": "\(schema.name)", "versions": "\(applied)"])
+        }
+        return applied
+    }
+
+    private func apply(_ schema: DatabaseSchema, on client: PostgresClient, logger: Logger) async throws -> [Int] {
+        try await client.withTransaction(logger: logger) { connection -> [Int] in
             // The name is checked by `isValidIdentifier`; identifiers cannot be bound parameters.
             let name = schema.name
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("modelfleet.migrate." + name)))", logger: logger)
@@ -120,12 +137,6 @@ package struct MigrationRunner: Sendable {
             }
             return appliedNow
         }
-        if applied.isEmpty {
-            logger.info("database schema is up to date", metadata: ["schema": "\(schema.name)", "migrations": "\(schema.migrations.count)"])
-        } else {
-            logger.notice("applied database migrations", metadata: ["schema": "\(schema.name)", "versions": "\(applied)"])
-        }
-        return applied
     }
 
     static func isValidIdentifier(_ name: String) -> Bool {

@@ -1,0 +1,122 @@
+import Foundation
+
+/// A service executable from the build, started for a test with its own HTTP port.
+package final class ServiceProcess: Sendable {
+    package let name: String
+    package let port: Int
+    package let process: ChildProcess
+
+    /// Starts `name` (e.g. `registry`) from `MODELFLEET_BIN_DIR` with the test broker and
+    /// database unless `environment` says otherwise.
+    package init(_ name: String, environment extra: [String: String] = [:]) throws {
+        let environment = try TestEnvironment.current()
+        self.name = name
+        self.port = try freePort()
+        var variables = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "MODELFLEET_MQTT_URL": environment.mqttURL,
+            "MODELFLEET_DATABASE_URL": environment.databaseURL,
+            "MODELFLEET_HTTP_PORT": "\(port)",
+            "MODELFLEET_LOG_LEVEL": "info",
+        ]
+        variables.merge(extra) { $1 }
+        let output = environment.scratch.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
+        process = try ChildProcess(
+            executable: environment.binDirectory.appendingPathComponent(name).path,
+            arguments: [],
+            environment: variables,
+            outputFile: output
+        )
+    }
+
+    /// GET `path` on the service.
+    package func get(_ path: String) async throws -> HTTPResult {
+        try await httpGet(port: port, path: path)
+    }
+
+    /// Waits until `/health` answers; throws with the service's output if it does not.
+    package func waitUntilAlive(timeout: Duration = .seconds(20)) async throws {
+        let alive = await eventually(timeout: timeout) { (try? await get("/health").status) == 200 || !process.isRunning }
+        guard alive, process.isRunning else {
+            throw ServiceDidNotStart(name: name, output: process.output)
+        }
+    }
+
+    /// Waits until `/ready` answers 200.
+    package func waitUntilReady(timeout: Duration = .seconds(20)) async throws {
+        guard await eventually(timeout: timeout, { (try? await get("/ready").status) == 200 }) else {
+            throw ServiceDidNotStart(name: name, output: process.output)
+        }
+    }
+}
+
+package struct ServiceDidNotStart: Error, CustomStringConvertible {
+    var name: String
+    var output: String
+    package var description: String { "\(name) did not come up; its output:\n\(output)" }
+}
+
+package struct HTTPResult: Sendable {
+    package var status: Int
+    package var headers: [String: String]
+    package var body: String
+
+    package var json: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+    }
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 with `Connection: close`, enough for the operations
+/// endpoints. It stops reading at the end of the body, not at the end of the connection.
+package func httpGet(port: Int, path: String) async throws -> HTTPResult {
+    try await Task.detached {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        guard write(fd, request, request.count) == request.count else { throw POSIXError(.EPIPE) }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while !isComplete(response) {
+            let count = read(fd, &chunk, chunk.count)
+            if count <= 0 { break }
+            response += chunk[0..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { throw POSIXError(.EBADMSG) }
+        let head = text[..<split.lowerBound].split(separator: "\r\n")
+        guard let statusLine = head.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else {
+            throw POSIXError(.EBADMSG)
+        }
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            if let colon = line.firstIndex(of: ":") {
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return HTTPResult(status: status, headers: headers, body: String(text[split.upperBound...]))
+    }.value
+}
+
+/// Whether `response` holds the whole head and as many body bytes as its Content-Length says.
+private func isComplete(_ response: [UInt8]) -> Bool {
+    let separator: [UInt8] = [13, 10, 13, 10]
+    guard response.count >= 4, let end = (0...(response.count - 4)).first(where: { Array(response[$0..<$0 + 4]) == separator }) else {
+        return false
+    }
+    let head = String(decoding: response[..<end], as: UTF8.self).lowercased()
+    guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+        let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+    else { return false }
+    return response.count - (end + 4) >= length
+}
