@@ -1,12 +1,12 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
-/// One set of compiler settings for every target: Swift 6 language mode (strict concurrency) is the
-/// tools-version default; warnings are kept at zero by review, and `scripts/test` builds with
-/// `-warnings-as-errors` so a new one fails CI.
+/// One set of compiler settings for every target of ours: Swift 6 language mode (strict
+/// concurrency) is the tools-version default, and every warning is an error so that none lands.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(
@@ -79,7 +79,8 @@ let package = Package(
         .executableTarget(name: "Registry", dependencies: ["ServiceRuntime"], path: "Services/Registry", swiftSettings: swiftSettings),
         .executableTarget(name: "Orchestrator", dependencies: ["ServiceRuntime"], path: "Services/Orchestrator", swiftSettings: swiftSettings),
         .executableTarget(name: "Autoscaler", dependencies: ["ServiceRuntime"], path: "Services/Autoscaler", swiftSettings: swiftSettings),
-        .executableTarget(name: "MetricsAggregator", dependencies: ["ServiceRuntime"], path: "Services/MetricsAggregator", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "MetricsAggregator", dependencies: ["ServiceRuntime"], path: "Services/MetricsAggregator", swiftSettings: swiftSettings),
         .executableTarget(name: "DeviceGateway", dependencies: ["ServiceRuntime"], path: "Services/DeviceGateway", swiftSettings: swiftSettings),
 
         // MARK: Benchmarks

@@ -9,5 +9,6 @@ enum OrchestratorMain {
 }
 
 extension ServiceDescriptor {
-    static let orchestrator = ServiceDescriptor(name: "orchestrator", defaultHTTPPort: 8082, schema: DatabaseSchema(name: "orchestrator", migrations: []))
+    static let orchestrator = ServiceDescriptor(
+        name: "orchestrator", defaultHTTPPort: 8082, schema: DatabaseSchema(name: "orchestrator", migrations: []))
 }

@@ -302,7 +302,8 @@ extension MQTTClient {
             guard wasConnected else { return }
             // libmosquitto sends its queue in order, so the farewell leaves before the DISCONNECT.
             if let farewell = configuration.farewell?() {
-                _ = try? mosquitto.publish(topic: farewell.topic, payload: farewell.payload, qos: farewell.qos, retain: farewell.retain, properties: farewell.properties)
+                _ = try? mosquitto.publish(
+                    topic: farewell.topic, payload: farewell.payload, qos: farewell.qos, retain: farewell.retain, properties: farewell.properties)
             }
             mosquitto.disconnect()
         }
@@ -366,7 +367,9 @@ extension MQTTClient {
             if wasConnected {
                 logger.warning("lost the MQTT connection; reconnecting", metadata: ["reason": "\(reason)"])
             } else if changed {
-                logger.warning("cannot reach the MQTT broker; retrying", metadata: ["reason": "\(reason)", "broker": "\(configuration.host):\(configuration.port)"])
+                logger.warning(
+                    "cannot reach the MQTT broker; retrying",
+                    metadata: ["reason": "\(reason)", "broker": "\(configuration.host):\(configuration.port)"])
             }
         }
 
@@ -472,7 +475,8 @@ extension MQTTClient {
             guard let waiter else { return }
             // Reason codes from 0x80 are failures; below (e.g. 0x10, no matching subscribers) are successes.
             if reasonCode >= 0x80 {
-                waiter.resume(throwing: MQTTError.refusedByBroker(operation: "publish", reasonCode: reasonCode, reason: Mosquitto.describeReason(reasonCode)))
+                waiter.resume(
+                    throwing: MQTTError.refusedByBroker(operation: "publish", reasonCode: reasonCode, reason: Mosquitto.describeReason(reasonCode)))
             } else {
                 waiter.resume()
             }
@@ -551,7 +555,8 @@ extension MQTTClient {
             if granted < 0x80 {
                 for waiter in waiters { waiter.resume() }
             } else {
-                let error = MQTTError.refusedByBroker(operation: "subscribe to \(filter ?? "?")", reasonCode: granted, reason: Mosquitto.describeReason(granted))
+                let error = MQTTError.refusedByBroker(
+                    operation: "subscribe to \(filter ?? "?")", reasonCode: granted, reason: Mosquitto.describeReason(granted))
                 logger.error("subscription refused", metadata: ["filter": "\(filter ?? "?")", "reason": "\(error)"])
                 for waiter in waiters { waiter.resume(throwing: error) }
             }
@@ -614,7 +619,8 @@ extension MQTTClient {
                 entry.buffers[0] = buffer
                 state.filters[filter] = entry
                 state.filterByID[entry.id] = filter
-                if state.connection.isConnected, let messageID = try? mosquitto.subscribe(filter: filter, qos: .atLeastOnce, subscriptionID: entry.id) {
+                if state.connection.isConnected, let messageID = try? mosquitto.subscribe(filter: filter, qos: .atLeastOnce, subscriptionID: entry.id)
+                {
                     state.subackRoutes[messageID] = filter
                 }
             }
@@ -701,14 +707,17 @@ extension MQTTClient {
                 }
                 if let birth = configuration.birth?() {
                     // No one waits for its acknowledgement; `mosquittoDidPublish` ignores unknown ids.
-                    _ = try? mosquitto.publish(topic: birth.topic, payload: birth.payload, qos: birth.qos, retain: birth.retain, properties: birth.properties)
+                    _ = try? mosquitto.publish(
+                        topic: birth.topic, payload: birth.payload, qos: birth.qos, retain: birth.retain, properties: birth.properties)
                 }
                 defer { state.connectWaiters = [:] }
                 return Array(state.connectWaiters.values)
             }
             connectsCounter.increment()
             connectedGauge.record(1)
-            logger.info("connected to the MQTT broker", metadata: ["broker": "\(configuration.host):\(configuration.port)", "session_present": "\(sessionPresent)"])
+            logger.info(
+                "connected to the MQTT broker",
+                metadata: ["broker": "\(configuration.host):\(configuration.port)", "session_present": "\(sessionPresent)"])
             for waiter in waiters { waiter.resume() }
         }
 

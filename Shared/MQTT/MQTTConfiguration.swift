@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 
 /// Everything needed to connect one MQTT client. Build it from a URL with
 /// ``init(url:clientID:)`` and adjust the rest.

@@ -236,7 +236,9 @@ final class Mosquitto: @unchecked Sendable {
         while true {
             var name: UnsafeMutablePointer<CChar>?
             var value: UnsafeMutablePointer<CChar>?
-            guard let found = mosquitto_property_read_string_pair(cursor, Int32(MQTT_PROP_USER_PROPERTY.rawValue), &name, &value, skipFirst) else { break }
+            guard let found = mosquitto_property_read_string_pair(cursor, Int32(MQTT_PROP_USER_PROPERTY.rawValue), &name, &value, skipFirst) else {
+                break
+            }
             if let name, let value { result.properties.userProperties.append(MQTTUserProperty(String(cString: name), String(cString: value))) }
             free(name)
             free(value)

@@ -47,8 +47,10 @@ package enum MigrationError: Error, Sendable, Equatable, CustomStringConvertible
         switch self {
         case .invalidSchemaName(let name): "'\(name)' is not a valid schema name (lower-case letters, digits and _)"
         case .invalidVersions(let reason): "migration versions: \(reason)"
-        case .edited(let schema, let version, let name): "migration \(schema) \(version) (\(name)) was edited after it was applied; add a new migration instead"
-        case .unknownVersionApplied(let schema, let version): "the database has \(schema) migration \(version), which this build does not know: it is older than the database"
+        case .edited(let schema, let version, let name):
+            "migration \(schema) \(version) (\(name)) was edited after it was applied; add a new migration instead"
+        case .unknownVersionApplied(let schema, let version):
+            "the database has \(schema) migration \(version), which this build does not know: it is older than the database"
         }
     }
 }

@@ -1,9 +1,9 @@
+import FleetContract
 import Foundation
 package import Hummingbird
 package import Logging
-import Metrics
 package import MQTT
-import FleetContract
+import Metrics
 import PostgresNIO
 package import Prometheus
 package import ServiceLifecycle
@@ -89,10 +89,11 @@ package enum ServiceMain {
             let client = PostgresClient(configuration: databaseConfiguration, backgroundLogger: logger)
             let service = try DatabaseService(client: client, schema: schema, logger: logger)
             services += [client, service]
-            checks.append(ReadinessCheck(name: "database") {
-                let status = service.status
-                return (status == .reachable, status.description)
-            })
+            checks.append(
+                ReadinessCheck(name: "database") {
+                    let status = service.status
+                    return (status == .reachable, status.description)
+                })
             database = service
         }
 
@@ -152,7 +153,10 @@ package enum ServiceMain {
             )
             // Encoding a fixed struct of strings and dates cannot fail.
             let data = (try? Envelope(payload: payload).encoded()) ?? Data()
-            return MQTTOutgoingMessage(topic: topic, payload: data, qos: .atLeastOnce, retain: true, properties: MQTTProperties(contentType: "application/json"))
+            // An offline status expires after a day, so the retained statuses of instances that
+            // never come back (old pods, old PIDs) do not pile up on the broker.
+            let properties = MQTTProperties(contentType: "application/json", messageExpiryInterval: state == .offline ? 86_400 : nil)
+            return MQTTOutgoingMessage(topic: topic, payload: data, qos: .atLeastOnce, retain: true, properties: properties)
         }
         mqtt.lastWill = status(.offline, .connectionLost)
         mqtt.birth = { status(.online, .started) }

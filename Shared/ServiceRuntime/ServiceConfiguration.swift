@@ -1,9 +1,9 @@
+import FleetContract
 import Foundation
 package import Logging
 package import MQTT
-package import PostgresNIO
 import NIOSSL
-import FleetContract
+package import PostgresNIO
 
 /// A setting from the environment that cannot be used. The service prints it and exits at start.
 package struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -38,7 +38,9 @@ package struct ServiceConfiguration: Sendable {
     package static let defaultMQTTURL = "mqtt://127.0.0.1:1883"
     package static let defaultDatabaseURL = "postgres://modelfleet@127.0.0.1:5432/modelfleet"
 
-    package init(service: ServiceDescriptor, environment: [String: String], hostName: String = ProcessInfo.processInfo.hostName) throws(ConfigurationError) {
+    package init(
+        service: ServiceDescriptor, environment: [String: String], hostName: String = ProcessInfo.processInfo.hostName
+    ) throws(ConfigurationError) {
         let env = EnvironmentReader(environment)
         self.service = service.name
         let defaultInstance = "\(hostName.split(separator: ".").first.map(String.init) ?? "host")-\(getpid())"
@@ -64,7 +66,8 @@ package struct ServiceConfiguration: Sendable {
                 key: try env.readableFile("MODELFLEET_MQTT_KEY_FILE")
             )
             if (tlsFiles.certificate == nil) != (tlsFiles.key == nil) {
-                throw ConfigurationError(variable: "MODELFLEET_MQTT_CERT_FILE", reason: "a client certificate needs MODELFLEET_MQTT_KEY_FILE too, and the other way round")
+                throw ConfigurationError(
+                    variable: "MODELFLEET_MQTT_CERT_FILE", reason: "a client certificate needs MODELFLEET_MQTT_KEY_FILE too, and the other way round")
             }
             if tlsFiles.ca != nil || tlsFiles.certificate != nil {
                 guard mqtt.tls != nil else {

@@ -12,7 +12,9 @@ struct EnvelopeTests {
         #expect(Topic.repliesPrefix.path == "modelfleet/v1/replies")
     }
 
-    @Test("ids that would add a level or a wildcard are refused", arguments: ["", "a/b", "+", "#", "a b", "..", String(repeating: "x", count: 129), "é"])
+    @Test(
+        "ids that would add a level or a wildcard are refused",
+        arguments: ["", "a/b", "+", "#", "a b", "..", String(repeating: "x", count: 129), "é"])
     func badLevels(_ value: String) {
         #expect(throws: ContractError.self) { try TopicLevel(value) }
     }
@@ -35,15 +37,29 @@ struct EnvelopeTests {
         #expect(abs(decoded.sentAt.timeIntervalSince(sentAt)) < 0.001)
     }
 
-    @Test("decoding errors name the field", arguments: [
-        (#"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"2026-01-01T00:00:00Z"}"#, "payload"),
-        (#"{"schema_version":2,"type":"service.status"}"#, "schema_version"),
-        (#"{"schema_version":1,"type":"other.thing"}"#, "type"),
-        (#"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"yesterday","payload":{}}"#, "sent_at"),
-        (#"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"2026-01-01T00:00:00Z","payload":{"service":"r","instance":"i","state":"sleeping","reason":"started","version":"1","started_at":"2026-01-01T00:00:00Z"}}"#, "payload.state"),
-        (#"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"2026-01-01T00:00:00Z","payload":{"service":7}}"#, "payload.service"),
-        ("not json", "(root)"),
-    ])
+    @Test(
+        "decoding errors name the field",
+        arguments: [
+            (
+                #"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"2026-01-01T00:00:00Z"}"#,
+                "payload"
+            ),
+            (#"{"schema_version":2,"type":"service.status"}"#, "schema_version"),
+            (#"{"schema_version":1,"type":"other.thing"}"#, "type"),
+            (
+                #"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"yesterday","payload":{}}"#,
+                "sent_at"
+            ),
+            (
+                #"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"2026-01-01T00:00:00Z","payload":{"service":"r","instance":"i","state":"sleeping","reason":"started","version":"1","started_at":"2026-01-01T00:00:00Z"}}"#,
+                "payload.state"
+            ),
+            (
+                #"{"schema_version":1,"type":"service.status","message_id":"8A8E2C5E-3B8C-4C69-8B0B-6B4C0C1A9A11","sent_at":"2026-01-01T00:00:00Z","payload":{"service":7}}"#,
+                "payload.service"
+            ),
+            ("not json", "(root)"),
+        ])
     func decodingErrors(json: String, field: String) {
         #expect {
             _ = try Envelope<ServiceStatus>.decode(from: Data(json.utf8))

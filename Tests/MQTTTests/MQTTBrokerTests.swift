@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import MQTT
 
@@ -143,37 +143,37 @@ struct MQTTBrokerTests {
     @Test("a client reconnects after the broker restarts, resubscribes, and receives what comes after")
     func brokerRestart() async throws {
         try await withPrivateBroker { broker in
-        let topic = uniqueName("restart") + "/t"
-        try await withConnectedClient(testMQTTConfiguration("survivor", url: broker.url)) { client in
-            let subscription = try await client.subscribe(to: topic)
-            try await broker.stop()
-            #expect(await eventually { !client.connectionState.isConnected }, "the client notices the broker is gone")
-            if case .disconnected(let reason) = client.connectionState { #expect(!reason.isEmpty) }
-            try await broker.start()
-            #expect(await eventually { client.connectionState.isConnected }, "reconnected: \(client.connectionState)")
-            // The broker restarted without persistence: only a resubscription brings messages.
-            try await withConnectedClient(testMQTTConfiguration("after", url: broker.url)) { publisher in
-                let arrived = try await eventually(timeout: .seconds(5)) {
-                    try await publisher.publish(topic, payload: Data("after restart".utf8), qos: .atLeastOnce)
-                    return !subscription.drainAvailable().isEmpty
+            let topic = uniqueName("restart") + "/t"
+            try await withConnectedClient(testMQTTConfiguration("survivor", url: broker.url)) { client in
+                let subscription = try await client.subscribe(to: topic)
+                try await broker.stop()
+                #expect(await eventually { !client.connectionState.isConnected }, "the client notices the broker is gone")
+                if case .disconnected(let reason) = client.connectionState { #expect(!reason.isEmpty) }
+                try await broker.start()
+                #expect(await eventually { client.connectionState.isConnected }, "reconnected: \(client.connectionState)")
+                // The broker restarted without persistence: only a resubscription brings messages.
+                try await withConnectedClient(testMQTTConfiguration("after", url: broker.url)) { publisher in
+                    let arrived = try await eventually(timeout: .seconds(5)) {
+                        try await publisher.publish(topic, payload: Data("after restart".utf8), qos: .atLeastOnce)
+                        return !subscription.drainAvailable().isEmpty
+                    }
+                    #expect(arrived)
                 }
-                #expect(arrived)
             }
-        }
         }
     }
 
     @Test("a client started before the broker connects once the broker is up")
     func brokerNotUpYet() async throws {
         try await withPrivateBroker { broker in
-        try await broker.stop()
-        let client = try MQTTClient(configuration: testMQTTConfiguration("early", url: broker.url), logger: testLogger("early"))
-        try await withRunning(client) {
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(!client.connectionState.isConnected)
-            try await broker.start()
-            try await client.waitUntilConnected(timeout: .seconds(10))
-        }
+            try await broker.stop()
+            let client = try MQTTClient(configuration: testMQTTConfiguration("early", url: broker.url), logger: testLogger("early"))
+            try await withRunning(client) {
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(!client.connectionState.isConnected)
+                try await broker.start()
+                try await client.waitUntilConnected(timeout: .seconds(10))
+            }
         }
     }
 

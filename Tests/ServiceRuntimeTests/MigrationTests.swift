@@ -1,7 +1,7 @@
 import Logging
 import PostgresNIO
-import Testing
 import TestSupport
+import Testing
 
 @testable import ServiceRuntime
 
@@ -10,11 +10,13 @@ import TestSupport
 struct MigrationTests {
     private func migrations(_ count: Int, table: String = "items") -> [Migration] {
         (1...count).map { version in
-            Migration(version: version, name: "step \(version)", statements: [
-                version == 1
-                    ? "CREATE TABLE \(table) (id integer PRIMARY KEY)"
-                    : "ALTER TABLE \(table) ADD COLUMN c\(version) text"
-            ])
+            Migration(
+                version: version, name: "step \(version)",
+                statements: [
+                    version == 1
+                        ? "CREATE TABLE \(table) (id integer PRIMARY KEY)"
+                        : "ALTER TABLE \(table) ADD COLUMN c\(version) text"
+                ])
         }
     }
 
@@ -22,16 +24,19 @@ struct MigrationTests {
         let configuration = try ServiceConfiguration.parseDatabaseURL(TestEnvironment.current().databaseURL + "?sslmode=disable")
         let client = PostgresClient(configuration: configuration, backgroundLogger: testLogger("postgres"))
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { await client.run(); return nil }
+            group.addTask {
+                await client.run(); return nil
+            }
             defer { group.cancelAll() }
             return try await body(client)
         }
     }
 
-
     private func appliedVersions(_ client: PostgresClient, schema: String) async throws -> [Int] {
         var versions: [Int] = []
-        for try await version in try await client.query("SELECT version FROM \(unescaped: schema).schema_migrations ORDER BY version").decode(Int.self) {
+        for try await version in try await client.query("SELECT version FROM \(unescaped: schema).schema_migrations ORDER BY version").decode(
+            Int.self)
+        {
             versions.append(version)
         }
         return versions
@@ -90,14 +95,16 @@ struct MigrationTests {
     func failingMigration() async throws {
         let name = uniqueName("fail")
         try await withClient { client in
-            let list = qualified(name, migrations(1)) + [
-                Migration(version: 2, name: "good", statements: ["ALTER TABLE \(name).items ADD COLUMN c2 text"]),
-                Migration(version: 3, name: "bad", statements: ["ALTER TABLE \(name).nonexistent ADD COLUMN x text"]),
-            ]
+            let list =
+                qualified(name, migrations(1)) + [
+                    Migration(version: 2, name: "good", statements: ["ALTER TABLE \(name).items ADD COLUMN c2 text"]),
+                    Migration(version: 3, name: "bad", statements: ["ALTER TABLE \(name).nonexistent ADD COLUMN x text"]),
+                ]
             await #expect(throws: PSQLError.self) {
                 try await MigrationRunner(schema: DatabaseSchema(name: name, migrations: list), logger: testLogger("m")).migrate(on: client)
             }
-            let exists = try await client.query("SELECT count(*) FROM information_schema.schemata WHERE schema_name = \(name)").decode(Int.self).reduce(0, +)
+            let exists = try await client.query("SELECT count(*) FROM information_schema.schemata WHERE schema_name = \(name)").decode(Int.self)
+                .reduce(0, +)
             #expect(exists == 0, "not even the schema is left behind")
         }
     }
@@ -106,15 +113,19 @@ struct MigrationTests {
     func unknownVersion() async throws {
         let name = uniqueName("newer")
         try await withClient { client in
-            try await MigrationRunner(schema: DatabaseSchema(name: name, migrations: qualified(name, migrations(2))), logger: testLogger("m")).migrate(on: client)
+            try await MigrationRunner(schema: DatabaseSchema(name: name, migrations: qualified(name, migrations(2))), logger: testLogger("m"))
+                .migrate(on: client)
             await #expect(throws: MigrationError.unknownVersionApplied(schema: name, version: 2)) {
-                try await MigrationRunner(schema: DatabaseSchema(name: name, migrations: qualified(name, migrations(1))), logger: testLogger("m")).migrate(on: client)
+                try await MigrationRunner(schema: DatabaseSchema(name: name, migrations: qualified(name, migrations(1))), logger: testLogger("m"))
+                    .migrate(on: client)
             }
             try await client.query("DROP SCHEMA \(unescaped: name) CASCADE")
         }
     }
 
-    @Test("bad schema names and version lists are refused before touching the database", arguments: ["Registry", "1abc", "a-b", "", String(repeating: "a", count: 64)])
+    @Test(
+        "bad schema names and version lists are refused before touching the database",
+        arguments: ["Registry", "1abc", "a-b", "", String(repeating: "a", count: 64)])
     func badSchemaNames(_ name: String) {
         #expect(throws: MigrationError.self) { try MigrationRunner(schema: DatabaseSchema(name: name, migrations: []), logger: testLogger("m")) }
     }
@@ -123,7 +134,9 @@ struct MigrationTests {
     func badVersions() {
         for versions in [[2, 1], [1, 1], [0, 1]] {
             let list = versions.map { Migration(version: $0, name: "v\($0)", statements: ["SELECT 1"]) }
-            #expect(throws: MigrationError.self) { try MigrationRunner(schema: DatabaseSchema(name: "ok", migrations: list), logger: testLogger("m")) }
+            #expect(throws: MigrationError.self) {
+                try MigrationRunner(schema: DatabaseSchema(name: "ok", migrations: list), logger: testLogger("m"))
+            }
         }
     }
 

@@ -47,19 +47,21 @@ struct ServiceConfigurationTests {
         #expect(configuration.http.port == 8083)
     }
 
-    @Test("a bad value names its variable", arguments: [
-        ("MODELFLEET_HTTP_PORT", "eighty"),
-        ("MODELFLEET_HTTP_PORT", "70000"),
-        ("MODELFLEET_MQTT_URL", "http://broker"),
-        ("MODELFLEET_MQTT_URL", "mqtt://"),
-        ("MODELFLEET_DATABASE_URL", "postgres://db/fleet"),
-        ("MODELFLEET_DATABASE_URL", "postgres://u@db"),
-        ("MODELFLEET_DATABASE_URL", "postgres://u@db/fleet?sslmode=verify-full"),
-        ("MODELFLEET_DATABASE_URL", "mysql://u@db/fleet"),
-        ("MODELFLEET_LOG_LEVEL", "loud"),
-        ("MODELFLEET_INSTANCE_ID", "a/b"),
-        ("MODELFLEET_MQTT_CA_FILE", "/nonexistent/ca.pem"),
-    ])
+    @Test(
+        "a bad value names its variable",
+        arguments: [
+            ("MODELFLEET_HTTP_PORT", "eighty"),
+            ("MODELFLEET_HTTP_PORT", "70000"),
+            ("MODELFLEET_MQTT_URL", "http://broker"),
+            ("MODELFLEET_MQTT_URL", "mqtt://"),
+            ("MODELFLEET_DATABASE_URL", "postgres://db/fleet"),
+            ("MODELFLEET_DATABASE_URL", "postgres://u@db"),
+            ("MODELFLEET_DATABASE_URL", "postgres://u@db/fleet?sslmode=verify-full"),
+            ("MODELFLEET_DATABASE_URL", "mysql://u@db/fleet"),
+            ("MODELFLEET_LOG_LEVEL", "loud"),
+            ("MODELFLEET_INSTANCE_ID", "a/b"),
+            ("MODELFLEET_MQTT_CA_FILE", "/nonexistent/ca.pem"),
+        ])
     func badValues(variable: String, value: String) {
         #expect {
             _ = try ServiceConfiguration(service: withDatabase, environment: [variable: value])

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import FleetContract
 @testable import MQTT
@@ -134,11 +134,13 @@ struct ServiceProcessTests {
         }
     }
 
-    @Test("a bad setting stops the service at start with a message naming the variable", arguments: [
-        ("MODELFLEET_HTTP_PORT", "eighty"),
-        ("MODELFLEET_MQTT_URL", "http://nope"),
-        ("MODELFLEET_LOG_LEVEL", "loud"),
-    ])
+    @Test(
+        "a bad setting stops the service at start with a message naming the variable",
+        arguments: [
+            ("MODELFLEET_HTTP_PORT", "eighty"),
+            ("MODELFLEET_MQTT_URL", "http://nope"),
+            ("MODELFLEET_LOG_LEVEL", "loud"),
+        ])
     func badConfiguration(variable: String, value: String) async throws {
         let running = try ServiceProcess("registry", environment: [variable: value])
         let status = await running.process.waitForExit(timeout: .seconds(10))

@@ -61,7 +61,9 @@ package func freePort() throws -> Int {
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-package func eventually(timeout: Duration = .seconds(10), interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool) async rethrows -> Bool {
+package func eventually(
+    timeout: Duration = .seconds(10), interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
+) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
