@@ -193,6 +193,44 @@ struct MQTTBrokerTests {
         }
     }
 
+    @Test("mutual TLS: a client with the CA and its certificate connects and round-trips; one without is refused")
+    func mutualTLS() async throws {
+        try await withPrivateBroker(tls: true) { broker in
+            let files = broker.tlsDirectory
+            var configuration = try testMQTTConfiguration("tls", url: broker.url)
+            configuration.tls = MQTTConfiguration.TLS(
+                caFile: files.appendingPathComponent("ca.crt").path,
+                certificateFile: files.appendingPathComponent("client.crt").path,
+                keyFile: files.appendingPathComponent("client.key").path
+            )
+            let topic = uniqueName("tls") + "/t"
+            try await withConnectedClient(configuration) { client in
+                let subscription = try await client.subscribe(to: topic)
+                try await client.publish(topic, payload: Data("secret".utf8), qos: .atLeastOnce)
+                #expect(try await subscription.collect(1).first?.payloadString == "secret")
+            }
+
+            var withoutCertificate = try testMQTTConfiguration("tls-anon", url: broker.url)
+            withoutCertificate.tls = MQTTConfiguration.TLS(caFile: files.appendingPathComponent("ca.crt").path)
+            let refused = try MQTTClient(configuration: withoutCertificate, logger: testLogger("tls-anon"))
+            try await withRunning(refused) {
+                await #expect(throws: MQTTError.self) { try await refused.waitUntilConnected(timeout: .milliseconds(800)) }
+            }
+
+            var untrusted = try testMQTTConfiguration("tls-untrusted", url: broker.url)
+            untrusted.tls = MQTTConfiguration.TLS(
+                certificateFile: files.appendingPathComponent("client.crt").path,
+                keyFile: files.appendingPathComponent("client.key").path
+            )
+            let distrustful = try MQTTClient(configuration: untrusted, logger: testLogger("tls-untrusted"))
+            try await withRunning(distrustful) {
+                await #expect(throws: MQTTError.self, "the system store does not trust the test CA") {
+                    try await distrustful.waitUntilConnected(timeout: .milliseconds(800))
+                }
+            }
+        }
+    }
+
     @Test("QoS 1 messages published while a persistent-session client is away reach it when it returns")
     func persistentSession() async throws {
         let topic = uniqueName("persistent") + "/orders"

@@ -3,6 +3,7 @@ package import Logging
 package import MQTT
 
 /// Runs an MQTT client for the length of `body`, connected, then shuts it down.
+@discardableResult
 package func withConnectedClient<T: Sendable>(
     _ configuration: MQTTConfiguration,
     _ body: @Sendable (MQTTClient) async throws -> T
@@ -15,6 +16,7 @@ package func withConnectedClient<T: Sendable>(
 }
 
 /// Runs `client` (its `run()`) while `body` runs, then cancels it and waits until it has stopped.
+@discardableResult
 package func withRunning<T: Sendable>(_ client: MQTTClient, _ body: @Sendable () async throws -> T) async throws -> T {
     let runner = Task { try await client.run() }
     do {

@@ -33,20 +33,28 @@ package struct ScriptFailure: Error, CustomStringConvertible {
 package final class PrivateBroker: Sendable {
     package let directory: URL
     package let port: Int
-    package var url: String { "mqtt://127.0.0.1:\(port)" }
+    package var url: String { "\(tls ? "mqtts" : "mqtt")://127.0.0.1:\(port)" }
 
-    private init(directory: URL, port: Int) {
+    /// TLS with client certificates required; the test CA and certificates are in ``tlsDirectory``.
+    package let tls: Bool
+    package var tlsDirectory: URL { directory.appendingPathComponent("tls") }
+
+    private init(directory: URL, port: Int, tls: Bool) {
         self.directory = directory
         self.port = port
+        self.tls = tls
     }
 
-    package static func start() async throws -> PrivateBroker {
-        let broker = PrivateBroker(directory: try TestEnvironment.current().makeScratchDirectory("mosquitto"), port: try freePort())
+    package static func start(tls: Bool = false) async throws -> PrivateBroker {
+        let broker = PrivateBroker(directory: try TestEnvironment.current().makeScratchDirectory("mosquitto"), port: try freePort(), tls: tls)
         try await broker.start()
         return broker
     }
 
-    package func start() async throws { _ = try await runScript("mosquitto-instance", ["start", directory.path, "\(port)"]) }
+    package func start() async throws {
+        _ = try await runScript(
+            "mosquitto-instance", ["start", directory.path, "\(port)"], environment: ["MODELFLEET_MOSQUITTO_TLS": tls ? "1" : "0"])
+    }
     package func stop() async throws { _ = try await runScript("mosquitto-instance", ["stop", directory.path]) }
 }
 
@@ -78,8 +86,8 @@ package final class PrivateDatabase: Sendable {
 }
 
 /// Runs `body` with a private broker that is stopped afterwards, whatever happens.
-package func withPrivateBroker<T: Sendable>(_ body: (PrivateBroker) async throws -> T) async throws -> T {
-    let broker = try await PrivateBroker.start()
+package func withPrivateBroker<T: Sendable>(tls: Bool = false, _ body: (PrivateBroker) async throws -> T) async throws -> T {
+    let broker = try await PrivateBroker.start(tls: tls)
     do {
         let result = try await body(broker)
         try await broker.stop()
