@@ -294,18 +294,9 @@ extension MQTTClient {
             finishAfterShutdown()
         }
 
+        /// The network thread notices within one loop round (200 ms) and disconnects cleanly.
         private func requestStop() {
-            let wasConnected = state.withLock { state in
-                defer { state.stopRequested = true }
-                return state.connection.isConnected && !state.stopRequested
-            }
-            guard wasConnected else { return }
-            // libmosquitto sends its queue in order, so the farewell leaves before the DISCONNECT.
-            if let farewell = configuration.farewell?() {
-                _ = try? mosquitto.publish(
-                    topic: farewell.topic, payload: farewell.payload, qos: farewell.qos, retain: farewell.retain, properties: farewell.properties)
-            }
-            mosquitto.disconnect()
+            state.withLock { $0.stopRequested = true }
         }
 
         private var stopRequested: Bool { state.withLock { $0.stopRequested } }
@@ -323,18 +314,21 @@ extension MQTTClient {
                         keepAlive: configuration.keepAlive,
                         sessionExpiry: configuration.sessionExpiry
                     )
-                    var code: Int32 = 0
-                    while code == 0 {
-                        code = mosquitto.loop(timeout: .milliseconds(200))
+                    var outcome = Mosquitto.Outcome(code: 0, errno: 0)
+                    var disconnecting = false
+                    while outcome.succeeded {
+                        outcome = mosquitto.loop(timeout: .milliseconds(200))
                         if thread.pendingCount > 0 && mosquitto.bytesWaiting == 0 { flushReceived() }
-                        if code == 0 && stopRequested && !state.withLock({ $0.connection.isConnected }) {
-                            // A stop came before CONNACK: nobody will send DISCONNECT for us.
-                            mosquitto.disconnect()
+                        if outcome.succeeded && !disconnecting && stopRequested {
+                            // Here, on the network thread, so nothing else is reading the socket.
+                            let connected = state.withLock { $0.connection.isConnected }
+                            mosquitto.disconnectCleanly(farewell: connected ? configuration.farewell?() : nil)
+                            disconnecting = true
                         }
                     }
                     flushReceived()
                     if !stopRequested {
-                        markDisconnected(reason: Mosquitto.describe(code))
+                        markDisconnected(reason: outcome.description)
                     }
                 } catch {
                     markDisconnected(reason: "\(error)")
@@ -725,7 +719,7 @@ extension MQTTClient {
             if stopRequested {
                 state.withLock { $0.connection = .disconnected(reason: "shutting down") }
             } else {
-                markDisconnected(reason: reasonCode == 0 ? "disconnected" : Mosquitto.describe(reasonCode))
+                markDisconnected(reason: reasonCode == 0 ? "disconnected" : Mosquitto.describe(reasonCode, errno: 0))
             }
         }
 

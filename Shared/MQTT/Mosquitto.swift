@@ -85,13 +85,15 @@ final class Mosquitto: @unchecked Sendable {
     // MARK: Configuration (before the loop starts)
 
     func setCredentials(username: String?, password: String?) throws(MQTTError) {
-        try check(mosquitto_username_pw_set(handle, username, password), "mosquitto_username_pw_set")
+        let code = mosquitto_username_pw_set(handle, username, password)
+        try check(code, errno: cmosquitto_errno(), "mosquitto_username_pw_set")
     }
 
     func setTLS(_ tls: MQTTConfiguration.TLS) throws(MQTTError) {
         // Without a CA file, trust the system's certificate store.
         let caPath: String? = tls.caFile == nil ? "/etc/ssl/certs" : nil
-        try check(mosquitto_tls_set(handle, tls.caFile, caPath, tls.certificateFile, tls.keyFile, nil), "mosquitto_tls_set")
+        let code = mosquitto_tls_set(handle, tls.caFile, caPath, tls.certificateFile, tls.keyFile, nil)
+        try check(code, errno: cmosquitto_errno(), "mosquitto_tls_set")
     }
 
     func setWill(_ will: MQTTOutgoingMessage) throws(MQTTError) {
@@ -100,8 +102,9 @@ final class Mosquitto: @unchecked Sendable {
             mosquitto_will_set_v5(handle, will.topic, Int32(bytes.count), bytes.baseAddress, will.qos.rawValue, will.retain, list.pointer)
         }
         // On success libmosquitto owns the list; on failure it is still ours to free.
+        let error = cmosquitto_errno()
         if code == MOSQ_ERR_SUCCESS.rawValue { list.release() }
-        try check(code, "mosquitto_will_set_v5")
+        try check(code, errno: error, "mosquitto_will_set_v5")
     }
 
     // MARK: Connection (network thread)
@@ -114,17 +117,38 @@ final class Mosquitto: @unchecked Sendable {
             _ = mosquitto_property_add_int32(&list.pointer, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), seconds)
         }
         let code = mosquitto_connect_bind_v5(handle, host, Int32(port), Int32(keepAlive.components.seconds), nil, list.pointer)
-        try check(code, "connect to \(host):\(port)")
+        try check(code, errno: cmosquitto_errno(), "connect to \(host):\(port)")
+    }
+
+    /// libmosquitto's result code, with `errno` read right after the call (before any other code
+    /// could overwrite it), for `MOSQ_ERR_ERRNO`.
+    struct Outcome: Sendable {
+        var code: Int32
+        var errno: Int32
+
+        var succeeded: Bool { code == MOSQ_ERR_SUCCESS.rawValue }
+        var description: String { Mosquitto.describe(code, errno: errno) }
     }
 
     /// Runs one round of network work (read, write, keep-alive), waiting at most `timeout` for the socket.
-    /// Returns libmosquitto's code: `MOSQ_ERR_SUCCESS`, or why the connection is gone.
-    func loop(timeout: Duration) -> Int32 {
-        mosquitto_loop(handle, Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 1)
+    /// Fails when the connection is gone.
+    func loop(timeout: Duration) -> Outcome {
+        let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let code = mosquitto_loop(handle, milliseconds, 1)
+        return Outcome(code: code, errno: cmosquitto_errno())
     }
 
-    /// Sends DISCONNECT with reason 0 (normal), so the broker discards the last will.
-    func disconnect() {
+    /// Publishes the farewell (if any) and sends DISCONNECT with reason 0, so that the broker
+    /// discards the last will. Call it on the network thread only, between loop rounds: it turns
+    /// threaded mode off so that both packets are written to the socket right here, in order,
+    /// instead of waiting in the queue for a loop round that a failing read could pre-empt
+    /// (libmosquitto then closes the socket without DISCONNECT, and the broker sends the will).
+    func disconnectCleanly(farewell: MQTTOutgoingMessage?) {
+        _ = mosquitto_threaded_set(handle, false)
+        if let farewell {
+            _ = try? publish(
+                topic: farewell.topic, payload: farewell.payload, qos: farewell.qos, retain: farewell.retain, properties: farewell.properties)
+        }
         _ = mosquitto_disconnect_v5(handle, 0, nil)
     }
 
@@ -145,7 +169,7 @@ final class Mosquitto: @unchecked Sendable {
         let code = payload.withUnsafeBytes { bytes in
             mosquitto_publish_v5(handle, &messageID, topic, Int32(bytes.count), bytes.baseAddress, qos.rawValue, retain, list.pointer)
         }
-        try check(code, "publish to \(topic)")
+        try check(code, errno: cmosquitto_errno(), "publish to \(topic)")
         return messageID
     }
 
@@ -155,22 +179,22 @@ final class Mosquitto: @unchecked Sendable {
         var list = PropertyList()
         _ = mosquitto_property_add_varint(&list.pointer, Int32(MQTT_PROP_SUBSCRIPTION_IDENTIFIER.rawValue), subscriptionID)
         var messageID: Int32 = 0
-        try check(mosquitto_subscribe_v5(handle, &messageID, filter, qos.rawValue, 0, list.pointer), "subscribe to \(filter)")
+        let code = mosquitto_subscribe_v5(handle, &messageID, filter, qos.rawValue, 0, list.pointer)
+        try check(code, errno: cmosquitto_errno(), "subscribe to \(filter)")
         return messageID
     }
 
     func unsubscribe(filter: String) throws(MQTTError) {
         var messageID: Int32 = 0
-        try check(mosquitto_unsubscribe_v5(handle, &messageID, filter, nil), "unsubscribe from \(filter)")
+        let code = mosquitto_unsubscribe_v5(handle, &messageID, filter, nil)
+        try check(code, errno: cmosquitto_errno(), "unsubscribe from \(filter)")
     }
 
     // MARK: Helpers
 
-    static func describe(_ code: Int32) -> String {
+    static func describe(_ code: Int32, errno: Int32) -> String {
         if code == MOSQ_ERR_ERRNO.rawValue {
-            // errno is read right after the failing call, on the same thread, before anything else
-            // can overwrite it.
-            return String(cString: strerror(cmosquitto_errno()))
+            return errno == 0 ? "system error" : String(cString: strerror(errno))
         }
         return String(cString: mosquitto_strerror(code))
     }
@@ -184,10 +208,11 @@ final class Mosquitto: @unchecked Sendable {
         return mosquitto_topic_matches_sub(filter, topic, &result) == MOSQ_ERR_SUCCESS.rawValue && result
     }
 
-    private func check(_ code: Int32, _ operation: String) throws(MQTTError) {
+    /// `errno` must be read by the caller right after the call that returned `code`.
+    private func check(_ code: Int32, errno: Int32, _ operation: @autoclosure () -> String) throws(MQTTError) {
         guard code == MOSQ_ERR_SUCCESS.rawValue else {
             if code == MOSQ_ERR_NO_CONN.rawValue { throw .notConnected }
-            throw .library(operation: operation, code: code, message: Mosquitto.describe(code))
+            throw .library(operation: operation(), code: code, message: Mosquitto.describe(code, errno: errno))
         }
     }
 
