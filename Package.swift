@@ -76,7 +76,19 @@ let package = Package(
 
         // MARK: Services (thin executables)
 
-        .executableTarget(name: "Registry", dependencies: ["ServiceRuntime"], path: "Services/Registry", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Registry",
+            dependencies: [
+                "ServiceRuntime", "FleetContract", "MQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Registry",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(name: "Orchestrator", dependencies: ["ServiceRuntime"], path: "Services/Orchestrator", swiftSettings: swiftSettings),
         .executableTarget(name: "Autoscaler", dependencies: ["ServiceRuntime"], path: "Services/Autoscaler", swiftSettings: swiftSettings),
         .executableTarget(
@@ -109,6 +121,11 @@ let package = Package(
         .testTarget(
             name: "ServiceRuntimeTests",
             dependencies: ["ServiceRuntime", "TestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RegistryTests",
+            dependencies: ["Registry", "TestSupport", "MQTT", "FleetContract"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT", "FleetContract"], swiftSettings: swiftSettings),

@@ -107,7 +107,7 @@ extension Envelope: Codable {
 
 extension ContractError {
     /// Turns a `DecodingError` into the path of the field and a reason a person can act on.
-    init(decodingError: DecodingError) {
+    package init(decodingError: DecodingError) {
         func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
             let keys = codingPath + (last.map { [$0] } ?? [])
             let rendered = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }

@@ -25,7 +25,7 @@ package struct Topic: Hashable, Sendable, CustomStringConvertible {
     /// Filter for the presence of every instance of every service.
     package static let allServiceStatuses = "\(root.path)/services/+/+/status"
 
-    private func appending(_ level: String) -> Topic { Topic("\(path)/\(level)") }
+    func appending(_ level: String) -> Topic { Topic("\(path)/\(level)") }
 }
 
 /// One level of a topic that comes from data (an id): 1–128 characters of letters, digits, `-`, `_`

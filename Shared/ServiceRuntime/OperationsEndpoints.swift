@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 package import Hummingbird
 package import Prometheus
 
@@ -66,14 +66,17 @@ package struct OperationsEndpoints: Sendable {
 package struct JSONResponse<Body: Encodable & Sendable>: ResponseGenerator {
     package var body: Body
     package var status: HTTPResponse.Status
+    /// Nil for the plain encoder (sorted keys); the APIs pass the contract's, for its date format.
+    package var encoder: JSONEncoder?
 
-    package init(_ body: Body, status: HTTPResponse.Status = .ok) {
+    package init(_ body: Body, status: HTTPResponse.Status = .ok, encoder: JSONEncoder? = nil) {
         self.body = body
         self.status = status
+        self.encoder = encoder
     }
 
     package func response(from request: Request, context: some RequestContext) throws -> Response {
-        let encoder = JSONEncoder()
+        let encoder = self.encoder ?? JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(body)
         return Response(

@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 
 /// A service executable from the build, started for a test with its own HTTP port.
 package final class ServiceProcess: Sendable {
@@ -31,7 +31,16 @@ package final class ServiceProcess: Sendable {
 
     /// GET `path` on the service.
     package func get(_ path: String) async throws -> HTTPResult {
-        try await httpGet(port: port, path: path)
+        try await httpRequest(port: port, method: "GET", path: path)
+    }
+
+    /// `method` on `path` with a JSON body (a string, or anything JSONSerialization takes).
+    package func send(_ method: String, _ path: String, json: Any? = nil) async throws -> HTTPResult {
+        let body: Data? = try json.map { value in
+            if let text = value as? String { return Data(text.utf8) }
+            return try JSONSerialization.data(withJSONObject: value)
+        }
+        return try await httpRequest(port: port, method: method, path: path, body: body)
     }
 
     /// Waits until `/health` answers; throws with the service's output if it does not.
@@ -64,11 +73,17 @@ package struct HTTPResult: Sendable {
     package var json: [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
     }
+
+    /// The `field` of an error body.
+    package var errorField: String? { (json?["error"] as? [String: Any])?["field"] as? String }
+    package var errorCode: String? { (json?["error"] as? [String: Any])?["code"] as? String }
+    /// The `items` of a page.
+    package var items: [[String: Any]] { json?["items"] as? [[String: Any]] ?? [] }
 }
 
-/// A plain HTTP/1.1 GET on 127.0.0.1 with `Connection: close`, enough for the operations
-/// endpoints. It stops reading at the end of the body, not at the end of the connection.
-package func httpGet(port: Int, path: String) async throws -> HTTPResult {
+/// A plain HTTP/1.1 request on 127.0.0.1 with `Connection: close`, enough for the services' APIs.
+/// It stops reading at the end of the body, not at the end of the connection.
+package func httpRequest(port: Int, method: String, path: String, body: Data? = nil) async throws -> HTTPResult {
     try await Task.detached {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EMFILE) }
@@ -83,7 +98,9 @@ package func httpGet(port: Int, path: String) async throws -> HTTPResult {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        var requestHead = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        if let body { requestHead += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        let request = Array((requestHead + "\r\n").utf8) + (body.map { Array($0) } ?? [])
         guard write(fd, request, request.count) == request.count else { throw POSIXError(.EPIPE) }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
@@ -115,6 +132,7 @@ private func isComplete(_ response: [UInt8]) -> Bool {
         return false
     }
     let head = String(decoding: response[..<end], as: UTF8.self).lowercased()
+    if head.hasPrefix("http/1.1 204") || head.hasPrefix("http/1.1 304") { return true }
     guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
         let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
     else { return false }

@@ -1,0 +1,244 @@
+import FleetContract
+import Foundation
+import Logging
+import MQTT
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+import ServiceRuntime
+
+/// What a hello or presence event did to the inventory.
+enum EventOutcome: String, Sendable {
+    case applied
+    /// Older than what is stored: ignored.
+    case stale
+    /// A presence event for an agent that never said hello.
+    case unknownAgent = "unknown_agent"
+}
+
+/// Applies the device gateway's agent events to the inventory: a hello registers or updates a
+/// server and reconciles its devices; a presence event sets it online or offline.
+struct InventoryUpdater: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// Devices added and devices newly gone, for the change events.
+    struct HelloResult: Sendable {
+        var outcome: EventOutcome
+        var added: [String] = []
+        var gone: [String] = []
+    }
+
+    func apply(_ hello: AgentHello) async throws -> HelloResult {
+        try await client.withTransaction(logger: logger) { connection -> HelloResult in
+            // Row lock on the server (when known) so that two gateways' copies of one hello serialise.
+            let previous = try await connection.query(
+                "SELECT hello_at FROM registry.servers WHERE id = \(hello.agentID) FOR UPDATE",
+                logger: logger
+            ).decode(Date.self).first(where: { _ in true })
+            if let previous, previous >= hello.observedAt { return HelloResult(outcome: .stale) }
+
+            try await connection.query(
+                "INSERT INTO registry.sites (id, name) VALUES (\(hello.site.id), \(hello.site.name)) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                logger: logger
+            )
+            let gpus = String(decoding: try ContractCoding.encoder.encode(hello.capacity.gpus), as: UTF8.self)
+            // A hello means the agent is connected: online, unless a newer presence event said otherwise.
+            try await connection.query(
+                """
+                INSERT INTO registry.servers (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines,
+                                              online, last_seen, hello_at, presence_at)
+                VALUES (\(hello.agentID), \(hello.site.id), \(hello.serverName), \(hello.agentVersion), \(hello.capacity.cpuCores),
+                        \(hello.capacity.memoryBytes), \(gpus)::jsonb, \(hello.supportsPipelines), true, \(hello.observedAt),
+                        \(hello.observedAt), \(hello.observedAt))
+                ON CONFLICT (id) DO UPDATE SET
+                    site_id = excluded.site_id, name = excluded.name, agent_version = excluded.agent_version,
+                    cpu_cores = excluded.cpu_cores, memory_bytes = excluded.memory_bytes, gpus = excluded.gpus,
+                    supports_pipelines = excluded.supports_pipelines, hello_at = excluded.hello_at,
+                    online = CASE WHEN registry.servers.presence_at IS NULL OR registry.servers.presence_at < excluded.hello_at
+                                  THEN true ELSE registry.servers.online END,
+                    last_seen = greatest(registry.servers.last_seen, excluded.last_seen),
+                    presence_at = greatest(registry.servers.presence_at, excluded.presence_at)
+                """,
+                logger: logger
+            )
+            var known: [String: Bool] = [:]
+            for try await (key, gone) in try await connection.query(
+                "SELECT key, gone FROM registry.devices WHERE server_id = \(hello.agentID)",
+                logger: logger
+            ).decode((String, Bool).self) {
+                known[key] = gone
+            }
+            var result = HelloResult(outcome: .applied)
+            let listed = Set(hello.devices.map(\.key))
+            for device in hello.devices {
+                // An operator's name for the device stays; the agent's name is only the first one.
+                try await connection.query(
+                    """
+                    INSERT INTO registry.devices (id, server_id, site_id, key, name, kind)
+                    VALUES (\(UUID()), \(hello.agentID), \(hello.site.id), \(device.key), \(device.name), \(device.kind))
+                    ON CONFLICT (server_id, key) DO UPDATE SET
+                        kind = excluded.kind, site_id = excluded.site_id, gone = false,
+                        updated_at = CASE WHEN registry.devices.gone THEN now() ELSE registry.devices.updated_at END
+                    """,
+                    logger: logger
+                )
+                if known[device.key] != false { result.added.append(device.key) }
+            }
+            for (key, gone) in known where !gone && !listed.contains(key) {
+                result.gone.append(key)
+            }
+            if !result.gone.isEmpty {
+                try await connection.query(
+                    "UPDATE registry.devices SET gone = true, updated_at = now() WHERE server_id = \(hello.agentID) AND key = ANY (\(result.gone))",
+                    logger: logger
+                )
+            }
+            return result
+        }
+    }
+
+    func apply(_ presence: AgentPresence) async throws -> EventOutcome {
+        let rows = try await client.query(
+            """
+            UPDATE registry.servers
+            SET online = \(presence.state == .online), presence_at = \(presence.observedAt),
+                last_seen = greatest(last_seen, \(presence.observedAt))
+            WHERE id = \(presence.agentID) AND (presence_at IS NULL OR presence_at < \(presence.observedAt))
+            RETURNING id
+            """,
+            logger: logger
+        )
+        if try await rows.decode(String.self).first(where: { _ in true }) != nil { return .applied }
+        let exists =
+            try await client.query("SELECT 1 FROM registry.servers WHERE id = \(presence.agentID)", logger: logger)
+            .decode(Int.self).first(where: { _ in true }) != nil
+        return exists ? .stale : .unknownAgent
+    }
+}
+
+/// Consumes the gateway's hello and presence events (shared between registry replicas) and
+/// publishes the registry's change events after each applied one.
+struct AgentEventConsumer: Service {
+    let mqtt: MQTTClient
+    let database: DatabaseService
+    let updater: InventoryUpdater
+    let events: RegistryEvents
+    let logger: Logger
+
+    func run() async throws {
+        await database.waitUntilMigrated()
+        let hellos = try await mqtt.subscribe(to: Topic.agentHelloEvents.shared(by: "registry"), qos: .atLeastOnce)
+        let presences = try await mqtt.subscribe(to: Topic.agentPresenceEvents.shared(by: "registry"), qos: .atLeastOnce)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { for await message in hellos { await handleHello(message) } }
+                group.addTask { for await message in presences { await handlePresence(message) } }
+            }
+        }
+    }
+
+    private func count(_ kind: String, _ outcome: String) {
+        Counter(label: "registry_agent_events_total", dimensions: [("kind", kind), ("outcome", outcome)]).increment()
+    }
+
+    func handleHello(_ message: MQTTMessage) async {
+        let hello: AgentHello
+        do {
+            hello = try validated(Envelope<AgentHello>.decode(from: message.payload).payload)
+        } catch {
+            count("hello", "malformed")
+            logger.warning("dropped a malformed agent hello", metadata: ["reason": "\(error)"])
+            return
+        }
+        do {
+            let result = try await updater.apply(hello)
+            count("hello", result.outcome.rawValue)
+            guard result.outcome == .applied else {
+                logger.info("ignored a stale agent hello", metadata: ["agent_id": "\(hello.agentID)"])
+                return
+            }
+            logger.info(
+                "agent hello applied",
+                metadata: [
+                    "agent_id": "\(hello.agentID)", "site": "\(hello.site.id)", "added": "\(result.added.count)", "gone": "\(result.gone.count)",
+                ]
+            )
+            await events.publish(RegistryChange(kind: .serverPresence, serverID: hello.agentID, online: true))
+            for key in result.added {
+                await events.publish(RegistryChange(kind: .deviceChanged, serverID: hello.agentID, deviceKey: key, change: "added"))
+            }
+            for key in result.gone {
+                await events.publish(RegistryChange(kind: .deviceChanged, serverID: hello.agentID, deviceKey: key, change: "gone"))
+            }
+        } catch {
+            count("hello", "failed")
+            logger.error("could not apply an agent hello", metadata: ["agent_id": "\(hello.agentID)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    func handlePresence(_ message: MQTTMessage) async {
+        let presence: AgentPresence
+        do {
+            presence = try Envelope<AgentPresence>.decode(from: message.payload).payload
+            _ = try Validate.identifier(presence.agentID, field: "payload.agent_id")
+        } catch {
+            count("presence", "malformed")
+            logger.warning("dropped a malformed agent presence event", metadata: ["reason": "\(error)"])
+            return
+        }
+        do {
+            let outcome = try await updater.apply(presence)
+            count("presence", outcome.rawValue)
+            if outcome == .applied {
+                await events.publish(RegistryChange(kind: .serverPresence, serverID: presence.agentID, online: presence.state == .online))
+            } else {
+                logger.info("ignored an agent presence event", metadata: ["agent_id": "\(presence.agentID)", "outcome": "\(outcome.rawValue)"])
+            }
+        } catch {
+            count("presence", "failed")
+            logger.error("could not apply a presence event", metadata: ["agent_id": "\(presence.agentID)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// Field checks an envelope cannot make: ids that become topic levels, sizes, duplicates.
+    private func validated(_ hello: AgentHello) throws -> AgentHello {
+        var hello = hello
+        _ = try Validate.identifier(hello.agentID, field: "payload.agent_id")
+        _ = try Validate.identifier(hello.site.id, field: "payload.site.id")
+        hello.site.name = try Validate.name(hello.site.name, field: "payload.site.name")
+        hello.serverName = try Validate.name(hello.serverName, field: "payload.server_name")
+        guard hello.capacity.cpuCores >= 0, hello.capacity.memoryBytes >= 0, hello.capacity.gpus.allSatisfy({ $0.count >= 0 }) else {
+            throw APIError.invalid(field: "payload.capacity", "must not be negative")
+        }
+        guard hello.devices.count <= 10_000 else { throw APIError.invalid(field: "payload.devices", "at most 10000 devices") }
+        guard Set(hello.devices.map(\.key)).count == hello.devices.count else {
+            throw APIError.invalid(field: "payload.devices", "device keys must be unique")
+        }
+        for (index, device) in hello.devices.enumerated() {
+            guard (1...128).contains(device.key.count) else {
+                throw APIError.invalid(field: "payload.devices[\(index)].key", "must be 1 to 128 characters")
+            }
+            hello.devices[index].name = try Validate.name(device.name, field: "payload.devices[\(index)].name")
+        }
+        return hello
+    }
+}
+
+/// Publishes the registry's change events. They are announcements after the fact (QoS 1, not
+/// retained); a consumer that needs the state asks the registry.
+struct RegistryEvents: Sendable {
+    let mqtt: MQTTClient
+    let logger: Logger
+
+    func publish(_ change: RegistryChange) async {
+        let topic = Topic.registryEvent(RegistryEventKind(rawValue: change.kind) ?? .deviceChanged).path
+        do {
+            try await mqtt.publish(
+                topic, payload: try Envelope(payload: change).encoded(), qos: .atLeastOnce,
+                properties: MQTTProperties(contentType: "application/json"))
+        } catch {
+            logger.warning("could not publish a registry event", metadata: ["kind": "\(change.kind)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import FleetContract
+import Foundation
+import Logging
+import MQTT
+import ServiceLifecycle
+import ServiceRuntime
+
+/// Answers other services' questions over MQTT 5 request/response (shared between replicas).
+///
+/// Requests and replies carry the JSON body directly (no envelope: the MQTT 5 correlation data
+/// already ties them together); a failure answers with the `error` user property.
+struct RegistryResponder: Service {
+    let mqtt: MQTTClient
+    let database: DatabaseService
+    let store: RegistryStore
+    let logger: Logger
+
+    /// `{"model_id": "…", "version": "1.2.0"}` or `{"model_name": "…", "version": "…"}`.
+    struct ModelVersionQuery: Decodable {
+        var modelID: UUID?
+        var modelName: String?
+        var version: String
+
+        enum CodingKeys: String, CodingKey {
+            case version
+            case modelID = "model_id"
+            case modelName = "model_name"
+        }
+    }
+
+    func run() async throws {
+        await database.waitUntilMigrated()
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    await serve(Topic.registryDeviceQuery) { request in
+                        let selection = try ContractCoding.decoder.decode(DeviceSelection.self, from: request.payload)
+                        // A selection answers with every device it matches, in pages kept internal.
+                        var devices: [Device] = []
+                        var after: Int64 = 0
+                        while true {
+                            let page = try await store.devices(selection, limit: 1_000, after: after)
+                            devices += page.items
+                            guard let next = page.nextCursor else { break }
+                            after = try Cursor.decode(next)
+                        }
+                        return try ContractCoding.encoder.encode(devices)
+                    }
+                }
+                group.addTask {
+                    await serve(Topic.registryModelVersionQuery) { request in
+                        let query = try ContractCoding.decoder.decode(ModelVersionQuery.self, from: request.payload)
+                        let found: ModelVersion?
+                        if let id = query.modelID {
+                            found = try await store.version(modelID: id, version: query.version)
+                        } else if let name = query.modelName {
+                            found = try await store.version(modelName: name, version: query.version)
+                        } else {
+                            throw APIError.invalid(field: "model_id", "give model_id or model_name")
+                        }
+                        guard let found else { throw APIError.notFound("no such model version: \(query.version)") }
+                        return try ContractCoding.encoder.encode(found)
+                    }
+                }
+            }
+        }
+    }
+
+    private func serve(_ topic: Topic, _ answer: @escaping @Sendable (MQTTMessage) async throws -> Data) async {
+        do {
+            try await mqtt.serveRequests(on: topic.shared(by: "registry")) { request in
+                do {
+                    return MQTTReply(payload: try await answer(request), contentType: "application/json")
+                } catch let error as DecodingError {
+                    throw ContractError(decodingError: error)
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.error("stopped serving requests", metadata: ["topic": "\(topic)", "error": "\(error)"])
+        }
+    }
+}
