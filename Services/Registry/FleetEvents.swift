@@ -71,20 +71,21 @@ struct InventoryUpdater: Sendable {
             }
             var result = HelloResult(outcome: .applied)
             let listed = Set(hello.devices.map(\.key))
-            for device in hello.devices {
-                // An operator's name for the device stays; the agent's name is only the first one.
-                try await connection.query(
-                    """
-                    INSERT INTO registry.devices (id, server_id, site_id, key, name, kind)
-                    VALUES (\(UUID()), \(hello.agentID), \(hello.site.id), \(device.key), \(device.name), \(device.kind))
-                    ON CONFLICT (server_id, key) DO UPDATE SET
-                        kind = excluded.kind, site_id = excluded.site_id, gone = false,
-                        updated_at = CASE WHEN registry.devices.gone THEN now() ELSE registry.devices.updated_at END
-                    """,
-                    logger: logger
-                )
-                if known[device.key] != false { result.added.append(device.key) }
-            }
+            // One statement for all devices: a hello with a thousand devices is one round trip.
+            // An operator's name for a device stays; the agent's name is only the first one.
+            try await connection.query(
+                """
+                INSERT INTO registry.devices (id, server_id, site_id, key, name, kind)
+                SELECT gen_random_uuid(), \(hello.agentID), \(hello.site.id), listed.key, listed.name, listed.kind
+                FROM unnest(\(hello.devices.map(\.key))::text[], \(hello.devices.map(\.name))::text[], \(hello.devices.map(\.kind))::text[])
+                     AS listed (key, name, kind)
+                ON CONFLICT (server_id, key) DO UPDATE SET
+                    kind = excluded.kind, site_id = excluded.site_id, gone = false,
+                    updated_at = CASE WHEN registry.devices.gone THEN now() ELSE registry.devices.updated_at END
+                """,
+                logger: logger
+            )
+            result.added = hello.devices.map(\.key).filter { known[$0] != false }
             for (key, gone) in known where !gone && !listed.contains(key) {
                 result.gone.append(key)
             }
