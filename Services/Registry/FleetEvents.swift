@@ -143,15 +143,21 @@ struct AgentEventConsumer: Service {
         Counter(label: "registry_agent_events_total", dimensions: [("kind", kind), ("outcome", outcome)]).increment()
     }
 
-    func handleHello(_ message: MQTTMessage) async {
-        let hello: AgentHello
+    /// The message's payload, checked; nil (dropped, logged and counted) when it is malformed.
+    private func decoded<Payload: ContractPayload>(
+        _ message: MQTTMessage, kind: String, check: (Payload) throws -> Payload
+    ) -> Payload? {
         do {
-            hello = try validated(Envelope<AgentHello>.decode(from: message.payload).payload)
+            return try check(Envelope<Payload>.decode(from: message.payload).payload)
         } catch {
-            count("hello", "malformed")
-            logger.warning("dropped a malformed agent hello", metadata: ["reason": "\(error)"])
-            return
+            count(kind, "malformed")
+            logger.warning("dropped a malformed agent event", metadata: ["kind": "\(kind)", "reason": "\(error)"])
+            return nil
         }
+    }
+
+    func handleHello(_ message: MQTTMessage) async {
+        guard let hello: AgentHello = decoded(message, kind: "hello", check: validated) else { return }
         do {
             let result = try await updater.apply(hello)
             count("hello", result.outcome.rawValue)
@@ -179,15 +185,11 @@ struct AgentEventConsumer: Service {
     }
 
     func handlePresence(_ message: MQTTMessage) async {
-        let presence: AgentPresence
-        do {
-            presence = try Envelope<AgentPresence>.decode(from: message.payload).payload
+        let presence: AgentPresence? = decoded(message, kind: "presence") { presence in
             _ = try Validate.identifier(presence.agentID, field: "payload.agent_id")
-        } catch {
-            count("presence", "malformed")
-            logger.warning("dropped a malformed agent presence event", metadata: ["reason": "\(error)"])
-            return
+            return presence
         }
+        guard let presence else { return }
         do {
             let outcome = try await updater.apply(presence)
             count("presence", outcome.rawValue)

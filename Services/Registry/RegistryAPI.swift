@@ -86,11 +86,13 @@ struct RegistryAPI: Sendable {
             guard let status = VersionStatus(rawValue: text) else { throw APIError.invalid(field: "status", "must be active or deprecated") }
             return status
         }
+        let label = try query.get("label").map { text throws(APIError) in try Validate.labels([text], field: "label")[0] }
+        let search = try query.get("q").map { text throws(APIError) in try Validate.text(text, field: "q", maximum: 128) }
         let page = try await store.listModels(
             task: task,
-            label: query.get("label"),
+            label: label,
             status: status,
-            search: query.get("q"),
+            search: search,
             limit: try Validate.limit(query.get("limit")),
             after: try Cursor.decode(query.get("cursor"))
         )
