@@ -128,7 +128,7 @@ struct AgentEventConsumer: Service {
     let logger: Logger
 
     func run() async throws {
-        await database.waitUntilMigrated()
+        try await database.waitUntilMigrated()
         let hellos = try await mqtt.subscribe(to: Topic.agentHelloEvents.shared(by: "registry"), qos: .atLeastOnce)
         let presences = try await mqtt.subscribe(to: Topic.agentPresenceEvents.shared(by: "registry"), qos: .atLeastOnce)
         await cancelWhenGracefulShutdown {

@@ -29,7 +29,7 @@ struct RegistryResponder: Service {
     }
 
     func run() async throws {
-        await database.waitUntilMigrated()
+        try await database.waitUntilMigrated()
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask {

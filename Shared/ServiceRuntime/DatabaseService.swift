@@ -30,7 +30,15 @@ package final class DatabaseService: Service, Sendable {
     private let logger: Logger
     private let probeInterval: Duration
     private let state = Mutex(Status.migrating(lastError: nil))
-    private let migratedWaiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+
+    /// Who waits for the migrations, and how they ended (nil while they run).
+    private struct MigrationWait {
+        var outcome: Result<Void, any Error>?
+        var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        var nextToken = 0
+    }
+
+    private let migration = Mutex(MigrationWait())
 
     package init(client: PostgresClient, schema: DatabaseSchema, logger: Logger, probeInterval: Duration = .seconds(1)) throws {
         self.client = client
@@ -42,29 +50,46 @@ package final class DatabaseService: Service, Sendable {
     package var status: Status { state.withLock { $0 } }
 
     package func run() async throws {
-        try await migrateWhenReachable()
-        let waiters = migratedWaiters.withLock { waiters in
-            defer { waiters = [] }
-            return waiters
+        do {
+            try await migrateWhenReachable()
+            finishMigration(.success(()))
+        } catch {
+            // Waiters must not hang on a service that is going down.
+            finishMigration(.failure(error))
+            throw error
         }
-        for waiter in waiters { waiter.resume() }
         // Graceful shutdown cancels the probing, so that a sleep between probes does not delay it.
         await cancelWhenGracefulShutdown { await self.probeUntilShutdown() }
     }
 
-    /// Returns once the schema is migrated; for services whose work needs their tables.
-    package func waitUntilMigrated() async {
-        if case .migrating = status {
-            await withCheckedContinuation { continuation in
-                let already = migratedWaiters.withLock { waiters in
-                    if case .migrating = state.withLock({ $0 }) {
-                        waiters.append(continuation)
-                        return false
-                    }
-                    return true
+    private func finishMigration(_ outcome: Result<Void, any Error>) {
+        let waiters = migration.withLock { wait in
+            wait.outcome = outcome
+            defer { wait.waiters = [:] }
+            return Array(wait.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(with: outcome) }
+    }
+
+    /// Returns once the schema is migrated, for services whose work needs their tables; throws
+    /// if the migrations failed or the waiting task is cancelled.
+    package func waitUntilMigrated() async throws {
+        let token = migration.withLock { wait in
+            wait.nextToken += 1
+            return wait.nextToken
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome: Result<Void, any Error>? = migration.withLock { wait in
+                    if let outcome = wait.outcome { return outcome }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    wait.waiters[token] = continuation
+                    return nil
                 }
-                if already { continuation.resume() }
+                if let outcome { continuation.resume(with: outcome) }
             }
+        } onCancel: {
+            migration.withLock { $0.waiters.removeValue(forKey: token) }?.resume(throwing: CancellationError())
         }
     }
 

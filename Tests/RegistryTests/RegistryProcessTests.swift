@@ -364,6 +364,25 @@ struct RegistryProcessTests {
         await stop(registry)
     }
 
+    @Test("a database migrated by a newer build stops the registry at start, exit 1, instead of running on it")
+    func newerDatabase() async throws {
+        try await withPrivateDatabase { database in
+            let first = try await startRegistry(["MODELFLEET_DATABASE_URL": database.url])
+            await stop(first)
+            let environment = try TestEnvironment.current()
+            let psql = try ChildProcess(
+                executable: "/usr/bin/psql",
+                arguments: [database.url, "-c", "INSERT INTO registry.schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')"],
+                environment: ProcessInfo.processInfo.environment,
+                outputFile: environment.scratch.appendingPathComponent("psql-\(UUID().uuidString).log")
+            )
+            #expect(await psql.waitForExit(timeout: .seconds(10)) == 0, "\(psql.output)")
+            let second = try ServiceProcess("registry", environment: ["MODELFLEET_DATABASE_URL": database.url])
+            #expect(await second.process.waitForExit(timeout: .seconds(15)) == 1)
+            #expect(second.process.output.contains("migration 99"), "\(second.process.output)")
+        }
+    }
+
     @Test("a restart keeps everything")
     func restart() async throws {
         let first = try await startRegistry()
