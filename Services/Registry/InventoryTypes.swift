@@ -142,3 +142,61 @@ struct DeviceSelection: Codable, Sendable {
         case groupIDs = "group_ids"
     }
 }
+
+extension Device {
+    /// The same JSON as `JSONEncoder` writes for a device (a missing group is left out), by hand:
+    /// device pages are the registry's hottest answer.
+    func write(to json: inout JSONWriter) {
+        json.raw("{\"id\":")
+        json.string(id.uuidString)
+        json.raw(",\"server_id\":")
+        json.string(serverID)
+        json.raw(",\"site_id\":")
+        json.string(siteID)
+        json.raw(",\"key\":")
+        json.string(key)
+        json.raw(",\"name\":")
+        json.string(name)
+        json.raw(",\"kind\":")
+        json.string(kind)
+        json.raw(",\"enabled\":")
+        json.bool(enabled)
+        json.raw(",\"gone\":")
+        json.bool(gone)
+        if let groupID {
+            json.raw(",\"group_id\":")
+            json.string(groupID.uuidString)
+        }
+        json.raw(",\"labels\":")
+        json.strings(labels)
+        json.raw(",\"reachable\":")
+        json.bool(reachable)
+        json.raw(",\"supports_pipelines\":")
+        json.bool(supportsPipelines)
+        json.raw("}")
+    }
+
+    var json: [UInt8] {
+        var writer = JSONWriter(capacity: 320)
+        write(to: &writer)
+        return writer.bytes
+    }
+}
+
+extension Page<Device> {
+    var json: [UInt8] {
+        var writer = JSONWriter(capacity: 64 + items.count * 320)
+        writer.raw("{\"items\":[")
+        for (index, device) in items.enumerated() {
+            if index > 0 { writer.raw(",") }
+            device.write(to: &writer)
+        }
+        writer.raw("]")
+        if let nextCursor {
+            writer.raw(",\"next_cursor\":")
+            writer.string(nextCursor)
+        }
+        writer.raw("}")
+        return writer.bytes
+    }
+}

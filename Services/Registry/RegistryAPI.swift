@@ -245,7 +245,7 @@ struct RegistryAPI: Sendable {
         selection.enabled = try Validate.bool(query.get("enabled"), field: "enabled")
         selection.online = try Validate.bool(query.get("online"), field: "online")
         let page = try await store.devices(selection, limit: try Validate.limit(query.get("limit")), after: try Cursor.decode(query.get("cursor")))
-        return try respond(page, .ok, request, context)
+        return respondJSON(page.json)
     }
 
     private func deviceID(_ context: BasicRequestContext) throws -> UUID {
@@ -255,7 +255,7 @@ struct RegistryAPI: Sendable {
     func getDevice(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try deviceID(context)
         guard let device = try await store.device(id: id) else { throw APIError.notFound("no device \(id)") }
-        return try respond(device, .ok, request, context)
+        return respondJSON(device.json)
     }
 
     func updateDevice(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -264,6 +264,11 @@ struct RegistryAPI: Sendable {
         guard let device = try await store.updateDevice(id: id, update) else { throw APIError.notFound("no device \(id)") }
         await events.publish(RegistryChange(kind: .deviceChanged, serverID: device.serverID, deviceKey: device.key, change: "updated"))
         return try respond(device, .ok, request, context)
+    }
+
+    /// A 200 with JSON written by hand (see `Device.appendJSON`).
+    private func respondJSON(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     private func respond(

@@ -76,8 +76,13 @@ package struct JSONResponse<Body: Encodable & Sendable>: ResponseGenerator {
     }
 
     package func response(from request: Request, context: some RequestContext) throws -> Response {
-        let encoder = self.encoder ?? JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let encoder =
+            self.encoder
+            ?? {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                return encoder
+            }()
         let data = try encoder.encode(body)
         return Response(
             status: status,
