@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "metrics-aggregator", targets: ["MetricsAggregator"]),
         .executable(name: "device-gateway", targets: ["DeviceGateway"]),
         .executable(name: "mqtt-bench", targets: ["MQTTBenchmark"]),
+        .executable(name: "registry-bench", targets: ["RegistryBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -105,6 +106,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/MQTTBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "RegistryBenchmark",
+            dependencies: [
+                "MQTT",
+                "FleetContract",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/RegistryBenchmark",
             swiftSettings: swiftSettings
         ),
 
