@@ -237,13 +237,6 @@ enum Cursor {
         return position
     }
 
-    static func encodeText(_ key: String) -> String { Data(key.utf8).base64EncodedString() }
-
-    static func decodeText(_ text: String?) throws(APIError) -> String {
-        guard let text else { return "" }
-        guard let data = Data(base64Encoded: text) else { throw APIError.invalid(field: "cursor", "is not a cursor from a previous page") }
-        return String(decoding: data, as: UTF8.self)
-    }
 }
 
 /// One page of a list.

@@ -35,16 +35,7 @@ struct RegistryResponder: Service {
                 group.addTask {
                     await serve(Topic.registryDeviceQuery) { request in
                         let selection = try ContractCoding.decoder.decode(DeviceSelection.self, from: request.payload)
-                        // A selection answers with every device it matches, in pages kept internal.
-                        var devices: [Device] = []
-                        var after: Int64 = 0
-                        while true {
-                            let page = try await store.devices(selection, limit: 1_000, after: after)
-                            devices += page.items
-                            guard let next = page.nextCursor else { break }
-                            after = try Cursor.decode(next)
-                        }
-                        return try ContractCoding.encoder.encode(devices)
+                        return try ContractCoding.encoder.encode(try await store.allDevices(selection))
                     }
                 }
                 group.addTask {

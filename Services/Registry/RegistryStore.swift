@@ -342,6 +342,23 @@ struct RegistryStore: Sendable {
     }
 
     func devices(_ selection: DeviceSelection, limit: Int, after: Int64) async throws -> Page<Device> {
+        page(try await deviceRows(selection, limit: limit + 1, after: after), limit: limit)
+    }
+
+    /// Every device the selection matches, for the MQTT query (which answers all of them).
+    func allDevices(_ selection: DeviceSelection) async throws -> [Device] {
+        var devices: [Device] = []
+        var after: Int64 = 0
+        while true {
+            let rows = try await deviceRows(selection, limit: 1_000, after: after)
+            devices += rows.map(\.1)
+            guard rows.count == 1_000, let last = rows.last else { return devices }
+            after = last.0
+        }
+    }
+
+    /// Up to `limit` devices after position `after`, with their positions.
+    private func deviceRows(_ selection: DeviceSelection, limit: Int, after: Int64) async throws -> [(Int64, Device)] {
         let site = selection.siteIDs?.count == 1 ? selection.siteIDs?.first : nil
         let sites = selection.siteIDs?.count == 1 ? nil : selection.siteIDs
         let rows = try await client.query(
@@ -358,11 +375,11 @@ struct RegistryStore: Sendable {
               AND (\(selection.enabled)::bool IS NULL OR d.enabled = \(selection.enabled))
               AND (\(selection.online)::bool IS NULL OR (v.online AND NOT d.gone) = \(selection.online))
             ORDER BY d.seq
-            LIMIT \(limit + 1)
+            LIMIT \(limit)
             """,
             logger: logger
         )
-        return page(try await decodeDevices(rows), limit: limit)
+        return try await decodeDevices(rows)
     }
 
     func device(id: UUID) async throws -> Device? {

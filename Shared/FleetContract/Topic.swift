@@ -22,9 +22,6 @@ package struct Topic: Hashable, Sendable, CustomStringConvertible {
         root.appending("services").appending(service.value).appending(instance.value).appending("status")
     }
 
-    /// Filter for the presence of every instance of every service.
-    package static let allServiceStatuses = "\(root.path)/services/+/+/status"
-
     func appending(_ level: String) -> Topic { Topic("\(path)/\(level)") }
 }
 

@@ -768,7 +768,7 @@ extension MQTTClient {
 
 /// Runs `operation`, throwing `onTimeout` if it has not finished after `timeout`; the operation
 /// is cancelled then.
-func withDeadline<T: Sendable>(
+package func withDeadline<T: Sendable>(
     _ timeout: Duration,
     onTimeout: @autoclosure @escaping @Sendable () -> any Error,
     _ operation: @escaping @Sendable () async throws -> T

@@ -1,4 +1,5 @@
 package import Logging
+import MQTT
 import Metrics
 package import PostgresNIO
 import ServiceLifecycle
@@ -126,7 +127,7 @@ package final class DatabaseService: Service, Sendable {
         while !Task.isCancelled {
             let next: Status
             do {
-                try await withDeadline(.seconds(1)) {
+                try await withDeadline(.seconds(1), onTimeout: DeadlineExceeded()) {
                     _ = try await self.client.query("SELECT 1")
                 }
                 next = .reachable
@@ -157,19 +158,7 @@ package final class DatabaseService: Service, Sendable {
     }
 }
 
+/// The database probe got no answer in time.
 struct DeadlineExceeded: Error, CustomStringConvertible {
     var description: String { "timed out" }
-}
-
-/// Runs `operation`, throwing ``DeadlineExceeded`` if it has not finished after `timeout`.
-func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw DeadlineExceeded()
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
 }

@@ -76,7 +76,6 @@ package struct HTTPResult: Sendable {
 
     /// The `field` of an error body.
     package var errorField: String? { (json?["error"] as? [String: Any])?["field"] as? String }
-    package var errorCode: String? { (json?["error"] as? [String: Any])?["code"] as? String }
     /// The `items` of a page.
     package var items: [[String: Any]] { json?["items"] as? [[String: Any]] ?? [] }
 }
