@@ -18,8 +18,11 @@ let package = Package(
         .executable(name: "autoscaler", targets: ["Autoscaler"]),
         .executable(name: "metrics-aggregator", targets: ["MetricsAggregator"]),
         .executable(name: "device-gateway", targets: ["DeviceGateway"]),
+        .executable(name: "edge-agent", targets: ["EdgeAgent"]),
+        .executable(name: "fleetctl", targets: ["Fleetctl"]),
         .executable(name: "mqtt-bench", targets: ["MQTTBenchmark"]),
         .executable(name: "registry-bench", targets: ["RegistryBenchmark"]),
+        .executable(name: "gateway-bench", targets: ["GatewayBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -27,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -55,6 +60,16 @@ let package = Package(
         .target(
             name: "FleetContract",
             path: "Shared/FleetContract",
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "ChildProcesses", path: "Shared/ChildProcesses", swiftSettings: swiftSettings),
+        .target(
+            name: "DeviceProtocol",
+            dependencies: ["FleetContract"],
+            path: "Shared/DeviceProtocol",
+            // The JSON Schemas of docs/device-protocol.md, compiled into the binary: the gateway
+            // validates with exactly the files device makers read.
+            resources: [.embedInCode("Schemas")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -90,11 +105,68 @@ let package = Package(
             path: "Services/Registry",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "Orchestrator", dependencies: ["ServiceRuntime"], path: "Services/Orchestrator", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Orchestrator",
+            dependencies: [
+                "ServiceRuntime", "FleetContract", "DeviceProtocol", "MQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Orchestrator",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(name: "Autoscaler", dependencies: ["ServiceRuntime"], path: "Services/Autoscaler", swiftSettings: swiftSettings),
         .executableTarget(
             name: "MetricsAggregator", dependencies: ["ServiceRuntime"], path: "Services/MetricsAggregator", swiftSettings: swiftSettings),
-        .executableTarget(name: "DeviceGateway", dependencies: ["ServiceRuntime"], path: "Services/DeviceGateway", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "DeviceGateway",
+            dependencies: [
+                "ServiceRuntime", "DeviceProtocol", "FleetContract", "MQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/DeviceGateway",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: The edge agent (runs on edge servers, not in the control plane)
+
+        .executableTarget(
+            name: "EdgeAgent",
+            dependencies: [
+                "DeviceProtocol", "FleetContract", "MQTT", "ChildProcesses",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "EdgeAgent",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: The operator's command-line tool
+
+        .executableTarget(
+            name: "Fleetctl",
+            dependencies: [
+                "FleetContract",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tools/Fleetctl",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Benchmarks
 
@@ -119,17 +191,48 @@ let package = Package(
             path: "Benchmarks/RegistryBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "GatewayBenchmark",
+            dependencies: [
+                "MQTT",
+                "FleetContract",
+                "DeviceProtocol",
+                "ChildProcesses",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/GatewayBenchmark",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
 
         .target(
             name: "TestSupport",
-            dependencies: ["MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "PostgresNIO", package: "postgres-nio")],
+            dependencies: [
+                "MQTT", "ChildProcesses", .product(name: "Logging", package: "swift-log"), .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetContractTests", dependencies: ["FleetContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeviceProtocolTests", dependencies: ["DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeviceGatewayTests", dependencies: ["DeviceGateway", "DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EdgeAgentTests",
+            dependencies: [
+                "EdgeAgent", "DeviceProtocol", "FleetContract",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetProcessTests",
+            dependencies: ["TestSupport", "MQTT", "FleetContract", "DeviceProtocol", "ChildProcesses"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ServiceRuntimeTests",
             dependencies: ["ServiceRuntime", "TestSupport", .product(name: "PostgresNIO", package: "postgres-nio")],
@@ -137,7 +240,12 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryTests",
-            dependencies: ["Registry", "TestSupport", "MQTT", "FleetContract"],
+            dependencies: ["Registry", "TestSupport", "MQTT", "FleetContract", "ChildProcesses"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "OrchestratorTests",
+            dependencies: ["Orchestrator", "TestSupport", "ChildProcesses", "DeviceProtocol", "FleetContract", "ServiceRuntime"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT", "FleetContract"], swiftSettings: swiftSettings),

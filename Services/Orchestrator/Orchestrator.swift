@@ -1,14 +1,35 @@
+import Logging
 import ServiceRuntime
 
-/// The `orchestrator` executable. Owns desired state and pipeline assignments (schema `orchestrator`). Its domain work is not built yet (README, Status).
+/// The `orchestrator` executable: pipeline assignment to one device or many (schema
+/// `orchestrator`), delivered to the agents as desired states through an outbox, tracked to each
+/// agent's report, with history, revert, retry and an audit trail.
 @main
 enum OrchestratorMain {
     static func main() async {
-        await ServiceMain.run(.orchestrator)
+        await ServiceMain.run(.orchestrator, setup: buildOrchestrator)
     }
 }
 
 extension ServiceDescriptor {
     static let orchestrator = ServiceDescriptor(
-        name: "orchestrator", defaultHTTPPort: 8082, schema: DatabaseSchema(name: "orchestrator", migrations: []))
+        name: "orchestrator", defaultHTTPPort: 8082, schema: DatabaseSchema(name: "orchestrator", migrations: OrchestratorMigrations.all))
+}
+
+/// Wires the orchestrator's parts onto the runtime.
+func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
+    guard let database = context.database else { preconditionFailure("the orchestrator's descriptor declares its schema") }
+    let store = OperationStore(client: database.client, logger: context.logger)
+    let registry = RegistryClient(mqtt: context.mqtt)
+    let wake = OutboxPublisher.Wake()
+    let api = OrchestratorAPI(store: store, registry: registry, resolver: PipelineResolver(registry: registry), wake: wake)
+    let subscribed = SubscriptionFlag()
+    var parts = ServiceParts()
+    parts.services = [
+        OutboxPublisher(mqtt: context.mqtt, database: database, store: store, wake: wake, logger: context.logger),
+        DeliveryTracker(mqtt: context.mqtt, database: database, store: store, logger: context.logger, subscribed: subscribed),
+    ]
+    parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports")]
+    parts.routes = { router in api.addRoutes(to: router) }
+    return parts
 }

@@ -172,26 +172,12 @@ enum Validate {
         return value
     }
 
-    /// Known settings are checked for type and range; others are kept as given.
+    /// Known settings are checked for type and range (the contract's rules); others are kept as given.
     static func settings(_ settings: [String: JSONValue], field: String) throws(APIError) -> [String: JSONValue] {
-        for key in ["confidence_threshold", "nms_threshold", "iou_threshold"] {
-            if let value = settings[key] {
-                guard let number = value.number, (0...1).contains(number) else {
-                    throw APIError.invalid(field: "\(field).\(key)", "must be a number from 0 to 1")
-                }
-            }
-        }
-        if let value = settings["input_size"] {
-            switch value {
-            case .number(let side) where side >= 1 && side <= 8_192 && side.rounded() == side: break
-            case .array(let sides) where sides.count == 2 && sides.allSatisfy({ ($0.number ?? 0) >= 1 && ($0.number ?? 0) <= 8_192 }): break
-            default: throw APIError.invalid(field: "\(field).input_size", "must be a side in pixels or [width, height], 1 to 8192")
-            }
-        }
-        if let value = settings["max_detections"] {
-            guard let number = value.number, number >= 1, number.rounded() == number else {
-                throw APIError.invalid(field: "\(field).max_detections", "must be a positive whole number")
-            }
+        do {
+            try ModelSettings.validate(settings, field: field)
+        } catch {
+            throw APIError.invalid(field: error.field, error.reason)
         }
         return settings
     }

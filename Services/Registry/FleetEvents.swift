@@ -126,16 +126,22 @@ struct AgentEventConsumer: Service {
     let updater: InventoryUpdater
     let events: RegistryEvents
     let logger: Logger
+    /// Set once both subscriptions are acknowledged: `/ready` waits for it, since agent events
+    /// published before are not kept for the registry.
+    let subscribed: SubscriptionFlag
 
     func run() async throws {
         try await database.waitUntilMigrated()
         let hellos = try await mqtt.subscribe(to: Topic.agentHelloEvents.shared(by: "registry"), qos: .atLeastOnce)
         let presences = try await mqtt.subscribe(to: Topic.agentPresenceEvents.shared(by: "registry"), qos: .atLeastOnce)
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
+        subscribed.set(true)
+        defer { subscribed.set(false) }
+        await consumeUntilShutdown([hellos, presences]) { group in
+            // Hellos of different agents are independent (a row lock orders two of one agent's).
+            for _ in 0..<4 {
                 group.addTask { for await message in hellos { await handleHello(message) } }
-                group.addTask { for await message in presences { await handlePresence(message) } }
             }
+            group.addTask { for await message in presences { await handlePresence(message) } }
         }
     }
 
@@ -230,11 +236,37 @@ struct AgentEventConsumer: Service {
 
 /// Publishes the registry's change events. They are announcements after the fact (QoS 1, not
 /// retained); a consumer that needs the state asks the registry.
-struct RegistryEvents: Sendable {
+final class RegistryEvents: Service, Sendable {
     let mqtt: MQTTClient
     let logger: Logger
+    private let queue: AsyncStream<RegistryChange>
+    private let enqueue: AsyncStream<RegistryChange>.Continuation
 
+    init(mqtt: MQTTClient, logger: Logger) {
+        self.mqtt = mqtt
+        self.logger = logger
+        (queue, enqueue) = AsyncStream.makeStream()
+    }
+
+    /// Queues the event; ``run()`` publishes the queue in order. Whoever changed something does
+    /// not wait for the broker's acknowledgement (a hello with ten new devices is eleven events).
     func publish(_ change: RegistryChange) async {
+        enqueue.yield(change)
+    }
+
+    /// Publishes until graceful shutdown, then drains what is queued (the services that queue
+    /// events stop before this one).
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            for await change in self.queue {
+                await self.send(change)
+            }
+        } onGracefulShutdown: {
+            self.enqueue.finish()
+        }
+    }
+
+    private func send(_ change: RegistryChange) async {
         let topic = Topic.registryEvent(RegistryEventKind(rawValue: change.kind) ?? .deviceChanged).path
         do {
             try await mqtt.publish(

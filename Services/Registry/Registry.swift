@@ -23,14 +23,18 @@ func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
     let store = RegistryStore(client: database.client, logger: context.logger)
     let events = RegistryEvents(mqtt: context.mqtt, logger: context.logger)
     let api = RegistryAPI(store: store, events: events)
+    let subscribed = SubscriptionFlag()
     var parts = ServiceParts()
+    // The event queue first, so that it stops last and publishes what the others queued.
     parts.services = [
+        events,
         AgentEventConsumer(
             mqtt: context.mqtt, database: database, updater: InventoryUpdater(client: database.client, logger: context.logger),
-            events: events, logger: context.logger
+            events: events, logger: context.logger, subscribed: subscribed
         ),
         RegistryResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
+    parts.readinessChecks = [subscribed.readinessCheck(name: "agent-events")]
     parts.routes = { router in api.addRoutes(to: router) }
     return parts
 }

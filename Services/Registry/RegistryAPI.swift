@@ -10,28 +10,7 @@ struct RegistryAPI: Sendable {
     let store: RegistryStore
     let events: RegistryEvents
 
-    struct Route: Sendable {
-        var method: HTTPRequest.Method
-        /// In OpenAPI form: `/v1/models/{model_id}`.
-        var path: String
-        var handler: @Sendable (RegistryAPI, Request, BasicRequestContext) async throws -> Response
-
-        init(
-            _ method: HTTPRequest.Method, _ path: String,
-            _ handler: @escaping @Sendable (RegistryAPI, Request, BasicRequestContext) async throws -> Response
-        ) {
-            self.method = method
-            self.path = path
-            self.handler = handler
-        }
-
-        /// Hummingbird's form of the path: `{name}` becomes `:name`.
-        var routerPath: String {
-            path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
-                segment.hasPrefix("{") && segment.hasSuffix("}") ? ":" + segment.dropFirst().dropLast() : segment
-            }.joined(separator: "/")
-        }
-    }
+    typealias Route = APIRoute<RegistryAPI>
 
     static let routes: [Route] = [
         Route(.get, "/openapi.json") { _, _, _ in try OpenAPIDocument.response() },
@@ -60,11 +39,7 @@ struct RegistryAPI: Sendable {
     ]
 
     func addRoutes(to router: Router<BasicRequestContext>) {
-        for route in Self.routes {
-            router.on(RouterPath(route.routerPath), method: route.method) { request, context in
-                try await route.handler(self, request, context)
-            }
-        }
+        router.add(Self.routes, for: self)
     }
 
     // MARK: Models

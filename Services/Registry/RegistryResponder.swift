@@ -28,6 +28,23 @@ struct RegistryResponder: Service {
         }
     }
 
+    /// A model version as `GET /v1/models/{id}/versions/{version}` shows it, plus its model's
+    /// name (a pipeline stage carries both).
+    struct VersionAnswer: Encodable {
+        var version: ModelVersion
+        var modelName: String
+
+        private enum CodingKeys: String, CodingKey {
+            case modelName = "model_name"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            try version.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(modelName, forKey: .modelName)
+        }
+    }
+
     func run() async throws {
         try await database.waitUntilMigrated()
         await cancelWhenGracefulShutdown {
@@ -49,8 +66,10 @@ struct RegistryResponder: Service {
                         } else {
                             throw APIError.invalid(field: "model_id", "give model_id or model_name")
                         }
-                        guard let found else { throw APIError.notFound("no such model version: \(query.version)") }
-                        return try ContractCoding.encoder.encode(found)
+                        guard let found, let model = try await store.model(id: found.modelID) else {
+                            throw APIError.notFound("no such model version: \(query.version)")
+                        }
+                        return try ContractCoding.encoder.encode(VersionAnswer(version: found, modelName: model.name))
                     }
                 }
             }

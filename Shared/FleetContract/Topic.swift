@@ -45,3 +45,10 @@ package struct TopicLevel: Hashable, Sendable, CustomStringConvertible {
 
     package var description: String { value }
 }
+
+extension Topic {
+    /// The retained statuses of every instance of `service`: `modelfleet/v1/services/<service>/+/status`.
+    package static func serviceStatuses(of service: TopicLevel) -> Topic {
+        root.appending("services").appending(service.value).appending("+").appending("status")
+    }
+}

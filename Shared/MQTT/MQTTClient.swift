@@ -18,7 +18,7 @@ package final class MQTTClient: Service, Sendable {
     package init(configuration: MQTTConfiguration, logger: Logger) throws(MQTTError) {
         try MQTTTopic.validateName(configuration.responseTopic)
         if let will = configuration.lastWill { try MQTTTopic.validateName(will.topic) }
-        if let birth = configuration.birth?() { try MQTTTopic.validateName(birth.topic) }
+        for birth in configuration.birth?() ?? [] { try MQTTTopic.validateName(birth.topic) }
         if let farewell = configuration.farewell?() { try MQTTTopic.validateName(farewell.topic) }
         self.configuration = configuration
         var logger = logger
@@ -699,7 +699,7 @@ extension MQTTClient {
                         state.subackRoutes[messageID] = filter
                     }
                 }
-                if let birth = configuration.birth?() {
+                for birth in configuration.birth?() ?? [] {
                     // No one waits for its acknowledgement; `mosquittoDidPublish` ignores unknown ids.
                     _ = try? mosquitto.publish(
                         topic: birth.topic, payload: birth.payload, qos: birth.qos, retain: birth.retain, properties: birth.properties)

@@ -50,9 +50,9 @@ package struct MQTTConfiguration: Sendable {
     package var sessionExpiry: Duration?
     /// Published by the broker for this client when it vanishes without a clean disconnect.
     package var lastWill: MQTTOutgoingMessage?
-    /// Published by the client after every successful connect (fire and forget), e.g. a retained
-    /// "online" presence; made anew each time so that timestamps are current.
-    package var birth: (@Sendable () -> MQTTOutgoingMessage)?
+    /// Published by the client after every successful connect, in order (fire and forget), e.g. a
+    /// retained "online" presence then a hello; made anew each time so that they are current.
+    package var birth: (@Sendable () -> [MQTTOutgoingMessage])?
     /// Published by the client just before a clean disconnect, e.g. a retained "offline, stopped".
     package var farewell: (@Sendable () -> MQTTOutgoingMessage)?
     package var backoff: Backoff

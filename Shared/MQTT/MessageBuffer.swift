@@ -6,13 +6,15 @@ import Synchronization
 /// per message: one wake-up per message halves throughput (see `shared/notes`). A consumer takes
 /// messages one at a time under an uncontended lock, so an abandoned iterator leaves nothing
 /// behind and a later one goes on where it stopped. When consumers fall `capacity` messages
-/// behind, new messages are dropped and counted instead of growing memory.
+/// behind, new messages are dropped and counted instead of growing memory. Several tasks may
+/// consume one buffer at once (a pool of workers): each parked consumer gets its own message.
 final class MessageBuffer: Sendable {
     private struct State {
         /// Messages from `head` on are waiting; those before it are taken and are cleared in bulk.
         var queued: [MQTTMessage] = []
         var head = 0
-        var waiter: CheckedContinuation<MQTTMessage?, Never>?
+        /// Parked consumers, first come first served.
+        var waiters: [CheckedContinuation<MQTTMessage?, Never>] = []
         var finished = false
         var dropped = 0
 
@@ -45,23 +47,22 @@ final class MessageBuffer: Sendable {
     @discardableResult
     func append(_ batch: [MQTTMessage]) -> Int {
         guard !batch.isEmpty else { return 0 }
-        let (waiter, first, dropped) = state.withLock { state -> (CheckedContinuation<MQTTMessage?, Never>?, MQTTMessage?, Int) in
-            guard !state.finished else { return (nil, nil, 0) }
+        let (handedOver, dropped) = state.withLock { state -> ([(CheckedContinuation<MQTTMessage?, Never>, MQTTMessage)], Int) in
+            guard !state.finished else { return ([], 0) }
             var rest = batch[...]
-            var handedOver: (CheckedContinuation<MQTTMessage?, Never>, MQTTMessage)?
-            if let waiter = state.waiter {
-                // A parked consumer has nothing queued: it gets the first message directly.
-                state.waiter = nil
-                handedOver = (waiter, rest.removeFirst())
+            // Parked consumers have nothing queued: each gets a message directly.
+            var handedOver: [(CheckedContinuation<MQTTMessage?, Never>, MQTTMessage)] = []
+            while !state.waiters.isEmpty, let message = rest.popFirst() {
+                handedOver.append((state.waiters.removeFirst(), message))
             }
-            let room = max(capacity - state.waitingCount - (handedOver == nil ? 0 : 1), 0)
+            let room = max(capacity - state.waitingCount, 0)
             let taken = rest.prefix(room)
             state.queued.append(contentsOf: taken)
             let dropped = rest.count - taken.count
             state.dropped += dropped
-            return (handedOver?.0, handedOver?.1, dropped)
+            return (handedOver, dropped)
         }
-        waiter?.resume(returning: first)
+        for (waiter, message) in handedOver { waiter.resume(returning: message) }
         return dropped
     }
 
@@ -78,7 +79,7 @@ final class MessageBuffer: Sendable {
                     if let message = state.popFirst() { return .some(message) }
                     // Checked under the lock `finish` takes, so a cancellation cannot slip between.
                     if state.finished || Task.isCancelled { return .some(nil) }
-                    state.waiter = continuation
+                    state.waiters.append(continuation)
                     return .none
                 }
                 if let resumeNow { continuation.resume(returning: resumeNow) }
@@ -95,11 +96,11 @@ final class MessageBuffer: Sendable {
 
     /// Ends the stream: consumers get what is queued, then nil. Later appends are ignored.
     func finish() {
-        let waiter = state.withLock { state in
+        let waiters = state.withLock { state in
             state.finished = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { state.waiters = [] }
+            return state.waiters
         }
-        waiter?.resume(returning: nil)
+        for waiter in waiters { waiter.resume(returning: nil) }
     }
 }

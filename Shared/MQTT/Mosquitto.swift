@@ -143,11 +143,17 @@ final class Mosquitto: @unchecked Sendable {
     /// threaded mode off so that both packets are written to the socket right here, in order,
     /// instead of waiting in the queue for a loop round that a failing read could pre-empt
     /// (libmosquitto then closes the socket without DISCONNECT, and the broker sends the will).
+    ///
+    /// The farewell goes at QoS 0 whatever its configured QoS: the broker would answer a QoS 1
+    /// farewell with a PUBACK on a socket the client has already closed, fail to write it, and
+    /// treat the disconnect as unclean, publishing the will after all (seen with mosquitto 2.0 on
+    /// most of a thousand agents stopping together). The broker reads the PUBLISH before the
+    /// DISCONNECT on the same connection, so the retained farewell is stored all the same.
     func disconnectCleanly(farewell: MQTTOutgoingMessage?) {
         _ = mosquitto_threaded_set(handle, false)
         if let farewell {
             _ = try? publish(
-                topic: farewell.topic, payload: farewell.payload, qos: farewell.qos, retain: farewell.retain, properties: farewell.properties)
+                topic: farewell.topic, payload: farewell.payload, qos: .atMostOnce, retain: farewell.retain, properties: farewell.properties)
         }
         _ = mosquitto_disconnect_v5(handle, 0, nil)
     }

@@ -1,6 +1,7 @@
 package import Foundation
 package import Hummingbird
 package import Prometheus
+import Synchronization
 
 /// One thing `/ready` checks: its name in the answer, and whether it is up with a word on why.
 package struct ReadinessCheck: Sendable {
@@ -14,6 +15,22 @@ package struct ReadinessCheck: Sendable {
 }
 
 /// `GET /health`, `GET /ready` and `GET /metrics`, which every service serves.
+/// Whether a service's subscriptions are in place, for a readiness check: messages published on a
+/// topic before its subscriber is there are not kept for it.
+package final class SubscriptionFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    package init() {}
+
+    package func set(_ subscribed: Bool) { value.store(subscribed, ordering: .releasing) }
+
+    package var isSet: Bool { value.load(ordering: .acquiring) }
+
+    package func readinessCheck(name: String) -> ReadinessCheck {
+        ReadinessCheck(name: name) { [self] in isSet ? (true, "subscribed") : (false, "not subscribed yet") }
+    }
+}
+
 package struct OperationsEndpoints: Sendable {
     package var service: String
     package var instance: String

@@ -159,7 +159,7 @@ package enum ServiceMain {
             return MQTTOutgoingMessage(topic: topic, payload: data, qos: .atLeastOnce, retain: true, properties: properties)
         }
         mqtt.lastWill = status(.offline, .connectionLost)
-        mqtt.birth = { status(.online, .started) }
+        mqtt.birth = { [status(.online, .started)] }
         mqtt.farewell = { status(.offline, .stopped) }
         return mqtt
     }

@@ -138,13 +138,13 @@ package struct ServiceConfiguration: Sendable {
 }
 
 /// Reads and checks environment variables, naming the variable in every error.
-struct EnvironmentReader {
+package struct EnvironmentReader {
     private let environment: [String: String]
 
-    init(_ environment: [String: String]) { self.environment = environment }
+    package init(_ environment: [String: String]) { self.environment = environment }
 
     /// The value, or nil when unset or empty.
-    subscript(name: String) -> String? {
+    package subscript(name: String) -> String? {
         guard let value = environment[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
         return value
     }
@@ -157,7 +157,16 @@ struct EnvironmentReader {
         return port
     }
 
-    func readableFile(_ name: String) throws(ConfigurationError) -> String? {
+    /// A number in `range`, or `defaultValue` when unset.
+    package func number(_ name: String, default defaultValue: Double, in range: ClosedRange<Double>) throws(ConfigurationError) -> Double {
+        guard let text = self[name] else { return defaultValue }
+        guard let value = Double(text), range.contains(value) else {
+            throw ConfigurationError(variable: name, reason: "'\(text)' is not a number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    package func readableFile(_ name: String) throws(ConfigurationError) -> String? {
         guard let path = self[name] else { return nil }
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw ConfigurationError(variable: name, reason: "'\(path)' is not a readable file")

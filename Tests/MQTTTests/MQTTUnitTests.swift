@@ -83,4 +83,35 @@ struct MQTTUnitTests {
         #expect(buffer.append([MQTTMessage(topic: "t", payload: Data())]) == 0)
         #expect(await buffer.next() == nil)
     }
+
+    @Test("several consumers of one buffer each get their own messages, none twice, and all end on finish")
+    func bufferConsumerPool() async {
+        let buffer = MessageBuffer(capacity: 10_000)
+        let received = await withTaskGroup(of: [Int].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    var mine: [Int] = []
+                    while let message = await buffer.next() { mine.append(Int(message.payload[0]) << 8 | Int(message.payload[1])) }
+                    return mine
+                }
+            }
+            // Consumers park first, then batches arrive, some smaller than the pool.
+            try? await Task.sleep(for: .milliseconds(20))
+            for start in stride(from: 0, to: 1000, by: 50) {
+                buffer.append(
+                    (start..<(start + (start % 100 == 0 ? 2 : 50))).map {
+                        MQTTMessage(topic: "t", payload: Data([UInt8($0 >> 8), UInt8($0 & 0xff)]))
+                    })
+                await Task.yield()
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            buffer.finish()
+            var all: [[Int]] = []
+            for await part in group { all.append(part) }
+            return all
+        }
+        let flat = received.flatMap { $0 }
+        #expect(flat.count == Set(flat).count, "a message went to two consumers")
+        #expect(flat.count == (0..<20).reduce(0) { $0 + ($1 % 2 == 0 ? 2 : 50) })
+    }
 }

@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 import TestSupport
 import Testing
@@ -366,20 +367,23 @@ struct RegistryProcessTests {
 
     @Test("a database migrated by a newer build stops the registry at start, exit 1, instead of running on it")
     func newerDatabase() async throws {
-        try await withPrivateDatabase { database in
-            let first = try await startRegistry(["MODELFLEET_DATABASE_URL": database.url])
-            await stop(first)
-            let environment = try TestEnvironment.current()
-            let psql = try ChildProcess(
-                executable: "/usr/bin/psql",
-                arguments: [database.url, "-c", "INSERT INTO registry.schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')"],
-                environment: ProcessInfo.processInfo.environment,
-                outputFile: environment.scratch.appendingPathComponent("psql-\(UUID().uuidString).log")
-            )
-            #expect(await psql.waitForExit(timeout: .seconds(10)) == 0, "\(psql.output)")
-            let second = try ServiceProcess("registry", environment: ["MODELFLEET_DATABASE_URL": database.url])
-            #expect(await second.process.waitForExit(timeout: .seconds(15)) == 1)
-            #expect(second.process.output.contains("migration 99"), "\(second.process.output)")
+        try await withPrivateBroker { broker in
+            try await withPrivateDatabase { database in
+                let first = try await startRegistry(["MODELFLEET_DATABASE_URL": database.url, "MODELFLEET_MQTT_URL": broker.url])
+                await stop(first)
+                let environment = try TestEnvironment.current()
+                let psql = try ChildProcess(
+                    executable: "/usr/bin/psql",
+                    arguments: [database.url, "-c", "INSERT INTO registry.schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')"],
+                    environment: ProcessInfo.processInfo.environment,
+                    outputFile: environment.scratch.appendingPathComponent("psql-\(UUID().uuidString).log")
+                )
+                #expect(await psql.waitForExit(timeout: .seconds(10)) == 0, "\(psql.output)")
+                let second = try ServiceProcess(
+                    "registry", environment: ["MODELFLEET_DATABASE_URL": database.url, "MODELFLEET_MQTT_URL": broker.url])
+                #expect(await second.process.waitForExit(timeout: .seconds(15)) == 1)
+                #expect(second.process.output.contains("migration 99"), "\(second.process.output)")
+            }
         }
     }
 

@@ -10,6 +10,12 @@ import Testing
 struct ServiceProcessTests {
     static let services = ["registry", "orchestrator", "autoscaler", "metrics-aggregator", "device-gateway"]
     static let withDatabase: Set<String> = ["registry", "orchestrator"]
+    /// What each service's `/ready` checks: the broker, its database, and the subscriptions whose
+    /// messages it would lose if it took traffic before them.
+    static let readinessChecks: [String: Set<String>] = [
+        "registry": ["mqtt", "database", "agent-events"], "orchestrator": ["mqtt", "database", "agent-reports"], "autoscaler": ["mqtt"],
+        "metrics-aggregator": ["mqtt"], "device-gateway": ["mqtt", "agent-subscriptions"],
+    ]
 
     @Test("each service: /health, /ready, /metrics, and SIGTERM exits 0 promptly", arguments: services)
     func operationsEndpoints(service: String) async throws {
@@ -24,7 +30,7 @@ struct ServiceProcessTests {
         try await running.waitUntilReady()
         let ready = try await running.get("/ready")
         let checks = try #require(ready.json?["checks"] as? [String: [String: Any]])
-        #expect(Set(checks.keys) == (Self.withDatabase.contains(service) ? ["mqtt", "database"] : ["mqtt"]))
+        #expect(Set(checks.keys) == Self.readinessChecks[service])
         #expect(checks.values.allSatisfy { $0["ready"] as? Bool == true })
 
         let metrics = try await running.get("/metrics")
@@ -69,38 +75,44 @@ struct ServiceProcessTests {
 
     @Test("/ready is 503 while the database is down and 200 again when it is back; two replicas migrate at once")
     func readinessFollowsTheDatabase() async throws {
-        try await withPrivateDatabase { database in
-            // Two replicas on a fresh database start together: the migration lock lets one migrate.
-            let first = try ServiceProcess("registry", environment: ["MODELFLEET_DATABASE_URL": database.url])
-            let second = try ServiceProcess("registry", environment: ["MODELFLEET_DATABASE_URL": database.url])
-            try await first.waitUntilReady()
-            try await second.waitUntilReady()
-            try await database.stop()
-            #expect(await eventually { (try? await first.get("/ready").status) == 503 })
-            let detail = ((try await first.get("/ready").json?["checks"] as? [String: [String: Any]])?["database"])?["detail"] as? String
-            #expect(detail?.hasPrefix("unreachable") == true, "\(detail ?? "no detail")")
-            try await database.start()
-            #expect(await eventually(timeout: .seconds(15)) { (try? await first.get("/ready").status) == 200 })
-            for running in [first, second] {
-                running.process.send(SIGTERM)
-                #expect(await running.process.waitForExit(timeout: .seconds(10)) == 0)
+        try await withPrivateBroker { broker in
+            try await withPrivateDatabase { database in
+                // Two replicas on a fresh database start together: the migration lock lets one migrate.
+                let first = try ServiceProcess("registry", environment: ["MODELFLEET_DATABASE_URL": database.url, "MODELFLEET_MQTT_URL": broker.url])
+                let second = try ServiceProcess(
+                    "registry", environment: ["MODELFLEET_DATABASE_URL": database.url, "MODELFLEET_MQTT_URL": broker.url])
+                try await first.waitUntilReady()
+                try await second.waitUntilReady()
+                try await database.stop()
+                #expect(await eventually { (try? await first.get("/ready").status) == 503 })
+                let detail = ((try await first.get("/ready").json?["checks"] as? [String: [String: Any]])?["database"])?["detail"] as? String
+                #expect(detail?.hasPrefix("unreachable") == true, "\(detail ?? "no detail")")
+                try await database.start()
+                #expect(await eventually(timeout: .seconds(15)) { (try? await first.get("/ready").status) == 200 })
+                for running in [first, second] {
+                    running.process.send(SIGTERM)
+                    #expect(await running.process.waitForExit(timeout: .seconds(10)) == 0)
+                }
             }
         }
     }
 
     @Test("a service that cannot reach its database at start waits, then migrates and becomes ready")
     func databaseNotUpYet() async throws {
-        try await withPrivateDatabase { database in
-            try await database.stop()
-            let running = try ServiceProcess("orchestrator", environment: ["MODELFLEET_DATABASE_URL": database.url])
-            try await running.waitUntilAlive()
-            try await Task.sleep(for: .milliseconds(500))
-            let waiting = try await running.get("/ready")
-            #expect(waiting.status == 503)
-            try await database.start()
-            try await running.waitUntilReady()
-            running.process.send(SIGTERM)
-            #expect(await running.process.waitForExit(timeout: .seconds(10)) == 0)
+        try await withPrivateBroker { broker in
+            try await withPrivateDatabase { database in
+                try await database.stop()
+                let running = try ServiceProcess(
+                    "orchestrator", environment: ["MODELFLEET_DATABASE_URL": database.url, "MODELFLEET_MQTT_URL": broker.url])
+                try await running.waitUntilAlive()
+                try await Task.sleep(for: .milliseconds(500))
+                let waiting = try await running.get("/ready")
+                #expect(waiting.status == 503)
+                try await database.start()
+                try await running.waitUntilReady()
+                running.process.send(SIGTERM)
+                #expect(await running.process.waitForExit(timeout: .seconds(10)) == 0)
+            }
         }
     }
 

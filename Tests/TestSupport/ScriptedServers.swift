@@ -1,3 +1,4 @@
+import ChildProcesses
 package import Foundation
 
 /// Runs one of the project's scripts and returns its last line of output; throws with its output

@@ -1,3 +1,4 @@
+package import ChildProcesses
 package import Foundation
 
 /// A service executable from the build, started for a test with its own HTTP port.
@@ -8,7 +9,7 @@ package final class ServiceProcess: Sendable {
 
     /// Starts `name` (e.g. `registry`) from `MODELFLEET_BIN_DIR` with the test broker and
     /// database unless `environment` says otherwise.
-    package init(_ name: String, environment extra: [String: String] = [:]) throws {
+    package init(_ name: String, arguments: [String] = [], environment extra: [String: String] = [:]) throws {
         let environment = try TestEnvironment.current()
         self.name = name
         self.port = try freePort()
@@ -23,7 +24,7 @@ package final class ServiceProcess: Sendable {
         let output = environment.scratch.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
         process = try ChildProcess(
             executable: environment.binDirectory.appendingPathComponent(name).path,
-            arguments: [],
+            arguments: arguments,
             environment: variables,
             outputFile: output
         )
@@ -60,6 +61,11 @@ package final class ServiceProcess: Sendable {
 }
 
 package struct ServiceDidNotStart: Error, CustomStringConvertible {
+    package init(name: String, output: String) {
+        self.name = name
+        self.output = output
+    }
+
     var name: String
     var output: String
     package var description: String { "\(name) did not come up; its output:\n\(output)" }

@@ -1,9 +1,10 @@
 package import Foundation
 
-/// A child process started with `posix_spawn` and reaped with `waitpid`.
+/// A child process started with `posix_spawn` and reaped with `waitpid`: the edge agent's process
+/// runtime and the tests' services and scripts.
 ///
 /// Foundation's `Process` did not notice its children exit inside the test runner (they stayed
-/// zombies and `waitUntilExit` never returned), so the tests manage their children directly.
+/// zombies and `waitUntilExit` never returned), so ModelFleet manages its children directly.
 package final class ChildProcess: @unchecked Sendable {
     package let pid: pid_t
     package let outputFile: URL
@@ -11,7 +12,7 @@ package final class ChildProcess: @unchecked Sendable {
     private var exitStatus: Int32?
 
     /// Starts `executable` with `arguments` and `environment`, stdin from /dev/null, stdout and
-    /// stderr appended to `outputFile`.
+    /// stderr appended to `outputFile`. An `executable` without a `/` is looked up in the `PATH`.
     package init(executable: String, arguments: [String], environment: [String: String], outputFile: URL) throws {
         self.outputFile = outputFile
         var actions = posix_spawn_file_actions_t()
@@ -41,7 +42,10 @@ package final class ChildProcess: @unchecked Sendable {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        let result =
+            executable.contains("/")
+            ? posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+            : posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
         guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .EINVAL) }
         self.pid = pid
     }
@@ -86,17 +90,5 @@ package final class ChildProcess: @unchecked Sendable {
             var raw: Int32 = 0
             waitpid(pid, &raw, 0)
         }
-    }
-}
-
-extension ChildProcess {
-    /// Blocks until the process exits or `timeout` seconds pass; for tests that are not async.
-    package func waitForExitSync(timeout: Double) throws -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let status { return status }
-            usleep(20_000)
-        }
-        return status
     }
 }

@@ -1,0 +1,205 @@
+import FleetContract
+import Foundation
+import MQTT
+
+/// What one edge agent is and where it connects: from its configuration file (JSON), with the
+/// environment overriding the broker, the agent id and the state folder (`docs/edge-agent.md`).
+struct AgentConfiguration: Sendable, Equatable {
+    /// How the agent runs pipelines.
+    enum Runtime: Sendable, Equatable {
+        /// Runs each pipeline in-process on synthetic frames, at `fps` frames per second.
+        case builtIn(fps: Double)
+        /// Starts `command` per pipeline and supervises it. `{pipeline_file}`, `{device_key}` and
+        /// `{pipeline_id}` in the arguments are replaced for each pipeline.
+        case process(command: [String])
+    }
+
+    var agentID: String
+    var site: AgentHello.Site
+    var serverName: String
+    var capacity: AgentHello.Capacity
+    var supportsPipelines: Bool
+    var devices: [AgentHello.Device]
+    var runtime: Runtime
+    var heartbeatSeconds: Double
+    var telemetrySeconds: Double
+    /// The hello is sent after every connect and again this often.
+    var helloSeconds: Double = 300
+    /// Where the last applied desired state and fetched artifacts are kept.
+    var stateDirectory: URL
+    var mqttURL: String
+    var mqttTLS: MQTTConfiguration.TLS?
+
+    static let agentVersion = ModelFleetAgentVersion.current
+
+    /// A configuration error names the file's field or the environment variable.
+    struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
+        var field: String
+        var reason: String
+        var description: String { "\(field): \(reason)" }
+    }
+
+    /// The file's shape (snake_case, as in `docs/edge-agent.md`).
+    struct File: Decodable {
+        struct RuntimeSection: Decodable {
+            var kind: String
+            var fps: Double?
+            var command: [String]?
+        }
+
+        var agentID: String?
+        var site: AgentHello.Site
+        var serverName: String?
+        var capacity: AgentHello.Capacity
+        var supportsPipelines: Bool?
+        var devices: [AgentHello.Device]
+        var runtime: RuntimeSection?
+        var heartbeatSeconds: Double?
+        var telemetrySeconds: Double?
+        var helloSeconds: Double?
+        var stateDir: String?
+        var mqttURL: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case site
+            case serverName = "server_name"
+            case capacity
+            case supportsPipelines = "supports_pipelines"
+            case devices, runtime
+            case heartbeatSeconds = "heartbeat_seconds"
+            case telemetrySeconds = "telemetry_seconds"
+            case helloSeconds = "hello_seconds"
+            case stateDir = "state_dir"
+            case mqttURL = "mqtt_url"
+        }
+    }
+
+    init(
+        agentID: String, site: AgentHello.Site, serverName: String, capacity: AgentHello.Capacity, supportsPipelines: Bool,
+        devices: [AgentHello.Device], runtime: Runtime, heartbeatSeconds: Double, telemetrySeconds: Double, helloSeconds: Double = 300,
+        stateDirectory: URL, mqttURL: String, mqttTLS: MQTTConfiguration.TLS? = nil
+    ) throws(Problem) {
+        self.agentID = agentID
+        self.site = site
+        self.serverName = serverName
+        self.capacity = capacity
+        self.supportsPipelines = supportsPipelines
+        self.devices = devices
+        self.runtime = runtime
+        self.heartbeatSeconds = heartbeatSeconds
+        self.telemetrySeconds = telemetrySeconds
+        self.helloSeconds = helloSeconds
+        self.stateDirectory = stateDirectory
+        self.mqttURL = mqttURL
+        self.mqttTLS = mqttTLS
+        try check()
+    }
+
+    /// Reads the file at `path`; `MODELFLEET_AGENT_ID`, `MODELFLEET_AGENT_STATE_DIR`,
+    /// `MODELFLEET_MQTT_URL` and `MODELFLEET_MQTT_CA_FILE` / `_CERT_FILE` / `_KEY_FILE` override it.
+    static func load(path: String, environment: [String: String]) throws(Problem) -> AgentConfiguration {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw Problem(field: path, reason: "cannot be read: \(error.localizedDescription)")
+        }
+        let file: File
+        do {
+            file = try JSONDecoder().decode(File.self, from: data)
+        } catch let error as DecodingError {
+            let problem = ContractError(decodingError: error)
+            throw Problem(field: "\(path): \(problem.field)", reason: problem.reason)
+        } catch {
+            throw Problem(field: path, reason: "\(error)")
+        }
+        func value(_ name: String) -> String? {
+            environment[name].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+        }
+        guard let agentID = value("MODELFLEET_AGENT_ID") ?? file.agentID else {
+            throw Problem(field: "agent_id", reason: "is required (in the file or MODELFLEET_AGENT_ID)")
+        }
+        let runtime: Runtime
+        switch file.runtime?.kind ?? "builtin" {
+        case "builtin": runtime = .builtIn(fps: file.runtime?.fps ?? 5)
+        case "process":
+            guard let command = file.runtime?.command, !command.isEmpty else {
+                throw Problem(field: "runtime.command", reason: "is required for the process runtime: the program and its arguments")
+            }
+            runtime = .process(command: command)
+        case let other: throw Problem(field: "runtime.kind", reason: "'\(other)' is not one of builtin, process")
+        }
+        let stateDir = value("MODELFLEET_AGENT_STATE_DIR") ?? file.stateDir ?? "/var/lib/modelfleet-agent"
+        let ca = value("MODELFLEET_MQTT_CA_FILE")
+        let certificate = value("MODELFLEET_MQTT_CERT_FILE")
+        let key = value("MODELFLEET_MQTT_KEY_FILE")
+        return try AgentConfiguration(
+            agentID: agentID, site: file.site, serverName: file.serverName ?? agentID, capacity: file.capacity,
+            supportsPipelines: file.supportsPipelines ?? true, devices: file.devices, runtime: runtime,
+            heartbeatSeconds: file.heartbeatSeconds ?? 5, telemetrySeconds: file.telemetrySeconds ?? 5, helloSeconds: file.helloSeconds ?? 300,
+            stateDirectory: URL(fileURLWithPath: stateDir), mqttURL: value("MODELFLEET_MQTT_URL") ?? file.mqttURL ?? "mqtt://127.0.0.1:1883",
+            mqttTLS: ca == nil && certificate == nil ? nil : MQTTConfiguration.TLS(caFile: ca, certificateFile: certificate, keyFile: key)
+        )
+    }
+
+    /// The rules of the hello schema, checked at start so that an agent with a bad file stops
+    /// with the field named instead of being dropped by the gateway.
+    private func check() throws(Problem) {
+        func level(_ value: String, _ field: String) throws(Problem) {
+            do { _ = try TopicLevel(value) } catch { throw Problem(field: field, reason: "'\(value)' \(error.reason)") }
+        }
+        func text(_ value: String, _ field: String, max: Int) throws(Problem) {
+            guard !value.isEmpty, value.unicodeScalars.count <= max else { throw Problem(field: field, reason: "must be 1 to \(max) characters") }
+        }
+        try level(agentID, "agent_id")
+        try level(site.id, "site.id")
+        try text(site.name, "site.name", max: 128)
+        try text(serverName, "server_name", max: 128)
+        guard capacity.cpuCores >= 0, capacity.cpuCores <= 4096 else { throw Problem(field: "capacity.cpu_cores", reason: "must be 0 to 4096") }
+        guard capacity.memoryBytes >= 0 else { throw Problem(field: "capacity.memory_bytes", reason: "must not be negative") }
+        guard capacity.gpus.count <= 16 else { throw Problem(field: "capacity.gpus", reason: "at most 16 entries") }
+        for (index, gpu) in capacity.gpus.enumerated() {
+            try text(gpu.type, "capacity.gpus[\(index)].type", max: 64)
+            guard (0...64).contains(gpu.count) else { throw Problem(field: "capacity.gpus[\(index)].count", reason: "must be 0 to 64") }
+        }
+        guard devices.count <= 10_000 else { throw Problem(field: "devices", reason: "at most 10,000 devices") }
+        var keys = Set<String>()
+        for (index, device) in devices.enumerated() {
+            try text(device.key, "devices[\(index)].key", max: 128)
+            try text(device.name, "devices[\(index)].name", max: 128)
+            try text(device.kind, "devices[\(index)].kind", max: 64)
+            guard keys.insert(device.key).inserted else { throw Problem(field: "devices[\(index)].key", reason: "'\(device.key)' is listed twice") }
+        }
+        if case .builtIn(let fps) = runtime, !(fps > 0 && fps <= 240) {
+            throw Problem(field: "runtime.fps", reason: "must be above 0 and at most 240")
+        }
+        guard heartbeatSeconds >= 0.1, heartbeatSeconds <= 3600 else { throw Problem(field: "heartbeat_seconds", reason: "must be 0.1 to 3600") }
+        guard telemetrySeconds >= 0.1, telemetrySeconds <= 3600 else { throw Problem(field: "telemetry_seconds", reason: "must be 0.1 to 3600") }
+        guard helloSeconds >= 1, helloSeconds <= 86_400 else { throw Problem(field: "hello_seconds", reason: "must be 1 to 86400") }
+    }
+
+    /// The broker connection: client id = agent id, clean start (the desired state is retained,
+    /// so nothing needs a persistent session).
+    func mqttConfiguration() throws(Problem) -> MQTTConfiguration {
+        do {
+            var mqtt = try MQTTConfiguration(url: mqttURL, clientID: agentID)
+            if let mqttTLS {
+                guard mqtt.tls != nil else { throw Problem(field: "MODELFLEET_MQTT_URL", reason: "TLS files are set but the URL is not mqtts://") }
+                mqtt.tls = mqttTLS
+            }
+            mqtt.keepAlive = .seconds(10)
+            mqtt.backoff = MQTTConfiguration.Backoff(initial: .milliseconds(250), maximum: .seconds(15))
+            return mqtt
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            throw Problem(field: "MODELFLEET_MQTT_URL", reason: "\(error)")
+        }
+    }
+}
+
+/// The version the agent reports in its hello.
+enum ModelFleetAgentVersion {
+    static let current = "0.1.0"
+}

@@ -1,0 +1,263 @@
+import DeviceProtocol
+import FleetContract
+import Foundation
+import Logging
+import MQTT
+import ServiceLifecycle
+import Synchronization
+
+/// One edge agent: connects with its last will, says who it is, keeps its server's pipelines as
+/// the retained desired state says, and reports, beats and measures (`docs/device-protocol.md`).
+///
+/// Run it in a `ServiceGroup` after its ``mqtt`` client, so that on shutdown it stops first and
+/// the client still publishes the "stopping" presence.
+final class EdgeAgent: Service, Sendable {
+    /// What the agent has applied, for its reports, hellos and heartbeats.
+    private struct Applied {
+        var generation = 0
+        var desired: [PipelineKey: DesiredState.Pipeline] = [:]
+        var statuses: [PipelineKey: PipelineStatus] = [:]
+        /// Pipelines the last apply removed, reported as `removed` for that generation.
+        var removed: [PipelineKey] = []
+        var correlationID: UUID?
+    }
+
+    let configuration: AgentConfiguration
+    let mqtt: MQTTClient
+    private let agentID: TopicLevel
+    private let runtime: any PipelineRuntime
+    private let host: HostSampler
+    private let logger: Logger
+    private let applied = Locked(Applied())
+    private let startedAt = ContinuousClock.now
+
+    private var stateFile: URL { configuration.stateDirectory.appendingPathComponent("desired-state.json") }
+
+    init(configuration: AgentConfiguration, host: HostSampler, logger: Logger) throws {
+        self.configuration = configuration
+        self.agentID = try TopicLevel(configuration.agentID)
+        self.host = host
+        var logger = logger
+        logger[metadataKey: "agent_id"] = "\(configuration.agentID)"
+        self.logger = logger
+        let devices = Set(configuration.devices.map(\.key))
+        switch configuration.runtime {
+        case .builtIn(let fps):
+            runtime = BuiltInRuntime(
+                fps: fps, devices: devices, artifacts: ArtifactStore(directory: configuration.stateDirectory.appendingPathComponent("artifacts")))
+        case .process(let command):
+            runtime = ProcessRuntime(command: command, devices: devices, directory: configuration.stateDirectory, logger: logger)
+        }
+
+        var mqttConfiguration = try configuration.mqttConfiguration()
+        let presenceTopic = Topic.agent(agentID, .presence).path
+        let agentID = configuration.agentID
+        let presence = { @Sendable (state: AgentMessage.Presence.State, reason: AgentMessage.Presence.Reason) in
+            MQTTOutgoingMessage(
+                topic: presenceTopic, payload: Self.encode(AgentMessage.Presence(agentID: agentID, state: state, reason: reason)),
+                qos: .atLeastOnce, retain: true, properties: MQTTProperties(contentType: "application/json"))
+        }
+        mqttConfiguration.lastWill = presence(.offline, .connectionLost)
+        mqttConfiguration.farewell = { presence(.offline, .stopping) }
+        let helloTopic = Topic.agent(self.agentID, .hello).path
+        let applied = self.applied
+        // After every connect: presence first, then the hello with the generation applied now.
+        mqttConfiguration.birth = {
+            [
+                presence(.online, .connected),
+                MQTTOutgoingMessage(
+                    topic: helloTopic, payload: Self.encode(Self.hello(configuration, generation: applied.withLock { $0.generation })),
+                    qos: .atLeastOnce, properties: MQTTProperties(contentType: "application/json")),
+            ]
+        }
+        self.mqtt = try MQTTClient(configuration: mqttConfiguration, logger: logger)
+    }
+
+    func run() async throws {
+        await resume()
+        // Made before the client connects, so it is in place for the retained document.
+        let desired = try mqtt.makeSubscription(to: Topic.agent(agentID, .desired).path, qos: .atLeastOnce)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { for await message in desired { await self.receive(message) } }
+                group.addTask { await self.every(self.configuration.heartbeatSeconds) { await self.sendHeartbeat() } }
+                // Again now and then, besides after each connect: a control plane that missed it
+                // (a gateway or registry restarting at that moment) learns of this server anyway.
+                group.addTask {
+                    // The connect's own hello has just gone: the first repeat after a whole interval.
+                    let interval = self.configuration.helloSeconds
+                    await self.every(interval, first: interval + Double.random(in: 0..<(interval / 10))) {
+                        await self.publish(
+                            Self.hello(self.configuration, generation: self.applied.withLock { $0.generation }), on: .hello, qos: .atLeastOnce)
+                    }
+                }
+                group.addTask { await self.every(self.configuration.telemetrySeconds) { await self.sendTelemetry() } }
+                group.addTask {
+                    for await _ in self.runtime.changes {
+                        let statuses = await self.runtime.statuses()
+                        self.applied.withLock { $0.statuses = statuses }
+                        await self.sendReport()
+                    }
+                }
+            }
+        }
+        await runtime.stopAll()
+    }
+
+    // MARK: Desired state
+
+    /// Applies the document kept on disk, so that the pipelines run again before the broker is
+    /// reachable; the retained document then brings anything newer.
+    private func resume() async {
+        guard let data = try? Data(contentsOf: stateFile) else { return }
+        do {
+            let envelope = try Envelope<DesiredState>.decode(from: data)
+            await apply(envelope, persist: false)
+            logger.info("resumed the last applied desired state", metadata: ["generation": "\(envelope.payload.generation)"])
+        } catch {
+            logger.error("ignoring an unreadable saved desired state", metadata: ["file": "\(stateFile.path)", "error": "\(error)"])
+        }
+    }
+
+    private func receive(_ message: MQTTMessage) async {
+        let envelope: Envelope<DesiredState>
+        do {
+            try DeviceProtocolSchemas.shared.validate(try JSONParser.parse(message.payload), as: .desired)
+            envelope = try Envelope<DesiredState>.decode(from: message.payload)
+        } catch {
+            logger.error("ignoring an invalid desired state", metadata: ["error": "\(error)"])
+            return
+        }
+        guard envelope.payload.agentID == configuration.agentID else {
+            logger.error("ignoring a desired state for another agent", metadata: ["payload_agent_id": "\(envelope.payload.agentID)"])
+            return
+        }
+        let current = applied.withLock { $0.generation }
+        guard envelope.payload.generation > current else {
+            // Already applied (a reconnect brings the retained document again): say so again.
+            await sendReport()
+            return
+        }
+        await apply(envelope, persist: true)
+        await sendReport()
+    }
+
+    private func apply(_ envelope: Envelope<DesiredState>, persist: Bool) async {
+        var desired: [PipelineKey: DesiredState.Pipeline] = [:]
+        for device in envelope.payload.devices {
+            for pipeline in device.pipelines {
+                desired[PipelineKey(deviceKey: device.deviceKey, pipelineID: pipeline.id)] = pipeline
+            }
+        }
+        let statuses = await runtime.apply(desired)
+        if persist {
+            do {
+                try FileManager.default.createDirectory(at: configuration.stateDirectory, withIntermediateDirectories: true)
+                try envelope.encoded().write(to: stateFile, options: .atomic)
+            } catch {
+                logger.error("could not save the desired state; a restart will start from the previous one", metadata: ["error": "\(error)"])
+            }
+        }
+        let failed = statuses.values.count { $0 != .running }
+        applied.withLock { state in
+            state.removed = state.desired.keys.filter { desired[$0] == nil }
+            state.desired = desired
+            state.statuses = statuses
+            state.generation = envelope.payload.generation
+            state.correlationID = envelope.correlationID
+        }
+        logger.info(
+            "applied a desired state",
+            metadata: ["generation": "\(envelope.payload.generation)", "pipelines": "\(desired.count)", "failed": "\(failed)"])
+    }
+
+    // MARK: Publishing
+
+    private func sendReport() async {
+        let (report, correlationID) = applied.withLock { state in
+            var byDevice: [String: [AgentMessage.Report.PipelineReport]] = [:]
+            for (key, status) in state.statuses {
+                let line: AgentMessage.Report.PipelineReport
+                switch status {
+                case .running: line = .init(pipelineID: key.pipelineID, state: .running)
+                case .failed(let reason): line = .init(pipelineID: key.pipelineID, state: .failed, reason: String(reason.prefix(1024)))
+                }
+                byDevice[key.deviceKey, default: []].append(line)
+            }
+            for key in state.removed {
+                byDevice[key.deviceKey, default: []].append(.init(pipelineID: key.pipelineID, state: .removed))
+            }
+            let devices = byDevice.keys.sorted().map { key in
+                AgentMessage.Report.DeviceReport(deviceKey: key, pipelines: byDevice[key]!.sorted { $0.pipelineID < $1.pipelineID })
+            }
+            return (AgentMessage.Report(agentID: configuration.agentID, generation: state.generation, devices: devices), state.correlationID)
+        }
+        await publish(report, on: .report, qos: .atLeastOnce, correlationID: correlationID)
+    }
+
+    private func sendHeartbeat() async {
+        let uptime = ContinuousClock.now - startedAt
+        let heartbeat = AgentMessage.Heartbeat(
+            agentID: configuration.agentID, uptimeSeconds: Double(uptime.components.seconds), appliedGeneration: applied.withLock { $0.generation })
+        await publish(heartbeat, on: .heartbeat, qos: .atMostOnce)
+    }
+
+    private func sendTelemetry() async {
+        let figures = await runtime.collectFigures()
+        let pipelines = figures.keys.sorted().map { key in
+            let figure = figures[key]!
+            return AgentMessage.Telemetry.Pipeline(
+                deviceKey: key.deviceKey, pipelineID: key.pipelineID, frames: figure.frames, detections: figure.detections, errors: figure.errors,
+                latencyMs: .init(p50: figure.latencies.quantile(0.5), p95: figure.latencies.quantile(0.95), p99: figure.latencies.quantile(0.99)))
+        }
+        let sample = host.sample()
+        let telemetry = AgentMessage.Telemetry(
+            agentID: configuration.agentID, intervalSeconds: configuration.telemetrySeconds,
+            host: .init(cpuPercent: sample.cpuPercent, memoryUsedBytes: sample.memoryUsedBytes), pipelines: pipelines)
+        await publish(telemetry, on: .telemetry, qos: .atMostOnce)
+    }
+
+    private func publish<Payload: ContractPayload>(_ payload: Payload, on channel: Topic.AgentChannel, qos: MQTTQoS, correlationID: UUID? = nil) async
+    {
+        guard mqtt.connectionState.isConnected || qos != .atMostOnce else { return }
+        do {
+            try await mqtt.publish(
+                Topic.agent(agentID, channel).path, payload: try Envelope(payload: payload, correlationID: correlationID).encoded(), qos: qos,
+                properties: MQTTProperties(contentType: "application/json"))
+        } catch {
+            logger.debug("could not publish", metadata: ["channel": "\(channel)", "error": "\(error)"])
+        }
+    }
+
+    /// Runs `body` every `seconds`, the first time after `first` seconds (by default a random
+    /// part of one interval, so that agents started together spread their messages).
+    private func every(_ seconds: Double, first: Double? = nil, _ body: () async -> Void) async {
+        try? await Task.sleep(for: .seconds(first ?? Double.random(in: 0..<seconds)))
+        while !Task.isCancelled {
+            await body()
+            try? await Task.sleep(for: .seconds(seconds))
+        }
+    }
+
+    private static func hello(_ configuration: AgentConfiguration, generation: Int) -> AgentMessage.Hello {
+        AgentMessage.Hello(
+            agentID: configuration.agentID, site: configuration.site, serverName: configuration.serverName,
+            agentVersion: AgentConfiguration.agentVersion,
+            capacity: configuration.capacity, supportsPipelines: configuration.supportsPipelines, devices: configuration.devices,
+            appliedGeneration: generation)
+    }
+
+    private static func encode<Payload: ContractPayload>(_ payload: Payload) -> Data {
+        // Encoding the protocol's own structs of strings and numbers does not fail.
+        (try? Envelope(payload: payload).encoded()) ?? Data()
+    }
+}
+
+/// A value behind a lock that closures can share (a `Mutex` cannot be captured: it is not copyable).
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
+}

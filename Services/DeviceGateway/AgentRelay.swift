@@ -1,0 +1,356 @@
+import DeviceProtocol
+import FleetContract
+import Foundation
+import Logging
+import MQTT
+import Metrics
+import ServiceLifecycle
+import ServiceRuntime
+import Synchronization
+
+/// The gateway's shared state: the agent table and the replica membership, each behind a lock,
+/// read by the relay and by the REST API.
+final class GatewayState: Sendable {
+    let instance: String
+    /// Every subscription of the relay is acknowledged by the broker (for `/ready`: before that,
+    /// a hello would be lost).
+    let subscribed = SubscriptionFlag()
+    private let table: Mutex<AgentTable>
+    private let membership: Mutex<ReplicaMembership>
+
+    init(instance: String, limits: AgentTable.Limits) {
+        self.instance = instance
+        self.table = Mutex(AgentTable(limits: limits))
+        self.membership = Mutex(ReplicaMembership(me: instance))
+    }
+
+    func withTable<T: Sendable>(_ body: (inout AgentTable) -> T) -> T { table.withLock { body(&$0) } }
+
+    func owns(_ agentID: String) -> Bool { membership.withLock { $0.owns(agentID) } }
+    func owner(of agentID: String) -> String { membership.withLock { $0.owner(of: agentID) } }
+    var replicas: [String] { membership.withLock { $0.replicas } }
+    func updateMembership(instance: String, online: Bool) { membership.withLock { $0.update(instance: instance, online: online) } }
+}
+
+/// Moves agent traffic across the gateway: validates and forwards what agents send, announces
+/// their presence, and publishes each agent's desired state to it.
+///
+/// Subscriptions (see `docs/device-protocol.md` and `docs/decisions.md`):
+/// - hello, telemetry and report are shared between replicas (`$share/device-gateway/…`): each
+///   message is handled by one replica, so it is forwarded once;
+/// - presence and heartbeat reach every replica, so each keeps every agent's presence, and the
+///   agent's owner (``ReplicaMembership``) alone announces changes;
+/// - the orchestrator's desired states reach every replica, and the owner publishes them; the
+///   agents' retained desired topics tell every replica the generation already published.
+struct AgentRelay: Service {
+    static let service = "device-gateway"
+
+    let mqtt: MQTTClient
+    let state: GatewayState
+    let validator: AgentMessageValidator
+    let logger: Logger
+
+    private let dropLog = DropLog()
+    private let counters = InboundCounters()
+    /// Presence changes to announce, published in order by one task so that handling an agent
+    /// message never waits for the broker's acknowledgement of an announcement.
+    private let announcements: AsyncStream<AgentPresence>
+    private let announcer: AsyncStream<AgentPresence>.Continuation
+
+    init(mqtt: MQTTClient, state: GatewayState, validator: AgentMessageValidator = AgentMessageValidator(), logger: Logger) {
+        self.mqtt = mqtt
+        self.state = state
+        self.validator = validator
+        self.logger = logger
+        (announcements, announcer) = AsyncStream.makeStream()
+    }
+
+    func run() async throws {
+        // Peers first: their retained statuses arrive right after the subscription is acknowledged,
+        // and ownership must be known before the first agent event is announced.
+        let peers = try await mqtt.subscribe(to: Topic.serviceStatuses(of: try TopicLevel(Self.service)).path, qos: .atLeastOnce)
+        let membership = Task { for await message in peers { handlePeerStatus(message) } }
+        defer { membership.cancel() }
+        try await Task.sleep(for: .milliseconds(300))
+        logger.info("gateway replicas", metadata: ["replicas": "\(state.replicas.joined(separator: ","))"])
+
+        let shared = { (channel: Topic.AgentChannel) in Topic.everyAgent(channel).shared(by: Self.service) }
+        let hellos = try await mqtt.subscribe(to: shared(.hello), qos: .atLeastOnce)
+        let reports = try await mqtt.subscribe(to: shared(.report), qos: .atLeastOnce)
+        let telemetry = try await mqtt.subscribe(to: shared(.telemetry), qos: .atMostOnce, bufferCapacity: 65_536)
+        let presences = try await mqtt.subscribe(to: Topic.everyAgent(.presence).path, qos: .atLeastOnce)
+        let heartbeats = try await mqtt.subscribe(to: Topic.everyAgent(.heartbeat).path, qos: .atMostOnce)
+        let published = try await mqtt.subscribe(to: Topic.everyAgent(.desired).path, qos: .atLeastOnce)
+        let desired = try await mqtt.subscribe(to: Topic.agentDesiredStateRequests.path, qos: .atLeastOnce)
+        state.subscribed.set(true)
+        defer { state.subscribed.set(false) }
+
+        let announcing = Task { await publishAnnouncements() }
+        await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired]) { group in
+            // Presence and heartbeats in arrival order, one consumer each; hello, report and
+            // telemetry by two workers each (the validator is pure, and uses the second core).
+            for subscription in [presences, heartbeats] {
+                group.addTask { for await message in subscription { await handleInbound(message) } }
+            }
+            for subscription in [hellos, reports, telemetry] {
+                for _ in 0..<2 {
+                    group.addTask { for await message in subscription { await handleInbound(message) } }
+                }
+            }
+            group.addTask { for await message in published { notePublishedDesiredState(message) } }
+            group.addTask { for await message in desired { await relayDesiredState(message) } }
+        } background: {
+            await expireSilentAgents()
+        }
+        // The announcements of the last messages handled still go out.
+        announcer.finish()
+        await announcing.value
+    }
+
+    // MARK: Inbound agent messages
+
+    func handleInbound(_ message: MQTTMessage) async {
+        let moment = Moment.now()
+        let route: (agentID: TopicLevel, channel: Topic.AgentChannel)
+        switch AgentMessageValidator.route(topic: message.topic) {
+        case .success(let found): route = found
+        case .failure(let failure): return drop(message, failure, agentID: nil)
+        }
+        let agentID = route.agentID.value
+        counters.received[route.channel]?.increment()
+        guard state.withTable({ $0.admit(agentID, at: moment) }) else {
+            return drop(message, .init(rejection: .rateLimited, detail: "over the agent's rate limit"), agentID: agentID)
+        }
+        let validated: ValidatedAgentMessage
+        switch validator.validate(agentID: route.agentID, channel: route.channel, payload: message.payload) {
+        case .success(let message): validated = message
+        case .failure(let failure): return drop(message, failure, agentID: agentID)
+        }
+
+        switch route.channel {
+        case .presence:
+            let online = validated.field("state") == .string("online")
+            let change = state.withTable { online ? $0.markAlive(agentID, at: moment) : $0.markOffline(agentID, at: moment) }
+            await announce(change, of: agentID, at: moment)
+        case .heartbeat:
+            let change = state.withTable { table in
+                defer { if let generation = validated.field("applied_generation")?.integer { table.noteApplied(agentID, generation: generation) } }
+                return table.markAlive(agentID, at: moment)
+            }
+            await announce(change, of: agentID, at: moment)
+        case .hello:
+            let change = state.withTable { table in
+                defer { if let generation = validated.field("applied_generation")?.integer { table.noteApplied(agentID, generation: generation) } }
+                return table.markAlive(agentID, at: moment)
+            }
+            await announce(change, of: agentID, at: moment)
+            await forwardHello(validated, at: moment)
+        case .report:
+            await announce(state.withTable { $0.markAlive(agentID, at: moment) }, of: agentID, at: moment)
+            await forward(validated, to: Topic.agentReportEvents, qos: .atLeastOnce)
+        case .telemetry:
+            // Any message says the agent is there, whichever comes first after a silence.
+            await announce(state.withTable { $0.markAlive(agentID, at: moment) }, of: agentID, at: moment)
+            await forward(validated, to: Topic.agentTelemetryEvents, qos: .atMostOnce)
+        case .desired:
+            break  // not inbound; the router refused it
+        }
+    }
+
+    private func forwardHello(_ message: ValidatedAgentMessage, at moment: Moment) async {
+        do {
+            let hello = try Envelope<AgentMessage.Hello>.decode(from: message.payload)
+            let event = Envelope(payload: hello.payload.forwarded(observedAt: moment.wall), correlationID: hello.correlationID ?? hello.messageID)
+            try await mqtt.publish(
+                Topic.agentHelloEvents.path, payload: try event.encoded(), qos: .atLeastOnce,
+                properties: MQTTProperties(contentType: "application/json"))
+            counters.forwarded[.hello]?.increment()
+        } catch {
+            forwardFailed(message, error)
+        }
+    }
+
+    private func forward(_ message: ValidatedAgentMessage, to topic: Topic, qos: MQTTQoS) async {
+        do {
+            try await mqtt.publish(topic.path, payload: message.payload, qos: qos, properties: MQTTProperties(contentType: "application/json"))
+            counters.forwarded[message.channel]?.increment()
+        } catch {
+            forwardFailed(message, error)
+        }
+    }
+
+    private func forwardFailed(_ message: ValidatedAgentMessage, _ error: any Error) {
+        Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "forward_failed")]).increment()
+        logger.warning(
+            "could not forward an agent message",
+            metadata: ["agent_id": "\(message.agentID)", "channel": "\(message.channel)", "error": "\(error)"])
+    }
+
+    /// Queues a presence change for announcement, when this replica owns the agent.
+    private func announce(_ change: PresenceChange?, of agentID: String, at moment: Moment) async {
+        guard let change, state.owns(agentID) else { return }
+        announcer.yield(AgentPresence(agentID: agentID, state: change == .online ? .online : .offline, observedAt: moment.wall))
+    }
+
+    private func publishAnnouncements() async {
+        for await event in announcements {
+            do {
+                try await mqtt.publish(
+                    Topic.agentPresenceEvents.path, payload: try Envelope(payload: event).encoded(), qos: .atLeastOnce,
+                    properties: MQTTProperties(contentType: "application/json"))
+                Counter(label: "gateway_presence_events_total", dimensions: [("state", event.state.rawValue)]).increment()
+                logger.info("agent \(event.state.rawValue)", metadata: ["agent_id": "\(event.agentID)"])
+            } catch {
+                logger.warning("could not announce a presence change", metadata: ["agent_id": "\(event.agentID)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Once a second: agents silent past the heartbeat timeout go offline.
+    private func expireSilentAgents() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let moment = Moment.now()
+            let expired = state.withTable { $0.expire(at: moment) }
+            for agentID in expired {
+                await announce(.offline, of: agentID, at: moment)
+            }
+            Gauge(label: "gateway_agents_online").record(state.withTable { $0.onlineCount })
+        }
+    }
+
+    private func drop(_ message: MQTTMessage, _ failure: AgentMessageValidator.Failure, agentID: String?) {
+        counters.dropped[failure.rejection]?.increment()
+        // A flooding agent would flood the log too: one line per agent and reason every 10 s.
+        if dropLog.shouldLog(agentID: agentID ?? "", reason: failure.rejection) {
+            logger.warning(
+                "dropped an agent message",
+                metadata: [
+                    "topic": "\(message.topic)", "reason": "\(failure.rejection.rawValue)", "detail": "\(failure.detail)",
+                    "bytes": "\(message.payload.count)",
+                ])
+        }
+    }
+
+    // MARK: Replicas
+
+    private func handlePeerStatus(_ message: MQTTMessage) {
+        guard let status = try? Envelope<ServiceStatus>.decode(from: message.payload) else {
+            Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "bad_peer_status")]).increment()
+            return
+        }
+        state.updateMembership(instance: status.payload.instance, online: status.payload.state == .online)
+    }
+
+    // MARK: Desired state
+
+    /// A document on an agent's own desired topic (ours or another replica's, or retained from
+    /// before): remember its generation, the floor for the next one.
+    private func notePublishedDesiredState(_ message: MQTTMessage) {
+        guard let (agentID, _) = Topic.parseAgentTopic(message.topic), let document = try? JSONParser.parse(message.payload),
+            let generation = document.payloadField("generation")?.integer
+        else { return }
+        state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
+    }
+
+    /// A new desired state from the orchestrator: the owner publishes it to the agent, retained,
+    /// unless the agent already has that generation or a newer one.
+    func relayDesiredState(_ message: MQTTMessage) async {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(message.payload)
+            try DeviceProtocolSchemas.shared.validate(document, as: .desired)
+        } catch {
+            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "invalid")]).increment()
+            logger.warning("dropped an invalid desired state", metadata: ["error": "\(error)"])
+            return
+        }
+        guard case .string(let id)? = document.payloadField("agent_id"), let agentID = try? TopicLevel(id),
+            let generation = document.payloadField("generation")?.integer
+        else {
+            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "invalid")]).increment()
+            logger.warning("dropped a desired state whose agent_id is not a valid id")
+            return
+        }
+        guard state.owns(agentID.value) else {
+            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "not_owner")]).increment()
+            return
+        }
+        let last = state.withTable { $0.desiredGeneration(of: agentID.value) }
+        if let last, generation < last {
+            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "stale")]).increment()
+            logger.info(
+                "not publishing an older desired state", metadata: ["agent_id": "\(agentID)", "generation": "\(generation)", "published": "\(last)"])
+            return
+        }
+        // The same generation again is the orchestrator asking for the agent's report once more
+        // (it lost one): published again, the agent answers with a report and applies nothing.
+        let outcome = last == generation ? "republished" : "published"
+        do {
+            try await mqtt.publish(
+                Topic.agent(agentID, .desired).path, payload: message.payload, qos: .atLeastOnce, retain: true,
+                properties: MQTTProperties(contentType: "application/json"))
+            state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
+            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", outcome)]).increment()
+            logger.debug("published a desired state", metadata: ["agent_id": "\(agentID)", "generation": "\(generation)"])
+        } catch {
+            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "publish_failed")]).increment()
+            logger.warning("could not publish a desired state", metadata: ["agent_id": "\(agentID)", "error": "\(error)"])
+        }
+    }
+}
+
+/// The per-message counters, made once: looking a counter up by label and dimensions costs more
+/// than the rest of forwarding a telemetry message.
+private struct InboundCounters: Sendable {
+    let received: [Topic.AgentChannel: Counter]
+    let forwarded: [Topic.AgentChannel: Counter]
+    let dropped: [AgentMessageRejection: Counter]
+
+    init() {
+        let inbound = Topic.AgentChannel.inbound
+        received = Dictionary(
+            uniqueKeysWithValues: inbound.map { ($0, Counter(label: "gateway_messages_received_total", dimensions: [("channel", $0.rawValue)])) })
+        forwarded = Dictionary(
+            uniqueKeysWithValues: [Topic.AgentChannel.hello, .report, .telemetry].map {
+                ($0, Counter(label: "gateway_messages_forwarded_total", dimensions: [("channel", $0.rawValue)]))
+            })
+        dropped = Dictionary(
+            uniqueKeysWithValues: AgentMessageRejection.allCases.map {
+                ($0, Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", $0.rawValue)]))
+            })
+    }
+}
+
+/// Rate-limits the gateway's log lines about dropped messages.
+private final class DropLog: Sendable {
+    private let lastLogged = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    func shouldLog(agentID: String, reason: AgentMessageRejection) -> Bool {
+        let key = "\(agentID)|\(reason.rawValue)"
+        let now = ContinuousClock.now
+        return lastLogged.withLock { logged in
+            if let last = logged[key], now - last < .seconds(10) { return false }
+            if logged.count > 10_000 { logged.removeAll() }
+            logged[key] = now
+            return true
+        }
+    }
+}
+
+extension ValidatedAgentMessage {
+    /// A field of the validated payload.
+    func field(_ name: String) -> JSONValue? { document.payloadField(name) }
+}
+
+extension JSONValue {
+    fileprivate func payloadField(_ name: String) -> JSONValue? {
+        guard case .object(let envelope) = self, case .object(let payload)? = envelope["payload"] else { return nil }
+        return payload[name]
+    }
+
+    fileprivate var integer: Int? {
+        guard case .number(let number) = self, number.rounded() == number, abs(number) < 9e15 else { return nil }
+        return Int(number)
+    }
+}

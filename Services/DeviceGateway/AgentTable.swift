@@ -1,0 +1,179 @@
+import Foundation
+
+/// A point in time, twice: monotonic seconds for timeouts and rates (immune to clock steps), and
+/// the wall clock for what people and other services read.
+struct Moment: Sendable {
+    var monotonic: Double
+    var wall: Date
+
+    static func now() -> Moment {
+        let elapsed = ContinuousClock.now - Moment.origin
+        return Moment(
+            monotonic: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            wall: Date()
+        )
+    }
+
+    private static let origin = ContinuousClock.now
+}
+
+/// A change of an agent's presence that the gateway announces.
+enum PresenceChange: String, Sendable, Equatable {
+    case online
+    case offline
+}
+
+/// What one gateway replica knows about every agent it has heard from: presence, last seen,
+/// message rates, the per-agent rate limit, and the generations applied and published.
+///
+/// Pure state, driven by the relay with explicit moments, so that its rules are unit-tested
+/// without a broker or a clock.
+struct AgentTable: Sendable {
+    struct Limits: Sendable {
+        /// Sustained inbound messages per second per agent (token bucket refill).
+        var rate: Double
+        /// Messages an agent may send at once (bucket size).
+        var burst: Double
+        /// Offline after this long without a heartbeat (or any other message).
+        var heartbeatTimeout: Double
+    }
+
+    /// One agent's line, as `GET /v1/agents` shows it.
+    struct Summary: Sendable, Equatable {
+        var agentID: String
+        var online: Bool
+        var lastSeen: Date
+        var appliedGeneration: Int?
+        var desiredGeneration: Int?
+        var messagesPerSecond: Double
+        var received: Int
+        var dropped: Int
+    }
+
+    private struct Entry {
+        var online = false
+        /// Whether the state was ever announced or learned; a new entry's first presence is news.
+        var known = false
+        var lastAlive: Double
+        var lastSeen: Date
+        var tokens: Double
+        var tokensAt: Double
+        var appliedGeneration: Int?
+        var desiredGeneration: Int?
+        var received = 0
+        var dropped = 0
+        /// Messages per second over the last ``AgentTable/rateWindow`` seconds: one bucket per second.
+        var buckets = [Int](repeating: 0, count: AgentTable.rateWindow)
+        var bucketSecond = 0
+    }
+
+    static let rateWindow = 60
+
+    let limits: Limits
+    private var entries: [String: Entry] = [:]
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    var count: Int { entries.count }
+    var onlineCount: Int { entries.values.count(where: \.online) }
+
+    /// Counts a message from `agentID` and takes a token for it; false means over the rate limit
+    /// (the message is to be dropped).
+    mutating func admit(_ agentID: String, at moment: Moment) -> Bool {
+        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
+        defer { entries[agentID] = entry }
+        entry.received += 1
+        let second = Int(moment.monotonic)
+        if second != entry.bucketSecond {
+            // Clear the buckets of the seconds that passed without a message.
+            for skipped in (entry.bucketSecond + 1)...max(entry.bucketSecond + 1, min(second, entry.bucketSecond + Self.rateWindow)) {
+                entry.buckets[skipped % Self.rateWindow] = 0
+            }
+            entry.bucketSecond = second
+        }
+        entry.buckets[second % Self.rateWindow] += 1
+        entry.tokens = min(limits.burst, entry.tokens + (moment.monotonic - entry.tokensAt) * limits.rate)
+        entry.tokensAt = moment.monotonic
+        guard entry.tokens >= 1 else {
+            entry.dropped += 1
+            return false
+        }
+        entry.tokens -= 1
+        return true
+    }
+
+    /// A valid message from the agent: it is alive. Returns `.online` when that is news.
+    mutating func markAlive(_ agentID: String, at moment: Moment) -> PresenceChange? {
+        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
+        defer { entries[agentID] = entry }
+        entry.lastAlive = moment.monotonic
+        entry.lastSeen = moment.wall
+        guard !entry.online || !entry.known else { return nil }
+        entry.online = true
+        entry.known = true
+        return .online
+    }
+
+    /// The agent said it is offline (or its last will did). Returns `.offline` when that is news.
+    mutating func markOffline(_ agentID: String, at moment: Moment) -> PresenceChange? {
+        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
+        defer { entries[agentID] = entry }
+        guard entry.online || !entry.known else { return nil }
+        entry.online = false
+        entry.known = true
+        return .offline
+    }
+
+    /// The online agents silent for longer than the heartbeat timeout, now marked offline.
+    mutating func expire(at moment: Moment) -> [String] {
+        var expired: [String] = []
+        for (agentID, entry) in entries where entry.online && moment.monotonic - entry.lastAlive > limits.heartbeatTimeout {
+            entries[agentID]?.online = false
+            expired.append(agentID)
+        }
+        return expired.sorted()
+    }
+
+    mutating func noteApplied(_ agentID: String, generation: Int) {
+        entries[agentID]?.appliedGeneration = generation
+    }
+
+    /// The generation on the agent's retained desired-state topic (seen on the topic itself, so
+    /// every replica learns what any replica published).
+    mutating func noteDesired(_ agentID: String, generation: Int, at moment: Moment) {
+        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
+        entry.desiredGeneration = max(entry.desiredGeneration ?? 0, generation)
+        entries[agentID] = entry
+    }
+
+    func desiredGeneration(of agentID: String) -> Int? { entries[agentID]?.desiredGeneration }
+
+    func isOnline(_ agentID: String) -> Bool { entries[agentID]?.online ?? false }
+
+    func summary(of agentID: String, at moment: Moment) -> Summary? {
+        entries[agentID].map { Self.summarise(agentID, $0, at: moment) }
+    }
+
+    /// Every agent heard from, by id.
+    func summaries(at moment: Moment) -> [Summary] {
+        entries.map { Self.summarise($0.key, $0.value, at: moment) }.sorted { $0.agentID < $1.agentID }
+    }
+
+    private static func summarise(_ agentID: String, _ entry: Entry, at moment: Moment) -> Summary {
+        // The buckets hold the minute up to the agent's last message; those of seconds more than a
+        // minute before now no longer count.
+        let age = Int(moment.monotonic) - entry.bucketSecond
+        var recent = 0
+        if age < rateWindow {
+            let stale = (0..<age).reduce(0) { sum, offset in sum + entry.buckets[(entry.bucketSecond + 1 + offset) % rateWindow] }
+            recent = entry.buckets.reduce(0, +) - stale
+        }
+        return Summary(
+            agentID: agentID, online: entry.online, lastSeen: entry.lastSeen, appliedGeneration: entry.appliedGeneration,
+            desiredGeneration: entry.desiredGeneration, messagesPerSecond: Double(recent) / Double(rateWindow),
+            received: entry.received, dropped: entry.dropped
+        )
+    }
+}

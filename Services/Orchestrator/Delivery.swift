@@ -1,0 +1,199 @@
+import DeviceProtocol
+import FleetContract
+import Foundation
+import Logging
+import MQTT
+import Metrics
+import ServiceLifecycle
+import ServiceRuntime
+import Synchronization
+
+/// Publishes the outbox to the gateways, in order, after commit and again after a crash: what is
+/// committed is sent at least once. A desired state sent twice is harmless (the gateway does not
+/// publish a generation the agent's topic already has, and the agent ignores one it applied).
+struct OutboxPublisher: Service {
+    let mqtt: MQTTClient
+    let database: DatabaseService
+    let store: OperationStore
+    let wake: Wake
+    let logger: Logger
+
+    /// Wakes the publisher after a commit, so that it does not wait for its next poll.
+    final class Wake: Sendable {
+        private let signalled = Atomic<Bool>(false)
+
+        func signal() { signalled.store(true, ordering: .releasing) }
+
+        /// Returns soon after a signal (within 5 ms), or after `timeout`.
+        func wait(timeout: Duration) async {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline && !Task.isCancelled {
+                if signalled.exchange(false, ordering: .acquiringAndReleasing) { return }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    func run() async throws {
+        try await database.waitUntilMigrated()
+        try await mqtt.waitUntilConnected()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let entries = try await store.unsent(limit: 2_000)
+                    if entries.isEmpty {
+                        await wake.wait(timeout: .seconds(1))
+                        continue
+                    }
+                    try await publish(entries)
+                    try await store.markSent(entries)
+                    Counter(label: "orchestrator_desired_states_published_total").increment(by: entries.count)
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("could not publish the outbox; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+
+    /// Agents in parallel (64 at a time), each agent's documents one after the other in outbox order.
+    func publish(_ entries: [OperationStore.OutboxEntry]) async throws {
+        var byAgent: [String: [OperationStore.OutboxEntry]] = [:]
+        var order: [String] = []
+        for entry in entries {
+            if byAgent[entry.agentID] == nil { order.append(entry.agentID) }
+            byAgent[entry.agentID, default: []].append(entry)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for agent in order {
+                if running == 64 {
+                    try await group.next()
+                    running -= 1
+                }
+                running += 1
+                let documents = byAgent[agent]!
+                group.addTask {
+                    for entry in documents {
+                        try await mqtt.publish(
+                            Topic.agentDesiredStateRequests.path, payload: Data(entry.document.utf8), qos: .atLeastOnce,
+                            properties: MQTTProperties(contentType: "application/json"))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// Settles operations' devices: agents' reports (applied or failed), the watchdog (timed out),
+/// and the registry's server-presence events (the watchdog of devices accepted offline starts
+/// when their server comes back).
+struct DeliveryTracker: Service {
+    let mqtt: MQTTClient
+    let database: DatabaseService
+    let store: OperationStore
+    let logger: Logger
+    /// For `/ready`: reports published before the subscription are not kept for the orchestrator.
+    let subscribed: SubscriptionFlag
+
+    func run() async throws {
+        try await database.waitUntilMigrated()
+        let reports = try await mqtt.subscribe(to: Topic.agentReportEvents.shared(by: "orchestrator"), qos: .atLeastOnce, bufferCapacity: 100_000)
+        let presence = try await mqtt.subscribe(to: Topic.registryEvent(.serverPresence).shared(by: "orchestrator"), qos: .atLeastOnce)
+        subscribed.set(true)
+        defer { subscribed.set(false) }
+        await consumeUntilShutdown([reports, presence]) { group in
+            // Reports of different agents are independent: several at once.
+            for _ in 0..<8 {
+                group.addTask { for await message in reports { await handleReport(message) } }
+            }
+            group.addTask { for await message in presence { await handleServerPresence(message) } }
+        } background: {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await askAgainForLostReports() }
+                group.addTask { await expireOverdueDevices() }
+            }
+        }
+    }
+
+    /// Once a second: devices not applied within their watchdog become `timed_out`.
+    private func expireOverdueDevices() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            do {
+                let expired = try await store.expireOverdue()
+                if expired > 0 {
+                    Counter(label: "orchestrator_devices_timed_out_total").increment(by: expired)
+                    logger.warning("devices not applied within their watchdog", metadata: ["count": "\(expired)"])
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("watchdog failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Every few seconds: agents whose devices wait in `delivered` get their latest document once
+    /// more; the gateway publishes it again and the agent, which has it already, just reports.
+    private func askAgainForLostReports() async {
+        let publisher = OutboxPublisher(mqtt: mqtt, database: database, store: store, wake: OutboxPublisher.Wake(), logger: logger)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(Self.reportGraceSeconds))
+            do {
+                let entries = try await store.overdueReports(after: Self.reportGraceSeconds, limit: 1_000)
+                guard !entries.isEmpty else { continue }
+                try await publisher.publish(entries)
+                Counter(label: "orchestrator_report_requests_total").increment(by: entries.count)
+                logger.info("asked agents again for their reports", metadata: ["agents": "\(entries.count)"])
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("could not ask agents again for their reports", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Seconds a delivered device waits for its report before its agent is asked again.
+    static let reportGraceSeconds = 5
+
+    private func handleReport(_ message: MQTTMessage) async {
+        let report: AgentMessage.Report
+        do {
+            report = try Envelope<AgentMessage.Report>.decode(from: message.payload).payload
+        } catch {
+            Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "invalid")]).increment()
+            logger.warning("dropped an invalid agent report", metadata: ["error": "\(error)"])
+            return
+        }
+        var failures: [String: String] = [:]
+        for device in report.devices {
+            let failed = device.pipelines.filter { $0.state == .failed }
+            if !failed.isEmpty {
+                failures[device.deviceKey] = failed.map { "pipeline \($0.pipelineID): \($0.reason ?? "failed")" }.joined(separator: "; ")
+            }
+        }
+        do {
+            try await store.applyReport(agentID: report.agentID, generation: Int64(report.generation), failures: failures)
+            Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "applied")]).increment()
+        } catch {
+            Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "error")]).increment()
+            logger.warning("could not record a report", metadata: ["agent_id": "\(report.agentID)", "error": "\(error)"])
+        }
+    }
+
+    private func handleServerPresence(_ message: MQTTMessage) async {
+        guard let change = try? Envelope<RegistryChange>.decode(from: message.payload).payload, change.online == true, let server = change.serverID
+        else {
+            return
+        }
+        do {
+            try await store.startWatchdog(serverID: server)
+        } catch {
+            logger.warning("could not start the watchdog of a server's devices", metadata: ["server_id": "\(server)", "error": "\(error)"])
+        }
+    }
+}

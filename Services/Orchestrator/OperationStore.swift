@@ -1,0 +1,405 @@
+import DeviceProtocol
+import FleetContract
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceRuntime
+
+/// The orchestrator's data in PostgreSQL (schema `orchestrator`): each device's pipelines and
+/// their history, each agent's desired-state generation, the operations with their devices, and
+/// the outbox of desired-state documents.
+struct OperationStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    private func json(_ value: some Encodable) throws -> String {
+        String(decoding: try ContractCoding.encoder.encode(value), as: UTF8.self)
+    }
+
+    private func pipelines(_ text: String) throws -> [DesiredState.Pipeline] {
+        try ContractCoding.decoder.decode([DesiredState.Pipeline].self, from: Data(text.utf8))
+    }
+
+    // MARK: Device pipelines
+
+    /// What each of `deviceIDs` runs now, with its revision (devices never assigned are absent).
+    func currentPipelines(_ deviceIDs: [UUID]) async throws -> [UUID: (pipelines: [DesiredState.Pipeline], revision: Int)] {
+        var current: [UUID: (pipelines: [DesiredState.Pipeline], revision: Int)] = [:]
+        let rows = try await client.query(
+            "SELECT device_id, pipelines::text, revision FROM orchestrator.device_pipelines WHERE device_id = ANY(\(deviceIDs))", logger: logger)
+        for try await (id, text, revision) in rows.decode((UUID, String, Int).self) {
+            current[id] = (try pipelines(text), revision)
+        }
+        return current
+    }
+
+    struct HistoryEntry: Codable, Sendable {
+        var revision: Int
+        var pipelines: [DesiredState.Pipeline]
+        var operationID: UUID
+        var createdAt: Date
+
+        enum CodingKeys: String, CodingKey {
+            case revision, pipelines
+            case operationID = "operation_id"
+            case createdAt = "created_at"
+        }
+    }
+
+    func history(of deviceID: UUID) async throws -> [HistoryEntry] {
+        var entries: [HistoryEntry] = []
+        let rows = try await client.query(
+            """
+            SELECT revision, pipelines::text, operation_id, created_at FROM orchestrator.device_pipeline_history
+            WHERE device_id = \(deviceID) ORDER BY revision DESC
+            """, logger: logger)
+        for try await (revision, text, operation, createdAt) in rows.decode((Int, String, UUID, Date).self) {
+            entries.append(HistoryEntry(revision: revision, pipelines: try pipelines(text), operationID: operation, createdAt: createdAt))
+        }
+        return entries
+    }
+
+    // MARK: Applying an operation
+
+    struct NewOperation: Sendable {
+        var id = UUID()
+        var kind: OperationKind
+        var actor: String
+        /// The request as the operator sent it (its JSON), for the audit trail.
+        var request: String
+        var reverts: UUID?
+        var retries: UUID?
+        var watchdogSeconds: Int
+        var changes: [DeviceChange]
+        /// The revision of each device when the plan was made; a device changed since is a conflict.
+        var revisions: [UUID: Int]
+    }
+
+    /// Commits the operation in one transaction: the devices' new pipelines and history, each
+    /// affected agent's generation + 1 with its whole new desired-state document in the outbox,
+    /// and the operation with its devices, all pending. Returns the agents' new generations.
+    @discardableResult
+    func apply(_ operation: NewOperation) async throws -> [String: Int64] {
+        let changes = operation.changes
+        let ids = changes.map(\.device.id)
+        return try await client.withTransaction(logger: logger) { connection in
+            try await connection.query(
+                """
+                INSERT INTO orchestrator.operations (id, kind, actor, request, reverts, retries, watchdog_seconds)
+                VALUES (\(operation.id), \(operation.kind.rawValue), \(operation.actor), \(operation.request)::jsonb, \(operation.reverts),
+                        \(operation.retries), \(operation.watchdogSeconds))
+                """, logger: logger)
+
+            // Lock the devices' rows; a device another operation changed since the plan is a conflict.
+            var locked: [UUID: Int] = [:]
+            for try await (id, revision) in try await connection.query(
+                "SELECT device_id, revision FROM orchestrator.device_pipelines WHERE device_id = ANY(\(ids)) ORDER BY device_id FOR UPDATE",
+                logger: logger
+            ).decode((UUID, Int).self) {
+                locked[id] = revision
+            }
+            for id in ids where (locked[id] ?? 0) != (operation.revisions[id] ?? 0) {
+                throw APIError(
+                    .conflict, code: "changed_meanwhile",
+                    message: "device \(id) was changed by another operation since this one was planned; try again",
+                    field: "device_id")
+            }
+
+            try await connection.query(
+                """
+                INSERT INTO orchestrator.device_pipelines (device_id, server_id, site_id, device_key, pipelines, revision)
+                SELECT d, s, si, k, p::jsonb, 1
+                FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
+                            \(changes.map(\.device.key))::text[], \(try changes.map { try json($0.after) })::text[]) AS t (d, s, si, k, p)
+                ON CONFLICT (device_id) DO UPDATE SET
+                    pipelines = excluded.pipelines, revision = orchestrator.device_pipelines.revision + 1,
+                    server_id = excluded.server_id, site_id = excluded.site_id, device_key = excluded.device_key, updated_at = now()
+                """, logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO orchestrator.device_pipeline_history (device_id, revision, pipelines, operation_id)
+                SELECT device_id, revision, pipelines, \(operation.id) FROM orchestrator.device_pipelines WHERE device_id = ANY(\(ids))
+                """, logger: logger)
+
+            let agents = Array(Set(changes.map(\.device.serverID))).sorted()
+            var generations: [String: Int64] = [:]
+            for try await (agent, generation) in try await connection.query(
+                """
+                INSERT INTO orchestrator.agents (agent_id, generation) SELECT a, 1 FROM unnest(\(agents)::text[]) AS a
+                ON CONFLICT (agent_id) DO UPDATE SET generation = orchestrator.agents.generation + 1, updated_at = now()
+                RETURNING agent_id, generation
+                """, logger: logger
+            ).decode((String, Int64).self) {
+                generations[agent] = generation
+            }
+
+            // Each agent's whole document: every device of its server with the pipelines it runs now.
+            var assignments: [String: [DesiredState.DeviceAssignment]] = [:]
+            for try await (server, key, text) in try await connection.query(
+                "SELECT server_id, device_key, pipelines::text FROM orchestrator.device_pipelines WHERE server_id = ANY(\(agents)) ORDER BY server_id, device_key",
+                logger: logger
+            ).decode((String, String, String).self) {
+                let list = try pipelines(text)
+                if !list.isEmpty { assignments[server, default: []].append(DesiredState.DeviceAssignment(deviceKey: key, pipelines: list)) }
+            }
+            let documents = try agents.map { agent in
+                let state = DesiredState(agentID: agent, generation: Int(generations[agent]!), devices: assignments[agent] ?? [])
+                return String(decoding: try Envelope(payload: state, correlationID: operation.id).encoded(), as: UTF8.self)
+            }
+            try await connection.query(
+                """
+                INSERT INTO orchestrator.outbox (agent_id, generation, document)
+                SELECT * FROM unnest(\(agents)::text[], \(agents.map { generations[$0]! })::bigint[], \(documents)::text[])
+                """, logger: logger)
+
+            try await connection.query(
+                """
+                INSERT INTO orchestrator.operation_devices
+                    (operation_id, device_id, server_id, site_id, device_key, device_name, generation, status, before, after, reachable, deadline)
+                SELECT \(operation.id), d, s, si, k, n, g, 'pending', b::jsonb, a::jsonb, r,
+                       CASE WHEN r THEN now() + make_interval(secs => \(operation.watchdogSeconds)) END
+                FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
+                            \(changes.map(\.device.key))::text[], \(changes.map(\.device.name))::text[],
+                            \(changes.map { generations[$0.device.serverID]! })::bigint[], \(try changes.map { try json($0.before) })::text[],
+                            \(try changes.map { try json($0.after) })::text[], \(changes.map(\.device.reachable))::boolean[])
+                     AS t (d, s, si, k, n, g, b, a, r)
+                """, logger: logger)
+            return generations
+        }
+    }
+
+    // MARK: Delivery
+
+    struct OutboxEntry: Sendable {
+        var seq: Int64
+        var agentID: String
+        var generation: Int64
+        var document: String
+    }
+
+    func unsent(limit: Int) async throws -> [OutboxEntry] {
+        var entries: [OutboxEntry] = []
+        let rows = try await client.query(
+            "SELECT seq, agent_id, generation, document FROM orchestrator.outbox WHERE sent_at IS NULL ORDER BY seq LIMIT \(limit)", logger: logger)
+        for try await (seq, agent, generation, document) in rows.decode((Int64, String, Int64, String).self) {
+            entries.append(OutboxEntry(seq: seq, agentID: agent, generation: generation, document: document))
+        }
+        return entries
+    }
+
+    /// Marks entries sent, and their operations' devices delivered.
+    func markSent(_ entries: [OutboxEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("UPDATE orchestrator.outbox SET sent_at = now() WHERE seq = ANY(\(entries.map(\.seq)))", logger: logger)
+            try await connection.query(
+                """
+                UPDATE orchestrator.operation_devices od SET status = 'delivered', updated_at = now()
+                FROM unnest(\(entries.map(\.agentID))::text[], \(entries.map(\.generation))::bigint[]) AS t (a, g)
+                WHERE od.server_id = t.a AND od.generation <= t.g AND od.status = 'pending'
+                """, logger: logger)
+        }
+    }
+
+    /// An agent's report of `generation`: its devices' unsettled rows up to that generation become
+    /// applied, or failed with the reasons of their failed pipelines. Late reports also settle
+    /// devices the watchdog had given up on.
+    func applyReport(agentID: String, generation: Int64, failures: [String: String]) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            let keys = failures.keys.sorted()
+            if !keys.isEmpty {
+                try await connection.query(
+                    """
+                    UPDATE orchestrator.operation_devices od SET status = 'failed', reason = f.r, updated_at = now()
+                    FROM unnest(\(keys)::text[], \(keys.map { failures[$0]! })::text[]) AS f (k, r)
+                    WHERE od.server_id = \(agentID) AND od.device_key = f.k AND od.generation <= \(generation)
+                      AND od.status IN ('pending', 'delivered', 'timed_out')
+                    """, logger: logger)
+            }
+            try await connection.query(
+                """
+                UPDATE orchestrator.operation_devices SET status = 'applied', reason = NULL, updated_at = now()
+                WHERE server_id = \(agentID) AND generation <= \(generation) AND status IN ('pending', 'delivered', 'timed_out')
+                """, logger: logger)
+            try await connection.query(
+                "UPDATE orchestrator.agents SET applied_generation = greatest(applied_generation, \(generation)) WHERE agent_id = \(agentID)",
+                logger: logger)
+        }
+    }
+
+    /// The latest document of each agent whose devices have waited in `delivered` (server
+    /// online) for more than `seconds`: their report may have been lost (an orchestrator restart,
+    /// a broker hiccup). Their wait starts over, so an agent is asked again at most that often.
+    func overdueReports(after seconds: Int, limit: Int) async throws -> [OutboxEntry] {
+        var entries: [OutboxEntry] = []
+        let rows = try await client.query(
+            """
+            WITH waiting AS (
+                SELECT DISTINCT server_id FROM orchestrator.operation_devices
+                WHERE status = 'delivered' AND deadline IS NOT NULL AND updated_at < now() - make_interval(secs => \(seconds))
+                LIMIT \(limit)
+            ), touched AS (
+                UPDATE orchestrator.operation_devices od SET updated_at = now() FROM waiting w
+                WHERE od.server_id = w.server_id AND od.status = 'delivered'
+            )
+            SELECT DISTINCT ON (o.agent_id) o.seq, o.agent_id, o.generation, o.document
+            FROM orchestrator.outbox o JOIN waiting w ON w.server_id = o.agent_id
+            WHERE o.sent_at IS NOT NULL ORDER BY o.agent_id, o.seq DESC
+            """, logger: logger)
+        for try await (seq, agent, generation, document) in rows.decode((Int64, String, Int64, String).self) {
+            entries.append(OutboxEntry(seq: seq, agentID: agent, generation: generation, document: document))
+        }
+        return entries
+    }
+
+    /// Devices not applied by their deadline become `timed_out`; returns how many.
+    func expireOverdue() async throws -> Int {
+        let rows = try await client.query(
+            """
+            UPDATE orchestrator.operation_devices od
+            SET status = 'timed_out', reason = 'not applied within ' || o.watchdog_seconds || ' s', updated_at = now()
+            FROM orchestrator.operations o
+            WHERE o.id = od.operation_id AND od.status IN ('pending', 'delivered') AND od.deadline < now()
+            RETURNING od.device_id
+            """, logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
+    /// A server came online: the watchdog starts for its devices that were waiting offline.
+    func startWatchdog(serverID: String) async throws {
+        try await client.query(
+            """
+            UPDATE orchestrator.operation_devices od SET deadline = now() + make_interval(secs => o.watchdog_seconds)
+            FROM orchestrator.operations o
+            WHERE o.id = od.operation_id AND od.server_id = \(serverID) AND od.deadline IS NULL AND od.status IN ('pending', 'delivered')
+            """, logger: logger)
+    }
+
+    // MARK: Reading operations
+
+    struct OperationSummary: Codable, Sendable {
+        var id: UUID
+        var kind: OperationKind
+        var actor: String
+        var createdAt: Date
+        var reverts: UUID?
+        var retries: UUID?
+        var watchdogSeconds: Int
+        var counts: [String: Int]
+        var devices: Int
+        /// Every device settled (applied, failed or timed out).
+        var finished: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case id, kind, actor, reverts, retries, counts, devices, finished
+            case createdAt = "created_at"
+            case watchdogSeconds = "watchdog_seconds"
+        }
+    }
+
+    struct OperationDevice: Codable, Sendable {
+        var deviceID: UUID
+        var deviceName: String
+        var siteID: String
+        var serverID: String
+        var generation: Int64
+        var status: DeviceStatus
+        var reason: String?
+        var updatedAt: Date
+
+        enum CodingKeys: String, CodingKey {
+            case status, reason, generation
+            case deviceID = "device_id"
+            case deviceName = "device_name"
+            case siteID = "site_id"
+            case serverID = "server_id"
+            case updatedAt = "updated_at"
+        }
+    }
+
+    private static let summaryQuery = """
+        SELECT o.seq, o.id, o.kind, o.actor, o.created_at, o.reverts, o.retries, o.watchdog_seconds,
+               count(*) FILTER (WHERE d.status = 'pending')::int, count(*) FILTER (WHERE d.status = 'delivered')::int,
+               count(*) FILTER (WHERE d.status = 'applied')::int, count(*) FILTER (WHERE d.status = 'failed')::int,
+               count(*) FILTER (WHERE d.status = 'timed_out')::int
+        FROM orchestrator.operations o LEFT JOIN orchestrator.operation_devices d ON d.operation_id = o.id
+        """
+
+    private func summaries(_ rows: PostgresRowSequence) async throws -> [(Int64, OperationSummary)] {
+        var found: [(Int64, OperationSummary)] = []
+        for try await row in rows {
+            let (seq, id, kind, actor, createdAt, reverts, retries, watchdog, pending, delivered, applied, failed, timedOut) = try row.decode(
+                (Int64, UUID, String, String, Date, UUID?, UUID?, Int, Int, Int, Int, Int, Int).self)
+            let counts = ["pending": pending, "delivered": delivered, "applied": applied, "failed": failed, "timed_out": timedOut]
+            let total = counts.values.reduce(0, +)
+            found.append(
+                (
+                    seq,
+                    OperationSummary(
+                        id: id, kind: OperationKind(rawValue: kind) ?? .assign, actor: actor, createdAt: createdAt, reverts: reverts,
+                        retries: retries,
+                        watchdogSeconds: watchdog, counts: counts, devices: total, finished: pending + delivered == 0)
+                ))
+        }
+        return found
+    }
+
+    func operation(_ id: UUID) async throws -> OperationSummary? {
+        let rows = try await client.query(
+            PostgresQuery(unsafeSQL: Self.summaryQuery + " WHERE o.id = $1 GROUP BY o.id", binds: binds(id)), logger: logger)
+        return try await summaries(rows).first?.1
+    }
+
+    /// Newest first; `before` is the cursor (the last seq of the previous page).
+    func operations(limit: Int, before: Int64?) async throws -> (items: [OperationSummary], next: Int64?) {
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: Self.summaryQuery + " WHERE o.seq < $1 GROUP BY o.id ORDER BY o.seq DESC LIMIT $2",
+                binds: binds(before ?? Int64.max, limit + 1)), logger: logger)
+        let found = try await summaries(rows)
+        let page = Array(found.prefix(limit))
+        return (page.map(\.1), found.count > limit ? page.last?.0 : nil)
+    }
+
+    func devices(of operationID: UUID, status: DeviceStatus? = nil) async throws -> [OperationDevice] {
+        var devices: [OperationDevice] = []
+        let rows = try await client.query(
+            """
+            SELECT device_id, device_name, site_id, server_id, generation, status, reason, updated_at FROM orchestrator.operation_devices
+            WHERE operation_id = \(operationID) AND (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue))
+            ORDER BY site_id, server_id, device_key
+            """, logger: logger)
+        for try await (id, name, site, server, generation, status, reason, updatedAt) in rows.decode(
+            (UUID, String, String, String, Int64, String, String?, Date).self)
+        {
+            devices.append(
+                OperationDevice(
+                    deviceID: id, deviceName: name, siteID: site, serverID: server, generation: generation,
+                    status: DeviceStatus(rawValue: status) ?? .pending,
+                    reason: reason, updatedAt: updatedAt))
+        }
+        return devices
+    }
+
+    /// Each device's pipelines before and after an operation, for revert and retry.
+    func changes(
+        of operationID: UUID
+    ) async throws -> [(deviceID: UUID, status: DeviceStatus, before: [DesiredState.Pipeline], after: [DesiredState.Pipeline])] {
+        var found: [(UUID, DeviceStatus, [DesiredState.Pipeline], [DesiredState.Pipeline])] = []
+        let rows = try await client.query(
+            "SELECT device_id, status, before::text, after::text FROM orchestrator.operation_devices WHERE operation_id = \(operationID)",
+            logger: logger)
+        for try await (id, status, before, after) in rows.decode((UUID, String, String, String).self) {
+            found.append((id, DeviceStatus(rawValue: status) ?? .pending, try pipelines(before), try pipelines(after)))
+        }
+        return found.map { (deviceID: $0.0, status: $0.1, before: $0.2, after: $0.3) }
+    }
+
+    private func binds(_ values: any PostgresDynamicTypeEncodable...) -> PostgresBindings {
+        var bindings = PostgresBindings()
+        for value in values { bindings.append(value) }
+        return bindings
+    }
+}

@@ -1,0 +1,94 @@
+import ServiceRuntime
+
+/// The orchestrator's schema. Applied migrations are never edited: add a new one.
+enum OrchestratorMigrations {
+    static let all: [Migration] = [
+        Migration(
+            version: 1,
+            name: "pipeline assignment",
+            statements: [
+                // What each device should run now, versioned: every change adds a revision.
+                """
+                CREATE TABLE orchestrator.device_pipelines (
+                    device_id uuid PRIMARY KEY,
+                    server_id text NOT NULL,
+                    site_id text NOT NULL,
+                    device_key text NOT NULL,
+                    pipelines jsonb NOT NULL,
+                    revision integer NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                "CREATE INDEX device_pipelines_by_server ON orchestrator.device_pipelines (server_id)",
+                """
+                CREATE TABLE orchestrator.device_pipeline_history (
+                    device_id uuid NOT NULL,
+                    revision integer NOT NULL,
+                    pipelines jsonb NOT NULL,
+                    operation_id uuid NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (device_id, revision)
+                )
+                """,
+                // One desired-state document per agent; its generation only grows.
+                """
+                CREATE TABLE orchestrator.agents (
+                    agent_id text PRIMARY KEY,
+                    generation bigint NOT NULL,
+                    applied_generation bigint NOT NULL DEFAULT 0,
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                // The audit trail: who did what, when, to which devices (operation_devices).
+                """
+                CREATE TABLE orchestrator.operations (
+                    seq bigserial UNIQUE,
+                    id uuid PRIMARY KEY,
+                    kind text NOT NULL,
+                    actor text NOT NULL,
+                    request jsonb NOT NULL,
+                    reverts uuid REFERENCES orchestrator.operations (id),
+                    retries uuid REFERENCES orchestrator.operations (id),
+                    watchdog_seconds integer NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                """
+                CREATE TABLE orchestrator.operation_devices (
+                    operation_id uuid NOT NULL REFERENCES orchestrator.operations (id),
+                    device_id uuid NOT NULL,
+                    server_id text NOT NULL,
+                    site_id text NOT NULL,
+                    device_key text NOT NULL,
+                    device_name text NOT NULL,
+                    generation bigint NOT NULL,
+                    status text NOT NULL CHECK (status IN ('pending', 'delivered', 'applied', 'failed', 'timed_out')),
+                    reason text,
+                    before jsonb NOT NULL,
+                    after jsonb NOT NULL,
+                    reachable boolean NOT NULL,
+                    deadline timestamptz,
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (operation_id, device_id)
+                )
+                """,
+                """
+                CREATE INDEX operation_devices_unsettled ON orchestrator.operation_devices (server_id, generation)
+                WHERE status IN ('pending', 'delivered')
+                """,
+                // Written in the same transaction as the change; sent after commit, in order.
+                """
+                CREATE TABLE orchestrator.outbox (
+                    seq bigserial PRIMARY KEY,
+                    agent_id text NOT NULL,
+                    generation bigint NOT NULL,
+                    document text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    sent_at timestamptz
+                )
+                """,
+                "CREATE INDEX outbox_unsent ON orchestrator.outbox (seq) WHERE sent_at IS NULL",
+            ]
+        )
+    ]
+}

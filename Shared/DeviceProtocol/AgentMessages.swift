@@ -1,0 +1,351 @@
+package import FleetContract
+package import Foundation
+
+/// The messages an edge agent publishes, as `docs/device-protocol.md` and the schemas in
+/// `Schemas/` define them. The gateway validates the JSON against the schema first and decodes
+/// these types only from documents that passed.
+package enum AgentMessage {
+    /// `agents/<id>/presence`, retained: the agent's own word on whether it is connected.
+    package struct Presence: ContractPayload, Equatable {
+        package static let messageType = "agent.presence"
+
+        package enum State: String, ClosedSet {
+            case online
+            case offline
+        }
+
+        package enum Reason: String, ClosedSet {
+            /// Published by the agent right after each connect.
+            case connected
+            /// Published by the agent before a clean disconnect.
+            case stopping
+            /// The agent's last will, published by the broker when the agent vanished.
+            case connectionLost = "connection_lost"
+        }
+
+        package var agentID: String
+        package var state: State
+        package var reason: Reason
+
+        package init(agentID: String, state: State, reason: Reason) {
+            self.agentID = agentID
+            self.state = state
+            self.reason = reason
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case state, reason
+        }
+    }
+
+    /// `agents/<id>/hello`, after each connect: where the agent runs, what it can do, its devices.
+    package struct Hello: ContractPayload, Equatable {
+        package static let messageType = "agent.hello"
+
+        package var agentID: String
+        package var site: AgentHello.Site
+        package var serverName: String
+        package var agentVersion: String
+        package var capacity: AgentHello.Capacity
+        package var supportsPipelines: Bool
+        package var devices: [AgentHello.Device]
+        /// The generation of the desired state the agent has applied; 0 when none.
+        package var appliedGeneration: Int
+
+        package init(
+            agentID: String, site: AgentHello.Site, serverName: String, agentVersion: String, capacity: AgentHello.Capacity,
+            supportsPipelines: Bool, devices: [AgentHello.Device], appliedGeneration: Int
+        ) {
+            self.agentID = agentID
+            self.site = site
+            self.serverName = serverName
+            self.agentVersion = agentVersion
+            self.capacity = capacity
+            self.supportsPipelines = supportsPipelines
+            self.devices = devices
+            self.appliedGeneration = appliedGeneration
+        }
+
+        /// The internal event the gateway forwards to the registry.
+        package func forwarded(observedAt: Date) -> AgentHello {
+            AgentHello(
+                agentID: agentID, site: site, serverName: serverName, agentVersion: agentVersion, capacity: capacity,
+                supportsPipelines: supportsPipelines, devices: devices, observedAt: observedAt
+            )
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case site
+            case serverName = "server_name"
+            case agentVersion = "agent_version"
+            case capacity
+            case supportsPipelines = "supports_pipelines"
+            case devices
+            case appliedGeneration = "applied_generation"
+        }
+    }
+
+    /// `agents/<id>/heartbeat`, every few seconds.
+    package struct Heartbeat: ContractPayload, Equatable {
+        package static let messageType = "agent.heartbeat"
+
+        package var agentID: String
+        package var uptimeSeconds: Double
+        package var appliedGeneration: Int
+
+        package init(agentID: String, uptimeSeconds: Double, appliedGeneration: Int) {
+            self.agentID = agentID
+            self.uptimeSeconds = uptimeSeconds
+            self.appliedGeneration = appliedGeneration
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case uptimeSeconds = "uptime_seconds"
+            case appliedGeneration = "applied_generation"
+        }
+    }
+
+    /// `agents/<id>/telemetry`, every few seconds: the host and each running pipeline over the
+    /// last interval.
+    package struct Telemetry: ContractPayload, Equatable {
+        package static let messageType = "agent.telemetry"
+
+        package struct Host: Codable, Sendable, Equatable {
+            package var cpuPercent: Double
+            package var memoryUsedBytes: Int64
+            package var gpuPercent: Double?
+
+            package init(cpuPercent: Double, memoryUsedBytes: Int64, gpuPercent: Double? = nil) {
+                self.cpuPercent = cpuPercent
+                self.memoryUsedBytes = memoryUsedBytes
+                self.gpuPercent = gpuPercent
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case cpuPercent = "cpu_percent"
+                case memoryUsedBytes = "memory_used_bytes"
+                case gpuPercent = "gpu_percent"
+            }
+        }
+
+        package struct Latency: Codable, Sendable, Equatable {
+            package var p50: Double
+            package var p95: Double
+            package var p99: Double
+
+            package init(p50: Double, p95: Double, p99: Double) {
+                self.p50 = p50
+                self.p95 = p95
+                self.p99 = p99
+            }
+        }
+
+        package struct Pipeline: Codable, Sendable, Equatable {
+            package var deviceKey: String
+            package var pipelineID: String
+            package var frames: Int
+            package var detections: Int
+            package var errors: Int
+            package var latencyMs: Latency
+
+            package init(deviceKey: String, pipelineID: String, frames: Int, detections: Int, errors: Int, latencyMs: Latency) {
+                self.deviceKey = deviceKey
+                self.pipelineID = pipelineID
+                self.frames = frames
+                self.detections = detections
+                self.errors = errors
+                self.latencyMs = latencyMs
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case deviceKey = "device_key"
+                case pipelineID = "pipeline_id"
+                case frames, detections, errors
+                case latencyMs = "latency_ms"
+            }
+        }
+
+        package var agentID: String
+        package var intervalSeconds: Double
+        package var host: Host
+        package var pipelines: [Pipeline]
+
+        package init(agentID: String, intervalSeconds: Double, host: Host, pipelines: [Pipeline]) {
+            self.agentID = agentID
+            self.intervalSeconds = intervalSeconds
+            self.host = host
+            self.pipelines = pipelines
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case intervalSeconds = "interval_seconds"
+            case host, pipelines
+        }
+    }
+
+    /// `agents/<id>/report`, after each apply and after any pipeline's state changes: every
+    /// pipeline of the applied generation, and those it removed.
+    package struct Report: ContractPayload, Equatable {
+        package static let messageType = "agent.report"
+
+        package enum PipelineState: String, ClosedSet {
+            case running
+            case failed
+            case removed
+        }
+
+        package struct PipelineReport: Codable, Sendable, Equatable {
+            package var pipelineID: String
+            package var state: PipelineState
+            /// Why it failed; required when `state` is `failed`.
+            package var reason: String?
+
+            package init(pipelineID: String, state: PipelineState, reason: String? = nil) {
+                self.pipelineID = pipelineID
+                self.state = state
+                self.reason = reason
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case pipelineID = "pipeline_id"
+                case state, reason
+            }
+        }
+
+        package struct DeviceReport: Codable, Sendable, Equatable {
+            package var deviceKey: String
+            package var pipelines: [PipelineReport]
+
+            package init(deviceKey: String, pipelines: [PipelineReport]) {
+                self.deviceKey = deviceKey
+                self.pipelines = pipelines
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case deviceKey = "device_key"
+                case pipelines
+            }
+        }
+
+        package var agentID: String
+        package var generation: Int
+        package var devices: [DeviceReport]
+
+        package init(agentID: String, generation: Int, devices: [DeviceReport]) {
+            self.agentID = agentID
+            self.generation = generation
+            self.devices = devices
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case generation, devices
+        }
+    }
+}
+
+/// `agents/<id>/desired`, retained: everything the agent should run, as one document. The agent
+/// applies it whole and idempotently; `generation` only grows, and a document not newer than the
+/// one applied is ignored.
+package struct DesiredState: ContractPayload, Equatable {
+    package static let messageType = "agent.desired-state"
+
+    /// A pre- or post-processor of a stage: a name the runtime knows (`resize`, `nms`, `tracker`)
+    /// and its settings.
+    package struct Processor: Codable, Sendable, Equatable {
+        package var name: String
+        package var settings: [String: JSONValue]
+
+        package init(name: String, settings: [String: JSONValue] = [:]) {
+            self.name = name
+            self.settings = settings
+        }
+    }
+
+    /// One model of a pipeline, with where to fetch it and how to run it.
+    package struct Stage: Codable, Sendable, Equatable {
+        package var modelID: UUID
+        package var modelName: String
+        package var version: String
+        package var artifactURI: String
+        package var sha256: String
+        package var settings: [String: JSONValue]
+        package var preProcessors: [Processor]
+        package var postProcessors: [Processor]
+
+        package init(
+            modelID: UUID, modelName: String, version: String, artifactURI: String, sha256: String, settings: [String: JSONValue] = [:],
+            preProcessors: [Processor] = [], postProcessors: [Processor] = []
+        ) {
+            self.modelID = modelID
+            self.modelName = modelName
+            self.version = version
+            self.artifactURI = artifactURI
+            self.sha256 = sha256
+            self.settings = settings
+            self.preProcessors = preProcessors
+            self.postProcessors = postProcessors
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case modelID = "model_id"
+            case modelName = "model_name"
+            case version
+            case artifactURI = "artifact_uri"
+            case sha256, settings
+            case preProcessors = "pre_processors"
+            case postProcessors = "post_processors"
+        }
+    }
+
+    /// An ordered chain of stages on one device; `id` is stable across generations.
+    package struct Pipeline: Codable, Sendable, Equatable {
+        package var id: String
+        package var name: String
+        package var stages: [Stage]
+
+        package init(id: String, name: String, stages: [Stage]) {
+            self.id = id
+            self.name = name
+            self.stages = stages
+        }
+    }
+
+    package struct DeviceAssignment: Codable, Sendable, Equatable {
+        package var deviceKey: String
+        package var pipelines: [Pipeline]
+
+        package init(deviceKey: String, pipelines: [Pipeline]) {
+            self.deviceKey = deviceKey
+            self.pipelines = pipelines
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case deviceKey = "device_key"
+            case pipelines
+        }
+    }
+
+    package var agentID: String
+    package var generation: Int
+    /// Every device that runs something; a device of the agent that is not listed runs nothing.
+    package var devices: [DeviceAssignment]
+    /// Reserved for deployment instances; agents of this version ignore it.
+    package var deployments: [JSONValue]?
+
+    package init(agentID: String, generation: Int, devices: [DeviceAssignment], deployments: [JSONValue]? = nil) {
+        self.agentID = agentID
+        self.generation = generation
+        self.devices = devices
+        self.deployments = deployments
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case agentID = "agent_id"
+        case generation, devices, deployments
+    }
+}

@@ -1,0 +1,57 @@
+/// The topics of the device protocol (`docs/device-protocol.md`): each agent's own topics, and
+/// the internal topics on which the device gateway hands agent traffic to the other services.
+extension Topic {
+    /// What an agent publishes, or (for ``desired``) receives, under `modelfleet/v1/agents/<agent id>/`.
+    package enum AgentChannel: String, Sendable, CaseIterable {
+        /// Agent → gateway, retained, QoS 1: online after each connect; offline before a clean
+        /// disconnect and as the agent's last will.
+        case presence
+        /// Agent → gateway, QoS 1: site, server, capacity and devices, after each connect.
+        case hello
+        /// Agent → gateway, QoS 0, every few seconds.
+        case heartbeat
+        /// Agent → gateway, QoS 0: per-pipeline and host figures, every few seconds.
+        case telemetry
+        /// Agent → gateway, QoS 1: the state of each pipeline after applying a desired state.
+        case report
+        /// Gateway → agent, retained, QoS 1: the one desired-state document of the agent.
+        case desired
+
+        /// The channels on which agents publish (all but ``desired``).
+        package static let inbound: [AgentChannel] = [.presence, .hello, .heartbeat, .telemetry, .report]
+    }
+
+    /// `modelfleet/v1/agents`, under which each agent has its own topics.
+    package static let agents = root.appending("agents")
+
+    /// `modelfleet/v1/agents/<agent id>/<channel>`.
+    package static func agent(_ agentID: TopicLevel, _ channel: AgentChannel) -> Topic {
+        agents.appending(agentID.value).appending(channel.rawValue)
+    }
+
+    /// `modelfleet/v1/agents/+/<channel>`: one channel of every agent.
+    package static func everyAgent(_ channel: AgentChannel) -> Topic {
+        agents.appending("+").appending(channel.rawValue)
+    }
+
+    /// The agent id and channel of an agent topic, or nil when `topic` is not one.
+    package static func parseAgentTopic(_ topic: String) -> (agentID: TopicLevel, channel: AgentChannel)? {
+        let prefix = agents.path + "/"
+        guard topic.hasPrefix(prefix) else { return nil }
+        let rest = topic.utf8.dropFirst(prefix.utf8.count)
+        guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+        guard let channel = AgentChannel(rawValue: String(Substring(rest[rest.index(after: slash)...]))),
+            let agentID = try? TopicLevel(String(Substring(rest[..<slash])))
+        else { return nil }
+        return (agentID, channel)
+    }
+
+    /// Each valid agent report, forwarded unchanged by the gateway (QoS 1), for the orchestrator.
+    package static let agentReportEvents = root.appending("internal").appending("agents").appending("report")
+    /// Each valid agent telemetry message, forwarded unchanged by the gateway (QoS 0), for the
+    /// metrics aggregator.
+    package static let agentTelemetryEvents = root.appending("internal").appending("agents").appending("telemetry")
+    /// New desired-state documents from the orchestrator (QoS 1, not retained). Every gateway
+    /// replica subscribes; the one that owns the agent publishes the document to the agent.
+    package static let agentDesiredStateRequests = root.appending("internal").appending("agents").appending("desired")
+}

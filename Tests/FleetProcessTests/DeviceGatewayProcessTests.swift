@@ -1,0 +1,294 @@
+import ChildProcesses
+import Foundation
+import MQTT
+import TestSupport
+import Testing
+
+@testable import DeviceProtocol
+@testable import FleetContract
+
+/// The device gateway and the edge agent as they run: real processes, a real Mosquitto and, where
+/// the registry takes part, the real PostgreSQL. Gateway-only tests use a private broker, so that
+/// the gateways of other tests (which share `$share/device-gateway/…`) do not take their messages.
+@Suite("Device gateway and edge agent")
+struct DeviceGatewayProcessTests {
+    // MARK: Helpers
+
+    private func startGateway(
+        broker: String? = nil, instance: String = uniqueName("gw"), _ environment: [String: String] = [:]
+    ) async throws
+        -> ServiceProcess
+    {
+        var variables = ["MODELFLEET_INSTANCE_ID": instance, "MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "60"]
+        if let broker { variables["MODELFLEET_MQTT_URL"] = broker }
+        variables.merge(environment) { $1 }
+        let gateway = try ServiceProcess("device-gateway", environment: variables)
+        try await gateway.waitUntilReady()
+        // The relay subscribes after it has heard its peers (a fraction of a second).
+        try await Task.sleep(for: .milliseconds(500))
+        return gateway
+    }
+
+    private func simulate(broker: String? = nil, agents: Int, devices: Int, prefix: String, extra: [String] = []) throws -> ServiceProcess {
+        let state = try TestEnvironment.current().makeScratchDirectory("agents")
+        var arguments = [
+            "simulate", "--agents", "\(agents)", "--devices", "\(devices)", "--id-prefix", prefix, "--site-prefix", "\(prefix)-site",
+            "--state-dir", state.path, "--log-level", "info",
+        ]
+        if let broker { arguments += ["--mqtt-url", broker] }
+        return try ServiceProcess("edge-agent", arguments: arguments + extra)
+    }
+
+    private func stop(_ process: ServiceProcess) async {
+        process.process.send(SIGTERM)
+        if await process.process.waitForExit(timeout: .seconds(10)) == nil { process.process.send(SIGKILL) }
+    }
+
+    private func metric(_ service: ServiceProcess, _ line: String) async throws -> Double {
+        let text = try await service.get("/metrics").body
+        return text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+    }
+
+    private func payload(_ message: MQTTMessage) -> [String: Any] {
+        ((try? JSONSerialization.jsonObject(with: message.payload)) as? [String: Any])?["payload"] as? [String: Any] ?? [:]
+    }
+
+    /// The payload of the next message on `subscription` that `matches`, or nil after `timeout`.
+    /// (Unlike `drain`, it leaves the subscription usable while it finds one.)
+    private func next(
+        on subscription: MQTTSubscription, within timeout: Duration = .seconds(10), where matches: ([String: Any]) -> Bool
+    )
+        async -> [String: Any]?
+    {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard let message = try? await subscription.collect(1, timeout: deadline - ContinuousClock.now).first else { return nil }
+            if matches(payload(message)) { return payload(message) }
+        }
+        return nil
+    }
+
+    private func desiredState(agent: String, generation: Int, pipelines: [String: [String]]) throws -> Data {
+        let devices = pipelines.keys.sorted().map { device in
+            DesiredState.DeviceAssignment(
+                deviceKey: device,
+                pipelines: pipelines[device]!.map { id in
+                    DesiredState.Pipeline(
+                        id: id, name: id,
+                        stages: [
+                            .init(
+                                modelID: UUID(), modelName: "yolo", version: "1.0.0", artifactURI: "s3://models/yolo.onnx",
+                                sha256: String(repeating: "c", count: 64), settings: ["confidence_threshold": .number(0.4)],
+                                postProcessors: [.init(name: "nms")])
+                        ])
+                })
+        }
+        return try Envelope(payload: DesiredState(agentID: agent, generation: generation, devices: devices)).encoded()
+    }
+
+    // MARK: Tests
+
+    @Test("a hello registers the server and its devices; an agent killed with SIGKILL goes offline through its last will")
+    func registrationAndLastWill() async throws {
+        let registry = try ServiceProcess("registry")
+        try await registry.waitUntilReady()
+        let gateway = try await startGateway()
+        let prefix = uniqueName("reg")
+        let agents = try simulate(agents: 2, devices: 3, prefix: prefix)
+        defer { agents.process.send(SIGKILL) }
+        let site = "/v1/sites/\(prefix)-site-1"
+
+        let registered = try await eventually(timeout: .seconds(20)) {
+            let page = try await registry.get(site)
+            let summary = page.json?["site"] as? [String: Any]
+            return page.status == 200 && summary?["server_count"] as? Int == 2 && summary?["device_count"] as? Int == 6
+                && summary?["online"] as? Bool == true
+        }
+        let afterHello = try await registry.get(site).body
+        #expect(registered, "\(afterHello)")
+        let servers = try await registry.get(site).json?["servers"] as? [[String: Any]] ?? []
+        #expect(Set(servers.compactMap { $0["id"] as? String }) == ["\(prefix)-0001", "\(prefix)-0002"])
+        #expect(servers.allSatisfy { $0["supports_pipelines"] as? Bool == true && $0["cpu_cores"] as? Double == 8 })
+
+        // The gateway's heartbeat timeout is 60 s here: offline within seconds can only be the will.
+        agents.process.send(SIGKILL)
+        let offline = try await eventually(timeout: .seconds(10)) {
+            let page = try await registry.get(site)
+            let servers = page.json?["servers"] as? [[String: Any]] ?? []
+            return (page.json?["site"] as? [String: Any])?["online"] as? Bool == false && servers.allSatisfy { $0["online"] as? Bool == false }
+        }
+        let afterKill = try await registry.get(site).body
+        #expect(offline, "\(afterKill)")
+        let agent = try await gateway.get("/v1/agents/\(prefix)-0001")
+        #expect(agent.status == 200 && agent.json?["online"] as? Bool == false)
+        await stop(gateway)
+        await stop(registry)
+    }
+
+    @Test("an agent that was offline while its desired state changed gets it on reconnect, applies it and reports it; never an older one")
+    func desiredStateAcrossRestarts() async throws {
+        try await withPrivateBroker { broker in
+            let gateway = try await startGateway(broker: broker.url)
+            let agentID = uniqueName("edge")
+            let state = try TestEnvironment.current().makeScratchDirectory("agent-state")
+            let config = state.appendingPathComponent("agent.json")
+            let file: [String: Any] = [
+                "agent_id": agentID, "site": ["id": "plant-a", "name": "Plant A"],
+                "capacity": ["cpu_cores": 4, "memory_bytes": 1 << 33, "gpus": [] as [Any]],
+                "devices": [["key": "cam-1", "name": "Gate", "kind": "camera"], ["key": "cam-2", "name": "Dock", "kind": "camera"]],
+                "runtime": ["kind": "builtin", "fps": 5], "heartbeat_seconds": 1, "state_dir": state.path, "mqtt_url": broker.url,
+            ]
+            try JSONSerialization.data(withJSONObject: file).write(to: config)
+
+            try await withConnectedClient(try testMQTTConfiguration("orchestrator", url: broker.url)) { client in
+                let reports = try await client.subscribe(to: Topic.agentReportEvents.path)
+                var agent = try ServiceProcess(
+                    "edge-agent", arguments: ["run", "--config", config.path], environment: ["MODELFLEET_MQTT_URL": broker.url])
+                #expect(
+                    await eventually(timeout: .seconds(10)) { (try? await gateway.get("/v1/agents/\(agentID)").json?["online"] as? Bool) == true })
+
+                try await client.publish(
+                    Topic.agentDesiredStateRequests.path, payload: try desiredState(agent: agentID, generation: 1, pipelines: ["cam-1": ["p1"]]))
+                let first = try await reports.collect(1, timeout: .seconds(10))
+                #expect(payload(first[0])["generation"] as? Int == 1)
+
+                // Gone without a goodbye; the desired state changes while it is away.
+                agent.process.send(SIGKILL)
+                _ = await agent.process.waitForExit(timeout: .seconds(5))
+                try await client.publish(
+                    Topic.agentDesiredStateRequests.path,
+                    payload: try desiredState(agent: agentID, generation: 2, pipelines: ["cam-1": ["p2"], "cam-2": ["p3"]]))
+                // An older generation arriving late is not published over the newer one.
+                try await client.publish(
+                    Topic.agentDesiredStateRequests.path, payload: try desiredState(agent: agentID, generation: 1, pipelines: ["cam-1": ["p1"]]))
+                #expect(await eventually { (try? await metric(gateway, #"gateway_desired_states_total{outcome="stale"}"#)) == 1 })
+
+                agent = try ServiceProcess(
+                    "edge-agent", arguments: ["run", "--config", config.path], environment: ["MODELFLEET_MQTT_URL": broker.url])
+                defer { agent.process.send(SIGKILL) }
+                let applied = await next(on: reports, within: .seconds(15)) { $0["generation"] as? Int == 2 } ?? [:]
+                let devices = applied["devices"] as? [[String: Any]] ?? []
+                let states = Dictionary(
+                    uniqueKeysWithValues: devices.flatMap { device in
+                        (device["pipelines"] as? [[String: Any]] ?? []).map { ("\(device["device_key"]!)/\($0["pipeline_id"]!)", "\($0["state"]!)") }
+                    })
+                #expect(states == ["cam-1/p1": "removed", "cam-1/p2": "running", "cam-2/p3": "running"], "\(applied)")
+
+                // What the agent keeps on disk, and what the broker keeps for it.
+                let saved = try Envelope<DesiredState>.decode(from: Data(contentsOf: state.appendingPathComponent("desired-state.json")))
+                #expect(saved.payload.generation == 2)
+                let retained = try await client.subscribe(to: Topic.agent(try TopicLevel(agentID), .desired).path)
+                let document = try await retained.collect(1)
+                #expect(payload(document[0])["generation"] as? Int == 2 && document[0].retain)
+                await stop(agent)
+            }
+            await stop(gateway)
+        }
+    }
+
+    @Test("malformed, oversized, wrong-topic and flooding messages are dropped and counted while good traffic goes on")
+    func badInput() async throws {
+        try await withPrivateBroker { broker in
+            let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_AGENT_RATE": "5", "MODELFLEET_GATEWAY_AGENT_BURST": "10"])
+            try await withConnectedClient(try testMQTTConfiguration("agents", url: broker.url)) { client in
+                let forwarded = try await client.subscribe(to: Topic.agentTelemetryEvents.path)
+                func telemetry(_ agent: String) throws -> Data {
+                    try Envelope(
+                        payload: AgentMessage.Telemetry(
+                            agentID: agent, intervalSeconds: 5, host: .init(cpuPercent: 3, memoryUsedBytes: 1000), pipelines: [])
+                    ).encoded()
+                }
+                let good = try TopicLevel("good-agent")
+                let topic = Topic.agent(good, .telemetry).path
+                try await client.publish(topic, payload: Data("{\"schema_version\": 1,".utf8))
+                try await client.publish(topic, payload: Data(repeating: 0x7B, count: 300 * 1024))
+                try await client.publish(topic, payload: Data(#"{"schema_version":1,"type":"agent.telemetry"}"#.utf8))
+                try await client.publish(topic, payload: try telemetry("someone-else"))
+                try await client.publish("modelfleet/v1/agents/not a valid id/telemetry", payload: try telemetry("x"))
+                let flooder = Topic.agent(try TopicLevel("flooder"), .heartbeat).path
+                let beat = try Envelope(payload: AgentMessage.Heartbeat(agentID: "flooder", uptimeSeconds: 1, appliedGeneration: 0)).encoded()
+                for _ in 0..<200 { try await client.publish(flooder, payload: beat) }
+                try await client.publish(topic, payload: try telemetry("good-agent"))
+
+                let delivered = try await forwarded.collect(1, timeout: .seconds(10))
+                #expect(payload(delivered[0])["agent_id"] as? String == "good-agent")
+                for (reason, expected) in [
+                    ("malformed_json", 1.0...1.0), ("oversized", 1.0...1.0), ("schema", 1.0...1.0), ("agent_id_mismatch", 1.0...1.0),
+                    ("unknown_topic", 1.0...1.0), ("rate_limited", 150.0...191.0),
+                ] {
+                    let line = #"gateway_messages_dropped_total{reason="\#(reason)"}"#
+                    let counted = await eventually { expected.contains((try? await metric(gateway, line)) ?? 0) }
+                    let value = (try? await metric(gateway, line)) ?? -1
+                    #expect(counted, "\(reason): \(value)")
+                }
+                let listed = try await gateway.get("/v1/agents/flooder")
+                #expect((listed.json?["messages_rate_limited"] as? Int ?? 0) >= 150)
+                #expect(gateway.process.isRunning)
+            }
+            await stop(gateway)
+        }
+    }
+
+    @Test("two gateway replicas: every hello, presence change and telemetry message is forwarded once")
+    func twoReplicas() async throws {
+        try await withPrivateBroker { broker in
+            let first = try await startGateway(broker: broker.url, instance: "gw-a")
+            let second = try await startGateway(broker: broker.url, instance: "gw-b")
+            #expect(try await first.get("/v1/agents").json?["replicas"] as? [String] == ["gw-a", "gw-b"])
+            try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
+                let hellos = try await client.subscribe(to: Topic.agentHelloEvents.path)
+                let presence = try await client.subscribe(to: Topic.agentPresenceEvents.path)
+                let telemetry = try await client.subscribe(to: Topic.agentTelemetryEvents.path)
+                let raw = try await client.subscribe(to: Topic.everyAgent(.telemetry).path)
+                let count = 20
+                let agents = try simulate(broker: broker.url, agents: count, devices: 2, prefix: "twin", extra: ["--telemetry-seconds", "1"])
+                defer { agents.process.send(SIGKILL) }
+
+                let helloAgents = try await hellos.collect(count, timeout: .seconds(20)).map { payload($0)["agent_id"] as? String ?? "" }
+                #expect(Set(helloAgents).count == count)
+                let window = await raw.drain(for: .seconds(3))
+                agents.process.send(SIGKILL)
+                let forwarded = await telemetry.drain(for: .seconds(2))
+                let rawIDs = window.map { (try? JSONSerialization.jsonObject(with: $0.payload) as? [String: Any])??["message_id"] as? String ?? "" }
+                let forwardedIDs = forwarded.map {
+                    (try? JSONSerialization.jsonObject(with: $0.payload) as? [String: Any])??["message_id"] as? String ?? ""
+                }
+                #expect(rawIDs.count >= count)
+                #expect(Set(forwardedIDs).count == forwardedIDs.count, "a telemetry message was forwarded twice")
+                #expect(Set(rawIDs).isSubset(of: Set(forwardedIDs)))
+
+                // The last wills: one offline event per agent, from its owner only.
+                let events = await presence.drain(for: .seconds(4)).map(payload)
+                let offline = events.filter { $0["state"] as? String == "offline" }.compactMap { $0["agent_id"] as? String }
+                #expect(offline.count == count && Set(offline).count == count, "\(offline.sorted())")
+                let online = events.filter { $0["state"] as? String == "online" }.compactMap { $0["agent_id"] as? String }
+                #expect(Set(online).count == online.count, "an online event was announced twice")
+                #expect(await hellos.drain(for: .milliseconds(500)).isEmpty, "no hello twice")
+            }
+            await stop(first)
+            await stop(second)
+        }
+    }
+
+    @Test("no heartbeat within the timeout is offline; the next heartbeat is online again")
+    func heartbeatTimeout() async throws {
+        try await withPrivateBroker { broker in
+            let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "2"])
+            try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
+                let presence = try await client.subscribe(to: Topic.agentPresenceEvents.path)
+                let agents = try simulate(broker: broker.url, agents: 1, devices: 1, prefix: "sleepy", extra: ["--heartbeat-seconds", "0.5"])
+                defer { agents.process.send(SIGKILL) }
+                #expect(await eventually { (try? await gateway.get("/v1/agents/sleepy-0001").json?["online"] as? Bool) == true })
+
+                // Frozen: its connection stays up (the broker's keep-alive is 15 s), but it is silent.
+                agents.process.send(SIGSTOP)
+                let offline = await next(on: presence, within: .seconds(8)) { $0["state"] as? String == "offline" }
+                #expect(offline?["agent_id"] as? String == "sleepy-0001")
+                agents.process.send(SIGCONT)
+                let online = await next(on: presence, within: .seconds(8)) { $0["state"] as? String == "online" }
+                #expect(online?["agent_id"] as? String == "sleepy-0001")
+            }
+            await stop(gateway)
+        }
+    }
+}

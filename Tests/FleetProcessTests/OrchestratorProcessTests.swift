@@ -1,0 +1,335 @@
+import ChildProcesses
+import Foundation
+import MQTT
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import FleetContract
+
+/// The orchestrator end to end: operator's request → plan → outbox → gateway → simulated agents →
+/// their reports → each device's status. Each test runs its own broker and database (the outbox
+/// is read by every orchestrator on a database, so orchestrators of other tests must not see it).
+@Suite("Orchestrator end to end")
+struct OrchestratorProcessTests {
+    /// Registry, gateway and orchestrator on a private broker and database, and simulated agents.
+    final class Fleet: Sendable {
+        let broker: PrivateBroker
+        let database: PrivateDatabase
+        let registry: ServiceProcess
+        let gateway: ServiceProcess
+        let orchestrator: Mutex<ServiceProcess>
+        let prefix = uniqueName("fleet")
+        private let agentState: URL
+
+        var site: String { "\(prefix)-site-1" }
+
+        init(broker: PrivateBroker, database: PrivateDatabase) async throws {
+            self.broker = broker
+            self.database = database
+            let environment = ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url]
+            registry = try ServiceProcess("registry", environment: environment)
+            gateway = try ServiceProcess("device-gateway", environment: environment.merging(["MODELFLEET_INSTANCE_ID": "gw"]) { $1 })
+            orchestrator = Mutex(try ServiceProcess("orchestrator", environment: environment))
+            agentState = try TestEnvironment.current().makeScratchDirectory("fleet-agents")
+            try await registry.waitUntilReady()
+            try await gateway.waitUntilReady()
+            try await api.waitUntilReady()
+        }
+
+        var api: ServiceProcess { orchestrator.withLock { $0 } }
+
+        func restartOrchestrator(killing signal: Int32) async throws {
+            let old = api
+            old.process.send(signal)
+            _ = await old.process.waitForExit(timeout: .seconds(10))
+            let fresh = try ServiceProcess("orchestrator", environment: ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url])
+            orchestrator.withLock { $0 = fresh }
+            try await fresh.waitUntilReady()
+        }
+
+        /// Starts `agents` simulated agents with `devices` cameras each and waits until the
+        /// registry lists them all online.
+        func startAgents(_ agents: Int, devices: Int) async throws -> ServiceProcess {
+            let process = try ServiceProcess(
+                "edge-agent",
+                arguments: [
+                    "simulate", "--agents", "\(agents)", "--devices", "\(devices)", "--id-prefix", prefix, "--site-prefix", "\(prefix)-site",
+                    "--state-dir", agentState.path, "--mqtt-url", broker.url, "--heartbeat-seconds", "1",
+                ])
+            let online = await eventually(timeout: .seconds(30)) {
+                let site = try? await self.registry.get("/v1/sites/\(self.site)").json?["site"] as? [String: Any]
+                let connected = try? await self.gateway.get("/v1/agents?online=true").json?["online"] as? Int
+                return site?["online"] as? Bool == true && site?["device_count"] as? Int == agents * devices && connected == agents
+            }
+            guard online else { throw ServiceDidNotStart(name: "edge-agent", output: process.process.output) }
+            return process
+        }
+
+        /// A model with one active version; returns the model id.
+        func createModel() async throws -> String {
+            let model = try await registry.send(
+                "POST", "/v1/models", json: ["name": uniqueName("people"), "task": "object_detection", "format": "onnx"])
+            let id = try #require(model.json?["id"] as? String)
+            let version = try await registry.send(
+                "POST", "/v1/models/\(id)/versions",
+                json: [
+                    "version": "1.0.0", "artifact_uri": "s3://models/people.onnx", "sha256": String(repeating: "ab", count: 32), "size_bytes": 1000,
+                    "default_settings": ["confidence_threshold": 0.4, "input_size": 320],
+                ])
+            #expect(version.status == 201, "\(version.body)")
+            return id
+        }
+
+        func devices() async throws -> [[String: Any]] {
+            try await registry.get("/v1/devices?site=\(site)&limit=500").items
+        }
+
+        /// Waits until the operation has settled every device; returns its detail.
+        func settled(_ operation: String, timeout: Duration = .seconds(30)) async throws -> [String: Any] {
+            var detail: [String: Any] = [:]
+            _ = await eventually(timeout: timeout, interval: .milliseconds(200)) {
+                detail = (try? await self.api.get("/v1/operations/\(operation)").json) ?? [:]
+                return (detail["operation"] as? [String: Any])?["finished"] as? Bool == true
+            }
+            return detail
+        }
+
+        func stop() async {
+            for service in [api, gateway, registry] {
+                service.process.send(SIGTERM)
+                _ = await service.process.waitForExit(timeout: .seconds(10))
+            }
+        }
+    }
+
+    private func withFleet(_ body: (Fleet) async throws -> Void) async throws {
+        try await withPrivateBroker { broker in
+            try await withPrivateDatabase { database in
+                let fleet = try await Fleet(broker: broker, database: database)
+                do {
+                    try await body(fleet)
+                } catch {
+                    await fleet.stop()
+                    throw error
+                }
+                await fleet.stop()
+            }
+        }
+    }
+
+    private func pipeline(_ model: String, name: String = "People", settings: [String: Any] = [:]) -> [String: Any] {
+        [
+            "name": name,
+            "stages": [
+                [
+                    "model_id": model, "version": "1.0.0", "settings": settings,
+                    "post_processors": [["name": "nms", "settings": [:] as [String: Any]]],
+                ]
+            ],
+        ]
+    }
+
+    private func counts(_ detail: [String: Any]) -> [String: Int] {
+        (detail["operation"] as? [String: Any])?["counts"] as? [String: Int] ?? [:]
+    }
+
+    private func operationID(_ result: HTTPResult) throws -> String {
+        try #require((result.json?["operation"] as? [String: Any])?["id"] as? String, "\(result.status) \(result.body)")
+    }
+
+    // MARK: Tests
+
+    @Test("one device: add, replace, change settings, remove — each applied by the agent; history keeps every revision")
+    func singleDevice() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 2)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let camera = try #require(try await fleet.devices().first?["id"] as? String)
+            let path = "/v1/devices/\(camera)/pipelines"
+
+            let added = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model)])
+            #expect(added.status == 202, "\(added.body)")
+            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+            let second = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model, name: "Cars")])
+            _ = try await fleet.settled(try operationID(second))
+            let replaced = try await fleet.api.send("PUT", "\(path)/0", json: ["pipeline": pipeline(model, name: "Bikes")])
+            #expect(counts(try await fleet.settled(try operationID(replaced)))["applied"] == 1)
+            let tuned = try await fleet.api.send("PATCH", "\(path)/1/stages/0", json: ["settings": ["confidence_threshold": 0.8]])
+            #expect(counts(try await fleet.settled(try operationID(tuned)))["applied"] == 1)
+
+            let current = try await fleet.api.get(path).json ?? [:]
+            let pipelines = current["pipelines"] as? [[String: Any]] ?? []
+            #expect(pipelines.compactMap { $0["name"] as? String } == ["Bikes", "Cars"])
+            let stage = ((pipelines.last?["stages"] as? [[String: Any]])?.first?["settings"] as? [String: Any]) ?? [:]
+            #expect(stage["confidence_threshold"] as? Double == 0.8 && stage["input_size"] as? Int == 320, "the version's defaults under the change")
+            #expect(current["revision"] as? Int == 4)
+
+            let removed = try await fleet.api.send("DELETE", "\(path)/0")
+            #expect(counts(try await fleet.settled(try operationID(removed)))["applied"] == 1)
+            #expect(try await fleet.api.get("\(path)/history").items.count == 5)
+            // The agent runs what the orchestrator says: the fifth generation (the gateway learns it
+            // from the agent's next heartbeat).
+            #expect(
+                await eventually(timeout: .seconds(5)) {
+                    (try? await fleet.gateway.get("/v1/agents/\(fleet.prefix)-0001").json?["applied_generation"] as? Int) == 5
+                })
+        }
+    }
+
+    @Test("many devices: the preview is exact, applying needs confirm, every device applies, and revert puts back what each had")
+    func bulkAndRevert() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(3, devices: 3)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let devices = try await fleet.devices()
+            let disabled = try #require(devices.first?["id"] as? String)
+            #expect(try await fleet.registry.send("PATCH", "/v1/devices/\(disabled)", json: ["enabled": false]).status == 200)
+            // One device already runs something, which revert must put back.
+            let runner = try #require(devices.last?["id"] as? String)
+            let first = try await fleet.api.send("POST", "/v1/devices/\(runner)/pipelines", json: ["pipeline": pipeline(model, name: "Cars")])
+            _ = try await fleet.settled(try operationID(first))
+
+            var request: [String: Any] = ["targets": ["site_ids": [fleet.site]], "pipelines": [pipeline(model)], "dry_run": true]
+            let preview = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(preview.status == 200, "\(preview.body)")
+            let changes = preview.json?["changes"] as? [[String: Any]] ?? []
+            #expect(Set(changes.compactMap { $0["device_id"] as? String }) == Set(devices.compactMap { $0["id"] as? String }).subtracting([disabled]))
+            let runnerChange = changes.first { $0["device_id"] as? String == runner }
+            #expect((runnerChange?["before"] as? [[String: Any]])?.first?["name"] as? String == "Cars")
+            #expect((runnerChange?["after"] as? [[String: Any]])?.first?["name"] as? String == "People")
+            let skipped = preview.json?["skipped"] as? [[String: Any]] ?? []
+            #expect(skipped.count == 1 && skipped.first?["device_id"] as? String == disabled && skipped.first?["reason"] as? String == "disabled")
+            #expect(try await fleet.api.get("/v1/devices/\(runner)/pipelines").json?["revision"] as? Int == 1, "a preview writes nothing")
+
+            request["dry_run"] = nil
+            let unconfirmed = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(unconfirmed.status == 400 && unconfirmed.errorField == "confirm")
+            request["confirm"] = true
+            let applied = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(applied.status == 202, "\(applied.body)")
+            let detail = try await fleet.settled(try operationID(applied))
+            #expect(counts(detail)["applied"] == 8, "\(detail)")
+
+            let revert = try await fleet.api.send("POST", "/v1/operations/\(try operationID(applied))/revert", json: ["confirm": true])
+            #expect(revert.status == 202, "\(revert.body)")
+            #expect(counts(try await fleet.settled(try operationID(revert)))["applied"] == 8)
+            let restored = try await fleet.api.get("/v1/devices/\(runner)/pipelines").json?["pipelines"] as? [[String: Any]] ?? []
+            #expect(restored.compactMap { $0["name"] as? String } == ["Cars"])
+            let other = try #require(devices.dropFirst().first?["id"] as? String)
+            #expect((try await fleet.api.get("/v1/devices/\(other)/pipelines").json?["pipelines"] as? [Any])?.isEmpty == true)
+
+            let audit = try await fleet.api.get("/v1/operations").items
+            #expect(audit.compactMap { $0["kind"] as? String }.prefix(3) == ["revert", "assign", "add_pipeline"])
+            #expect(audit.allSatisfy { $0["actor"] as? String == "local" })
+        }
+    }
+
+    @Test("an offline site is refused naming it; with allow_offline the change waits and is applied when the agents come back")
+    func offlineSite() async throws {
+        try await withFleet { fleet in
+            var agents = try await fleet.startAgents(2, devices: 2)
+            let model = try await fleet.createModel()
+            agents.process.send(SIGTERM)
+            _ = await agents.process.waitForExit(timeout: .seconds(10))
+            #expect(
+                await eventually(timeout: .seconds(10)) {
+                    (try? await fleet.registry.get("/v1/sites/\(fleet.site)").json?["site"] as? [String: Any])?["online"] as? Bool == false
+                })
+
+            var request: [String: Any] = ["targets": ["site_ids": [fleet.site]], "pipelines": [pipeline(model)], "confirm": true]
+            let refused = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(refused.status == 409 && refused.errorField == "allow_offline", "\(refused.body)")
+            #expect(refused.body.contains(fleet.site))
+
+            request["allow_offline"] = true
+            let accepted = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(accepted.status == 202, "\(accepted.body)")
+            let operation = try operationID(accepted)
+            try await Task.sleep(for: .seconds(1))
+            let waiting = try await fleet.api.get("/v1/operations/\(operation)").json ?? [:]
+            #expect(counts(waiting)["delivered"] == 4, "\(waiting)")
+
+            agents = try await fleet.startAgents(2, devices: 2)
+            defer { agents.process.send(SIGKILL) }
+            #expect(counts(try await fleet.settled(operation))["applied"] == 4)
+        }
+    }
+
+    @Test("bad requests get a 4xx naming the field")
+    func badRequests() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let camera = try #require(try await fleet.devices().first?["id"] as? String)
+            let path = "/v1/devices/\(camera)/pipelines"
+            let cases: [(String, String, Any?, Int, String)] = [
+                ("POST", path, ["pipeline": ["name": "X", "stages": [["model_id": model, "version": "9.9.9"]]]], 422, "pipeline.stages[0].version"),
+                (
+                    "POST", path, ["pipeline": pipeline(model, settings: ["confidence_threshold": 3])], 400,
+                    "pipeline.stages[0].settings.confidence_threshold"
+                ),
+                ("POST", path, ["pipeline": ["name": "", "stages": [] as [Any]]], 400, "pipeline.name"),
+                ("POST", path, ["pipeline": ["name": "X", "stages": [] as [Any]]], 400, "pipeline.stages"),
+                (
+                    "POST", path, ["pipeline": ["name": "X", "stages": [["model_id": "nope", "version": "1.0.0"]]]], 400,
+                    "pipeline.stages[0].model_id"
+                ),
+                ("POST", path, ["pipeline": pipeline(model), "watchdog_seconds": 0], 400, "watchdog_seconds"),
+                ("POST", "/v1/devices/not-a-uuid/pipelines", ["pipeline": pipeline(model)], 400, "device_id"),
+                ("PUT", "\(path)/3", ["pipeline": pipeline(model)], 404, "index"),
+                ("DELETE", "\(path)/x", nil, 400, "index"),
+                ("POST", "/v1/assignments", ["targets": [:] as [String: Any], "pipelines": [pipeline(model)]], 400, "targets"),
+                ("POST", "/v1/assignments", ["pipelines": [pipeline(model)]], 400, "targets"),
+                (
+                    "POST", "/v1/assignments", ["targets": ["device_ids": [UUID().uuidString]], "pipelines": [pipeline(model)], "confirm": true], 404,
+                    "targets.device_ids"
+                ),
+                ("GET", "/v1/operations?limit=0", nil, 400, "limit"),
+                ("GET", "/v1/operations/\(UUID().uuidString)?status=lost", nil, 400, "status"),
+            ]
+            for (method, target, body, status, field) in cases {
+                let answer = try await fleet.api.send(method, target, json: body)
+                #expect(answer.status == status && answer.errorField == field, "\(method) \(target): \(answer.status) \(answer.body)")
+            }
+            #expect(try await fleet.api.get("/v1/devices/\(UUID().uuidString)/pipelines").status == 404)
+            #expect(try await fleet.api.get("/v1/operations/\(UUID().uuidString)").status == 404)
+            #expect(fleet.api.process.isRunning)
+        }
+    }
+
+    @Test("the orchestrator killed with SIGKILL during a 2,000-device assignment converges after restart: every device applied, none twice")
+    func crashDuringDelivery() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(200, devices: 10)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let request: [String: Any] = ["targets": ["site_ids": [fleet.site]], "pipelines": [pipeline(model)], "confirm": true]
+            let accepted = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(accepted.status == 202, "\(accepted.body)")
+            let operation = try operationID(accepted)
+            try await fleet.restartOrchestrator(killing: SIGKILL)
+
+            let detail = try await fleet.settled(operation, timeout: .seconds(60))
+            #expect(counts(detail)["applied"] == 2000, "\(counts(detail))")
+            let devices = detail["devices"] as? [[String: Any]] ?? []
+            #expect(devices.allSatisfy { $0["generation"] as? Int == 1 })
+            // Each agent got generation 1 once: the gateway published 200 documents; what the
+            // restarted orchestrator sent again only asked for lost reports (the agents do not apply
+            // a generation twice).
+            // (The gateway learns the applied generation from each agent's next heartbeat.)
+            let everyAgentAtOne = await eventually(timeout: .seconds(5)) {
+                let agents = (try? await fleet.gateway.get("/v1/agents?online=true").json?["agents"] as? [[String: Any]]) ?? []
+                return agents.count == 200 && agents.allSatisfy { $0["applied_generation"] as? Int == 1 }
+            }
+            #expect(everyAgentAtOne)
+            let metrics = try await fleet.gateway.get("/metrics").body
+            #expect(
+                metrics.contains(#"gateway_desired_states_total{outcome="published"} 200"#),
+                "\(metrics.split(separator: "\n").filter { $0.contains("desired") })")
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+
+/// `fleetctl`, the operator's command line: the inventory and the catalogue from the registry,
+/// pipelines and operations from the orchestrator. Each subcommand is a small struct in
+/// `Commands/`; what they share (HTTP, output, watching an operation) lives beside this file.
+@main
+struct Fleetctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleetctl",
+        abstract: "Operate a ModelFleet control plane: sites, devices, models, pipelines and operations.",
+        discussion: """
+            Services: --registry (or FLEETCTL_REGISTRY_URL, default \(Endpoints.defaultRegistry)) and \
+            --orchestrator (or FLEETCTL_ORCHESTRATOR_URL, default \(Endpoints.defaultOrchestrator)).
+
+            Exit status: 0 done (every device applied); 1 the operation finished with failed or \
+            timed-out devices; 2 an error (the API refused the request, a service is unreachable, a \
+            bad file); 3 not confirmed, nothing applied; 64 bad command-line usage.
+            """,
+        subcommands: [
+            SitesCommand.self, DevicesCommand.self, ModelsCommand.self,
+            PipelinesCommand.self, AddPipelineCommand.self, ReplacePipelineCommand.self, RemovePipelineCommand.self,
+            SetSettingsCommand.self,
+            AssignCommand.self, BulkSettingsCommand.self,
+            OperationsCommand.self, OperationCommand.self, RevertCommand.self, RetryCommand.self,
+        ]
+    )
+}
+
+/// The exit statuses `fleetctl` uses besides 0, documented in `docs/fleetctl.md`; scripts rely on
+/// them, so they never change meaning.
+enum ExitStatus {
+    /// The operation finished, and some devices failed or timed out.
+    static let devicesFailed = ExitCode(1)
+    /// The request could not be made or was refused (HTTP error, unreachable service, bad input).
+    static let error = ExitCode(2)
+    /// An operation on many devices was not confirmed (declined, or no terminal and no `--yes`).
+    static let notConfirmed = ExitCode(3)
+}
