@@ -99,11 +99,11 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Site id prefix.") var sitePrefix = "bench-site"
     @Option(help: "The simulated agents' state folder.") var stateDir: String
     @Option(help: "The simulator's output goes here.") var simulatorLog: String
-    @Option(help: "Broker URL, for the simulated agents.") var mqttURL = "mqtt://127.0.0.1:1883"
+    @Option(help: "Broker URL, for the simulated agents (and assign's own client).") var mqttURL = "mqtt://127.0.0.1:1883"
     @Option(help: "Registry base URL.") var registryURL = "http://127.0.0.1:8081"
     @Option(help: "Gateway base URL.") var gatewayURL = "http://127.0.0.1:8085"
     @Option(help: "Seconds between polls.") var pollInterval = 0.05
-    @Option(help: "Give up after this many seconds.") var timeout = 120.0
+    @Option(help: "Give up after this many seconds (assign: in each phase).") var timeout = 120.0
     @Flag(help: "Print how far the registry and the gateway are, every second, on standard error.") var progress = false
 
     func validate() throws {

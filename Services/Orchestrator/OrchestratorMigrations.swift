@@ -89,6 +89,19 @@ enum OrchestratorMigrations {
                 """,
                 "CREATE INDEX outbox_unsent ON orchestrator.outbox (seq) WHERE sent_at IS NULL",
             ]
-        )
+        ),
+        Migration(
+            version: 2,
+            name: "reports find their devices by index",
+            statements: [
+                // A report settles timed-out devices too; with them outside the partial index,
+                // every report scanned all operation devices (scripts/bench-orchestrator).
+                "DROP INDEX orchestrator.operation_devices_unsettled",
+                """
+                CREATE INDEX operation_devices_unsettled ON orchestrator.operation_devices (server_id, generation)
+                WHERE status IN ('pending', 'delivered', 'timed_out')
+                """,
+            ]
+        ),
     ]
 }
