@@ -36,7 +36,6 @@ struct OutboxPublisher: Service {
 
     func run() async throws {
         try await database.waitUntilMigrated()
-        try await mqtt.waitUntilConnected()
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
