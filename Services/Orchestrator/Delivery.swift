@@ -44,7 +44,7 @@ struct OutboxPublisher: Service {
                         await wake.wait(timeout: .seconds(1))
                         continue
                     }
-                    try await publish(entries)
+                    try await Self.publish(entries, with: mqtt)
                     try await store.markSent(entries)
                     Counter(label: "orchestrator_desired_states_published_total").increment(by: entries.count)
                 } catch is CancellationError {
@@ -58,7 +58,7 @@ struct OutboxPublisher: Service {
     }
 
     /// Agents in parallel (64 at a time), each agent's documents one after the other in outbox order.
-    func publish(_ entries: [OperationStore.OutboxEntry]) async throws {
+    static func publish(_ entries: [OperationStore.OutboxEntry], with mqtt: MQTTClient) async throws {
         var byAgent: [String: [OperationStore.OutboxEntry]] = [:]
         var order: [String] = []
         for entry in entries {
@@ -139,13 +139,12 @@ struct DeliveryTracker: Service {
     /// Every few seconds: agents whose devices wait in `delivered` get their latest document once
     /// more; the gateway publishes it again and the agent, which has it already, just reports.
     private func askAgainForLostReports() async {
-        let publisher = OutboxPublisher(mqtt: mqtt, database: database, store: store, wake: OutboxPublisher.Wake(), logger: logger)
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(Self.reportGraceSeconds))
             do {
                 let entries = try await store.overdueReports(after: Self.reportGraceSeconds, limit: 1_000)
                 guard !entries.isEmpty else { continue }
-                try await publisher.publish(entries)
+                try await OutboxPublisher.publish(entries, with: mqtt)
                 Counter(label: "orchestrator_report_requests_total").increment(by: entries.count)
                 logger.info("asked agents again for their reports", metadata: ["agents": "\(entries.count)"])
             } catch is CancellationError {

@@ -297,7 +297,7 @@ struct OrchestratorAPI: Sendable {
     /// Puts back what each device of the operation had before it.
     func revert(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try Self.uuid(context, "operation_id")
-        let options = try await optionalOptions(request, context)
+        let options = try await JSONBody.decodeIfPresent(Options.self, from: request, context: context) ?? Options()
         guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id)") }
         let changes = try await store.changes(of: id)
         let lists = Dictionary(uniqueKeysWithValues: changes.map { ($0.deviceID, $0.before) })
@@ -308,7 +308,7 @@ struct OrchestratorAPI: Sendable {
     /// Sends the operation's change again to its devices that failed or timed out.
     func retry(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try Self.uuid(context, "operation_id")
-        let options = try await optionalOptions(request, context)
+        let options = try await JSONBody.decodeIfPresent(Options.self, from: request, context: context) ?? Options()
         guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id)") }
         let unsettled = try await store.changes(of: id).filter { $0.status == .failed || $0.status == .timedOut }
         guard !unsettled.isEmpty else {
@@ -406,16 +406,6 @@ struct OrchestratorAPI: Sendable {
         }
         guard devices.count <= 100_000 else { throw APIError.invalid(field: "targets", "selects more than 100,000 devices") }
         return devices
-    }
-
-    private func optionalOptions(_ request: Request, _ context: BasicRequestContext) async throws -> Options {
-        let buffer = try await request.body.collect(upTo: JSONBody.maximumSize)
-        guard buffer.readableBytes > 0 else { return Options() }
-        do {
-            return try ContractCoding.decoder.decode(Options.self, from: Data(buffer.readableBytesView))
-        } catch let error as DecodingError {
-            throw APIError(ContractError(decodingError: error))
-        }
     }
 
     private static func uuid(_ context: BasicRequestContext, _ name: String) throws -> UUID {
