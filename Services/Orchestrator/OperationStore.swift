@@ -82,6 +82,9 @@ struct OperationStore: Sendable {
     func apply(_ operation: NewOperation) async throws -> [String: Int64] {
         let changes = operation.changes
         let ids = changes.map(\.device.id)
+        // Encoded once: both the devices' table and the operation's rows keep the new lists.
+        let after = try changes.map { try json($0.after) }
+        let before = try changes.map { try json($0.before) }
         return try await client.withTransaction(logger: logger) { connection in
             try await connection.query(
                 """
@@ -110,7 +113,7 @@ struct OperationStore: Sendable {
                 INSERT INTO orchestrator.device_pipelines (device_id, server_id, site_id, device_key, pipelines, revision)
                 SELECT d, s, si, k, p::jsonb, 1
                 FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
-                            \(changes.map(\.device.key))::text[], \(try changes.map { try json($0.after) })::text[]) AS t (d, s, si, k, p)
+                            \(changes.map(\.device.key))::text[], \(after)::text[]) AS t (d, s, si, k, p)
                 ON CONFLICT (device_id) DO UPDATE SET
                     pipelines = excluded.pipelines, revision = orchestrator.device_pipelines.revision + 1,
                     server_id = excluded.server_id, site_id = excluded.site_id, device_key = excluded.device_key, updated_at = now()
@@ -133,17 +136,26 @@ struct OperationStore: Sendable {
                 generations[agent] = generation
             }
 
-            // Each agent's whole document: every device of its server with the pipelines it runs now.
+            // Each agent's whole document: every device of its server with the pipelines it runs
+            // now, the changed ones from memory and the others as stored. The agents' rows, locked
+            // by the upsert above, serialise operations on one agent, so what is stored is current.
             var assignments: [String: [DesiredState.DeviceAssignment]] = [:]
+            for change in changes where !change.after.isEmpty {
+                assignments[change.device.serverID, default: []].append(
+                    DesiredState.DeviceAssignment(deviceKey: change.device.key, pipelines: change.after))
+            }
             for try await (server, key, text) in try await connection.query(
-                "SELECT server_id, device_key, pipelines::text FROM orchestrator.device_pipelines WHERE server_id = ANY(\(agents)) ORDER BY server_id, device_key",
+                """
+                SELECT server_id, device_key, pipelines::text FROM orchestrator.device_pipelines
+                WHERE server_id = ANY(\(agents)) AND NOT (device_id = ANY(\(ids))) AND pipelines <> '[]'::jsonb
+                """,
                 logger: logger
             ).decode((String, String, String).self) {
-                let list = try pipelines(text)
-                if !list.isEmpty { assignments[server, default: []].append(DesiredState.DeviceAssignment(deviceKey: key, pipelines: list)) }
+                assignments[server, default: []].append(DesiredState.DeviceAssignment(deviceKey: key, pipelines: try pipelines(text)))
             }
             let documents = try agents.map { agent in
-                let state = DesiredState(agentID: agent, generation: Int(generations[agent]!), devices: assignments[agent] ?? [])
+                let devices = (assignments[agent] ?? []).sorted { $0.deviceKey < $1.deviceKey }
+                let state = DesiredState(agentID: agent, generation: Int(generations[agent]!), devices: devices)
                 return String(decoding: try Envelope(payload: state, correlationID: operation.id).encoded(), as: UTF8.self)
             }
             try await connection.query(
@@ -160,8 +172,8 @@ struct OperationStore: Sendable {
                        CASE WHEN r THEN now() + make_interval(secs => \(operation.watchdogSeconds)) END
                 FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
                             \(changes.map(\.device.key))::text[], \(changes.map(\.device.name))::text[],
-                            \(changes.map { generations[$0.device.serverID]! })::bigint[], \(try changes.map { try json($0.before) })::text[],
-                            \(try changes.map { try json($0.after) })::text[], \(changes.map(\.device.reachable))::boolean[])
+                            \(changes.map { generations[$0.device.serverID]! })::bigint[], \(before)::text[],
+                            \(after)::text[], \(changes.map(\.device.reachable))::boolean[])
                      AS t (d, s, si, k, n, g, b, a, r)
                 """, logger: logger)
             return generations
@@ -191,6 +203,8 @@ struct OperationStore: Sendable {
     func markSent(_ entries: [OutboxEntry]) async throws {
         guard !entries.isEmpty else { return }
         try await client.withTransaction(logger: logger) { connection in
+            // Lost in a database crash, these entries are sent again: harmless (decision 38).
+            try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
             try await connection.query("UPDATE orchestrator.outbox SET sent_at = now() WHERE seq = ANY(\(entries.map(\.seq)))", logger: logger)
             try await connection.query(
                 """
@@ -206,6 +220,8 @@ struct OperationStore: Sendable {
     /// devices the watchdog had given up on.
     func applyReport(agentID: String, generation: Int64, failures: [String: String]) async throws {
         try await client.withTransaction(logger: logger) { connection in
+            // Lost in a database crash, a report is asked for again after 5 s (decision 38).
+            try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
             let keys = failures.keys.sorted()
             if !keys.isEmpty {
                 try await connection.query(
@@ -395,6 +411,35 @@ struct OperationStore: Sendable {
             found.append((id, DeviceStatus(rawValue: status) ?? .pending, try pipelines(before), try pipelines(after)))
         }
         return found.map { (deviceID: $0.0, status: $0.1, before: $0.2, after: $0.3) }
+    }
+
+    // MARK: Model versions in use
+
+    /// The devices whose pipelines have a stage on `modelID` `version` now, for the registry's
+    /// delete. A containment query without an index: deleting a version is rare, a scan of 100,000
+    /// devices takes a fraction of a second, and a GIN index would cost every assignment's writes.
+    func usage(of modelID: UUID, version: String) async throws -> ModelVersionUsage {
+        // Stages are stored as the contract encodes them: the model id in UUID's own spelling.
+        let stage = JSONValue.object(["model_id": .string(modelID.uuidString), "version": .string(version)])
+        let pipeline = JSONValue.object(["stages": .array([stage])])
+        let (pipelineText, devicesText) = (try json(pipeline), try json(JSONValue.array([pipeline])))
+        let rows = try await client.query(
+            """
+            WITH users AS (
+                SELECT device_id, server_id, device_key, pipelines FROM orchestrator.device_pipelines
+                WHERE pipelines @> \(devicesText)::jsonb
+            )
+            SELECT u.device_id, u.server_id, u.device_key,
+                   (SELECT p->>'name' FROM jsonb_array_elements(u.pipelines) p WHERE p @> \(pipelineText)::jsonb LIMIT 1),
+                   (SELECT count(*) FROM users)
+            FROM users u ORDER BY u.server_id, u.device_key LIMIT \(ModelVersionUsage.exampleLimit)
+            """, logger: logger)
+        var usage = ModelVersionUsage(devices: 0, examples: [])
+        for try await (id, server, key, name, count) in rows.decode((UUID, String, String, String?, Int).self) {
+            usage.devices = count
+            usage.examples.append(ModelVersionUsage.User(deviceID: id, serverID: server, deviceKey: key, pipeline: name ?? ""))
+        }
+        return usage
     }
 
     private func binds(_ values: any PostgresDynamicTypeEncodable...) -> PostgresBindings {

@@ -28,6 +28,7 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     parts.services = [
         OutboxPublisher(mqtt: context.mqtt, database: database, store: store, wake: wake, logger: context.logger),
         DeliveryTracker(mqtt: context.mqtt, database: database, store: store, logger: context.logger, subscribed: subscribed),
+        OrchestratorResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
     parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports")]
     parts.routes = { router in api.addRoutes(to: router) }

@@ -249,7 +249,10 @@ struct OrchestratorAPI: Sendable {
         for (index, pipeline) in body.pipelines.enumerated() {
             pipelines.append(try await resolver.resolve(pipeline, field: "pipelines[\(index)]", lookups: lookups))
         }
+        let clock = ContinuousClock()
+        let started = clock.now
         let devices = try await selected(body.targets)
+        store.logger.info("selected devices", metadata: ["devices": "\(devices.count)", "registry_ms": "\((clock.now - started).milliseconds)"])
         return try await carryOut(.assign, .assign(pipelines), on: devices, single: false, options: body.options, body: request, context)
     }
 
@@ -328,10 +331,11 @@ struct OrchestratorAPI: Sendable {
         _ context: BasicRequestContext, reverts: UUID? = nil, retries: UUID? = nil
     ) async throws -> Response {
         let watchdog = try options.watchdog()
+        let clock = ContinuousClock()
+        let started = clock.now
         let current = try await store.currentPipelines(devices.map(\.id))
         let plan = try OperationPlanner.plan(edit, devices: devices, current: current.mapValues(\.pipelines), single: single)
-        let touched = Array(Set(plan.changes.map(\.device.siteID))).sorted()
-        let offline = OperationPlanner.offlineSites(of: plan, online: try await registry.onlineSites(touched))
+        let offline = OperationPlanner.offlineSites(of: plan, online: try await onlineSites(of: plan))
         if options.dryRun == true {
             let views = plan.changes.map {
                 ChangeView(
@@ -361,9 +365,17 @@ struct OrchestratorAPI: Sendable {
             kind: kind, actor: Self.actor, request: try Self.auditRecord(kind: kind, edit: edit, options: options), reverts: reverts,
             retries: retries,
             watchdogSeconds: watchdog, changes: plan.changes, revisions: current.mapValues(\.revision))
-        try await store.apply(operation)
+        let planned = clock.now
+        let generations = try await store.apply(operation)
         wake.signal()
+        let committed = clock.now
         guard let summary = try await store.operation(operation.id) else { throw APIError.notFound("operation \(operation.id) vanished") }
+        store.logger.info(
+            "operation committed",
+            metadata: [
+                "operation_id": "\(operation.id)", "kind": "\(kind.rawValue)", "devices": "\(plan.changes.count)", "agents": "\(generations.count)",
+                "plan_ms": "\((planned - started).milliseconds)", "commit_ms": "\((committed - planned).milliseconds)",
+            ])
         return try respond(Accepted(operation: summary, skipped: plan.skipped), .accepted, request, context)
     }
 
@@ -394,6 +406,15 @@ struct OrchestratorAPI: Sendable {
         let id = try Self.uuid(context, "device_id")
         guard let device = try await registry.devices(DeviceTargets(deviceIDs: [id])).first else { throw APIError.notFound("no device \(id)") }
         return device
+    }
+
+    /// The plan's sites that are online. A site with a reachable device in the plan is online;
+    /// only the others are asked of the registry (one of their servers outside the plan may be
+    /// online), so a large operation does not fetch its devices a second time.
+    private func onlineSites(of plan: OperationPlanner.Plan) async throws -> Set<String> {
+        let online = Set(plan.changes.lazy.filter(\.device.reachable).map(\.device.siteID))
+        let unsure = Set(plan.changes.map(\.device.siteID)).subtracting(online).sorted()
+        return online.union(try await registry.onlineSites(unsure))
     }
 
     private func selected(_ targets: DeviceTargets) async throws -> [RegistryDevice] {
@@ -435,4 +456,9 @@ struct OrchestratorAPI: Sendable {
     {
         try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
     }
+}
+
+extension Duration {
+    /// Whole milliseconds, for log lines.
+    fileprivate var milliseconds: Int64 { components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000 }
 }

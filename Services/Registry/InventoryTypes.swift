@@ -183,6 +183,21 @@ extension Device {
     }
 }
 
+extension [Device] {
+    /// A JSON array of devices, written by hand: the answer to another service's devices query
+    /// holds every device of a selection (10,000 for a large assignment).
+    var json: [UInt8] {
+        var writer = JSONWriter(capacity: 2 + count * 320)
+        writer.raw("[")
+        for (index, device) in enumerated() {
+            if index > 0 { writer.raw(",") }
+            device.write(to: &writer)
+        }
+        writer.raw("]")
+        return writer.bytes
+    }
+}
+
 extension Page<Device> {
     var json: [UInt8] {
         var writer = JSONWriter(capacity: 64 + items.count * 320)

@@ -22,7 +22,7 @@ func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
     guard let database = context.database else { preconditionFailure("the registry's descriptor declares its schema") }
     let store = RegistryStore(client: database.client, logger: context.logger)
     let events = RegistryEvents(mqtt: context.mqtt, logger: context.logger)
-    let api = RegistryAPI(store: store, events: events)
+    let api = RegistryAPI(store: store, events: events, orchestrator: OrchestratorClient(mqtt: context.mqtt))
     let subscribed = SubscriptionFlag()
     var parts = ServiceParts()
     // The event queue first, so that it stops last and publishes what the others queued.

@@ -9,6 +9,7 @@ import ServiceRuntime
 struct RegistryAPI: Sendable {
     let store: RegistryStore
     let events: RegistryEvents
+    let orchestrator: OrchestratorClient
 
     typealias Route = APIRoute<RegistryAPI>
 
@@ -135,6 +136,20 @@ struct RegistryAPI: Sendable {
 
     func deleteVersion(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (id, version) = try versionPath(context)
+        guard try await store.version(modelID: id, version: version) != nil else {
+            throw APIError.notFound("model \(id) has no version \(version)")
+        }
+        // A version a pipeline runs stays; agents would keep a stage whose model nobody can look up.
+        let usage = try await orchestrator.usage(of: id, version: version)
+        if usage.devices > 0 {
+            let examples = usage.examples.map { "device \($0.deviceKey) on server \($0.serverID) (pipeline '\($0.pipeline)')" }
+            let more = usage.devices > usage.examples.count ? ", and \(usage.devices - usage.examples.count) more" : ""
+            throw APIError(
+                .conflict, code: "version_in_use",
+                message:
+                    "model \(id) version \(version) is used by the pipelines of \(usage.devices) device(s): \(examples.joined(separator: ", "))\(more); replace or remove those pipelines first",
+                field: "version")
+        }
         guard try await store.deleteVersion(modelID: id, version: version) else {
             throw APIError.notFound("model \(id) has no version \(version)")
         }

@@ -486,7 +486,8 @@ enum RegistryOpenAPI {
                 "tags": [
                   "Models"
                 ],
-                "summary": "Deletes one version of a model.",
+                "summary": "Deletes one version of a model that no device's pipeline uses.",
+                "description": "The registry asks the orchestrator (over MQTT) which devices' pipelines have a stage on the version, assigned whether or not applied yet. A version in use is refused with 409 `version_in_use`, naming the first devices; without the orchestrator's answer within 3 s the delete is refused with 503 `orchestrator_unavailable`.",
                 "responses": {
                   "204": {
                     "description": "Deleted."
@@ -503,6 +504,26 @@ enum RegistryOpenAPI {
                   },
                   "404": {
                     "description": "There is no such model, or it has no such version.",
+                    "content": {
+                      "application/json": {
+                        "schema": {
+                          "$ref": "#/components/schemas/Error"
+                        }
+                      }
+                    }
+                  },
+                  "409": {
+                    "description": "`version_in_use`: a device's pipeline uses the version; the message names the first devices and their pipelines (`field`: `version`).",
+                    "content": {
+                      "application/json": {
+                        "schema": {
+                          "$ref": "#/components/schemas/Error"
+                        }
+                      }
+                    }
+                  },
+                  "503": {
+                    "description": "`orchestrator_unavailable`: the orchestrator did not answer whether a pipeline uses the version.",
                     "content": {
                       "application/json": {
                         "schema": {

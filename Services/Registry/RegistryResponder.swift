@@ -52,7 +52,7 @@ struct RegistryResponder: Service {
                 group.addTask {
                     await serve(Topic.registryDeviceQuery) { request in
                         let selection = try ContractCoding.decoder.decode(DeviceSelection.self, from: request.payload)
-                        return try ContractCoding.encoder.encode(try await store.allDevices(selection))
+                        return Data(try await store.allDevices(selection).json)
                     }
                 }
                 group.addTask {

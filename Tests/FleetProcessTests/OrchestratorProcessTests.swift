@@ -178,6 +178,38 @@ struct OrchestratorProcessTests {
         }
     }
 
+    @Test("the registry refuses to delete a model version a pipeline uses, naming the device, and deletes it once unused")
+    func versionInUse() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 2)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let unused = try await fleet.registry.send(
+                "POST", "/v1/models/\(model)/versions",
+                json: [
+                    "version": "2.0.0", "artifact_uri": "s3://models/people-2.onnx", "sha256": String(repeating: "cd", count: 32), "size_bytes": 1000,
+                ])
+            #expect(unused.status == 201, "\(unused.body)")
+            let camera = try #require(try await fleet.devices().first)
+            let (cameraID, cameraKey) = (try #require(camera["id"] as? String), try #require(camera["key"] as? String))
+            let path = "/v1/devices/\(cameraID)/pipelines"
+            let added = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model, name: "Gate people")])
+            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+
+            let refused = try await fleet.registry.send("DELETE", "/v1/models/\(model)/versions/1.0.0")
+            #expect(refused.status == 409 && refused.errorField == "version", "\(refused.body)")
+            #expect(refused.body.contains("version_in_use") && refused.body.contains("1 device"), "\(refused.body)")
+            #expect(refused.body.contains(cameraKey) && refused.body.contains("Gate people"), "names the device and its pipeline: \(refused.body)")
+            #expect(try await fleet.registry.get("/v1/models/\(model)/versions/1.0.0").status == 200, "still there")
+            #expect(try await fleet.registry.send("DELETE", "/v1/models/\(model)/versions/2.0.0").status == 204, "the unused version goes")
+
+            let removed = try await fleet.api.send("DELETE", "\(path)/0")
+            #expect(counts(try await fleet.settled(try operationID(removed)))["applied"] == 1)
+            let deleted = try await fleet.registry.send("DELETE", "/v1/models/\(model)/versions/1.0.0")
+            #expect(deleted.status == 204, "\(deleted.body)")
+        }
+    }
+
     @Test("many devices: the preview is exact, applying needs confirm, every device applies, and revert puts back what each had")
     func bulkAndRevert() async throws {
         try await withFleet { fleet in

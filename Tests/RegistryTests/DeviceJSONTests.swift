@@ -37,4 +37,19 @@ struct DeviceJSONTests {
             #expect(try parsed(Data(page.json)) == parsed(ContractCoding.encoder.encode(page)))
         }
     }
+
+    @Test("a list's hand-written JSON (the devices-query answer) equals JSONEncoder's, empty or not")
+    func list() throws {
+        let devices = awkward.map { text in
+            Device(
+                id: UUID(), serverID: "s", siteID: "t", key: text, name: text, kind: "k", enabled: false, gone: true, groupID: UUID(),
+                labels: [text], reachable: true, supportsPipelines: true
+            )
+        }
+        for list in [devices, []] {
+            let written = try #require(try JSONSerialization.jsonObject(with: Data(list.json)) as? NSArray)
+            #expect(written == (try JSONSerialization.jsonObject(with: ContractCoding.encoder.encode(list)) as? NSArray))
+            #expect(written.count == list.count)
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import ChildProcesses
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -89,9 +90,14 @@ struct RegistryProcessTests {
         await stop(registry)
     }
 
-    @Test("versions: add, read, deprecate, delete, and the model's delete rule")
+    @Test("versions: add, read, deprecate, delete as the orchestrator's usage answer allows, and the model's delete rule")
     func versions() async throws {
-        let registry = try await startRegistry()
+        // A private broker: the orchestrator's usage answers come from this test alone.
+        try await withPrivateBroker { broker in try await versions(broker: broker) }
+    }
+
+    private func versions(broker: PrivateBroker) async throws {
+        let registry = try await startRegistry(["MODELFLEET_MQTT_URL": broker.url])
         let model = try await registry.send(
             "POST", "/v1/models", json: ["name": uniqueName("versioned"), "task": "object_detection", "format": "onnx"])
         let id = try #require(model.json?["id"] as? String)
@@ -127,7 +133,39 @@ struct RegistryProcessTests {
 
         let blocked = try await registry.send("DELETE", "/v1/models/\(id)")
         #expect(blocked.status == 409 && blocked.body.contains("1.2.0"))
-        #expect(try await registry.send("DELETE", "/v1/models/\(id)/versions/1.2.0").status == 204)
+
+        // Nobody to say whether a pipeline uses it: refused, and the version stays.
+        let unanswered = try await registry.send("DELETE", "/v1/models/\(id)/versions/1.2.0")
+        #expect(unanswered.status == 503 && unanswered.body.contains("orchestrator_unavailable"), "\(unanswered.body)")
+        #expect(try await registry.get("/v1/models/\(id)/versions/1.2.0").status == 200)
+        #expect(try await registry.send("DELETE", "/v1/models/\(id)/versions/3.0.0").status == 404, "an unknown version: 404 before asking")
+
+        // The orchestrator's part, played by this test: 12 devices use the version, then none.
+        let standIn = OrchestratorStandIn()
+        try await withConnectedClient(testMQTTConfiguration("orchestrator", url: broker.url)) { orchestrator in
+            let serving = Task {
+                try await orchestrator.serveRequests(on: Topic.orchestratorModelVersionUsage.shared(by: "orchestrator")) { request in
+                    let query = try ContractCoding.decoder.decode(ModelVersionUsageQuery.self, from: request.payload)
+                    standIn.asked.withLock { $0.append(query) }
+                    let users = (0..<3).map { ModelVersionUsage.User(deviceID: UUID(), serverID: "srv-1", deviceKey: "cam-\($0)", pipeline: "Gates") }
+                    let usage =
+                        standIn.inUse.withLock { $0 } ? ModelVersionUsage(devices: 12, examples: users) : ModelVersionUsage(devices: 0, examples: [])
+                    return MQTTReply(payload: try ContractCoding.encoder.encode(usage))
+                }
+            }
+            defer { serving.cancel() }
+            try await Task.sleep(for: .milliseconds(300))  // the subscription is acknowledged
+
+            let used = try await registry.send("DELETE", "/v1/models/\(id)/versions/1.2.0")
+            #expect(used.status == 409 && used.errorField == "version", "\(used.body)")
+            #expect(
+                used.body.contains("12 device(s)") && used.body.contains("cam-0 on server srv-1 (pipeline 'Gates')") && used.body.contains("9 more"))
+            #expect(try await registry.get("/v1/models/\(id)/versions/1.2.0").status == 200)
+            #expect(standIn.asked.withLock { $0 }.last == ModelVersionUsageQuery(modelID: try #require(UUID(uuidString: id)), version: "1.2.0"))
+
+            standIn.inUse.withLock { $0 = false }
+            #expect(try await registry.send("DELETE", "/v1/models/\(id)/versions/1.2.0").status == 204)
+        }
         #expect(try await registry.send("DELETE", "/v1/models/\(id)/versions/1.2.0").status == 404)
         #expect(try await registry.send("DELETE", "/v1/models/\(id)").status == 204)
         #expect(try await registry.get("/v1/models/\(id)").status == 404)
@@ -400,4 +438,10 @@ struct RegistryProcessTests {
         #expect(fetched.status == 200 && fetched.json?["name"] as? String == name)
         await stop(second)
     }
+}
+
+/// The orchestrator's usage answers as a test plays them: in use or not, and what was asked.
+private final class OrchestratorStandIn: Sendable {
+    let inUse = Mutex(true)
+    let asked = Mutex<[ModelVersionUsageQuery]>([])
 }
