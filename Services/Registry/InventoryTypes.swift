@@ -134,6 +134,11 @@ struct DeviceSelection: Codable, Sendable {
     var enabled: Bool?
     var online: Bool?
 
+    /// Chooses by site alone (no other filter).
+    var isOnlySites: Bool {
+        deviceIDs == nil && serverIDs == nil && groupIDs == nil && labels == nil && enabled == nil && online == nil
+    }
+
     enum CodingKeys: String, CodingKey {
         case labels, enabled, online
         case deviceIDs = "device_ids"

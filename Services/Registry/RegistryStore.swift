@@ -319,24 +319,30 @@ struct RegistryStore: Sendable {
         return try await rows.decode(UUID.self).first(where: { _ in true }) != nil
     }
 
+    fileprivate static var deviceColumnList: String { deviceColumns }
+
     private static let deviceColumns = """
         d.seq, d.id, d.server_id, d.site_id, d.key, d.name, d.kind, d.enabled, d.gone, d.group_id, d.labels, v.online, v.supports_pipelines
         """
 
+    /// A device row as ``deviceColumns`` lists it.
+    fileprivate typealias DeviceRow = (Int64, UUID, String, String, String, String, String, Bool, Bool, UUID?, [String], Bool, Bool)
+
+    fileprivate static func device(_ row: DeviceRow) -> (Int64, Device) {
+        let (seq, id, server, site, key, name, kind, enabled, gone, group, labels, online, pipelines) = row
+        return (
+            seq,
+            Device(
+                id: id, serverID: server, siteID: site, key: key, name: name, kind: kind, enabled: enabled, gone: gone, groupID: group,
+                labels: labels, reachable: online && !gone, supportsPipelines: pipelines
+            )
+        )
+    }
+
     private func decodeDevices(_ rows: PostgresRowSequence) async throws -> [(Int64, Device)] {
         var devices: [(Int64, Device)] = []
-        for try await (seq, id, server, site, key, name, kind, enabled, gone, group, labels, online, pipelines) in rows.decode(
-            (Int64, UUID, String, String, String, String, String, Bool, Bool, UUID?, [String], Bool, Bool).self
-        ) {
-            devices.append(
-                (
-                    seq,
-                    Device(
-                        id: id, serverID: server, siteID: site, key: key, name: name, kind: kind, enabled: enabled, gone: gone,
-                        groupID: group, labels: labels, reachable: online && !gone, supportsPipelines: pipelines
-                    )
-                )
-            )
+        for try await row in rows.decode(DeviceRow.self) {
+            devices.append(Self.device(row))
         }
         return devices
     }
@@ -359,6 +365,14 @@ struct RegistryStore: Sendable {
 
     /// Up to `limit` devices after position `after`, with their positions.
     private func deviceRows(_ selection: DeviceSelection, limit: Int, after: Int64) async throws -> [(Int64, Device)] {
+        // The site page's list, the registry's hottest read: a prepared statement on its index.
+        if let site = selection.siteIDs?.first, selection.siteIDs?.count == 1, selection.isOnlySites {
+            var devices: [(Int64, Device)] = []
+            for try await row in try await client.execute(SiteDevicePage(site: site, after: after, limit: limit), logger: logger) {
+                devices.append(Self.device(row))
+            }
+            return devices
+        }
         let site = selection.siteIDs?.count == 1 ? selection.siteIDs?.first : nil
         let sites = selection.siteIDs?.count == 1 ? nil : selection.siteIDs
         let rows = try await client.query(
@@ -383,12 +397,10 @@ struct RegistryStore: Sendable {
     }
 
     func device(id: UUID) async throws -> Device? {
-        try await decodeDevices(
-            client.query(
-                "SELECT \(unescaped: Self.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id WHERE d.id = \(id)",
-                logger: logger
-            )
-        ).first?.1
+        for try await row in try await client.execute(DeviceByID(id: id), logger: logger) {
+            return Self.device(row).1
+        }
+        return nil
     }
 
     func updateDevice(id: UUID, _ update: DeviceUpdate) async throws -> Device? {
@@ -427,4 +439,50 @@ struct RegistryStore: Sendable {
 
 extension PSQLError {
     var isUniqueViolation: Bool { serverInfo?[.sqlState] == "23505" }
+}
+
+// MARK: Prepared statements
+
+// PostgreSQL parses and plans these once per connection instead of once per request: under load
+// the planning of the registry's two hottest reads cost as much as running them.
+
+/// One device by id (`GET /v1/devices/{id}`).
+private struct DeviceByID: PostgresPreparedStatement {
+    static let sql = """
+        SELECT \(RegistryStore.deviceColumnList) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id WHERE d.id = $1
+        """
+    typealias Row = RegistryStore.DeviceRow
+
+    var id: UUID
+
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings()
+        bindings.append(id)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// A page of one site's devices, in `seq` order (index `devices_site_seq`).
+private struct SiteDevicePage: PostgresPreparedStatement {
+    static let sql = """
+        SELECT \(RegistryStore.deviceColumnList) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id
+        WHERE d.site_id = $1 AND d.seq > $2 ORDER BY d.seq LIMIT $3
+        """
+    typealias Row = RegistryStore.DeviceRow
+
+    var site: String
+    var after: Int64
+    var limit: Int
+
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings()
+        bindings.append(site)
+        bindings.append(after)
+        bindings.append(limit)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

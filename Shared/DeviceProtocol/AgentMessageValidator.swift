@@ -2,13 +2,28 @@ package import FleetContract
 package import Foundation
 
 /// An agent message that passed every check of the device protocol.
+///
+/// It holds no parsed document: telemetry, heartbeats and presence are validated in one pass over
+/// their bytes, and what the gateway reads besides forwarding them is a few top-level members of
+/// the payload, which ``field(_:)`` gives.
 package struct ValidatedAgentMessage: Sendable {
     package var agentID: TopicLevel
     package var channel: Topic.AgentChannel
-    /// The parsed document (envelope and payload), already checked against the channel's schema.
-    package var document: JSONValue
     /// The bytes as the agent sent them, for forwarding unchanged.
     package var payload: Data
+    /// The string, number, boolean and null members of the envelope's `payload`, as validated.
+    package var payloadScalars: ScalarMembers
+
+    package init(agentID: TopicLevel, channel: Topic.AgentChannel, payload: Data, payloadScalars: ScalarMembers) {
+        self.agentID = agentID
+        self.channel = channel
+        self.payload = payload
+        self.payloadScalars = payloadScalars
+    }
+
+    /// A top-level member of the payload (`state`, `applied_generation`) when it is a string,
+    /// number, boolean or null; nil when it is absent, an object or an array.
+    package func field(_ name: String) -> JSONValue? { payloadScalars.value(named: name) }
 }
 
 /// Why an agent message was refused; the raw value is the `reason` label of the gateway's
@@ -68,24 +83,40 @@ package struct AgentMessageValidator: Sendable {
         guard payload.count <= limit else {
             return .failure(Failure(rejection: .oversized, detail: "\(payload.count) bytes, the limit for \(channel) is \(limit)"))
         }
-        let document: JSONValue
-        do {
-            document = try JSONParser.parse(payload)
-        } catch {
-            return .failure(Failure(rejection: .malformedJSON, detail: "\(error)"))
+        let scalars: ScalarMembers
+        switch channel {
+        case .hello, .report:
+            // Their rules need the tree (device keys across a hello, two members of a pipeline in a
+            // report); they are rare messages, so the tree costs little here.
+            let document: JSONValue
+            do {
+                document = try JSONParser.parse(payload)
+            } catch {
+                return .failure(Failure(rejection: .malformedJSON, detail: "\(error)"))
+            }
+            do {
+                try schemas.validate(document, as: channel)
+                try Self.checkRules(document, channel: channel)
+            } catch {
+                return .failure(Failure(rejection: .schema, detail: "\(error)"))
+            }
+            guard case .object(let envelope) = document else { return .failure(Failure(rejection: .schema, detail: "not an object")) }
+            scalars = ScalarMembers(scalarsOf: envelope["payload"])
+        default:
+            // Telemetry, heartbeats and presence, nearly all the traffic: one pass over the bytes.
+            do {
+                scalars = try schemas.schema(for: channel).validate(json: payload, capturingScalarsOf: "payload")
+            } catch {
+                switch error {
+                case .malformed(let failure): return .failure(Failure(rejection: .malformedJSON, detail: "\(failure)"))
+                case .violation(let violation): return .failure(Failure(rejection: .schema, detail: "\(violation)"))
+                }
+            }
         }
-        do {
-            try schemas.validate(document, as: channel)
-            try Self.checkRules(document, channel: channel)
-        } catch {
-            return .failure(Failure(rejection: .schema, detail: "\(error)"))
-        }
-        guard case .object(let envelope) = document, case .object(let body)? = envelope["payload"],
-            case .string(let claimed)? = body["agent_id"], claimed == agentID.value
-        else {
+        guard scalars.hasString(agentID.value, named: "agent_id") else {
             return .failure(Failure(rejection: .agentIDMismatch, detail: "payload.agent_id is not '\(agentID)'"))
         }
-        return .success(ValidatedAgentMessage(agentID: agentID, channel: channel, document: document, payload: payload))
+        return .success(ValidatedAgentMessage(agentID: agentID, channel: channel, payload: payload, payloadScalars: scalars))
     }
 
     /// ``route(topic:)`` then ``validate(agentID:channel:payload:)``.
@@ -157,7 +188,12 @@ package struct DeviceProtocolSchemas: Sendable {
     }
 
     package func validate(_ document: JSONValue, as channel: Topic.AgentChannel) throws(ContractError) {
+        try schema(for: channel).validate(document)
+    }
+
+    /// The compiled schema of `channel`, for ``JSONSchema/validate(json:capturingScalarsOf:)``.
+    package func schema(for channel: Topic.AgentChannel) -> JSONSchema {
         // Every channel has a schema (the initialiser compiled them all).
-        try byChannel[channel]!.validate(document)
+        byChannel[channel]!
     }
 }

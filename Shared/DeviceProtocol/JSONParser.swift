@@ -37,7 +37,9 @@ package struct JSONParser {
         return try result.get()
     }
 
-    private struct Cursor {
+    /// Internal, not private: the streaming validator (`JSONSchema+Streaming.swift`) hands the rare strings with
+    /// escapes, and the values it checks as a tree, to this very code, so that both paths decode and refuse alike.
+    struct Cursor {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
 

@@ -20,12 +20,18 @@ package struct JSONSchema: Sendable {
         package var description: String { "schema \(pointer): \(reason)" }
     }
 
-    private let nodes: [Node]
+    /// The compiled tree, read by the tree validator below and by the streaming one
+    /// (`JSONSchema+Streaming.swift`), which falls back to it for the rare values it does not check itself.
+    let nodes: [Node]
+    /// The same schema for ``validate(json:capturingScalarsOf:)``; nil when it uses a form the streaming validator
+    /// does not take (then that method parses and validates the tree).
+    let plan: StreamingPlan?
 
     package init(_ document: JSONValue) throws(DefinitionError) {
         var compiler = Compiler(root: document)
         _ = try compiler.compile(document, pointer: "#")
         nodes = compiler.nodes
+        plan = StreamingPlan(nodes)
     }
 
     package init(data: Data) throws(DefinitionError) {
@@ -51,7 +57,7 @@ package struct JSONSchema: Sendable {
 
     /// A violation on its way up: each container level adds its step to the path, so valid
     /// documents (nearly all of them) never build a path string.
-    private struct Violation: Error {
+    struct Violation: Error {
         /// Innermost step first.
         var reversedPath: [String] = []
         var reason: String
@@ -70,7 +76,7 @@ package struct JSONSchema: Sendable {
         }
     }
 
-    private func validate(_ value: JSONValue, node index: Int) throws(Violation) {
+    func validate(_ value: JSONValue, node index: Int) throws(Violation) {
         let node = nodes[index]
         func fail(_ reason: String) -> Violation { Violation(reason: reason) }
 
@@ -146,7 +152,7 @@ package struct JSONSchema: Sendable {
     /// JSON equality: numbers by value, objects regardless of member order.
     private static func equal(_ lhs: JSONValue, _ rhs: JSONValue) -> Bool { lhs == rhs }
 
-    private static func render(_ value: JSONValue) -> String {
+    static func render(_ value: JSONValue) -> String {
         switch value {
         case .null: "null"
         case .bool(let flag): "\(flag)"
@@ -158,7 +164,7 @@ package struct JSONSchema: Sendable {
 
     // MARK: Compiled form
 
-    fileprivate enum Kind: String, CustomStringConvertible {
+    enum Kind: String, CustomStringConvertible {
         case null, boolean, integer, number, string, array, object
 
         var description: String {
@@ -193,7 +199,7 @@ package struct JSONSchema: Sendable {
         }
     }
 
-    fileprivate enum Additional {
+    enum Additional {
         case allowed
         case forbidden
         case schema(Int)
@@ -201,7 +207,7 @@ package struct JSONSchema: Sendable {
 
     /// `NSRegularExpression` is immutable once made and documented as safe to use from several
     /// threads at once, which is why the box may be `@unchecked Sendable`.
-    fileprivate final class Pattern: @unchecked Sendable {
+    final class Pattern: @unchecked Sendable {
         let source: String
         /// Anchored runs of character classes and literals (ids, UUIDs, hashes: most patterns
         /// here) are matched directly; ICU costs microseconds per call, and a telemetry message
@@ -229,7 +235,7 @@ package struct JSONSchema: Sendable {
 
     /// A compiled schema; a class so that walking the tree copies references, not the arrays
     /// and dictionaries inside. Filled in while compiling, read-only after.
-    fileprivate final class Node: @unchecked Sendable {
+    final class Node: @unchecked Sendable {
         var rejectsEverything = false
         var reference: Int?
         var types: [Kind] = []

@@ -7,7 +7,7 @@ import Testing
 private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// The ```json examples of docs/device-protocol.md, by envelope type.
-private func documentedExamples() throws -> [String: Data] {
+func documentedExamples() throws -> [String: Data] {
     let page = try String(contentsOf: repository.appendingPathComponent("docs/device-protocol.md"), encoding: .utf8)
     var examples: [String: Data] = [:]
     for block in page.components(separatedBy: "```json\n").dropFirst() {
@@ -21,9 +21,40 @@ private func documentedExamples() throws -> [String: Data] {
     return examples
 }
 
-private let channelsByType: [String: Topic.AgentChannel] = [
+let channelsByType: [String: Topic.AgentChannel] = [
     "agent.presence": .presence, "agent.hello": .hello, "agent.heartbeat": .heartbeat, "agent.telemetry": .telemetry,
     "agent.report": .report, "agent.desired-state": .desired,
+]
+
+/// Documents that are not JSON (also run through the streaming validator, which must refuse them alike).
+let malformedJSONExamples = [
+    "", "{", "[1,]", #"{"a":1,}"#, "01", "1.", ".5", "-", "1e", "tru", "nul", #""abc"#, "\"a\u{01}b\"", #""\x""#, #""\ud800""#,
+    #""\udc00x""#, "{} {}", "[1] x", #"{"a":1,"a":2}"#, "// comment\n1", "NaN", "1e999", #"{a:1}"#,
+]
+
+/// A schema with every supported keyword, valid documents for it, and broken ones with the field
+/// each breaks (also run through the streaming validator).
+let keywordSchemaSource = #"""
+    {"type": "object", "required": ["id", "n"], "additionalProperties": false,
+     "properties": {
+       "id": {"type": "string", "pattern": "^[a-z]{1,4}$", "minLength": 1, "maxLength": 4},
+       "n": {"type": "integer", "minimum": 1, "maximum": 10},
+       "f": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+       "e": {"enum": ["a", "b"]}, "c": {"const": 1},
+       "list": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"$ref": "#/$defs/item"}},
+       "free": {"type": "object", "additionalProperties": {"type": "boolean"}}
+     },
+     "$defs": {"item": {"type": ["string", "null"]}}}
+    """#
+let keywordSchemaValidDocuments = [
+    #"{"id": "ab", "n": 3, "f": 0.5, "e": "a", "c": 1, "list": ["x", null], "free": {"k": true}}"#, #"{"id": "ab", "n": 3.0}"#,
+]
+let keywordSchemaBrokenDocuments: [(String, String)] = [
+    (#"{"n": 3}"#, "id"), (#"{"id": "ab", "n": 3, "x": 1}"#, "x"), (#"{"id": "AB", "n": 3}"#, "id"),
+    ("{\"id\": \"ab\\n\", \"n\": 3}", "id"), (#"{"id": "ab", "n": 3.5}"#, "n"), (#"{"id": "ab", "n": 11}"#, "n"),
+    (#"{"id": "ab", "n": 3, "f": 1}"#, "f"), (#"{"id": "ab", "n": 3, "e": "c"}"#, "e"), (#"{"id": "ab", "n": 3, "c": 2}"#, "c"),
+    (#"{"id": "ab", "n": 3, "list": []}"#, "list"), (#"{"id": "ab", "n": 3, "list": ["a", 1]}"#, "list[1]"),
+    (#"{"id": "ab", "n": 3, "free": {"k": 1}}"#, "free.k"), (#"[]"#, "(root)"),
 ]
 
 @Suite("JSON parser")
@@ -40,12 +71,7 @@ struct JSONParserTests {
         #expect(try JSONParser.parse(Data("123456789012345678".utf8)) == .number(Double("123456789012345678")!))
     }
 
-    @Test(
-        "refuses what RFC 8259 refuses",
-        arguments: [
-            "", "{", "[1,]", #"{"a":1,}"#, "01", "1.", ".5", "-", "1e", "tru", "nul", #""abc"#, "\"a\u{01}b\"", #""\x""#, #""\ud800""#,
-            #""\udc00x""#, "{} {}", "[1] x", #"{"a":1,"a":2}"#, "// comment\n1", "NaN", "1e999", #"{a:1}"#,
-        ])
+    @Test("refuses what RFC 8259 refuses", arguments: malformedJSONExamples)
     func refuses(_ text: String) {
         #expect(throws: JSONParser.Failure.self, "\(text)") { try JSONParser.parse(Data(text.utf8)) }
     }
@@ -76,29 +102,10 @@ struct JSONSchemaTests {
 
     @Test("applies each supported keyword and names the field")
     func keywords() throws {
-        let schema = try schema(
-            #"""
-            {"type": "object", "required": ["id", "n"], "additionalProperties": false,
-             "properties": {
-               "id": {"type": "string", "pattern": "^[a-z]{1,4}$", "minLength": 1, "maxLength": 4},
-               "n": {"type": "integer", "minimum": 1, "maximum": 10},
-               "f": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-               "e": {"enum": ["a", "b"]}, "c": {"const": 1},
-               "list": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"$ref": "#/$defs/item"}},
-               "free": {"type": "object", "additionalProperties": {"type": "boolean"}}
-             },
-             "$defs": {"item": {"type": ["string", "null"]}}}
-            """#)
-        #expect(check(schema, #"{"id": "ab", "n": 3, "f": 0.5, "e": "a", "c": 1, "list": ["x", null], "free": {"k": true}}"#) == nil)
-        #expect(check(schema, #"{"id": "ab", "n": 3.0}"#) == nil, "3.0 is an integer in JSON Schema")
-        let cases: [(String, String)] = [
-            (#"{"n": 3}"#, "id"), (#"{"id": "ab", "n": 3, "x": 1}"#, "x"), (#"{"id": "AB", "n": 3}"#, "id"),
-            ("{\"id\": \"ab\\n\", \"n\": 3}", "id"), (#"{"id": "ab", "n": 3.5}"#, "n"), (#"{"id": "ab", "n": 11}"#, "n"),
-            (#"{"id": "ab", "n": 3, "f": 1}"#, "f"), (#"{"id": "ab", "n": 3, "e": "c"}"#, "e"), (#"{"id": "ab", "n": 3, "c": 2}"#, "c"),
-            (#"{"id": "ab", "n": 3, "list": []}"#, "list"), (#"{"id": "ab", "n": 3, "list": ["a", 1]}"#, "list[1]"),
-            (#"{"id": "ab", "n": 3, "free": {"k": 1}}"#, "free.k"), (#"[]"#, "(root)"),
-        ]
-        for (json, field) in cases {
+        let schema = try schema(keywordSchemaSource)
+        #expect(check(schema, keywordSchemaValidDocuments[0]) == nil)
+        #expect(check(schema, keywordSchemaValidDocuments[1]) == nil, "3.0 is an integer in JSON Schema")
+        for (json, field) in keywordSchemaBrokenDocuments {
             #expect(check(schema, json)?.field == field, "\(json)")
         }
     }
