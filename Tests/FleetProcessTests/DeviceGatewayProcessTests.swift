@@ -207,14 +207,19 @@ struct DeviceGatewayProcessTests {
                 try await client.publish("modelfleet/v1/agents/not a valid id/telemetry", payload: try telemetry("x"))
                 let flooder = Topic.agent(try TopicLevel("flooder"), .heartbeat).path
                 let beat = try Envelope(payload: AgentMessage.Heartbeat(agentID: "flooder", uptimeSeconds: 1, appliedGeneration: 0)).encoded()
+                let floodStarted = ContinuousClock.now
                 for _ in 0..<200 { try await client.publish(flooder, payload: beat) }
                 try await client.publish(topic, payload: try telemetry("good-agent"))
 
                 let delivered = try await forwarded.collect(1, timeout: .seconds(10))
+                // Burst 10, then 5 a second for as long as the flood took to arrive (a busy CI
+                // machine stretches it): at most that many heartbeats are admitted.
+                let floodSeconds = Double((ContinuousClock.now - floodStarted).components.seconds) + 1
+                let limited = Double(max(1, 200 - 10 - Int((floodSeconds * 5).rounded(.up))))
                 #expect(payload(delivered[0])["agent_id"] as? String == "good-agent")
                 for (reason, expected) in [
                     ("malformed_json", 1.0...1.0), ("oversized", 1.0...1.0), ("schema", 1.0...1.0), ("agent_id_mismatch", 1.0...1.0),
-                    ("unknown_topic", 1.0...1.0), ("rate_limited", 150.0...191.0),
+                    ("unknown_topic", 1.0...1.0), ("rate_limited", limited...191.0),
                 ] {
                     let line = #"gateway_messages_dropped_total{reason="\#(reason)"}"#
                     let counted = await eventually { expected.contains((try? await metric(gateway, line)) ?? 0) }
@@ -222,7 +227,7 @@ struct DeviceGatewayProcessTests {
                     #expect(counted, "\(reason): \(value)")
                 }
                 let listed = try await gateway.get("/v1/agents/flooder")
-                #expect((listed.json?["messages_rate_limited"] as? Int ?? 0) >= 150)
+                #expect(Double(listed.json?["messages_rate_limited"] as? Int ?? 0) >= limited)
                 #expect(gateway.process.isRunning)
             }
             await stop(gateway)
