@@ -16,20 +16,9 @@ struct OrchestratorResponder: Service {
     func run() async throws {
         try await database.waitUntilMigrated()
         await cancelWhenGracefulShutdown {
-            do {
-                try await mqtt.serveRequests(on: Topic.orchestratorModelVersionUsage.shared(by: "orchestrator")) { request in
-                    let query: ModelVersionUsageQuery
-                    do {
-                        query = try ContractCoding.decoder.decode(ModelVersionUsageQuery.self, from: request.payload)
-                    } catch let error as DecodingError {
-                        throw ContractError(decodingError: error)
-                    }
-                    let usage = try await store.usage(of: query.modelID, version: query.version)
-                    return MQTTReply(payload: try ContractCoding.encoder.encode(usage), contentType: "application/json")
-                }
-            } catch is CancellationError {
-            } catch {
-                logger.error("stopped answering model-version usage requests", metadata: ["error": "\(error)"])
+            await serveRequests(on: Topic.orchestratorModelVersionUsage, sharedBy: "orchestrator", mqtt: mqtt, logger: logger) { request in
+                let query = try ContractCoding.decoder.decode(ModelVersionUsageQuery.self, from: request.payload)
+                return try ContractCoding.encoder.encode(try await store.usage(of: query.modelID, version: query.version))
             }
         }
     }

@@ -77,17 +77,6 @@ struct RegistryResponder: Service {
     }
 
     private func serve(_ topic: Topic, _ answer: @escaping @Sendable (MQTTMessage) async throws -> Data) async {
-        do {
-            try await mqtt.serveRequests(on: topic.shared(by: "registry")) { request in
-                do {
-                    return MQTTReply(payload: try await answer(request), contentType: "application/json")
-                } catch let error as DecodingError {
-                    throw ContractError(decodingError: error)
-                }
-            }
-        } catch is CancellationError {
-        } catch {
-            logger.error("stopped serving requests", metadata: ["topic": "\(topic)", "error": "\(error)"])
-        }
+        await serveRequests(on: topic, sharedBy: "registry", mqtt: mqtt, logger: logger, answer: answer)
     }
 }

@@ -319,9 +319,7 @@ struct RegistryStore: Sendable {
         return try await rows.decode(UUID.self).first(where: { _ in true }) != nil
     }
 
-    fileprivate static var deviceColumnList: String { deviceColumns }
-
-    private static let deviceColumns = """
+    fileprivate static let deviceColumns = """
         d.seq, d.id, d.server_id, d.site_id, d.key, d.name, d.kind, d.enabled, d.gone, d.group_id, d.labels, v.online, v.supports_pipelines
         """
 
@@ -449,7 +447,7 @@ extension PSQLError {
 /// One device by id (`GET /v1/devices/{id}`).
 private struct DeviceByID: PostgresPreparedStatement {
     static let sql = """
-        SELECT \(RegistryStore.deviceColumnList) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id WHERE d.id = $1
+        SELECT \(RegistryStore.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id WHERE d.id = $1
         """
     typealias Row = RegistryStore.DeviceRow
 
@@ -467,7 +465,7 @@ private struct DeviceByID: PostgresPreparedStatement {
 /// A page of one site's devices, in `seq` order (index `devices_site_seq`).
 private struct SiteDevicePage: PostgresPreparedStatement {
     static let sql = """
-        SELECT \(RegistryStore.deviceColumnList) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id
+        SELECT \(RegistryStore.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id
         WHERE d.site_id = $1 AND d.seq > $2 ORDER BY d.seq LIMIT $3
         """
     typealias Row = RegistryStore.DeviceRow

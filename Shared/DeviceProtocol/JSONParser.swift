@@ -138,26 +138,26 @@ package struct JSONParser {
         mutating func number() throws(Failure) -> Double {
             let start = index
             if bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count, isDigit(bytes[index]) else { throw failure("expected a digit") }
+            guard index < bytes.count, Self.isDigit(bytes[index]) else { throw failure("expected a digit") }
             if bytes[index] == UInt8(ascii: "0") {
                 index += 1
-                if index < bytes.count, isDigit(bytes[index]) { throw failure("leading zeros are not allowed") }
+                if index < bytes.count, Self.isDigit(bytes[index]) { throw failure("leading zeros are not allowed") }
             } else {
-                while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+                while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
             }
             var isInteger = true
             if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
                 isInteger = false
                 index += 1
-                guard index < bytes.count, isDigit(bytes[index]) else { throw failure("expected a digit after '.'") }
-                while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+                guard index < bytes.count, Self.isDigit(bytes[index]) else { throw failure("expected a digit after '.'") }
+                while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
             }
             if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
                 isInteger = false
                 index += 1
                 if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-                guard index < bytes.count, isDigit(bytes[index]) else { throw failure("expected a digit in the exponent") }
-                while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+                guard index < bytes.count, Self.isDigit(bytes[index]) else { throw failure("expected a digit in the exponent") }
+                while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
             }
             let text = UnsafeBufferPointer(rebasing: bytes[start..<index])
             // Short integers, by far the most common numbers here, without going through text.
@@ -263,6 +263,6 @@ package struct JSONParser {
             return code
         }
 
-        func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+        static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
     }
 }

@@ -153,13 +153,13 @@ private struct StreamingValidator {
 
     func failure(_ reason: String) -> Failure { Failure(offset: index, reason: reason) }
 
+    // The grammar's small steps are `JSONParser.Cursor`'s own, run at this position: one grammar
+    // for both paths.
+
     mutating func skipWhitespace() {
-        while index < bytes.count {
-            switch bytes[index] {
-            case 0x20, 0x09, 0x0A, 0x0D: index += 1
-            default: return
-            }
-        }
+        var cursor = JSONParser.Cursor(bytes: bytes, index: index)
+        cursor.skipWhitespace()
+        index = cursor.index
     }
 
     // MARK: Values
@@ -503,12 +503,9 @@ private struct StreamingValidator {
     // MARK: Grammar (as JSONParser.Cursor)
 
     mutating func literal(_ word: StaticString) throws(Failure) {
-        let count = word.utf8CodeUnitCount
-        guard index + count <= bytes.count else { throw failure("unexpected end of the document") }
-        for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] {
-            throw failure("unexpected character")
-        }
-        index += count
+        var cursor = JSONParser.Cursor(bytes: bytes, index: index)
+        try cursor.literal(word)
+        index = cursor.index
     }
 
     /// The string at `index` (on its opening quote). Plain strings are scanned here; the first
@@ -616,7 +613,7 @@ private struct StreamingValidator {
         return value
     }
 
-    mutating func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+    func isDigit(_ byte: UInt8) -> Bool { JSONParser.Cursor.isDigit(byte) }
 
     /// Whether `bytes` is well-formed UTF-8 (The Unicode Standard, table 3-7), as
     /// `String(validating:as:)` decides: no overlong forms, no surrogates, nothing above U+10FFFF.

@@ -1,3 +1,6 @@
+package import FleetContract
+package import Foundation
+package import Logging
 package import MQTT
 import ServiceLifecycle
 
@@ -25,4 +28,25 @@ package func consumeUntilShutdown(
     }
     backgroundWork.cancel()
     await backgroundWork.value
+}
+
+/// Answers the requests on `topic` (shared between the replicas of `service`) with `answer`'s
+/// JSON until cancelled. A request that does not decode answers with the contract's error (the
+/// field and the reason); any other thrown error answers with its description (the MQTT layer's
+/// `error` user property). The subscription failing is logged: the service runs on without it.
+package func serveRequests(
+    on topic: Topic, sharedBy service: String, mqtt: MQTTClient, logger: Logger, answer: @escaping @Sendable (MQTTMessage) async throws -> Data
+) async {
+    do {
+        try await mqtt.serveRequests(on: topic.shared(by: service)) { request in
+            do {
+                return MQTTReply(payload: try await answer(request), contentType: "application/json")
+            } catch let error as DecodingError {
+                throw ContractError(decodingError: error)
+            }
+        }
+    } catch is CancellationError {
+    } catch {
+        logger.error("stopped serving requests", metadata: ["topic": "\(topic)", "error": "\(error)"])
+    }
 }
