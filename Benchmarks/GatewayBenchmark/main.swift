@@ -749,7 +749,19 @@ struct TelemetryLoad: AsyncParsableCommand {
         let consumers = Task {
             await withDiscardingTaskGroup { group in
                 group.addTask { for await _ in rawMessages { counts.raw.add(1, ordering: .relaxed) } }
-                group.addTask { for await _ in forwardedMessages { counts.forwarded.add(1, ordering: .relaxed) } }
+                group.addTask {
+                    // The gateway forwards telemetry in batches (TelemetryBatch): each says how
+                    // many messages it holds; one batch in 64 is parsed to check that it says so.
+                    var batches = 0
+                    for await batch in forwardedMessages {
+                        let count = Int(batch.properties.userProperty(TelemetryBatch.countProperty) ?? "") ?? 0
+                        counts.forwarded.add(count, ordering: .relaxed)
+                        batches += 1
+                        if batches % 64 == 1 && Self.messagesInBatch(batch.payload) != count {
+                            counts.miscounted.add(1, ordering: .relaxed)
+                        }
+                    }
+                }
             }
         }
         say(
@@ -827,6 +839,14 @@ struct TelemetryLoad: AsyncParsableCommand {
                 + " published_total=\(last.published) raw_total=\(last.raw - primed.raw) forwarded_total=\(last.forwarded - primed.forwarded)"
                 + " raw_client_dropped=\(rawMessages.droppedCount)"
                 + " forwarded_client_dropped=\(forwardedMessages.droppedCount)")
+        let miscounted = counts.miscounted.load(ordering: .relaxed)
+        if miscounted > 0 { throw BenchError("\(miscounted) forwarded batches held another number of messages than their count said") }
+    }
+
+    /// The number of messages in a forwarded telemetry batch, read from its JSON.
+    private static func messagesInBatch(_ payload: Data) -> Int? {
+        let envelope = (try? JSONSerialization.jsonObject(with: payload)) as? [String: Any]
+        return ((envelope?["payload"] as? [String: Any])?["messages"] as? [Any])?.count
     }
 
     private func makeClient(_ role: String) throws -> MQTTClient { try makeBenchClient(url: mqttURL, role: role) }
@@ -840,6 +860,8 @@ final class Counts: Sendable {
     let published = Atomic<Int>(0)
     let raw = Atomic<Int>(0)
     let forwarded = Atomic<Int>(0)
+    /// Checked batches whose count property was not their number of messages.
+    let miscounted = Atomic<Int>(0)
 
     struct Snapshot {
         var time: Double

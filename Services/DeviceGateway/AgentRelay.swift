@@ -92,11 +92,12 @@ struct AgentRelay: Service {
             for subscription in [presences, heartbeats] {
                 group.addTask { for await message in subscription { await handleInbound(message) } }
             }
-            for subscription in [hellos, reports, telemetry] {
+            for subscription in [hellos, reports] {
                 for _ in 0..<2 {
                     group.addTask { for await message in subscription { await handleInbound(message) } }
                 }
             }
+            for _ in 0..<2 { group.addTask { await forwardTelemetry(from: telemetry) } }
             group.addTask { for await message in published { notePublishedDesiredState(message) } }
             group.addTask { await relayDesiredStates(desired) }
         } background: {
@@ -109,51 +110,81 @@ struct AgentRelay: Service {
 
     // MARK: Inbound agent messages
 
+    /// Handles one agent message: accepts it (``accept(_:)``) and forwards it.
     func handleInbound(_ message: MQTTMessage) async {
-        let moment = Moment.now()
-        let route: (agentID: TopicLevel, channel: Topic.AgentChannel)
-        switch AgentMessageValidator.route(topic: message.topic) {
-        case .success(let found): route = found
-        case .failure(let failure): return drop(message, failure, agentID: nil)
+        let (accepted, moment) = await accept([message])
+        for validated in accepted {
+            switch validated.channel {
+            case .hello: await forwardHello(validated, at: moment)
+            case .report: await forward(validated, to: Topic.agentReportEvents, qos: .atLeastOnce)
+            case .telemetry: await publishTelemetry([validated])
+            case .presence, .heartbeat, .desired: break
+            }
         }
-        let agentID = route.agentID.value
-        counters.received[route.channel]?.increment()
-        guard state.withTable({ $0.admit(agentID, at: moment) }) else {
-            return drop(message, .init(rejection: .rateLimited, detail: "over the agent's rate limit"), agentID: agentID)
-        }
-        let validated: ValidatedAgentMessage
-        switch validator.validate(agentID: route.agentID, channel: route.channel, payload: message.payload) {
-        case .success(let message): validated = message
-        case .failure(let failure): return drop(message, failure, agentID: agentID)
-        }
+    }
 
-        switch route.channel {
+    /// Telemetry, in batches: whatever is queued when a worker comes back for more (at most
+    /// ``TelemetryBatch/maximumMessages``) is accepted together and forwarded as one message.
+    /// Nothing waits for a batch to fill, so at a low rate each batch holds one message.
+    private func forwardTelemetry(from subscription: MQTTSubscription) async {
+        while true {
+            let messages = await subscription.nextBatch(upTo: TelemetryBatch.maximumMessages)
+            if messages.isEmpty { return }
+            await publishTelemetry(await accept(messages).accepted)
+        }
+    }
+
+    /// Routes, rate-limits and validates agent messages and applies what they say about their
+    /// agents' presence, taking the agent table's lock twice for the lot rather than twice per
+    /// message. Returns the valid ones, in order, and when they were received; the others are
+    /// dropped (counted per reason, logged).
+    private func accept(_ messages: [MQTTMessage]) async -> (accepted: [ValidatedAgentMessage], moment: Moment) {
+        let moment = Moment.now()
+        var routed: [(message: MQTTMessage, agentID: TopicLevel, channel: Topic.AgentChannel)] = []
+        routed.reserveCapacity(messages.count)
+        for message in messages {
+            switch AgentMessageValidator.route(topic: message.topic) {
+            case .success(let found):
+                counters.received[found.channel]?.increment()
+                routed.append((message, found.agentID, found.channel))
+            case .failure(let failure):
+                drop(message, failure, agentID: nil)
+            }
+        }
+        let admitted = state.withTable { table in routed.map { table.admit($0.agentID.value, at: moment) } }
+        var accepted: [ValidatedAgentMessage] = []
+        accepted.reserveCapacity(routed.count)
+        for (entry, isAdmitted) in zip(routed, admitted) {
+            guard isAdmitted else {
+                drop(entry.message, .init(rejection: .rateLimited, detail: "over the agent's rate limit"), agentID: entry.agentID.value)
+                continue
+            }
+            switch validator.validate(agentID: entry.agentID, channel: entry.channel, payload: entry.message.payload) {
+            case .success(let validated): accepted.append(validated)
+            case .failure(let failure): drop(entry.message, failure, agentID: entry.agentID.value)
+            }
+        }
+        let changes = state.withTable { table in accepted.map { Self.presenceChange(saidBy: $0, in: &table, at: moment) } }
+        for (validated, change) in zip(accepted, changes) { await announce(change, of: validated.agentID.value, at: moment) }
+        return (accepted, moment)
+    }
+
+    /// What a valid message says about its agent's presence, applied to the table.
+    private static func presenceChange(saidBy message: ValidatedAgentMessage, in table: inout AgentTable, at moment: Moment) -> PresenceChange? {
+        let agentID = message.agentID.value
+        switch message.channel {
         case .presence:
-            let online = validated.field("state") == .string("online")
-            let change = state.withTable { online ? $0.markAlive(agentID, at: moment) : $0.markOffline(agentID, at: moment) }
-            await announce(change, of: agentID, at: moment)
-        case .heartbeat:
-            let change = state.withTable { table in
-                defer { if let generation = validated.field("applied_generation")?.integer { table.noteApplied(agentID, generation: generation) } }
-                return table.markAlive(agentID, at: moment)
-            }
-            await announce(change, of: agentID, at: moment)
-        case .hello:
-            let change = state.withTable { table in
-                defer { if let generation = validated.field("applied_generation")?.integer { table.noteApplied(agentID, generation: generation) } }
-                return table.markAlive(agentID, at: moment)
-            }
-            await announce(change, of: agentID, at: moment)
-            await forwardHello(validated, at: moment)
-        case .report:
-            await announce(state.withTable { $0.markAlive(agentID, at: moment) }, of: agentID, at: moment)
-            await forward(validated, to: Topic.agentReportEvents, qos: .atLeastOnce)
-        case .telemetry:
+            return message.field("state") == .string("online") ? table.markAlive(agentID, at: moment) : table.markOffline(agentID, at: moment)
+        case .heartbeat, .hello:
+            // markAlive first: it makes the entry of an agent heard for the first time.
+            let change = table.markAlive(agentID, at: moment)
+            if let generation = message.field("applied_generation")?.integer { table.noteApplied(agentID, generation: generation) }
+            return change
+        case .report, .telemetry:
             // Any message says the agent is there, whichever comes first after a silence.
-            await announce(state.withTable { $0.markAlive(agentID, at: moment) }, of: agentID, at: moment)
-            await forward(validated, to: Topic.agentTelemetryEvents, qos: .atMostOnce)
+            return table.markAlive(agentID, at: moment)
         case .desired:
-            break  // not inbound; the router refused it
+            return nil  // not inbound; the router refused it
         }
     }
 
@@ -176,6 +207,32 @@ struct AgentRelay: Service {
             counters.forwarded[message.channel]?.increment()
         } catch {
             forwardFailed(message, error)
+        }
+    }
+
+    /// Forwards valid telemetry messages as ``TelemetryBatch``es of at most
+    /// ``TelemetryBatch/maximumBytes``.
+    private func publishTelemetry(_ messages: [ValidatedAgentMessage]) async {
+        var start = messages.startIndex
+        while start < messages.endIndex {
+            var end = start + 1
+            var bytes = messages[start].payload.count
+            while end < messages.endIndex && bytes + messages[end].payload.count <= TelemetryBatch.maximumBytes {
+                bytes += messages[end].payload.count
+                end += 1
+            }
+            let batch = messages[start..<end]
+            start = end
+            do {
+                let properties = MQTTProperties(
+                    contentType: "application/json", userProperties: [MQTTUserProperty(TelemetryBatch.countProperty, String(batch.count))])
+                try await mqtt.publish(
+                    Topic.agentTelemetryEvents.path, payload: TelemetryBatch.encode(batch.map(\.payload)), qos: .atMostOnce, properties: properties)
+                counters.forwarded[.telemetry]?.increment(by: batch.count)
+                counters.telemetryBatches.increment()
+            } catch {
+                for message in batch { forwardFailed(message, error) }
+            }
         }
     }
 
@@ -342,6 +399,9 @@ private struct InboundCounters: Sendable {
     let received: [Topic.AgentChannel: Counter]
     let forwarded: [Topic.AgentChannel: Counter]
     let dropped: [AgentMessageRejection: Counter]
+    /// Forwarded telemetry batches; `gateway_messages_forwarded_total{channel="telemetry"}` over
+    /// this is the mean batch size.
+    let telemetryBatches = Counter(label: "gateway_telemetry_batches_total")
 
     init() {
         let inbound = Topic.AgentChannel.inbound

@@ -48,8 +48,8 @@ extension Topic {
 
     /// Each valid agent report, forwarded unchanged by the gateway (QoS 1), for the orchestrator.
     package static let agentReportEvents = root.appending("internal").appending("agents").appending("report")
-    /// Each valid agent telemetry message, forwarded unchanged by the gateway (QoS 0), for the
-    /// metrics aggregator.
+    /// The agents' valid telemetry messages, forwarded unchanged by the gateway in batches
+    /// (``TelemetryBatch``, QoS 0), for the metrics aggregator.
     package static let agentTelemetryEvents = root.appending("internal").appending("agents").appending("telemetry")
     /// New desired-state documents from the orchestrator (QoS 1, not retained). Every gateway
     /// replica subscribes; the one that owns the agent publishes the document to the agent.

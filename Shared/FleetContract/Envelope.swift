@@ -175,5 +175,8 @@ package enum ContractCoding {
         return decoder
     }
 
+    /// A date as the contract writes it: `2026-11-23T10:00:00.000Z`.
+    package static func timestamp(_ date: Date) -> String { date.formatted(timestampStyle) }
+
     private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }

@@ -34,8 +34,15 @@ package struct TopicLevel: Hashable, Sendable, CustomStringConvertible {
         guard !value.isEmpty, value.utf8.count <= 128 else {
             throw ContractError(field: "id", reason: "must be 1 to 128 characters long")
         }
-        let allowed = value.unicodeScalars.allSatisfy { scalar in
-            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-_.".unicodeScalars.contains(scalar))
+        // ASCII letters, digits, '-', '_' and '.', checked byte by byte: every agent message's
+        // topic passes here.
+        let allowed = value.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                true
+            default: false
+            }
         }
         guard allowed, value != ".", value != ".." else {
             throw ContractError(field: "id", reason: "'\(value)' may hold only letters, digits, '-', '_' and '.'")

@@ -169,6 +169,16 @@ package final class MQTTSubscription: AsyncSequence, Sendable {
 
     package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscription: self) }
 
+    /// For a consumer that handles messages in bulk: the next message, waiting for it, and the
+    /// messages already queued behind it, at most `limit` (at least 1) in all. Never waits for a
+    /// batch to fill, so a quiet subscription hands over single messages as promptly as `next()`.
+    /// Empty when the sequence has ended (and the subscription is cancelled, as by the iterator).
+    package func nextBatch(upTo limit: Int) async -> [MQTTMessage] {
+        let batch = await buffer.next(upTo: Swift.max(limit, 1))
+        if batch.isEmpty { cancel() }
+        return batch
+    }
+
     /// Iterators share the subscription's queue: one that is abandoned leaves its messages to
     /// the next. Cancelling the task that waits in `next()` ends the subscription.
     package struct AsyncIterator: AsyncIteratorProtocol {
@@ -318,6 +328,9 @@ extension MQTTClient {
                     var disconnecting = false
                     while outcome.succeeded {
                         outcome = mosquitto.loop(timeout: .milliseconds(200))
+                        // After a message, the rest of what already arrived, before the next
+                        // `pselect`; writes and keep-alive wait at most one batch's worth of reads.
+                        if outcome.succeeded && thread.pendingCount > 0 { outcome = mosquitto.readWaiting(maximumPackets: Core.maximumBatch) }
                         if thread.pendingCount > 0 && mosquitto.bytesWaiting == 0 { flushReceived() }
                         if outcome.succeeded && !disconnecting && stopRequested {
                             // Here, on the network thread, so nothing else is reading the socket.

@@ -89,6 +89,19 @@ final class MessageBuffer: Sendable {
         }
     }
 
+    /// The next message, waiting for one, and with it the messages already queued behind it, at
+    /// most `limit` in all; empty once finished, or when the waiting task is cancelled.
+    func next(upTo limit: Int) async -> [MQTTMessage] {
+        guard let first = await next() else { return [] }
+        guard limit > 1 else { return [first] }
+        return state.withLock { state in
+            var batch = [first]
+            batch.reserveCapacity(min(limit, state.waitingCount + 1))
+            while batch.count < limit, let message = state.popFirst() { batch.append(message) }
+            return batch
+        }
+    }
+
     /// The next message if one is waiting, without waiting.
     func poll() -> MQTTMessage? {
         state.withLock { $0.popFirst() }

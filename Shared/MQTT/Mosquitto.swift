@@ -138,6 +138,23 @@ final class Mosquitto: @unchecked Sendable {
         return Outcome(code: code, errno: cmosquitto_errno())
     }
 
+    /// Reads the packets already waiting on the socket, at most `maximumPackets`, without waiting:
+    /// one `mosquitto_loop` reads a single QoS 0 packet after its own `pselect`, so a busy
+    /// subscriber would spend a `pselect` per message. Stops at the first packet not yet complete
+    /// (the next `loop` finishes it), and as soon as something is waiting to be written (the
+    /// PUBACK of a QoS 1 message, a publish): the broker sends a QoS 1 subscriber only so many
+    /// unacknowledged messages, so acknowledgements must not wait behind reads. Fails when the
+    /// connection is gone.
+    func readWaiting(maximumPackets: Int) -> Outcome {
+        var packets = 0
+        while packets < maximumPackets && !mosquitto_want_write(handle) && bytesWaiting > 0 {
+            let code = mosquitto_loop_read(handle, 1)
+            guard code == MOSQ_ERR_SUCCESS.rawValue else { return Outcome(code: code, errno: cmosquitto_errno()) }
+            packets += 1
+        }
+        return Outcome(code: MOSQ_ERR_SUCCESS.rawValue, errno: 0)
+    }
+
     /// Publishes the farewell (if any) and sends DISCONNECT with reason 0, so that the broker
     /// discards the last will. Call it on the network thread only, between loop rounds: it turns
     /// threaded mode off so that both packets are written to the socket right here, in order,

@@ -19,6 +19,31 @@ struct EnvelopeTests {
         #expect(throws: ContractError.self) { try TopicLevel(value) }
     }
 
+    @Test("ids of ASCII letters, digits, '-', '_' and '.' are levels", arguments: ["a", "Z", "cam-01", "site_A.b", "0", "v1.2.3"])
+    func goodLevels(_ value: String) throws {
+        #expect(try TopicLevel(value).value == value)
+    }
+
+    @Test("a telemetry batch written by hand decodes as the envelope it claims to be, with every message unchanged")
+    func telemetryBatch() throws {
+        let messages = [
+            #"{"schema_version":1,"type":"agent.telemetry","payload":{"agent_id":"a-1","host":{"cpu_percent":3.5}}}"#,
+            #"{"type":"agent.telemetry","payload":{"agent_id":"a-2","pipelines":[{"frames":10}]},"schema_version":1}"#,
+        ].map { Data($0.utf8) }
+        let id = UUID()
+        let sentAt = Date(timeIntervalSince1970: 1_790_000_000.125)
+        let data = TelemetryBatch.encode(messages, messageID: id, sentAt: sentAt)
+        let decoded = try Envelope<TelemetryBatch>.decode(from: data)
+        #expect(decoded.messageID == id)
+        #expect(abs(decoded.sentAt.timeIntervalSince(sentAt)) < 0.001)
+        #expect(decoded.payload.messages == messages.map { try! ContractCoding.decoder.decode(JSONValue.self, from: $0) })
+        // The same JSON as the encoder writes, field for field.
+        let expected = try Envelope(payload: TelemetryBatch(messages: decoded.payload.messages), messageID: id, sentAt: sentAt).encoded()
+        #expect(
+            try JSONSerialization.jsonObject(with: data) as? NSDictionary == JSONSerialization.jsonObject(with: expected) as? NSDictionary)
+        #expect(try Envelope<TelemetryBatch>.decode(from: TelemetryBatch.encode([])).payload.messages.isEmpty)
+    }
+
     @Test("an envelope round-trips with snake_case fields, its type and millisecond UTC timestamps")
     func roundTrip() throws {
         let sentAt = Date(timeIntervalSince1970: 1_790_000_000.125)

@@ -53,6 +53,21 @@ struct DeviceGatewayProcessTests {
         ((try? JSONSerialization.jsonObject(with: message.payload)) as? [String: Any])?["payload"] as? [String: Any] ?? [:]
     }
 
+    /// A valid telemetry message of `agent`.
+    private func telemetry(_ agent: String) throws -> Data {
+        try Envelope(
+            payload: AgentMessage.Telemetry(agentID: agent, intervalSeconds: 5, host: .init(cpuPercent: 3, memoryUsedBytes: 1000), pipelines: [])
+        ).encoded()
+    }
+
+    /// The agents' telemetry messages in a forwarded batch, after checking that its count
+    /// property says how many there are.
+    private func telemetryMessages(_ batch: MQTTMessage) -> [[String: Any]] {
+        let messages = payload(batch)["messages"] as? [[String: Any]] ?? []
+        #expect(batch.properties.userProperty(TelemetryBatch.countProperty) == String(messages.count))
+        return messages
+    }
+
     /// The payload of the next message on `subscription` that `matches`, or nil after `timeout`.
     /// (Unlike `drain`, it leaves the subscription usable while it finds one.)
     private func next(
@@ -192,12 +207,6 @@ struct DeviceGatewayProcessTests {
             let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_AGENT_RATE": "5", "MODELFLEET_GATEWAY_AGENT_BURST": "10"])
             try await withConnectedClient(try testMQTTConfiguration("agents", url: broker.url)) { client in
                 let forwarded = try await client.subscribe(to: Topic.agentTelemetryEvents.path)
-                func telemetry(_ agent: String) throws -> Data {
-                    try Envelope(
-                        payload: AgentMessage.Telemetry(
-                            agentID: agent, intervalSeconds: 5, host: .init(cpuPercent: 3, memoryUsedBytes: 1000), pipelines: [])
-                    ).encoded()
-                }
                 let good = try TopicLevel("good-agent")
                 let topic = Topic.agent(good, .telemetry).path
                 try await client.publish(topic, payload: Data("{\"schema_version\": 1,".utf8))
@@ -216,7 +225,8 @@ struct DeviceGatewayProcessTests {
                 // machine stretches it): at most that many heartbeats are admitted.
                 let floodSeconds = Double((ContinuousClock.now - floodStarted).components.seconds) + 1
                 let limited = Double(max(1, 200 - 10 - Int((floodSeconds * 5).rounded(.up))))
-                #expect(payload(delivered[0])["agent_id"] as? String == "good-agent")
+                let goodMessages = telemetryMessages(delivered[0])
+                #expect(goodMessages.count == 1 && (goodMessages.first?["payload"] as? [String: Any])?["agent_id"] as? String == "good-agent")
                 for (reason, expected) in [
                     ("malformed_json", 1.0...1.0), ("oversized", 1.0...1.0), ("schema", 1.0...1.0), ("agent_id_mismatch", 1.0...1.0),
                     ("unknown_topic", 1.0...1.0), ("rate_limited", limited...191.0),
@@ -229,6 +239,68 @@ struct DeviceGatewayProcessTests {
                 let listed = try await gateway.get("/v1/agents/flooder")
                 #expect(Double(listed.json?["messages_rate_limited"] as? Int ?? 0) >= limited)
                 #expect(gateway.process.isRunning)
+            }
+            await stop(gateway)
+        }
+    }
+
+    @Test("telemetry is forwarded in batches: every valid message once, byte for byte, the invalid ones not")
+    func telemetryBatches() async throws {
+        try await withPrivateBroker { broker in
+            let gateway = try await startGateway(
+                broker: broker.url, ["MODELFLEET_GATEWAY_AGENT_RATE": "100000", "MODELFLEET_GATEWAY_AGENT_BURST": "100000"])
+            try await withConnectedClient(try testMQTTConfiguration("agents", url: broker.url)) { client in
+                let forwarded = try await client.subscribe(to: Topic.agentTelemetryEvents.path, bufferCapacity: 10_000)
+                let agents = 20
+                let count = 2_000
+                var sent: [String: Data] = [:]
+                for index in 0..<count {
+                    let agentID = "batch-\(index % agents)"
+                    let envelope = Envelope(
+                        payload: AgentMessage.Telemetry(
+                            agentID: agentID, intervalSeconds: 5, host: .init(cpuPercent: Double(index % 100), memoryUsedBytes: Int64(index)),
+                            pipelines: []))
+                    let data = try envelope.encoded()
+                    sent[envelope.messageID.uuidString] = data
+                    // QoS 0, as agents send telemetry: a burst, without waiting for acknowledgements.
+                    let topic = Topic.agent(try TopicLevel(agentID), .telemetry).path
+                    try await client.publish(topic, payload: data, qos: .atMostOnce)
+                    // Every 100th message is refused (another agent's id on this topic) and must not be in any batch.
+                    if index % 100 == 0 { try await client.publish(topic, payload: try telemetry(agentID + "-other"), qos: .atMostOnce) }
+                }
+
+                var batches = 0
+                var received: [String: Data] = [:]
+                var duplicates = 0
+                let deadline = ContinuousClock.now + .seconds(30)
+                while received.count < count && ContinuousClock.now < deadline {
+                    guard let batch = try? await forwarded.collect(1, timeout: .seconds(5)).first else { break }
+                    batches += 1
+                    let messages = telemetryMessages(batch)
+                    #expect(batch.properties.contentType == "application/json")
+                    for message in messages {
+                        let id = message["message_id"] as? String ?? ""
+                        if received[id] != nil { duplicates += 1 }
+                        received[id] = try JSONSerialization.data(withJSONObject: message)
+                    }
+                }
+                #expect(received.count == count && duplicates == 0, "\(received.count) of \(count) forwarded, \(duplicates) twice")
+                // Unchanged: each forwarded message is the JSON that was sent (compared as values).
+                let changed = sent.filter { id, data in
+                    guard let forwardedData = received[id] else { return true }
+                    return (try? JSONSerialization.jsonObject(with: data) as? NSDictionary)
+                        != (try? JSONSerialization.jsonObject(with: forwardedData) as? NSDictionary)
+                }
+                #expect(changed.isEmpty, "\(changed.count) messages missing or changed")
+                // 2,000 messages sent in a burst are not 2,000 forwarded messages.
+                #expect(batches < count, "\(batches) batches for \(count) messages")
+                let counted = await eventually {
+                    let forwardedCount = (try? await metric(gateway, #"gateway_messages_forwarded_total{channel="telemetry"}"#)) ?? 0
+                    let batchCount = (try? await metric(gateway, "gateway_telemetry_batches_total")) ?? 0
+                    return forwardedCount == Double(count) && batchCount == Double(batches)
+                }
+                #expect(counted, "the gateway's forwarded and batch counters")
+                #expect(try await metric(gateway, #"gateway_messages_dropped_total{reason="agent_id_mismatch"}"#) == Double(count / 100))
             }
             await stop(gateway)
         }
@@ -255,9 +327,7 @@ struct DeviceGatewayProcessTests {
                 agents.process.send(SIGKILL)
                 let forwarded = await telemetry.drain(for: .seconds(2))
                 let rawIDs = window.map { (try? JSONSerialization.jsonObject(with: $0.payload) as? [String: Any])??["message_id"] as? String ?? "" }
-                let forwardedIDs = forwarded.map {
-                    (try? JSONSerialization.jsonObject(with: $0.payload) as? [String: Any])??["message_id"] as? String ?? ""
-                }
+                let forwardedIDs = forwarded.flatMap(telemetryMessages).map { $0["message_id"] as? String ?? "" }
                 #expect(rawIDs.count >= count)
                 #expect(Set(forwardedIDs).count == forwardedIDs.count, "a telemetry message was forwarded twice")
                 #expect(Set(rawIDs).isSubset(of: Set(forwardedIDs)))

@@ -73,6 +73,25 @@ struct MQTTUnitTests {
         #expect(await buffer.next() == nil)
     }
 
+    @Test("a batch is the next message and what is queued behind it, up to the limit, without waiting to fill")
+    func bufferBatches() async {
+        let buffer = MessageBuffer(capacity: 100)
+        buffer.append((0..<5).map { MQTTMessage(topic: "t", payload: Data([UInt8($0)])) })
+        #expect(await buffer.next(upTo: 3).map { $0.payload[0] } == [0, 1, 2])
+        #expect(await buffer.next(upTo: 10).map { $0.payload[0] } == [3, 4], "only what is queued, not a full batch")
+
+        // A parked batch consumer gets the first message that arrives, alone.
+        async let parked = buffer.next(upTo: 10)
+        try? await Task.sleep(for: .milliseconds(20))
+        buffer.append([MQTTMessage(topic: "t", payload: Data([9]))])
+        #expect(await parked.map { $0.payload[0] } == [9])
+
+        buffer.append([MQTTMessage(topic: "t", payload: Data([7]))])
+        buffer.finish()
+        #expect(await buffer.next(upTo: 10).map { $0.payload[0] } == [7], "what was queued before finish is still delivered")
+        #expect(await buffer.next(upTo: 10).isEmpty)
+    }
+
     @Test("cancelling a waiting consumer ends the buffer")
     func bufferCancellation() async {
         let buffer = MessageBuffer(capacity: 3)
