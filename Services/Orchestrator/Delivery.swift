@@ -44,8 +44,16 @@ struct OutboxPublisher: Service {
                         await wake.wait(timeout: .seconds(1))
                         continue
                     }
-                    try await Self.publish(entries, with: mqtt)
-                    try await store.markSent(entries)
+                    // A chunk of agents at a time, each chunk marked sent while the next is
+                    // published. Marking all at the end held the row locks of every device of a
+                    // large operation for a second while the first agents' reports waited on them.
+                    var marking: Task<Void, any Error>?
+                    for chunk in Self.chunks(of: entries, agentsPerChunk: Self.agentsPerChunk) {
+                        try await Self.publish(chunk, with: mqtt)
+                        try await marking?.value
+                        marking = Task { try await store.markSent(chunk) }
+                    }
+                    try await marking?.value
                     Counter(label: "orchestrator_desired_states_published_total").increment(by: entries.count)
                 } catch is CancellationError {
                     return
@@ -55,6 +63,31 @@ struct OutboxPublisher: Service {
                 }
             }
         }
+    }
+
+    /// Agents whose documents are published, then marked sent, together.
+    static let agentsPerChunk = 128
+
+    /// The entries in outbox order, cut between agents: each agent's entries stay in one chunk, in
+    /// order, so that one agent's documents never race each other.
+    static func chunks(of entries: [OperationStore.OutboxEntry], agentsPerChunk: Int) -> [[OperationStore.OutboxEntry]] {
+        var chunkOfAgent: [String: Int] = [:]
+        var chunks: [[OperationStore.OutboxEntry]] = []
+        var agentsInLastChunk = 0
+        for entry in entries {
+            if let index = chunkOfAgent[entry.agentID] {
+                chunks[index].append(entry)
+                continue
+            }
+            if chunks.isEmpty || agentsInLastChunk == agentsPerChunk {
+                chunks.append([])
+                agentsInLastChunk = 0
+            }
+            agentsInLastChunk += 1
+            chunkOfAgent[entry.agentID] = chunks.count - 1
+            chunks[chunks.count - 1].append(entry)
+        }
+        return chunks
     }
 
     /// Agents in parallel (64 at a time), each agent's documents one after the other in outbox order.

@@ -256,7 +256,7 @@ package struct DesiredState: ContractPayload, Equatable {
 
     /// A pre- or post-processor of a stage: a name the runtime knows (`resize`, `nms`, `tracker`)
     /// and its settings.
-    package struct Processor: Codable, Sendable, Equatable {
+    package struct Processor: Codable, Sendable, Hashable {
         package var name: String
         package var settings: [String: JSONValue]
 
@@ -267,7 +267,7 @@ package struct DesiredState: ContractPayload, Equatable {
     }
 
     /// One model of a pipeline, with where to fetch it and how to run it.
-    package struct Stage: Codable, Sendable, Equatable {
+    package struct Stage: Codable, Sendable, Hashable {
         package var modelID: UUID
         package var modelName: String
         package var version: String
@@ -303,7 +303,7 @@ package struct DesiredState: ContractPayload, Equatable {
     }
 
     /// An ordered chain of stages on one device; `id` is stable across generations.
-    package struct Pipeline: Codable, Sendable, Equatable {
+    package struct Pipeline: Codable, Sendable, Hashable {
         package var id: String
         package var name: String
         package var stages: [Stage]

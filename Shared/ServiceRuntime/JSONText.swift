@@ -49,6 +49,15 @@ package struct JSONWriter {
         raw("]")
     }
 
+    /// JSON text that is already encoded (a value written by `JSONEncoder` or stored as JSON).
+    package mutating func encoded(_ json: String) {
+        bytes.append(contentsOf: json.utf8)
+    }
+
+    package mutating func integer(_ value: some BinaryInteger) {
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
     package mutating func bool(_ value: Bool) {
         if value { raw("true") } else { raw("false") }
     }
