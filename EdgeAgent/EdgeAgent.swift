@@ -112,7 +112,7 @@ final class EdgeAgent: Service, Sendable {
         guard let data = try? Data(contentsOf: stateFile) else { return }
         do {
             let envelope = try Envelope<DesiredState>.decode(from: data)
-            await apply(envelope, persist: false)
+            await apply(envelope, saving: nil)
             logger.info("resumed the last applied desired state", metadata: ["generation": "\(envelope.payload.generation)"])
         } catch {
             logger.error("ignoring an unreadable saved desired state", metadata: ["file": "\(stateFile.path)", "error": "\(error)"])
@@ -138,11 +138,14 @@ final class EdgeAgent: Service, Sendable {
             await sendReport()
             return
         }
-        await apply(envelope, persist: true)
+        // The bytes as received, not encoded again: they are the document, checked above.
+        await apply(envelope, saving: message.payload)
         await sendReport()
     }
 
-    private func apply(_ envelope: Envelope<DesiredState>, persist: Bool) async {
+    /// Applies a document; `document`, its bytes, is kept on disk for the next start (nil when
+    /// it came from there).
+    private func apply(_ envelope: Envelope<DesiredState>, saving document: Data?) async {
         var desired: [PipelineKey: DesiredState.Pipeline] = [:]
         for device in envelope.payload.devices {
             for pipeline in device.pipelines {
@@ -150,10 +153,10 @@ final class EdgeAgent: Service, Sendable {
             }
         }
         let statuses = await runtime.apply(desired)
-        if persist {
+        if let document {
             do {
                 try FileManager.default.createDirectory(at: configuration.stateDirectory, withIntermediateDirectories: true)
-                try envelope.encoded().write(to: stateFile, options: .atomic)
+                try document.write(to: stateFile, options: .atomic)
             } catch {
                 logger.error("could not save the desired state; a restart will start from the previous one", metadata: ["error": "\(error)"])
             }
