@@ -572,8 +572,14 @@ struct Assign: AsyncParsableCommand {
                     say("failed: \(device.deviceName) of \(device.serverID): \(device.reason ?? "no reason given")")
                 }
                 // Every report is in when the operation is finished, unless some device failed
-                // for want of one (timed out).
-                let progress = tracker.snapshot
+                // for want of one (timed out). This process may still be reading the last ones:
+                // up to 2 s for them (the time of the last report is when it arrived here).
+                var progress = tracker.snapshot
+                let caughtUp = now() + 2
+                while progress.reported.count < fleet.agents && now() < caughtUp {
+                    try await Task.sleep(for: .milliseconds(20))
+                    progress = tracker.snapshot
+                }
                 let complete = progress.reported.count == fleet.agents
                 return AssignmentFigures(
                     apiSeconds: apiSeconds, seconds: seconds, firstDesiredSeconds: (progress.firstDesired ?? .nan) - start,

@@ -78,9 +78,10 @@ struct OperationStore: Sendable {
 
     /// Commits the operation in one transaction: the devices' new pipelines and history, each
     /// affected agent's generation + 1 with its whole new desired-state document in the outbox,
-    /// and the operation with its devices, all pending. Returns the agents' new generations.
+    /// and the operation with its devices, all pending. Returns the agents' new generations and
+    /// the operation as committed (every device pending: no need to count them again).
     @discardableResult
-    func apply(_ operation: NewOperation) async throws -> [String: Int64] {
+    func apply(_ operation: NewOperation) async throws -> (generations: [String: Int64], summary: OperationSummary) {
         let changes = operation.changes
         let ids = changes.map(\.device.id)
         // Encoded once per distinct list: the devices' table, the operation's rows and the
@@ -92,12 +93,17 @@ struct OperationStore: Sendable {
         let afterList = after.map { distinct.position(of: $0) }
         let beforeList = before.map { distinct.position(of: $0) }
         return try await client.withTransaction(logger: logger) { connection in
-            try await connection.query(
+            var createdAt = Date()
+            for try await created in try await connection.query(
                 """
                 INSERT INTO orchestrator.operations (id, kind, actor, request, reverts, retries, watchdog_seconds)
                 VALUES (\(operation.id), \(operation.kind.rawValue), \(operation.actor), \(operation.request)::jsonb, \(operation.reverts),
                         \(operation.retries), \(operation.watchdogSeconds))
-                """, logger: logger)
+                RETURNING created_at
+                """, logger: logger
+            ).decode(Date.self) {
+                createdAt = created
+            }
 
             // Lock the devices' rows; a device another operation changed since the plan is a conflict.
             var locked: [UUID: Int] = [:]
@@ -188,7 +194,12 @@ struct OperationStore: Sendable {
                      AS t (d, s, si, k, n, g, bi, ai, r)
                 JOIN lists b ON b.position = t.bi JOIN lists a ON a.position = t.ai
                 """, logger: logger)
-            return generations
+            var counts = Dictionary(uniqueKeysWithValues: DeviceStatus.allCases.map { ($0.rawValue, 0) })
+            counts[DeviceStatus.pending.rawValue] = changes.count
+            let summary = OperationSummary(
+                id: operation.id, kind: operation.kind, actor: operation.actor, createdAt: createdAt, reverts: operation.reverts,
+                retries: operation.retries, watchdogSeconds: operation.watchdogSeconds, counts: counts, devices: changes.count, finished: false)
+            return (generations, summary)
         }
     }
 

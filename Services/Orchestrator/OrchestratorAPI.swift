@@ -366,10 +366,9 @@ struct OrchestratorAPI: Sendable {
             retries: retries,
             watchdogSeconds: watchdog, changes: plan.changes, revisions: current.mapValues(\.revision))
         let planned = clock.now
-        let generations = try await store.apply(operation)
+        let (generations, summary) = try await store.apply(operation)
         wake.signal()
         let committed = clock.now
-        guard let summary = try await store.operation(operation.id) else { throw APIError.notFound("operation \(operation.id) vanished") }
         store.logger.info(
             "operation committed",
             metadata: [

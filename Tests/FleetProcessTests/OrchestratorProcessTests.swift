@@ -242,6 +242,12 @@ struct OrchestratorProcessTests {
             request["confirm"] = true
             let applied = try await fleet.api.send("POST", "/v1/assignments", json: request)
             #expect(applied.status == 202, "\(applied.body)")
+            // The answer is the operation as committed: every device pending, its audit fields set.
+            let committed = applied.json?["operation"] as? [String: Any] ?? [:]
+            #expect(counts(applied.json ?? [:]) == ["pending": 8, "delivered": 0, "applied": 0, "failed": 0, "timed_out": 0], "\(applied.body)")
+            #expect(committed["devices"] as? Int == 8 && committed["finished"] as? Bool == false && committed["actor"] as? String == "local")
+            let listed = try await fleet.api.get("/v1/operations/\(try operationID(applied))").json?["operation"] as? [String: Any]
+            #expect(committed["created_at"] as? String != nil && committed["created_at"] as? String == listed?["created_at"] as? String)
             let detail = try await fleet.settled(try operationID(applied))
             #expect(counts(detail)["applied"] == 8, "\(detail)")
 
