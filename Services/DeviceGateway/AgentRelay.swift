@@ -231,7 +231,11 @@ struct AgentRelay: Service {
                 counters.forwarded[.telemetry]?.increment(by: batch.count)
                 counters.telemetryBatches.increment()
             } catch {
-                for message in batch { forwardFailed(message, error) }
+                // One line for the batch, not one per message; each message is counted.
+                Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "forward_failed")]).increment(by: batch.count)
+                logger.warning(
+                    "could not forward a telemetry batch",
+                    metadata: ["messages": "\(batch.count)", "first_agent_id": "\(batch[batch.startIndex].agentID)", "error": "\(error)"])
             }
         }
     }
