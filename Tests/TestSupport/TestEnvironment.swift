@@ -1,4 +1,5 @@
 package import Foundation
+import Synchronization
 
 /// What `scripts/test` hands the tests: the shared broker and database it started, where the
 /// built executables are, and a scratch folder. Tests that need these fail with a message saying
@@ -43,21 +44,45 @@ package func uniqueName(_ prefix: String) -> String {
     "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
 }
 
-/// A TCP port nobody listens on right now, from the kernel.
+/// A TCP port on 127.0.0.1 that nothing listens on, for a service or broker a test starts.
+///
+/// Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
+/// gives) can be taken by any outgoing connection between this check and the service's own
+/// bind, and the tests open thousands (simulated agents); a service then failed with "Address
+/// already in use". Ports handed out in this process are not handed out again.
 package func freePort() throws -> Int {
+    let ephemeralStart =
+        (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { text in text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32_768
+    let range = 20_000..<max(ephemeralStart, 20_001)
+    for _ in 0..<200 {
+        let port = Int.random(in: range)
+        guard HandedOutPorts.shared.take(port) else { continue }
+        if canBind(port) { return port }
+    }
+    throw POSIXError(.EADDRINUSE)
+}
+
+private final class HandedOutPorts: Sendable {
+    static let shared = HandedOutPorts()
+    private let ports = Mutex<Set<Int>>([])
+
+    /// False when the port was handed out before.
+    func take(_ port: Int) -> Bool { ports.withLock { $0.insert(port).inserted } }
+}
+
+/// Whether a listening socket could bind `port` on 127.0.0.1 now.
+private func canBind(_ port: Int) -> Bool {
     let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard socket >= 0 else { throw POSIXError(.EMFILE) }
+    guard socket >= 0 else { return false }
     defer { close(socket) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw POSIXError(.EADDRINUSE) }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
