@@ -197,7 +197,7 @@ struct AgentRelay: Service {
                 properties: MQTTProperties(contentType: "application/json"))
             counters.forwarded[.hello]?.increment()
         } catch {
-            forwardFailed(message, error)
+            forwardFailed([message], error)
         }
     }
 
@@ -206,7 +206,7 @@ struct AgentRelay: Service {
             try await mqtt.publish(topic.path, payload: message.payload, qos: qos, properties: MQTTProperties(contentType: "application/json"))
             counters.forwarded[message.channel]?.increment()
         } catch {
-            forwardFailed(message, error)
+            forwardFailed([message], error)
         }
     }
 
@@ -231,20 +231,18 @@ struct AgentRelay: Service {
                 counters.forwarded[.telemetry]?.increment(by: batch.count)
                 counters.telemetryBatches.increment()
             } catch {
-                // One line for the batch, not one per message; each message is counted.
-                Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "forward_failed")]).increment(by: batch.count)
-                logger.warning(
-                    "could not forward a telemetry batch",
-                    metadata: ["messages": "\(batch.count)", "first_agent_id": "\(batch[batch.startIndex].agentID)", "error": "\(error)"])
+                forwardFailed(batch, error)
             }
         }
     }
 
-    private func forwardFailed(_ message: ValidatedAgentMessage, _ error: any Error) {
-        Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "forward_failed")]).increment()
+    /// Messages (one, or a telemetry batch) the broker did not take: each is counted, one line logged.
+    private func forwardFailed(_ messages: some Collection<ValidatedAgentMessage>, _ error: any Error) {
+        guard let first = messages.first else { return }
+        Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "forward_failed")]).increment(by: messages.count)
         logger.warning(
-            "could not forward an agent message",
-            metadata: ["agent_id": "\(message.agentID)", "channel": "\(message.channel)", "error": "\(error)"])
+            "could not forward agent messages",
+            metadata: ["messages": "\(messages.count)", "agent_id": "\(first.agentID)", "channel": "\(first.channel)", "error": "\(error)"])
     }
 
     /// Queues a presence change for announcement, when this replica owns the agent.

@@ -52,19 +52,8 @@ enum DesiredStateDocument {
         messageID: UUID = UUID(), sentAt: Date = Date()
     ) -> String {
         var json = JSONWriter(capacity: 256 + devices.reduce(0) { $0 + $1.key.utf8.count + $1.pipelines.utf8.count + 32 })
-        json.raw(#"{"schema_version":"#)
-        json.integer(Envelope<DesiredState>.currentSchemaVersion)
-        json.raw(#","type":"#)
-        json.string(DesiredState.messageType)
-        json.raw(#","message_id":"#)
-        json.string(messageID.uuidString)
-        if let correlationID {
-            json.raw(#","correlation_id":"#)
-            json.string(correlationID.uuidString)
-        }
-        json.raw(#","sent_at":"#)
-        json.string(ContractCoding.timestamp(sentAt))
-        json.raw(#","payload":{"agent_id":"#)
+        json.encoded(Envelope<DesiredState>.jsonHead(messageID: messageID, correlationID: correlationID, sentAt: sentAt))
+        json.raw(#"{"agent_id":"#)
         json.string(agentID)
         json.raw(#","generation":"#)
         json.integer(generation)

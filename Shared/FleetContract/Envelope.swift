@@ -105,6 +105,18 @@ extension Envelope: Codable {
     }
 }
 
+extension Envelope {
+    /// The envelope's JSON up to `"payload":`, for a payload written by hand around JSON the
+    /// writer already holds (telemetry batches, desired-state documents): append the payload and
+    /// a closing `}`. The same fields as `encoded()` writes; none of them needs escaping (UUIDs,
+    /// timestamps, the payload's message type).
+    package static func jsonHead(messageID: UUID = UUID(), correlationID: UUID? = nil, sentAt: Date = Date()) -> String {
+        let correlation = correlationID.map { #","correlation_id":"\#($0.uuidString)""# } ?? ""
+        return #"{"schema_version":\#(currentSchemaVersion),"type":"\#(Payload.messageType)","message_id":"\#(messageID.uuidString)""#
+            + correlation + #","sent_at":"\#(ContractCoding.timestamp(sentAt))","payload":"#
+    }
+}
+
 extension ContractError {
     /// Turns a `DecodingError` into the path of the field and a reason a person can act on.
     package init(decodingError: DecodingError) {

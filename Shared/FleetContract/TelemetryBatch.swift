@@ -34,8 +34,7 @@ package struct TelemetryBatch: ContractPayload, Equatable {
     /// The envelope around `messages`, each a complete JSON document, written without decoding
     /// them: the same JSON as `Envelope(payload: TelemetryBatch(…)).encoded()` would write.
     package static func encode(_ messages: [Data], messageID: UUID = UUID(), sentAt: Date = Date()) -> Data {
-        let head =
-            #"{"schema_version":\#(Envelope<Self>.currentSchemaVersion),"type":"\#(messageType)","message_id":"\#(messageID.uuidString)","sent_at":"\#(ContractCoding.timestamp(sentAt))","payload":{"messages":["#
+        let head = Envelope<Self>.jsonHead(messageID: messageID, sentAt: sentAt) + #"{"messages":["#
         var data = Data(capacity: head.utf8.count + messages.reduce(0) { $0 + $1.count + 1 } + 3)
         data.append(contentsOf: head.utf8)
         for (index, message) in messages.enumerated() {
