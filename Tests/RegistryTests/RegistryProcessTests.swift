@@ -154,7 +154,13 @@ struct RegistryProcessTests {
                 }
             }
             defer { serving.cancel() }
-            try await Task.sleep(for: .milliseconds(300))  // the subscription is acknowledged
+            // Serving once a request of this test's own is answered (a fixed 300 ms was too short
+            // for the subscription on a busy CI machine, and the registry got no answer).
+            let probe = try ContractCoding.encoder.encode(ModelVersionUsageQuery(modelID: UUID(), version: "0.0.0"))
+            let answering = await eventually(timeout: .seconds(20)) {
+                (try? await orchestrator.request(Topic.orchestratorModelVersionUsage.path, payload: probe, timeout: .seconds(1))) != nil
+            }
+            try #require(answering, "the stand-in orchestrator never answered")
 
             let used = try await registry.send("DELETE", "/v1/models/\(id)/versions/1.2.0")
             #expect(used.status == 409 && used.errorField == "version", "\(used.body)")
