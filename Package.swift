@@ -146,6 +146,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "EdgeAgent",
@@ -245,7 +246,11 @@ let package = Package(
         ),
         .testTarget(
             name: "OrchestratorTests",
-            dependencies: ["Orchestrator", "TestSupport", "ChildProcesses", "DeviceProtocol", "FleetContract", "ServiceRuntime"],
+            dependencies: [
+                "Orchestrator", "TestSupport", "ChildProcesses", "DeviceProtocol", "FleetContract", "ServiceRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT", "FleetContract"], swiftSettings: swiftSettings),

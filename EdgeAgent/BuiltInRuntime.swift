@@ -1,7 +1,6 @@
 import DeviceProtocol
 import FleetContract
 import Foundation
-import Synchronization
 
 /// Runs each pipeline in-process on synthetic frames: no camera, no accelerator, but the whole
 /// path of a real runtime: stages are loaded (artifacts fetched and checked), their settings and
@@ -15,18 +14,35 @@ actor BuiltInRuntime: PipelineRuntime {
     private struct Running {
         var definition: DesiredState.Pipeline
         var status: PipelineStatus
-        var task: Task<Void, Never>?
-        var figures: PipelineCounters?
+        /// The loaded chain, for a pipeline that runs.
+        var model: SyntheticModel?
+        var figures = PipelineFigures()
+
+        /// One frame through the chain, timed; nothing for a pipeline that failed to load.
+        mutating func takeFrame() {
+            guard model != nil else { return }
+            let clock = ContinuousClock()
+            let started = clock.now
+            let detections = model!.inferNextFrame()
+            let elapsed = clock.now - started
+            figures.frames += 1
+            figures.detections += detections
+            figures.latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+        }
     }
 
-    private let fps: Double
+    private let frameInterval: Duration
     private let devices: Set<String>
     private let artifacts: ArtifactStore
     private var pipelines: [PipelineKey: Running] = [:]
+    /// The runtime's one frame clock: every running pipeline takes a frame on each tick, so a
+    /// server costs one timer however many pipelines it runs (a timer per pipeline made 10,000
+    /// simulated pipelines cost more than half a core in timer wake-ups alone).
+    private var clock: Task<Void, Never>?
     nonisolated let changes: AsyncStream<Void>
 
     init(fps: Double, devices: Set<String>, artifacts: ArtifactStore) {
-        self.fps = fps
+        self.frameInterval = .seconds(1 / fps)
         self.devices = devices
         self.artifacts = artifacts
         // The built-in pipelines only change when applied; nothing is ever yielded.
@@ -36,32 +52,76 @@ actor BuiltInRuntime: PipelineRuntime {
     func apply(_ desired: [PipelineKey: DesiredState.Pipeline]) async -> [PipelineKey: PipelineStatus] {
         let plan = ReconcilePlan(current: pipelines.mapValues { ($0.definition, $0.status) }, desired: desired)
         for key in plan.stop {
-            pipelines.removeValue(forKey: key)?.task?.cancel()
+            pipelines.removeValue(forKey: key)
         }
         for key in plan.start {
-            pipelines.removeValue(forKey: key)?.task?.cancel()
+            pipelines.removeValue(forKey: key)
             let definition = desired[key]!
             do {
                 let model = try await load(definition, on: key.deviceKey)
-                let counters = PipelineCounters()
-                let task = Self.run(model, counters: counters, interval: 1 / fps)
-                pipelines[key] = Running(definition: definition, status: .running, task: task, figures: counters)
+                pipelines[key] = Running(definition: definition, status: .running, model: model)
             } catch {
                 pipelines[key] = Running(definition: definition, status: .failed(reason: "\(error)"))
             }
         }
+        startOrStopClock()
         return pipelines.mapValues(\.status)
     }
 
     func statuses() -> [PipelineKey: PipelineStatus] { pipelines.mapValues(\.status) }
 
     func collectFigures() -> [PipelineKey: PipelineFigures] {
-        pipelines.compactMapValues { $0.figures?.take() }
+        var taken: [PipelineKey: PipelineFigures] = [:]
+        for key in pipelines.keys where pipelines[key]?.model != nil {
+            taken[key] = pipelines[key]?.figures
+            pipelines[key]?.figures = PipelineFigures()
+        }
+        return taken
     }
 
     func stopAll() {
-        for running in pipelines.values { running.task?.cancel() }
         pipelines = [:]
+        startOrStopClock()
+    }
+
+    // MARK: Frames
+
+    /// Whether the frame clock runs (while at least one pipeline does).
+    var ticking: Bool { clock != nil }
+
+    /// Runs the clock while a pipeline runs, and only then.
+    private func startOrStopClock() {
+        let running = pipelines.values.contains { $0.model != nil }
+        if running, clock == nil {
+            clock = Task.detached(priority: .utility) { [weak self, frameInterval] in
+                let clock = ContinuousClock()
+                var next = clock.now
+                while !Task.isCancelled {
+                    do {  // holds the runtime for the frames only, not while it sleeps
+                        guard let runtime = self else { return }
+                        await runtime.takeFrames()
+                    }
+                    next += frameInterval
+                    // Behind by more than a second (an overloaded host): skip frames rather than burst.
+                    if next < clock.now - .seconds(1) { next = clock.now }
+                    try? await Task.sleep(until: next, clock: clock)
+                }
+            }
+        } else if !running, let task = clock {
+            task.cancel()
+            clock = nil
+        }
+    }
+
+    /// One frame through every running pipeline, each timed on its own.
+    private func takeFrames() {
+        // By index, in place: iterating `keys` while assigning would copy the whole table per
+        // pipeline (the iterator keeps the storage shared).
+        var index = pipelines.startIndex
+        while index != pipelines.endIndex {
+            pipelines.values[index].takeFrame()
+            pipelines.formIndex(after: &index)
+        }
     }
 
     // MARK: Loading
@@ -117,26 +177,6 @@ actor BuiltInRuntime: PipelineRuntime {
         let seed = "\(device)/\(pipeline.id)".utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
         return SyntheticModel(stages: stages, seed: seed)
     }
-
-    /// The frame loop of one pipeline, until cancelled.
-    private static func run(_ model: SyntheticModel, counters: PipelineCounters, interval: Double) -> Task<Void, Never> {
-        Task.detached(priority: .utility) {
-            var model = model
-            let clock = ContinuousClock()
-            var next = clock.now
-            while !Task.isCancelled {
-                let started = clock.now
-                let detections = model.inferNextFrame()
-                let elapsed = clock.now - started
-                counters.record(
-                    latencyMs: Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000, detections: detections)
-                next += .seconds(interval)
-                // Behind by more than a second (an overloaded host): skip frames rather than burst.
-                if next < clock.now - .seconds(1) { next = clock.now }
-                try? await Task.sleep(until: next, clock: clock)
-            }
-        }
-    }
 }
 
 /// The synthetic stand-in for a model chain: each stage scores candidate boxes of a generated
@@ -180,25 +220,5 @@ struct SyntheticModel: Sendable {
         state ^= state >> 7
         state ^= state << 17
         return state
-    }
-}
-
-/// A running pipeline's figures, written by its frame loop and taken by the telemetry loop.
-final class PipelineCounters: Sendable {
-    private let figures = Mutex(PipelineFigures())
-
-    func record(latencyMs: Double, detections: Int) {
-        figures.withLock { figures in
-            figures.frames += 1
-            figures.detections += detections
-            figures.latencies.append(latencyMs)
-        }
-    }
-
-    func take() -> PipelineFigures {
-        figures.withLock { figures in
-            defer { figures = PipelineFigures() }
-            return figures
-        }
     }
 }

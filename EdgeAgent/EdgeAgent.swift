@@ -3,6 +3,7 @@ import FleetContract
 import Foundation
 import Logging
 import MQTT
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -122,7 +123,7 @@ final class EdgeAgent: Service, Sendable {
     private func receive(_ message: MQTTMessage) async {
         let envelope: Envelope<DesiredState>
         do {
-            try DeviceProtocolSchemas.shared.validate(try JSONParser.parse(message.payload), as: .desired)
+            _ = try DeviceProtocolSchemas.shared.schema(for: .desired).validate(json: message.payload)
             envelope = try Envelope<DesiredState>.decode(from: message.payload)
         } catch {
             logger.error("ignoring an invalid desired state", metadata: ["error": "\(error)"])
@@ -155,8 +156,12 @@ final class EdgeAgent: Service, Sendable {
         let statuses = await runtime.apply(desired)
         if let document {
             do {
-                try FileManager.default.createDirectory(at: configuration.stateDirectory, withIntermediateDirectories: true)
-                try document.write(to: stateFile, options: .atomic)
+                // On the blocking pool: an atomic write syncs the file to disk, and on a
+                // concurrency thread it would hold up every other agent of a simulated fleet.
+                try await NIOThreadPool.singleton.runIfActive { [directory = configuration.stateDirectory, stateFile] in
+                    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                    try document.write(to: stateFile, options: .atomic)
+                }
             } catch {
                 logger.error("could not save the desired state; a restart will start from the previous one", metadata: ["error": "\(error)"])
             }

@@ -406,6 +406,9 @@ struct Assign: AsyncParsableCommand {
                         format: " api_seconds=%.3f seconds=%.3f desired_first_seconds=%.3f desired_seconds=%.3f reports_seconds=%.3f",
                         timed.apiSeconds,
                         timed.seconds, timed.firstDesiredSeconds, timed.desiredSeconds, timed.reportsSeconds)
+                    + String(
+                        format: " agent_p50_seconds=%.3f agent_p90_seconds=%.3f agent_max_seconds=%.3f", timed.agentSeconds.p50,
+                        timed.agentSeconds.p90, timed.agentSeconds.max)
                     + " operation_devices=\(timed.devices) applied=\(timed.applied) failed=\(timed.failed) timed_out=\(timed.timedOut)"
                     + " skipped=\(timed.skipped)"
                     + String(format: " devices_per_second=%.0f ratio=%.3f", Double(timed.applied) / timed.seconds, ratio)
@@ -499,6 +502,8 @@ struct Assign: AsyncParsableCommand {
         var desiredSeconds: Double
         /// From sending the POST to the last agent's report on the gateway's internal topic.
         var reportsSeconds: Double
+        /// Per agent, from its document on its desired topic to its report (both as seen here).
+        var agentSeconds: Quantiles
         var devices: Int
         var applied: Int
         var failed: Int
@@ -513,6 +518,9 @@ struct Assign: AsyncParsableCommand {
                 firstDesiredSeconds, desiredSeconds, reportsSeconds, seconds)
                 + " \(devices) devices, \(applied) applied, \(failed) failed, \(timedOut) timed out, \(skipped) skipped;"
                 + String(format: " %.0f devices/s", Double(applied) / seconds)
+                + String(
+                    format: "; each agent from its document to its report: p50 %.3f s, p90 %.3f s, max %.3f s", agentSeconds.p50, agentSeconds.p90,
+                    agentSeconds.max)
         }
     }
 
@@ -584,7 +592,7 @@ struct Assign: AsyncParsableCommand {
                 return AssignmentFigures(
                     apiSeconds: apiSeconds, seconds: seconds, firstDesiredSeconds: (progress.firstDesired ?? .nan) - start,
                     desiredSeconds: (progress.desired.count == fleet.agents ? progress.lastDesired ?? .nan : .nan) - start,
-                    reportsSeconds: (complete ? progress.lastReport ?? .nan : .nan) - start,
+                    reportsSeconds: (complete ? progress.lastReport ?? .nan : .nan) - start, agentSeconds: Quantiles(progress.agentDelays),
                     devices: detail.operation.devices, applied: counts["applied"] ?? 0, failed: counts["failed"] ?? 0,
                     timedOut: counts["timed_out"] ?? 0, skipped: accepted.skipped.count, polls: polls)
             }
@@ -594,6 +602,20 @@ struct Assign: AsyncParsableCommand {
             nextPoll = max(nextPoll + operationPollInterval, now())
             try await sleep(until: nextPoll)
         }
+    }
+}
+
+/// The median, 90th percentile and maximum of some figures (NaN when there are none).
+struct Quantiles {
+    var p50 = Double.nan
+    var p90 = Double.nan
+    var max = Double.nan
+
+    init(_ values: [Double]) {
+        let sorted = values.sorted()
+        guard let last = sorted.last else { return }
+        func at(_ q: Double) -> Double { sorted[Int((Double(sorted.count - 1) * q).rounded())] }
+        (p50, p90, max) = (at(0.5), at(0.9), last)
     }
 }
 
@@ -665,8 +687,12 @@ final class GenerationTracker: Sendable {
         var desired: Set<String> = []
         var firstDesired: Double?
         var lastDesired: Double?
+        /// When each agent's document of the generation was seen.
+        var desiredAt: [String: Double] = [:]
         /// Agents that reported the generation.
         var reported: Set<String> = []
+        /// Per agent that reported, the seconds from its document to its report.
+        var agentDelays: [Double] = []
         var lastReport: Double?
         /// Devices of those reports with a pipeline running and none failed.
         var runningDevices = 0
@@ -693,6 +719,7 @@ final class GenerationTracker: Sendable {
             guard document.generation == progress.generation, progress.desired.insert(document.agentID).inserted else { return }
             progress.firstDesired = progress.firstDesired ?? time
             progress.lastDesired = time
+            progress.desiredAt[document.agentID] = time
         }
     }
 
@@ -704,6 +731,7 @@ final class GenerationTracker: Sendable {
         let time = now()
         progress.withLock { progress in
             guard report.generation == progress.generation, progress.reported.insert(report.agentID).inserted else { return }
+            if let sent = progress.desiredAt[report.agentID] { progress.agentDelays.append(time - sent) }
             for device in report.devices {
                 if device.pipelines.contains(where: { $0.state == .failed }) {
                     progress.failedDevices += 1

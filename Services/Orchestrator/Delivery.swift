@@ -138,9 +138,14 @@ struct DeliveryTracker: Service {
         subscribed.set(true)
         defer { subscribed.set(false) }
         await consumeUntilShutdown([reports, presence]) { group in
-            // Reports of different agents are independent: several at once.
-            for _ in 0..<8 {
-                group.addTask { for await message in reports { await handleReport(message) } }
+            // One transaction at a time settles every report queued by then: one report per
+            // transaction, even eight at once, fell behind 1,000 agents reporting together.
+            group.addTask {
+                while true {
+                    let batch = await reports.nextBatch(upTo: Self.reportsPerTransaction)
+                    if batch.isEmpty { return }
+                    await handleReports(batch)
+                }
             }
             group.addTask { for await message in presence { await handleServerPresence(message) } }
         } background: {
@@ -191,28 +196,47 @@ struct DeliveryTracker: Service {
     /// Seconds a delivered device waits for its report before its agent is asked again.
     static let reportGraceSeconds = 5
 
-    private func handleReport(_ message: MQTTMessage) async {
-        let report: AgentMessage.Report
-        do {
-            report = try Envelope<AgentMessage.Report>.decode(from: message.payload).payload
-        } catch {
-            Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "invalid")]).increment()
-            logger.warning("dropped an invalid agent report", metadata: ["error": "\(error)"])
-            return
-        }
-        var failures: [String: String] = [:]
-        for device in report.devices {
-            let failed = device.pipelines.filter { $0.state == .failed }
-            if !failed.isEmpty {
-                failures[device.deviceKey] = failed.map { "pipeline \($0.pipelineID): \($0.reason ?? "failed")" }.joined(separator: "; ")
+    /// The most reports one transaction settles.
+    static let reportsPerTransaction = 256
+
+    /// Settles a batch of reports in as few transactions as keep their order: a report of an
+    /// agent already in the transaction starts the next one.
+    private func handleReports(_ messages: [MQTTMessage]) async {
+        var transactions: [[OperationStore.AgentReport]] = [[]]
+        var agents: Set<String> = []
+        for message in messages {
+            let report: AgentMessage.Report
+            do {
+                report = try Envelope<AgentMessage.Report>.decode(from: message.payload).payload
+            } catch {
+                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "invalid")]).increment()
+                logger.warning("dropped an invalid agent report", metadata: ["error": "\(error)"])
+                continue
             }
+            var failures: [String: String] = [:]
+            for device in report.devices {
+                let failed = device.pipelines.filter { $0.state == .failed }
+                if !failed.isEmpty {
+                    failures[device.deviceKey] = failed.map { "pipeline \($0.pipelineID): \($0.reason ?? "failed")" }.joined(separator: "; ")
+                }
+            }
+            if !agents.insert(report.agentID).inserted {
+                transactions.append([])
+                agents = [report.agentID]
+            }
+            transactions[transactions.count - 1].append(
+                OperationStore.AgentReport(agentID: report.agentID, generation: Int64(report.generation), failures: failures))
         }
-        do {
-            try await store.applyReport(agentID: report.agentID, generation: Int64(report.generation), failures: failures)
-            Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "applied")]).increment()
-        } catch {
-            Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "error")]).increment()
-            logger.warning("could not record a report", metadata: ["agent_id": "\(report.agentID)", "error": "\(error)"])
+        for reports in transactions where !reports.isEmpty {
+            do {
+                try await store.applyReports(reports)
+                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "applied")]).increment(by: reports.count)
+            } catch {
+                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "error")]).increment(by: reports.count)
+                logger.warning(
+                    "could not record agent reports; their agents are asked again",
+                    metadata: ["agents": "\(reports.count)", "first_agent_id": "\(reports[0].agentID)", "error": "\(error)"])
+            }
         }
     }
 

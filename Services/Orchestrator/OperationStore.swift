@@ -180,19 +180,24 @@ struct OperationStore: Sendable {
                 SELECT * FROM unnest(\(agents)::text[], \(agents.map { generations[$0]! })::bigint[], \(documents)::text[])
                 """, logger: logger)
 
+            // The operation's distinct lists once; its devices name theirs by position.
             try await connection.query(
                 """
-                WITH lists AS MATERIALIZED (SELECT i::int AS position, l::jsonb AS p FROM unnest(\(distinct.texts)::text[]) WITH ORDINALITY AS l (l, i))
+                INSERT INTO orchestrator.operation_lists (operation_id, position, pipelines)
+                SELECT \(operation.id), i, l::jsonb FROM unnest(\(distinct.texts)::text[]) WITH ORDINALITY AS l (l, i)
+                """, logger: logger)
+            try await connection.query(
+                """
                 INSERT INTO orchestrator.operation_devices
-                    (operation_id, device_id, server_id, site_id, device_key, device_name, generation, status, before, after, reachable, deadline)
-                SELECT \(operation.id), d, s, si, k, n, g, 'pending', b.p, a.p, r,
+                    (operation_id, device_id, server_id, site_id, device_key, device_name, generation, status, before_list, after_list, reachable,
+                     deadline)
+                SELECT \(operation.id), d, s, si, k, n, g, 'pending', bi, ai, r,
                        CASE WHEN r THEN now() + make_interval(secs => \(operation.watchdogSeconds)) END
                 FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
                             \(changes.map(\.device.key))::text[], \(changes.map(\.device.name))::text[],
                             \(changes.map { generations[$0.device.serverID]! })::bigint[], \(beforeList)::int[],
                             \(afterList)::int[], \(changes.map(\.device.reachable))::boolean[])
                      AS t (d, s, si, k, n, g, bi, ai, r)
-                JOIN lists b ON b.position = t.bi JOIN lists a ON a.position = t.ai
                 """, logger: logger)
             var counts = Dictionary(uniqueKeysWithValues: DeviceStatus.allCases.map { ($0.rawValue, 0) })
             counts[DeviceStatus.pending.rawValue] = changes.count
@@ -238,31 +243,49 @@ struct OperationStore: Sendable {
         }
     }
 
-    /// An agent's report of `generation`: its devices' unsettled rows up to that generation become
-    /// applied, or failed with the reasons of their failed pipelines. Late reports also settle
-    /// devices the watchdog had given up on.
-    func applyReport(agentID: String, generation: Int64, failures: [String: String]) async throws {
+    /// An agent's report: the generation it applied, and the reasons of its devices whose
+    /// pipelines failed, by device key.
+    struct AgentReport: Sendable {
+        var agentID: String
+        var generation: Int64
+        var failures: [String: String]
+    }
+
+    /// Agents' reports, each of a different agent, in one transaction: each agent's devices'
+    /// unsettled rows up to the reported generation become applied, or failed with the reasons of
+    /// their failed pipelines. Late reports also settle devices the watchdog had given up on.
+    func applyReports(_ reports: [AgentReport]) async throws {
+        guard !reports.isEmpty else { return }
+        precondition(Set(reports.map(\.agentID)).count == reports.count, "one report per agent in a transaction")
+        let failed = reports.flatMap { report in
+            report.failures.keys.sorted().map { (report.agentID, $0, report.failures[$0]!, report.generation) }
+        }
         try await client.withTransaction(logger: logger) { connection in
             // Lost in a database crash, a report is asked for again after 5 s (decision 38).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-            let keys = failures.keys.sorted()
-            if !keys.isEmpty {
+            if !failed.isEmpty {
                 try await connection.query(
                     """
                     UPDATE orchestrator.operation_devices od SET status = 'failed', reason = f.r, updated_at = now()
-                    FROM unnest(\(keys)::text[], \(keys.map { failures[$0]! })::text[]) AS f (k, r)
-                    WHERE od.server_id = \(agentID) AND od.device_key = f.k AND od.generation <= \(generation)
+                    FROM unnest(\(failed.map(\.0))::text[], \(failed.map(\.1))::text[], \(failed.map(\.2))::text[], \(failed.map(\.3))::bigint[])
+                         AS f (a, k, r, g)
+                    WHERE od.server_id = f.a AND od.device_key = f.k AND od.generation <= f.g
                       AND od.status IN ('pending', 'delivered', 'timed_out')
                     """, logger: logger)
             }
+            let (agents, generations) = (reports.map(\.agentID), reports.map(\.generation))
             try await connection.query(
                 """
-                UPDATE orchestrator.operation_devices SET status = 'applied', reason = NULL, updated_at = now()
-                WHERE server_id = \(agentID) AND generation <= \(generation) AND status IN ('pending', 'delivered', 'timed_out')
+                UPDATE orchestrator.operation_devices od SET status = 'applied', reason = NULL, updated_at = now()
+                FROM unnest(\(agents)::text[], \(generations)::bigint[]) AS t (a, g)
+                WHERE od.server_id = t.a AND od.generation <= t.g AND od.status IN ('pending', 'delivered', 'timed_out')
                 """, logger: logger)
             try await connection.query(
-                "UPDATE orchestrator.agents SET applied_generation = greatest(applied_generation, \(generation)) WHERE agent_id = \(agentID)",
-                logger: logger)
+                """
+                UPDATE orchestrator.agents ag SET applied_generation = greatest(ag.applied_generation, t.g)
+                FROM unnest(\(agents)::text[], \(generations)::bigint[]) AS t (a, g)
+                WHERE ag.agent_id = t.a
+                """, logger: logger)
         }
     }
 
@@ -428,7 +451,12 @@ struct OperationStore: Sendable {
     ) async throws -> [(deviceID: UUID, status: DeviceStatus, before: [DesiredState.Pipeline], after: [DesiredState.Pipeline])] {
         var found: [(UUID, DeviceStatus, [DesiredState.Pipeline], [DesiredState.Pipeline])] = []
         let rows = try await client.query(
-            "SELECT device_id, status, before::text, after::text FROM orchestrator.operation_devices WHERE operation_id = \(operationID)",
+            """
+            SELECT d.device_id, d.status, b.pipelines::text, a.pipelines::text FROM orchestrator.operation_devices d
+            JOIN orchestrator.operation_lists b ON b.operation_id = d.operation_id AND b.position = d.before_list
+            JOIN orchestrator.operation_lists a ON a.operation_id = d.operation_id AND a.position = d.after_list
+            WHERE d.operation_id = \(operationID)
+            """,
             logger: logger)
         var coder = PipelineListCoder()
         for try await (id, status, before, after) in rows.decode((UUID, String, String, String).self) {

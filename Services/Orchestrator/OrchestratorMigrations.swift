@@ -114,5 +114,42 @@ enum OrchestratorMigrations {
                 "ALTER TABLE orchestrator.operation_devices DROP CONSTRAINT operation_devices_operation_id_fkey"
             ]
         ),
+        Migration(
+            version: 4,
+            name: "an operation's pipeline lists stored once, not on every device row",
+            statements: [
+                // The distinct lists of an operation (the devices of an assignment share one or a
+                // few), numbered from 1; each device row names its before and after list. The rows
+                // a report updates shrank from about 860 bytes to about 200, and with them the
+                // scan that counts an operation's devices by status on every progress poll
+                // (docs/decisions.md, 45).
+                """
+                CREATE TABLE orchestrator.operation_lists (
+                    operation_id uuid NOT NULL,
+                    position integer NOT NULL,
+                    pipelines jsonb NOT NULL,
+                    PRIMARY KEY (operation_id, position)
+                )
+                """,
+                """
+                INSERT INTO orchestrator.operation_lists (operation_id, position, pipelines)
+                SELECT operation_id, row_number() OVER (PARTITION BY operation_id ORDER BY pipelines::text), pipelines
+                FROM (SELECT operation_id, before AS pipelines FROM orchestrator.operation_devices
+                      UNION SELECT operation_id, after FROM orchestrator.operation_devices) AS lists
+                """,
+                "ALTER TABLE orchestrator.operation_devices ADD COLUMN before_list integer, ADD COLUMN after_list integer",
+                """
+                UPDATE orchestrator.operation_devices d SET
+                    before_list = (SELECT l.position FROM orchestrator.operation_lists l WHERE l.operation_id = d.operation_id AND l.pipelines = d.before),
+                    after_list = (SELECT l.position FROM orchestrator.operation_lists l WHERE l.operation_id = d.operation_id AND l.pipelines = d.after)
+                """,
+                """
+                ALTER TABLE orchestrator.operation_devices
+                    ALTER COLUMN before_list SET NOT NULL, ALTER COLUMN after_list SET NOT NULL, DROP COLUMN before, DROP COLUMN after
+                """,
+                // Rows written before keep the dropped columns' bytes until they are written again
+                // (VACUUM FULL, which cannot run in the migration's transaction, frees them).
+            ]
+        ),
     ]
 }

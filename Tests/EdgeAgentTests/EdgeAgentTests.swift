@@ -151,9 +151,19 @@ struct BuiltInRuntimeTests {
         #expect(figures[good]?.latencies.count == figures[good]?.frames)
         #expect(figures[badHash] == nil)
 
+        // Every running pipeline takes frames on the runtime's one clock.
+        let second = PipelineKey(deviceKey: "cam-2", pipelineID: "second")
+        _ = await runtime.apply([good: pipeline("good", uri: artifact.absoluteString, sha256: digest), second: pipeline("second")])
+        _ = await runtime.collectFigures()
+        try await Task.sleep(for: .milliseconds(300))
+        let both = await runtime.collectFigures()
+        #expect((both[good]?.frames ?? 0) >= 3 && (both[second]?.frames ?? 0) >= 3, "\(both)")
+        #expect(await runtime.ticking)
+
         // Removing every pipeline stops them: no more frames.
         _ = await runtime.apply([:])
         #expect(await runtime.statuses().isEmpty)
+        #expect(await !runtime.ticking)
         await runtime.stopAll()
     }
 }

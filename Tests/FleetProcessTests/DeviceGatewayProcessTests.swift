@@ -177,6 +177,15 @@ struct DeviceGatewayProcessTests {
                 try await client.publish(
                     Topic.agentDesiredStateRequests.path, payload: try desiredState(agent: agentID, generation: 1, pipelines: ["cam-1": ["p1"]]))
                 #expect(await eventually { (try? await metric(gateway, #"gateway_desired_states_total{outcome="stale"}"#)) == 1 })
+                // Nor is a newer one that breaks the schema: dropped and counted.
+                var broken =
+                    try JSONSerialization.jsonObject(
+                        with: try desiredState(agent: agentID, generation: 3, pipelines: ["cam-1": ["p4"]])) as? [String: Any] ?? [:]
+                var brokenPayload = broken["payload"] as? [String: Any] ?? [:]
+                brokenPayload["devices"] = "cam-1"
+                broken["payload"] = brokenPayload
+                try await client.publish(Topic.agentDesiredStateRequests.path, payload: try JSONSerialization.data(withJSONObject: broken))
+                #expect(await eventually { (try? await metric(gateway, #"gateway_desired_states_total{outcome="invalid"}"#)) == 1 })
 
                 agent = try ServiceProcess(
                     "edge-agent", arguments: ["run", "--config", config.path], environment: ["MODELFLEET_MQTT_URL": broker.url])
