@@ -2,6 +2,7 @@ import DeviceProtocol
 import FleetContract
 import Foundation
 import Logging
+import Metrics
 import PostgresNIO
 import ServiceRuntime
 
@@ -210,6 +211,22 @@ struct OperationStore: Sendable {
 
     // MARK: Delivery
 
+    /// A transaction, run again (at most twice more) when PostgreSQL aborts it to break a
+    /// deadlock: a batch of reports and the outbox marking a chunk delivered update the rows of
+    /// the same agents' devices in no common order (decision 46).
+    private func withRetriedTransaction(_ body: (PostgresConnection) async throws -> Void) async throws {
+        var attempt = 1
+        while true {
+            do {
+                return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+            } catch let error as PostgresTransactionError where attempt < 3 && error.isDeadlock {
+                attempt += 1
+                Counter(label: "orchestrator_transactions_retried_total").increment()
+                logger.info("a transaction was aborted to break a deadlock; running it again", metadata: ["attempt": "\(attempt)"])
+            }
+        }
+    }
+
     struct OutboxEntry: Sendable {
         var seq: Int64
         var agentID: String
@@ -230,7 +247,7 @@ struct OperationStore: Sendable {
     /// Marks entries sent, and their operations' devices delivered.
     func markSent(_ entries: [OutboxEntry]) async throws {
         guard !entries.isEmpty else { return }
-        try await client.withTransaction(logger: logger) { connection in
+        try await withRetriedTransaction { connection in
             // Lost in a database crash, these entries are sent again: harmless (decision 38).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
             try await connection.query("UPDATE orchestrator.outbox SET sent_at = now() WHERE seq = ANY(\(entries.map(\.seq)))", logger: logger)
@@ -260,7 +277,7 @@ struct OperationStore: Sendable {
         let failed = reports.flatMap { report in
             report.failures.keys.sorted().map { (report.agentID, $0, report.failures[$0]!, report.generation) }
         }
-        try await client.withTransaction(logger: logger) { connection in
+        try await withRetriedTransaction { connection in
             // Lost in a database crash, a report is asked for again after 5 s (decision 38).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
             if !failed.isEmpty {
@@ -498,5 +515,12 @@ struct OperationStore: Sendable {
         var bindings = PostgresBindings()
         for value in values { bindings.append(value) }
         return bindings
+    }
+}
+
+extension PostgresTransactionError {
+    /// Aborted by PostgreSQL to break a deadlock (SQLSTATE 40P01), in the body or at commit.
+    fileprivate var isDeadlock: Bool {
+        [closureError, commitError].contains { ($0 as? PSQLError)?.serverInfo?[.sqlState] == "40P01" }
     }
 }
