@@ -36,8 +36,8 @@ actor BuiltInRuntime: PipelineRuntime {
     private let artifacts: ArtifactStore
     private var pipelines: [PipelineKey: Running] = [:]
     /// The runtime's one frame clock: every running pipeline takes a frame on each tick, so a
-    /// server costs one timer however many pipelines it runs (a timer per pipeline made 10,000
-    /// simulated pipelines cost more than half a core in timer wake-ups alone).
+    /// server costs one timer however many pipelines it runs (with a timer per pipeline, a
+    /// simulated fleet of 10,000 pipelines woke 10,000 times a second).
     private var clock: Task<Void, Never>?
     nonisolated let changes: AsyncStream<Void>
 

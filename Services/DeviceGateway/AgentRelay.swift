@@ -313,8 +313,8 @@ struct AgentRelay: Service {
         state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
     }
 
-    /// Desired states are checked in one pass over their bytes, as agents' messages are: the
-    /// tree of a 10-device document cost more than publishing it.
+    /// Desired states are checked in one pass over their bytes, as agents' messages are, instead
+    /// of building a tree twice per document (once from the orchestrator, once from its own echo).
     private static let desiredSchema = DeviceProtocolSchemas.shared.schema(for: .desired)
 
     /// A desired state the orchestrator asked for, checked and owned by this replica.
