@@ -72,9 +72,10 @@ actor BuiltInRuntime: PipelineRuntime {
 
     func collectFigures() -> [PipelineKey: PipelineFigures] {
         var taken: [PipelineKey: PipelineFigures] = [:]
-        for key in pipelines.keys where pipelines[key]?.model != nil {
-            taken[key] = pipelines[key]?.figures
-            pipelines[key]?.figures = PipelineFigures()
+        forEachPipeline { key, running in
+            guard running.model != nil else { return }
+            taken[key] = running.figures
+            running.figures = PipelineFigures()
         }
         return taken
     }
@@ -115,11 +116,15 @@ actor BuiltInRuntime: PipelineRuntime {
 
     /// One frame through every running pipeline, each timed on its own.
     private func takeFrames() {
-        // By index, in place: iterating `keys` while assigning would copy the whole table per
-        // pipeline (the iterator keeps the storage shared).
+        forEachPipeline { _, running in running.takeFrame() }
+    }
+
+    /// Changes every pipeline in place. By index: iterating `keys` while assigning would copy the
+    /// whole table per pipeline (the iterator keeps the storage shared).
+    private func forEachPipeline(_ body: (PipelineKey, inout Running) -> Void) {
         var index = pipelines.startIndex
         while index != pipelines.endIndex {
-            pipelines.values[index].takeFrame()
+            body(pipelines.keys[index], &pipelines.values[index])
             pipelines.formIndex(after: &index)
         }
     }

@@ -62,13 +62,3 @@ struct ReconcilePlan: Equatable, Sendable {
         stop = current.keys.filter { desired[$0] == nil }.sorted()
     }
 }
-
-extension Array where Element == Double {
-    /// The `fraction` quantile (nearest rank) of the values; 0 when empty.
-    func quantile(_ fraction: Double) -> Double {
-        guard !isEmpty else { return 0 }
-        let sorted = self.sorted()
-        let rank = Int((fraction * Double(sorted.count)).rounded(.up)) - 1
-        return sorted[Swift.max(0, Swift.min(sorted.count - 1, rank))]
-    }
-}

@@ -605,7 +605,7 @@ struct Assign: AsyncParsableCommand {
     }
 }
 
-/// The median, 90th percentile and maximum of some figures (NaN when there are none).
+/// The median, 90th percentile (nearest rank) and maximum of some figures (NaN when there are none).
 struct Quantiles {
     var p50 = Double.nan
     var p90 = Double.nan
@@ -614,8 +614,7 @@ struct Quantiles {
     init(_ values: [Double]) {
         let sorted = values.sorted()
         guard let last = sorted.last else { return }
-        func at(_ q: Double) -> Double { sorted[Int((Double(sorted.count - 1) * q).rounded())] }
-        (p50, p90, max) = (at(0.5), at(0.9), last)
+        (p50, p90, max) = (sorted.quantileOfSorted(0.5), sorted.quantileOfSorted(0.9), last)
     }
 }
 

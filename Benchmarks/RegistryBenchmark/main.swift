@@ -293,13 +293,9 @@ struct Stats: Sendable {
         rate = elapsed > 0 ? Double(requests) / elapsed : 0
         let sorted = latencies.sorted()
         guard !sorted.isEmpty else { return }
-        /// The nearest-rank percentile: exact, from every latency.
-        func percentile(_ fraction: Double) -> Double {
-            sorted[Swift.max(0, Int((fraction * Double(sorted.count)).rounded(.up)) - 1)]
-        }
-        p50 = percentile(0.50)
-        p90 = percentile(0.90)
-        p99 = percentile(0.99)
+        p50 = sorted.quantileOfSorted(0.50)
+        p90 = sorted.quantileOfSorted(0.90)
+        p99 = sorted.quantileOfSorted(0.99)
         max = sorted[sorted.count - 1]
     }
 }

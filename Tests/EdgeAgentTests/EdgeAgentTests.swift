@@ -51,13 +51,6 @@ struct ReconcilePlanTests {
         let again = ReconcilePlan(current: [keep: (pipeline("keep"), .running)], desired: [keep: pipeline("keep")])
         #expect(again.start.isEmpty && again.stop.isEmpty, "the same document twice changes nothing")
     }
-
-    @Test("quantiles by nearest rank")
-    func quantiles() {
-        let values = (1...100).map(Double.init)
-        #expect(values.quantile(0.5) == 50 && values.quantile(0.95) == 95 && values.quantile(0.99) == 99)
-        #expect([Double]().quantile(0.5) == 0)
-    }
 }
 
 @Suite("Agent configuration")
