@@ -56,6 +56,9 @@ struct AgentTable: Sendable {
         var known = false
         var lastAlive: Double
         var lastSeen: Date
+        /// When the agent was last marked offline. A message received before that, which another
+        /// worker handles after it (the last telemetry before a last will), is no news of life.
+        var offlineSince = -Double.infinity
         var tokens: Double
         var tokensAt: Double
         var appliedGeneration: Int?
@@ -108,8 +111,9 @@ struct AgentTable: Sendable {
     mutating func markAlive(_ agentID: String, at moment: Moment) -> PresenceChange? {
         var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
         defer { entries[agentID] = entry }
-        entry.lastAlive = moment.monotonic
-        entry.lastSeen = moment.wall
+        guard moment.monotonic >= entry.offlineSince else { return nil }
+        entry.lastAlive = max(entry.lastAlive, moment.monotonic)
+        entry.lastSeen = max(entry.lastSeen, moment.wall)
         guard !entry.online || !entry.known else { return nil }
         entry.online = true
         entry.known = true
@@ -123,6 +127,7 @@ struct AgentTable: Sendable {
         guard entry.online || !entry.known else { return nil }
         entry.online = false
         entry.known = true
+        entry.offlineSince = moment.monotonic
         return .offline
     }
 
@@ -131,6 +136,7 @@ struct AgentTable: Sendable {
         var expired: [String] = []
         for (agentID, entry) in entries where entry.online && moment.monotonic - entry.lastAlive > limits.heartbeatTimeout {
             entries[agentID]?.online = false
+            entries[agentID]?.offlineSince = moment.monotonic
             expired.append(agentID)
         }
         return expired.sorted()

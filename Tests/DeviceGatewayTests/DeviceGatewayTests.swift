@@ -55,6 +55,23 @@ struct AgentTableTests {
         #expect(table.onlineCount == 0 && table.count == 2)
     }
 
+    @Test("a message received before the agent went offline, handled after, does not bring it back")
+    func staleSignOfLife() {
+        var table = AgentTable(limits: limits)
+        _ = table.markAlive("edge", at: at(0))
+        // The last will (received at 20) is handled before telemetry received at 19.5.
+        let will = table.markOffline("edge", at: at(20))
+        #expect(will == .offline)
+        let late = table.markAlive("edge", at: at(19.5))
+        #expect(late == nil && !table.isOnline("edge"))
+        let reconnected = table.markAlive("edge", at: at(21))
+        #expect(reconnected == .online)
+        // The same after the heartbeat timeout.
+        _ = table.expire(at: at(40))
+        let beforeExpiry = table.markAlive("edge", at: at(39))
+        #expect(beforeExpiry == nil && !table.isOnline("edge"))
+    }
+
     @Test("messages per second over the last minute")
     func rates() {
         var table = AgentTable(limits: AgentTable.Limits(rate: 1000, burst: 1000, heartbeatTimeout: 10))
