@@ -212,8 +212,9 @@ struct OperationStore: Sendable {
     // MARK: Delivery
 
     /// A transaction, run again (at most twice more) when PostgreSQL aborts it to break a
-    /// deadlock: a batch of reports and the outbox marking a chunk delivered update the rows of
-    /// the same agents' devices in no common order (decision 46).
+    /// deadlock. The report batches and the outbox's marking lock their rows in one order
+    /// (`lockDeviceRows`), so they no longer deadlock each other; the watchdog's and the
+    /// reconnect paths' updates still lock in no particular order (decision 46).
     private func withRetriedTransaction(_ body: (PostgresConnection) async throws -> Void) async throws {
         var attempt = 1
         while true {
@@ -251,13 +252,42 @@ struct OperationStore: Sendable {
             // Lost in a database crash, these entries are sent again: harmless (decision 38).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
             try await connection.query("UPDATE orchestrator.outbox SET sent_at = now() WHERE seq = ANY(\(entries.map(\.seq)))", logger: logger)
+            let (agents, generations) = (entries.map(\.agentID), entries.map(\.generation))
+            try await lockDeviceRows(of: agents, upTo: generations, unsettled: .pending, on: connection)
             try await connection.query(
                 """
                 UPDATE orchestrator.operation_devices od SET status = 'delivered', updated_at = now()
-                FROM unnest(\(entries.map(\.agentID))::text[], \(entries.map(\.generation))::bigint[]) AS t (a, g)
-                WHERE od.server_id = t.a AND od.generation <= t.g AND od.status = 'pending'
+                FROM unnest(\(agents)::text[], \(generations)::bigint[]) AS t (a, g)
+                WHERE od.server_id = t.a AND od.generation <= t.g AND \(unescaped: UnsettledRows.pending.rawValue)
                 """, logger: logger)
         }
+    }
+
+    /// Which unsettled rows a transaction updates, as literal SQL so that the planner can use the
+    /// partial index `operation_devices_unsettled`.
+    private enum UnsettledRows: String {
+        /// The outbox marks these delivered.
+        case pending = "od.status = 'pending'"
+        /// A report settles these: not yet applied, or given up on by the watchdog.
+        case awaitingReport = "od.status IN ('pending', 'delivered', 'timed_out')"
+    }
+
+    /// Locks the rows of these agents' devices up to each one's generation, in primary-key
+    /// order. The outbox's marking and a report batch often cover the same agents; each updating
+    /// them in its own plan's order, they deadlocked in most benchmark runs, and PostgreSQL only
+    /// breaks a deadlock after `deadlock_timeout` (1 s). Taking the locks in one order first, the
+    /// later of the two waits for the other instead.
+    private func lockDeviceRows(
+        of agents: [String], upTo generations: [Int64], unsettled: UnsettledRows, on connection: PostgresConnection
+    ) async throws {
+        try await connection.query(
+            """
+            SELECT 1 FROM orchestrator.operation_devices od
+            JOIN unnest(\(agents)::text[], \(generations)::bigint[]) AS t (a, g) ON od.server_id = t.a AND od.generation <= t.g
+            WHERE \(unescaped: unsettled.rawValue)
+            ORDER BY od.operation_id, od.device_id
+            FOR UPDATE OF od
+            """, logger: logger)
     }
 
     /// An agent's report: the generation it applied, and the reasons of its devices whose
@@ -280,6 +310,8 @@ struct OperationStore: Sendable {
         try await withRetriedTransaction { connection in
             // Lost in a database crash, a report is asked for again after 5 s (decision 38).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
+            let (agents, generations) = (reports.map(\.agentID), reports.map(\.generation))
+            try await lockDeviceRows(of: agents, upTo: generations, unsettled: .awaitingReport, on: connection)
             if !failed.isEmpty {
                 try await connection.query(
                     """
@@ -287,15 +319,14 @@ struct OperationStore: Sendable {
                     FROM unnest(\(failed.map(\.0))::text[], \(failed.map(\.1))::text[], \(failed.map(\.2))::text[], \(failed.map(\.3))::bigint[])
                          AS f (a, k, r, g)
                     WHERE od.server_id = f.a AND od.device_key = f.k AND od.generation <= f.g
-                      AND od.status IN ('pending', 'delivered', 'timed_out')
+                      AND \(unescaped: UnsettledRows.awaitingReport.rawValue)
                     """, logger: logger)
             }
-            let (agents, generations) = (reports.map(\.agentID), reports.map(\.generation))
             try await connection.query(
                 """
                 UPDATE orchestrator.operation_devices od SET status = 'applied', reason = NULL, updated_at = now()
                 FROM unnest(\(agents)::text[], \(generations)::bigint[]) AS t (a, g)
-                WHERE od.server_id = t.a AND od.generation <= t.g AND od.status IN ('pending', 'delivered', 'timed_out')
+                WHERE od.server_id = t.a AND od.generation <= t.g AND \(unescaped: UnsettledRows.awaitingReport.rawValue)
                 """, logger: logger)
             try await connection.query(
                 """
