@@ -231,7 +231,9 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetProcessTests",
-            dependencies: ["TestSupport", "MQTT", "FleetContract", "DeviceProtocol", "ChildProcesses"],
+            dependencies: [
+                "TestSupport", "MQTT", "FleetContract", "DeviceProtocol", "ChildProcesses", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

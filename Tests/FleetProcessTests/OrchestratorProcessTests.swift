@@ -12,132 +12,6 @@ import Testing
 /// is read by every orchestrator on a database, so orchestrators of other tests must not see it).
 @Suite("Orchestrator end to end")
 struct OrchestratorProcessTests {
-    /// Registry, gateway and orchestrator on a private broker and database, and simulated agents.
-    final class Fleet: Sendable {
-        let broker: PrivateBroker
-        let database: PrivateDatabase
-        let registry: ServiceProcess
-        let gateway: ServiceProcess
-        let orchestrator: Mutex<ServiceProcess>
-        let prefix = uniqueName("fleet")
-        private let agentState: URL
-
-        var site: String { "\(prefix)-site-1" }
-
-        init(broker: PrivateBroker, database: PrivateDatabase) async throws {
-            self.broker = broker
-            self.database = database
-            let environment = ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url]
-            registry = try ServiceProcess("registry", environment: environment)
-            gateway = try ServiceProcess("device-gateway", environment: environment.merging(["MODELFLEET_INSTANCE_ID": "gw"]) { $1 })
-            orchestrator = Mutex(try ServiceProcess("orchestrator", environment: environment))
-            agentState = try TestEnvironment.current().makeScratchDirectory("fleet-agents")
-            try await registry.waitUntilReady()
-            try await gateway.waitUntilReady()
-            try await api.waitUntilReady()
-        }
-
-        var api: ServiceProcess { orchestrator.withLock { $0 } }
-
-        func restartOrchestrator(killing signal: Int32) async throws {
-            let old = api
-            old.process.send(signal)
-            _ = await old.process.waitForExit(timeout: .seconds(10))
-            let fresh = try ServiceProcess("orchestrator", environment: ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url])
-            orchestrator.withLock { $0 = fresh }
-            try await fresh.waitUntilReady()
-        }
-
-        /// Starts `agents` simulated agents with `devices` cameras each and waits until the
-        /// registry lists them all online.
-        func startAgents(_ agents: Int, devices: Int) async throws -> ServiceProcess {
-            let process = try ServiceProcess(
-                "edge-agent",
-                arguments: [
-                    "simulate", "--agents", "\(agents)", "--devices", "\(devices)", "--id-prefix", prefix, "--site-prefix", "\(prefix)-site",
-                    "--state-dir", agentState.path, "--mqtt-url", broker.url, "--heartbeat-seconds", "1",
-                ])
-            let online = await eventually(timeout: .seconds(30)) {
-                let site = try? await self.registry.get("/v1/sites/\(self.site)").json?["site"] as? [String: Any]
-                let connected = try? await self.gateway.get("/v1/agents?online=true").json?["online"] as? Int
-                return site?["online"] as? Bool == true && site?["device_count"] as? Int == agents * devices && connected == agents
-            }
-            guard online else { throw ServiceDidNotStart(name: "edge-agent", output: process.process.output) }
-            return process
-        }
-
-        /// A model with one active version; returns the model id.
-        func createModel() async throws -> String {
-            let model = try await registry.send(
-                "POST", "/v1/models", json: ["name": uniqueName("people"), "task": "object_detection", "format": "onnx"])
-            let id = try #require(model.json?["id"] as? String)
-            let version = try await registry.send(
-                "POST", "/v1/models/\(id)/versions",
-                json: [
-                    "version": "1.0.0", "artifact_uri": "s3://models/people.onnx", "sha256": String(repeating: "ab", count: 32), "size_bytes": 1000,
-                    "default_settings": ["confidence_threshold": 0.4, "input_size": 320],
-                ])
-            #expect(version.status == 201, "\(version.body)")
-            return id
-        }
-
-        func devices() async throws -> [[String: Any]] {
-            try await registry.get("/v1/devices?site=\(site)&limit=500").items
-        }
-
-        /// Waits until the operation has settled every device; returns its detail.
-        func settled(_ operation: String, timeout: Duration = .seconds(30)) async throws -> [String: Any] {
-            var detail: [String: Any] = [:]
-            _ = await eventually(timeout: timeout, interval: .milliseconds(200)) {
-                detail = (try? await self.api.get("/v1/operations/\(operation)").json) ?? [:]
-                return (detail["operation"] as? [String: Any])?["finished"] as? Bool == true
-            }
-            return detail
-        }
-
-        func stop() async {
-            for service in [api, gateway, registry] {
-                service.process.send(SIGTERM)
-                _ = await service.process.waitForExit(timeout: .seconds(10))
-            }
-        }
-    }
-
-    private func withFleet(_ body: (Fleet) async throws -> Void) async throws {
-        try await withPrivateBroker { broker in
-            try await withPrivateDatabase { database in
-                let fleet = try await Fleet(broker: broker, database: database)
-                do {
-                    try await body(fleet)
-                } catch {
-                    await fleet.stop()
-                    throw error
-                }
-                await fleet.stop()
-            }
-        }
-    }
-
-    private func pipeline(_ model: String, name: String = "People", settings: [String: Any] = [:]) -> [String: Any] {
-        [
-            "name": name,
-            "stages": [
-                [
-                    "model_id": model, "version": "1.0.0", "settings": settings,
-                    "post_processors": [["name": "nms", "settings": [:] as [String: Any]]],
-                ]
-            ],
-        ]
-    }
-
-    private func counts(_ detail: [String: Any]) -> [String: Int] {
-        (detail["operation"] as? [String: Any])?["counts"] as? [String: Int] ?? [:]
-    }
-
-    private func operationID(_ result: HTTPResult) throws -> String {
-        try #require((result.json?["operation"] as? [String: Any])?["id"] as? String, "\(result.status) \(result.body)")
-    }
-
     // MARK: Tests
 
     @Test("one device: add, replace, change settings, remove — each applied by the agent; history keeps every revision")
@@ -293,6 +167,72 @@ struct OrchestratorProcessTests {
             agents = try await fleet.startAgents(2, devices: 2)
             defer { agents.process.send(SIGKILL) }
             #expect(counts(try await fleet.settled(operation))["applied"] == 4)
+        }
+    }
+
+    @Test("a pipeline the agent cannot start fails on each device with the agent's reason; retried once its artifact is in place, it applies")
+    func failureAndRetry() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 2)
+            defer { agents.process.send(SIGKILL) }
+            let (model, artifact) = try await fleet.createModelWithMissingArtifact()
+            let cameras = try await fleet.devices().compactMap { $0["id"] as? String }
+            #expect(cameras.count == 2)
+
+            let request: [String: Any] = ["targets": ["device_ids": cameras], "pipelines": [pipeline(model)], "confirm": true]
+            let assigned = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(assigned.status == 202, "\(assigned.body)")
+            let operation = try operationID(assigned)
+            let failed = try await fleet.settled(operation)
+            #expect(counts(failed) == ["pending": 0, "delivered": 0, "applied": 0, "failed": 2, "timed_out": 0], "\(failed)")
+            let reasons = try await fleet.api.get("/v1/operations/\(operation)?status=failed").json?["devices"] as? [[String: Any]] ?? []
+            #expect(reasons.count == 2)
+            for device in reasons {
+                let reason = device["reason"] as? String ?? ""
+                #expect(reason.hasPrefix("pipeline ") && reason.contains("people.onnx"), "the agent's own reason: \(reason)")
+            }
+
+            // The operator fixes the cause, then retries the failed devices only.
+            try artifact.write()
+            let retried = try await fleet.api.send("POST", "/v1/operations/\(operation)/retry", json: ["confirm": true])
+            #expect(retried.status == 202, "\(retried.body)")
+            #expect((retried.json?["operation"] as? [String: Any])?["retries"] as? String == operation)
+            let retry = try operationID(retried)
+            let applied = try await fleet.settled(retry)
+            #expect(counts(applied)["applied"] == 2, "\(applied)")
+            for camera in cameras {
+                let running = try await fleet.api.get("/v1/devices/\(camera)/pipelines").json?["pipelines"] as? [[String: Any]] ?? []
+                #expect(running.compactMap { $0["name"] as? String } == ["People"])
+            }
+            let nothingLeft = try await fleet.api.send("POST", "/v1/operations/\(retry)/retry", json: ["confirm": true])
+            #expect(nothingLeft.status == 409 && nothingLeft.body.contains("nothing_to_retry"), "\(nothingLeft.body)")
+        }
+    }
+
+    @Test("devices of an agent that does not answer time out after the watchdog; the agent's late report still settles them applied")
+    func watchdogAndLateReport() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 2)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            // Frozen, not gone: still online for the registry when the assignment is made.
+            agents.process.send(SIGSTOP)
+            let request: [String: Any] = [
+                "targets": ["site_ids": [fleet.site]], "pipelines": [pipeline(model)], "confirm": true, "watchdog_seconds": 2,
+            ]
+            let assigned = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(assigned.status == 202, "\(assigned.body)")
+            let operation = try operationID(assigned)
+            let expired = try await fleet.settled(operation, timeout: .seconds(15))
+            #expect(counts(expired)["timed_out"] == 2, "\(expired)")
+            let devices = expired["devices"] as? [[String: Any]] ?? []
+            #expect(devices.allSatisfy { $0["reason"] as? String == "not applied within 2 s" }, "\(devices)")
+
+            agents.process.send(SIGCONT)
+            let late = await eventually(timeout: .seconds(20), interval: .milliseconds(200)) {
+                counts((try? await fleet.api.get("/v1/operations/\(operation)").json) ?? [:])["applied"] == 2
+            }
+            #expect(late, "the late report settles the timed-out devices")
         }
     }
 
