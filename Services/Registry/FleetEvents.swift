@@ -42,10 +42,17 @@ struct InventoryUpdater: Sendable {
             ).decode(Date.self).first(where: { _ in true })
             if let previous, previous >= hello.observedAt { return HelloResult(outcome: .stale) }
 
+            // The site, without locking it against the site's other hellos: an upsert's DO UPDATE
+            // locks the row FOR UPDATE until commit even when nothing changes, and that conflicts
+            // with the FOR KEY SHARE lock each other hello's server row takes on its site (the
+            // foreign key), so a site's hellos ran one after the other (decision 48). An UPDATE
+            // that matches no row locks nothing; a rename takes FOR NO KEY UPDATE, which does not
+            // conflict with FOR KEY SHARE.
             try await connection.query(
-                "INSERT INTO registry.sites (id, name) VALUES (\(hello.site.id), \(hello.site.name)) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-                logger: logger
-            )
+                "INSERT INTO registry.sites (id, name) VALUES (\(hello.site.id), \(hello.site.name)) ON CONFLICT (id) DO NOTHING", logger: logger)
+            try await connection.query(
+                "UPDATE registry.sites SET name = \(hello.site.name) WHERE id = \(hello.site.id) AND name IS DISTINCT FROM \(hello.site.name)",
+                logger: logger)
             let gpus = String(decoding: try ContractCoding.encoder.encode(hello.capacity.gpus), as: UTF8.self)
             // A hello means the agent is connected: online, unless a newer presence event said otherwise.
             try await connection.query(

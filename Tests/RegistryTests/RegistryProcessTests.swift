@@ -180,10 +180,12 @@ struct RegistryProcessTests {
 
     // MARK: Inventory from agent events
 
-    private func hello(agent: String, site: String, devices: [(String, String)], at observedAt: Date, pipelines: Bool = true) throws -> Data {
+    private func hello(
+        agent: String, site: String, siteName: String? = nil, devices: [(String, String)], at observedAt: Date, pipelines: Bool = true
+    ) throws -> Data {
         try Envelope(
             payload: AgentHello(
-                agentID: agent, site: .init(id: site, name: "Site \(site)"), serverName: "edge \(agent)", agentVersion: "0.1.0",
+                agentID: agent, site: .init(id: site, name: siteName ?? "Site \(site)"), serverName: "edge \(agent)", agentVersion: "0.1.0",
                 capacity: .init(cpuCores: 8, memoryBytes: 16 << 30, gpus: [.init(type: "t4", count: 1)]), supportsPipelines: pipelines,
                 devices: devices.map { AgentHello.Device(key: $0.0, name: $0.1, kind: "camera") }, observedAt: observedAt
             )
@@ -222,12 +224,15 @@ struct RegistryProcessTests {
             #expect(Set(added.compactMap(\.deviceKey)) == ["cam-1", "cam-2"])
             #expect(added.allSatisfy { $0.change == "added" })
 
-            // The operator renames cam-1; the next hello drops cam-2 and adds cam-3.
+            // The operator renames cam-1; the next hello drops cam-2, adds cam-3 and renames the site.
+            #expect((sitePage.json?["site"] as? [String: Any])?["name"] as? String == "Site \(site)")
             let gate = try #require(devices.first { $0["key"] as? String == "cam-1" }?["id"] as? String)
             #expect(try await registry.send("PATCH", "/v1/devices/\(gate)", json: ["name": "North gate"]).status == 200)
             try await gateway.publish(
                 Topic.agentHelloEvents.path,
-                payload: try hello(agent: agent, site: site, devices: [("cam-1", "Gate"), ("cam-3", "Yard")], at: start.addingTimeInterval(10)))
+                payload: try hello(
+                    agent: agent, site: site, siteName: "Plant \(site)", devices: [("cam-1", "Gate"), ("cam-3", "Yard")],
+                    at: start.addingTimeInterval(10)))
             #expect(await eventually { (try? await registry.get("/v1/devices?server=\(agent)").items.count) == 3 })
             let after = try await registry.get("/v1/devices?server=\(agent)").items
             let byKey = Dictionary(uniqueKeysWithValues: after.map { ($0["key"] as? String ?? "", $0) })
@@ -235,6 +240,11 @@ struct RegistryProcessTests {
             #expect(byKey["cam-2"]?["gone"] as? Bool == true, "missing from the hello: marked gone, not deleted")
             #expect(byKey["cam-2"]?["reachable"] as? Bool == false)
             #expect(byKey["cam-3"]?["gone"] as? Bool == false)
+            let renamed = try await registry.get("/v1/sites/\(site)").json?["site"] as? [String: Any]
+            #expect(renamed?["name"] as? String == "Plant \(site)", "the site's name as its agents say it now")
+            #expect(renamed?["device_count"] as? Int == 2 && renamed?["server_count"] as? Int == 1, "gone devices are not counted")
+            let listed = try await registry.get("/v1/sites").items.first { $0["id"] as? String == site }
+            #expect(listed?["device_count"] as? Int == 2 && listed?["online"] as? Bool == true, "\(listed ?? [:])")
 
             // A hello older than the last one changes nothing.
             try await gateway.publish(
