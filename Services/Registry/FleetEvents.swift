@@ -29,39 +29,60 @@ struct InventoryUpdater: Sendable {
         var gone: [String] = []
     }
 
-    func apply(_ hello: AgentHello) async throws -> HelloResult {
-        try await client.withTransaction(logger: logger) { connection -> HelloResult in
+    /// Applies hellos of different agents in one transaction, in set-based statements, and
+    /// returns each one's result in order. One transaction per hello (six statements each, eight
+    /// at once) took the registry 3.6 ms of CPU a hello, and kept 1,000 servers from being online
+    /// until 1.5–3 s after the gateway had them all (decision 49).
+    func apply(_ hellos: [AgentHello]) async throws -> [HelloResult] {
+        guard !hellos.isEmpty else { return [] }
+        precondition(Set(hellos.map(\.agentID)).count == hellos.count, "one hello per agent in a transaction")
+        return try await client.withTransaction(logger: logger) { connection -> [HelloResult] in
             // A hello is the agent's whole account of itself, repeated on every connect and every
             // 5 minutes: one lost in a database crash is told again, so its commit does not wait
             // for the disk (the wait capped a 1,000-agent fleet's registration, decision 37).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-            // Row lock on the server (when known) so that two gateways' copies of one hello serialise.
-            let previous = try await connection.query(
-                "SELECT hello_at FROM registry.servers WHERE id = \(hello.agentID) FOR UPDATE",
+            // Row locks on the known servers, in one order, so that two gateways' copies of one
+            // hello (or two batches) serialise without deadlocking.
+            var previous: [String: Date] = [:]
+            for try await (id, helloAt) in try await connection.query(
+                "SELECT id, hello_at FROM registry.servers WHERE id = ANY(\(hellos.map(\.agentID))) ORDER BY id FOR UPDATE",
                 logger: logger
-            ).decode(Date.self).first(where: { _ in true })
-            if let previous, previous >= hello.observedAt { return HelloResult(outcome: .stale) }
+            ).decode((String, Date?).self) {
+                previous[id] = helloAt
+            }
+            let fresh = hellos.filter { hello in previous[hello.agentID].map { $0 < hello.observedAt } ?? true }
+            guard !fresh.isEmpty else { return hellos.map { _ in HelloResult(outcome: .stale) } }
 
-            // The site, without locking it against the site's other hellos: an upsert's DO UPDATE
-            // locks the row FOR UPDATE until commit even when nothing changes, and that conflicts
-            // with the FOR KEY SHARE lock each other hello's server row takes on its site (the
-            // foreign key), so a site's hellos ran one after the other (decision 48). An UPDATE
-            // that matches no row locks nothing; a rename takes FOR NO KEY UPDATE, which does not
-            // conflict with FOR KEY SHARE.
+            // The sites, without locking them against their other hellos: an upsert's DO UPDATE
+            // locks the row FOR UPDATE until commit even when nothing changes, which conflicts
+            // with the FOR KEY SHARE lock each server row takes on its site (the foreign key), so
+            // a site's hellos ran one after the other (decision 48). An UPDATE that matches no row
+            // locks nothing; a rename takes FOR NO KEY UPDATE, which does not conflict.
+            var siteNames: [String: String] = [:]
+            for hello in fresh { siteNames[hello.site.id] = hello.site.name }
+            let (siteIDs, names) = (Array(siteNames.keys), Array(siteNames.values))
             try await connection.query(
-                "INSERT INTO registry.sites (id, name) VALUES (\(hello.site.id), \(hello.site.name)) ON CONFLICT (id) DO NOTHING", logger: logger)
-            try await connection.query(
-                "UPDATE registry.sites SET name = \(hello.site.name) WHERE id = \(hello.site.id) AND name IS DISTINCT FROM \(hello.site.name)",
+                "INSERT INTO registry.sites (id, name) SELECT * FROM unnest(\(siteIDs)::text[], \(names)::text[]) ON CONFLICT (id) DO NOTHING",
                 logger: logger)
-            let gpus = String(decoding: try ContractCoding.encoder.encode(hello.capacity.gpus), as: UTF8.self)
+            try await connection.query(
+                """
+                UPDATE registry.sites s SET name = t.name FROM unnest(\(siteIDs)::text[], \(names)::text[]) AS t (id, name)
+                WHERE s.id = t.id AND s.name IS DISTINCT FROM t.name
+                """, logger: logger)
+
+            let gpus = try fresh.map { String(decoding: try ContractCoding.encoder.encode($0.capacity.gpus), as: UTF8.self) }
             // A hello means the agent is connected: online, unless a newer presence event said otherwise.
             try await connection.query(
                 """
                 INSERT INTO registry.servers (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines,
                                               online, last_seen, hello_at, presence_at)
-                VALUES (\(hello.agentID), \(hello.site.id), \(hello.serverName), \(hello.agentVersion), \(hello.capacity.cpuCores),
-                        \(hello.capacity.memoryBytes), \(gpus)::jsonb, \(hello.supportsPipelines), true, \(hello.observedAt),
-                        \(hello.observedAt), \(hello.observedAt))
+                SELECT id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus::jsonb, supports_pipelines, true, observed_at,
+                       observed_at, observed_at
+                FROM unnest(\(fresh.map(\.agentID))::text[], \(fresh.map(\.site.id))::text[], \(fresh.map(\.serverName))::text[],
+                            \(fresh.map(\.agentVersion))::text[], \(fresh.map(\.capacity.cpuCores))::float8[],
+                            \(fresh.map(\.capacity.memoryBytes))::bigint[], \(gpus)::text[], \(fresh.map(\.supportsPipelines))::boolean[],
+                            \(fresh.map(\.observedAt))::timestamptz[])
+                     AS t (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines, observed_at)
                 ON CONFLICT (id) DO UPDATE SET
                     site_id = excluded.site_id, name = excluded.name, agent_version = excluded.agent_version,
                     cpu_cores = excluded.cpu_cores, memory_bytes = excluded.memory_bytes, gpus = excluded.gpus,
@@ -73,40 +94,51 @@ struct InventoryUpdater: Sendable {
                 """,
                 logger: logger
             )
-            var known: [String: Bool] = [:]
-            for try await (key, gone) in try await connection.query(
-                "SELECT key, gone FROM registry.devices WHERE server_id = \(hello.agentID)",
+
+            var known: [String: [String: Bool]] = [:]
+            for try await (server, key, gone) in try await connection.query(
+                "SELECT server_id, key, gone FROM registry.devices WHERE server_id = ANY(\(fresh.map(\.agentID)))",
                 logger: logger
-            ).decode((String, Bool).self) {
-                known[key] = gone
+            ).decode((String, String, Bool).self) {
+                known[server, default: [:]][key] = gone
             }
-            var result = HelloResult(outcome: .applied)
-            let listed = Set(hello.devices.map(\.key))
-            // One statement for all devices: a hello with a thousand devices is one round trip.
-            // An operator's name for a device stays; the agent's name is only the first one.
+            // Every listed device in one statement. An operator's name for a device stays; the
+            // agent's name is only the first one.
+            let listed = fresh.flatMap { hello in hello.devices.map { (hello.agentID, hello.site.id, $0) } }
             try await connection.query(
                 """
                 INSERT INTO registry.devices (id, server_id, site_id, key, name, kind)
-                SELECT gen_random_uuid(), \(hello.agentID), \(hello.site.id), listed.key, listed.name, listed.kind
-                FROM unnest(\(hello.devices.map(\.key))::text[], \(hello.devices.map(\.name))::text[], \(hello.devices.map(\.kind))::text[])
-                     AS listed (key, name, kind)
+                SELECT gen_random_uuid(), server_id, site_id, key, name, kind
+                FROM unnest(\(listed.map(\.0))::text[], \(listed.map(\.1))::text[], \(listed.map(\.2.key))::text[],
+                            \(listed.map(\.2.name))::text[], \(listed.map(\.2.kind))::text[])
+                     AS t (server_id, site_id, key, name, kind)
                 ON CONFLICT (server_id, key) DO UPDATE SET
                     kind = excluded.kind, site_id = excluded.site_id, gone = false,
                     updated_at = CASE WHEN registry.devices.gone THEN now() ELSE registry.devices.updated_at END
                 """,
                 logger: logger
             )
-            result.added = hello.devices.map(\.key).filter { known[$0] != false }
-            for (key, gone) in known where !gone && !listed.contains(key) {
-                result.gone.append(key)
+            // Devices a server no longer lists are marked gone, never deleted.
+            var results: [String: HelloResult] = [:]
+            var gone: [(server: String, key: String)] = []
+            for hello in fresh {
+                let devices = known[hello.agentID] ?? [:]
+                let keys = Set(hello.devices.map(\.key))
+                var result = HelloResult(outcome: .applied)
+                result.added = hello.devices.map(\.key).filter { devices[$0] != false }
+                result.gone = devices.filter { key, isGone in !isGone && !keys.contains(key) }.map(\.key).sorted()
+                gone += result.gone.map { (hello.agentID, $0) }
+                results[hello.agentID] = result
             }
-            if !result.gone.isEmpty {
+            if !gone.isEmpty {
                 try await connection.query(
-                    "UPDATE registry.devices SET gone = true, updated_at = now() WHERE server_id = \(hello.agentID) AND key = ANY (\(result.gone))",
-                    logger: logger
-                )
+                    """
+                    UPDATE registry.devices d SET gone = true, updated_at = now()
+                    FROM unnest(\(gone.map(\.server))::text[], \(gone.map(\.key))::text[]) AS t (server_id, key)
+                    WHERE d.server_id = t.server_id AND d.key = t.key
+                    """, logger: logger)
             }
-            return result
+            return hellos.map { results[$0.agentID] ?? HelloResult(outcome: .stale) }
         }
     }
 
@@ -148,13 +180,21 @@ struct AgentEventConsumer: Service {
         subscribed.set(true)
         defer { subscribed.set(false) }
         await consumeUntilShutdown([hellos, presences]) { group in
-            // Hellos of different agents are independent (a row lock orders two of one agent's).
-            for _ in 0..<8 {
-                group.addTask { for await message in hellos { await handleHello(message) } }
+            group.addTask {
+                while true {
+                    let batch = await hellos.nextBatch(upTo: Self.hellosPerBatch)
+                    if batch.isEmpty { return }
+                    await handleHellos(batch)
+                }
             }
             group.addTask { for await message in presences { await handlePresence(message) } }
         }
     }
+
+    /// Hellos taken at once: whatever is queued when the consumer comes back for more.
+    static let hellosPerBatch = 256
+    /// Devices in one transaction: a hello may list up to 10,000.
+    static let devicesPerTransaction = 20_000
 
     private func count(_ kind: String, _ outcome: String) {
         Counter(label: "registry_agent_events_total", dimensions: [("kind", kind), ("outcome", outcome)]).increment()
@@ -173,14 +213,58 @@ struct AgentEventConsumer: Service {
         }
     }
 
-    func handleHello(_ message: MQTTMessage) async {
-        guard let hello: AgentHello = decoded(message, kind: "hello", check: validated) else { return }
+    /// Applies a batch of hellos in as few transactions as it takes (``InventoryUpdater/apply(_:)``)
+    /// and announces what changed. Of one agent's hellos in a batch, the newest is applied; the
+    /// others are older than it, so stale. A transaction that fails is tried again one hello at a
+    /// time, so that one hello the database refuses does not lose the others.
+    func handleHellos(_ messages: [MQTTMessage]) async {
+        var newest: [String: AgentHello] = [:]
+        var order: [String] = []
+        for message in messages {
+            guard let hello: AgentHello = decoded(message, kind: "hello", check: validated) else { continue }
+            guard let kept = newest[hello.agentID] else {
+                newest[hello.agentID] = hello
+                order.append(hello.agentID)
+                continue
+            }
+            count("hello", EventOutcome.stale.rawValue)
+            if kept.observedAt < hello.observedAt { newest[hello.agentID] = hello }
+        }
+        var transaction: [AgentHello] = []
+        var devices = 0
+        for hello in order.map({ newest[$0]! }) {
+            if !transaction.isEmpty && devices + hello.devices.count > Self.devicesPerTransaction {
+                await apply(transaction)
+                (transaction, devices) = ([], 0)
+            }
+            transaction.append(hello)
+            devices += hello.devices.count
+        }
+        await apply(transaction)
+    }
+
+    private func apply(_ hellos: [AgentHello]) async {
+        guard !hellos.isEmpty else { return }
+        let results: [InventoryUpdater.HelloResult]
         do {
-            let result = try await updater.apply(hello)
+            results = try await updater.apply(hellos)
+        } catch {
+            guard hellos.count > 1 else {
+                count("hello", "failed")
+                logger.error(
+                    "could not apply an agent hello", metadata: ["agent_id": "\(hellos[0].agentID)", "error": "\(String(reflecting: error))"])
+                return
+            }
+            logger.warning(
+                "could not apply a batch of agent hellos; applying them one by one", metadata: ["hellos": "\(hellos.count)", "error": "\(error)"])
+            for hello in hellos { await apply([hello]) }
+            return
+        }
+        for (hello, result) in zip(hellos, results) {
             count("hello", result.outcome.rawValue)
             guard result.outcome == .applied else {
                 logger.info("ignored a stale agent hello", metadata: ["agent_id": "\(hello.agentID)"])
-                return
+                continue
             }
             logger.info(
                 "agent hello applied",
@@ -195,9 +279,6 @@ struct AgentEventConsumer: Service {
             for key in result.gone {
                 await events.publish(RegistryChange(kind: .deviceChanged, serverID: hello.agentID, deviceKey: key, change: "gone"))
             }
-        } catch {
-            count("hello", "failed")
-            logger.error("could not apply an agent hello", metadata: ["agent_id": "\(hello.agentID)", "error": "\(String(reflecting: error))"])
         }
     }
 

@@ -181,13 +181,14 @@ struct RegistryProcessTests {
     // MARK: Inventory from agent events
 
     private func hello(
-        agent: String, site: String, siteName: String? = nil, devices: [(String, String)], at observedAt: Date, pipelines: Bool = true
+        agent: String, site: String, siteName: String? = nil, devices: [(String, String)], kind: String = "camera", at observedAt: Date,
+        pipelines: Bool = true
     ) throws -> Data {
         try Envelope(
             payload: AgentHello(
                 agentID: agent, site: .init(id: site, name: siteName ?? "Site \(site)"), serverName: "edge \(agent)", agentVersion: "0.1.0",
                 capacity: .init(cpuCores: 8, memoryBytes: 16 << 30, gpus: [.init(type: "t4", count: 1)]), supportsPipelines: pipelines,
-                devices: devices.map { AgentHello.Device(key: $0.0, name: $0.1, kind: "camera") }, observedAt: observedAt
+                devices: devices.map { AgentHello.Device(key: $0.0, name: $0.1, kind: kind) }, observedAt: observedAt
             )
         ).encoded()
     }
@@ -313,6 +314,52 @@ struct RegistryProcessTests {
                 #expect(metrics.contains(#"registry_agent_events_total{kind="hello",outcome="malformed"} 4"#), "\(metrics)")
                 #expect(metrics.contains(#"registry_agent_events_total{kind="presence",outcome="unknown_agent"} 1"#))
                 #expect(metrics.contains(#"registry_agent_events_total{kind="hello",outcome="applied"} 1"#))
+            }
+            await stop(registry)
+        }
+    }
+
+    @Test(
+        "hellos sent together: every agent registers; one the database refuses is counted failed and costs the others nothing; of one agent's two, the newer stands"
+    )
+    func helloBatch() async throws {
+        try await withPrivateBroker { broker in
+            let registry = try await startRegistry(["MODELFLEET_MQTT_URL": broker.url])
+            let site = uniqueName("site")
+            let agents = (0..<20).map { _ in uniqueName("srv") }
+            let refused = uniqueName("srv")
+            let start = Date()
+            try await withConnectedClient(testMQTTConfiguration("gateway", url: broker.url)) { gateway in
+                // The first agent's newer hello comes first; its older one, in the loop, is stale.
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(agent: agents[0], site: site, devices: [("new", "New")], at: start.addingTimeInterval(1)))
+                for agent in agents {
+                    try await gateway.publish(
+                        Topic.agentHelloEvents.path,
+                        payload: try hello(agent: agent, site: site, devices: [("cam-1", "Cam 1"), ("cam-2", "Cam 2")], at: start))
+                }
+                // Valid JSON the schema takes, but PostgreSQL text cannot hold a NUL.
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(agent: refused, site: site, devices: [("cam", "Cam")], kind: "camera\u{0}", at: start))
+                let registered = await eventually {
+                    let summary = try? await registry.get("/v1/sites/\(site)").json?["site"] as? [String: Any]
+                    return summary?["server_count"] as? Int == 20 && summary?["device_count"] as? Int == 19 * 2 + 1
+                }
+                let page = try await registry.get("/v1/sites/\(site)").body
+                #expect(registered, "\(page)")
+                let first = try await registry.get("/v1/devices?server=\(agents[0])").items.compactMap { $0["key"] as? String }
+                #expect(first == ["new"], "the newer hello stands")
+                #expect(try await registry.get("/v1/servers/\(refused)").status == 404)
+                let metrics = await eventually {
+                    let body = (try? await registry.get("/metrics").body) ?? ""
+                    return body.contains(#"registry_agent_events_total{kind="hello",outcome="failed"} 1"#)
+                        && body.contains(#"registry_agent_events_total{kind="hello",outcome="stale"} 1"#)
+                        && body.contains(#"registry_agent_events_total{kind="hello",outcome="applied"} 20"#)
+                }
+                let counted = try await registry.get("/metrics").body.split(separator: "\n").filter { $0.contains("agent_events") }
+                #expect(metrics, "\(counted)")
             }
             await stop(registry)
         }
