@@ -60,7 +60,9 @@ struct InventoryUpdater: Sendable {
             // locks nothing; a rename takes FOR NO KEY UPDATE, which does not conflict.
             var siteNames: [String: String] = [:]
             for hello in fresh { siteNames[hello.site.id] = hello.site.name }
-            let (siteIDs, names) = (Array(siteNames.keys), Array(siteNames.values))
+            // In one order too: two transactions inserting the same new sites wait for each other.
+            let siteIDs = siteNames.keys.sorted()
+            let names = siteIDs.map { siteNames[$0]! }
             try await connection.query(
                 "INSERT INTO registry.sites (id, name) SELECT * FROM unnest(\(siteIDs)::text[], \(names)::text[]) ON CONFLICT (id) DO NOTHING",
                 logger: logger)
