@@ -105,39 +105,43 @@ struct DeviceGatewayProcessTests {
 
     @Test("a hello registers the server and its devices; an agent killed with SIGKILL goes offline through its last will")
     func registrationAndLastWill() async throws {
-        let registry = try ServiceProcess("registry")
-        try await registry.waitUntilReady()
-        let gateway = try await startGateway()
-        let prefix = uniqueName("reg")
-        let agents = try simulate(agents: 2, devices: 3, prefix: prefix)
-        defer { agents.process.send(SIGKILL) }
-        let site = "/v1/sites/\(prefix)-site-1"
+        // A broker of its own: a gateway or registry of another test that is stopping could take
+        // a hello and stop before passing it on.
+        try await withPrivateBroker { broker in
+            let registry = try ServiceProcess("registry", environment: ["MODELFLEET_MQTT_URL": broker.url])
+            try await registry.waitUntilReady()
+            let gateway = try await startGateway(broker: broker.url)
+            let prefix = uniqueName("reg")
+            let agents = try simulate(broker: broker.url, agents: 2, devices: 3, prefix: prefix)
+            defer { agents.process.send(SIGKILL) }
+            let site = "/v1/sites/\(prefix)-site-1"
 
-        let registered = try await eventually(timeout: .seconds(20)) {
-            let page = try await registry.get(site)
-            let summary = page.json?["site"] as? [String: Any]
-            return page.status == 200 && summary?["server_count"] as? Int == 2 && summary?["device_count"] as? Int == 6
-                && summary?["online"] as? Bool == true
-        }
-        let afterHello = try await registry.get(site).body
-        #expect(registered, "\(afterHello)")
-        let servers = try await registry.get(site).json?["servers"] as? [[String: Any]] ?? []
-        #expect(Set(servers.compactMap { $0["id"] as? String }) == ["\(prefix)-0001", "\(prefix)-0002"])
-        #expect(servers.allSatisfy { $0["supports_pipelines"] as? Bool == true && $0["cpu_cores"] as? Double == 8 })
+            let registered = try await eventually(timeout: .seconds(20)) {
+                let page = try await registry.get(site)
+                let summary = page.json?["site"] as? [String: Any]
+                return page.status == 200 && summary?["server_count"] as? Int == 2 && summary?["device_count"] as? Int == 6
+                    && summary?["online"] as? Bool == true
+            }
+            let afterHello = try await registry.get(site).body
+            #expect(registered, "\(afterHello)")
+            let servers = try await registry.get(site).json?["servers"] as? [[String: Any]] ?? []
+            #expect(Set(servers.compactMap { $0["id"] as? String }) == ["\(prefix)-0001", "\(prefix)-0002"])
+            #expect(servers.allSatisfy { $0["supports_pipelines"] as? Bool == true && $0["cpu_cores"] as? Double == 8 })
 
-        // The gateway's heartbeat timeout is 60 s here: offline within seconds can only be the will.
-        agents.process.send(SIGKILL)
-        let offline = try await eventually(timeout: .seconds(10)) {
-            let page = try await registry.get(site)
-            let servers = page.json?["servers"] as? [[String: Any]] ?? []
-            return (page.json?["site"] as? [String: Any])?["online"] as? Bool == false && servers.allSatisfy { $0["online"] as? Bool == false }
+            // The gateway's heartbeat timeout is 60 s here: offline within seconds can only be the will.
+            agents.process.send(SIGKILL)
+            let offline = try await eventually(timeout: .seconds(10)) {
+                let page = try await registry.get(site)
+                let servers = page.json?["servers"] as? [[String: Any]] ?? []
+                return (page.json?["site"] as? [String: Any])?["online"] as? Bool == false && servers.allSatisfy { $0["online"] as? Bool == false }
+            }
+            let afterKill = try await registry.get(site).body
+            #expect(offline, "\(afterKill)")
+            let agent = try await gateway.get("/v1/agents/\(prefix)-0001")
+            #expect(agent.status == 200 && agent.json?["online"] as? Bool == false)
+            await stop(gateway)
+            await stop(registry)
         }
-        let afterKill = try await registry.get(site).body
-        #expect(offline, "\(afterKill)")
-        let agent = try await gateway.get("/v1/agents/\(prefix)-0001")
-        #expect(agent.status == 200 && agent.json?["online"] as? Bool == false)
-        await stop(gateway)
-        await stop(registry)
     }
 
     @Test("an agent that was offline while its desired state changed gets it on reconnect, applies it and reports it; never an older one")

@@ -8,9 +8,10 @@ import Testing
 @testable import MQTT
 
 /// The registry as it runs: its REST API, the agent events it applies, its MQTT answers and
-/// events, against the real broker and database. Names are unique per test; several registry
-/// processes may share the test broker's `$share/registry/…` subscriptions and the `registry`
-/// schema, which is how replicas run.
+/// events, against the real broker and database. Names are unique per test; registries share the
+/// `registry` schema. Tests that send agent events use a broker of their own: on the shared one,
+/// a registry or gateway of another test that is stopping (they share `$share/registry/…`) can
+/// take an event and stop before applying it, as a replica that stops would.
 @Suite("Registry service")
 struct RegistryProcessTests {
     private func startRegistry(_ environment: [String: String] = [:]) async throws -> ServiceProcess {
@@ -199,97 +200,108 @@ struct RegistryProcessTests {
 
     @Test("a hello registers the site, the server and its devices; a later hello reconciles them; a stale one is ignored")
     func helloAndReconciliation() async throws {
-        let registry = try await startRegistry()
-        let agent = uniqueName("srv")
-        let site = uniqueName("site")
-        let start = Date()
-        try await withConnectedClient(testMQTTConfiguration("gateway")) { gateway in
-            let events = try await gateway.subscribe(to: Topic.registryEvent(.deviceChanged).path)
-            try await gateway.publish(
-                Topic.agentHelloEvents.path, payload: try hello(agent: agent, site: site, devices: [("cam-1", "Gate"), ("cam-2", "Dock")], at: start))
-            #expect(await eventually { (try? await registry.get("/v1/servers/\(agent)").status) == 200 })
-            let server = try await registry.get("/v1/servers/\(agent)")
-            #expect(server.json?["online"] as? Bool == true && server.json?["site_id"] as? String == site)
-            #expect((server.json?["gpus"] as? [[String: Any]])?.first?["type"] as? String == "t4")
-            let sitePage = try await registry.get("/v1/sites/\(site)")
-            #expect((sitePage.json?["site"] as? [String: Any])?["online"] as? Bool == true)
-            let devices = ((sitePage.json?["devices"] as? [String: Any])?["items"] as? [[String: Any]]) ?? []
-            #expect(Set(devices.compactMap { $0["key"] as? String }) == ["cam-1", "cam-2"])
-            #expect(devices.allSatisfy { $0["reachable"] as? Bool == true })
-            // Other tests' registries publish on the same topic: keep this server's events.
-            var added: [RegistryChange] = []
-            while added.count < 2 {
-                let message = try #require(try await events.collect(1).first)
-                if let change = try? Envelope<RegistryChange>.decode(from: message.payload).payload, change.serverID == agent { added.append(change) }
+        try await withPrivateBroker { broker in
+            let registry = try await startRegistry(["MODELFLEET_MQTT_URL": broker.url])
+            let agent = uniqueName("srv")
+            let site = uniqueName("site")
+            let start = Date()
+            try await withConnectedClient(testMQTTConfiguration("gateway", url: broker.url)) { gateway in
+                let events = try await gateway.subscribe(to: Topic.registryEvent(.deviceChanged).path)
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(agent: agent, site: site, devices: [("cam-1", "Gate"), ("cam-2", "Dock")], at: start))
+                #expect(await eventually { (try? await registry.get("/v1/servers/\(agent)").status) == 200 })
+                let server = try await registry.get("/v1/servers/\(agent)")
+                #expect(server.json?["online"] as? Bool == true && server.json?["site_id"] as? String == site)
+                #expect((server.json?["gpus"] as? [[String: Any]])?.first?["type"] as? String == "t4")
+                let sitePage = try await registry.get("/v1/sites/\(site)")
+                #expect((sitePage.json?["site"] as? [String: Any])?["online"] as? Bool == true)
+                let devices = ((sitePage.json?["devices"] as? [String: Any])?["items"] as? [[String: Any]]) ?? []
+                #expect(Set(devices.compactMap { $0["key"] as? String }) == ["cam-1", "cam-2"])
+                #expect(devices.allSatisfy { $0["reachable"] as? Bool == true })
+                // Other tests' registries publish on the same topic: keep this server's events.
+                var added: [RegistryChange] = []
+                while added.count < 2 {
+                    let message = try #require(try await events.collect(1).first)
+                    if let change = try? Envelope<RegistryChange>.decode(from: message.payload).payload, change.serverID == agent {
+                        added.append(change)
+                    }
+                }
+                #expect(Set(added.compactMap(\.deviceKey)) == ["cam-1", "cam-2"])
+                #expect(added.allSatisfy { $0.change == "added" })
+
+                // The operator renames cam-1; the next hello drops cam-2, adds cam-3 and renames the site.
+                #expect((sitePage.json?["site"] as? [String: Any])?["name"] as? String == "Site \(site)")
+                let gate = try #require(devices.first { $0["key"] as? String == "cam-1" }?["id"] as? String)
+                #expect(try await registry.send("PATCH", "/v1/devices/\(gate)", json: ["name": "North gate"]).status == 200)
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(
+                        agent: agent, site: site, siteName: "Plant \(site)", devices: [("cam-1", "Gate"), ("cam-3", "Yard")],
+                        at: start.addingTimeInterval(10)))
+                #expect(await eventually { (try? await registry.get("/v1/devices?server=\(agent)").items.count) == 3 })
+                let after = try await registry.get("/v1/devices?server=\(agent)").items
+                let byKey = Dictionary(uniqueKeysWithValues: after.map { ($0["key"] as? String ?? "", $0) })
+                #expect(byKey["cam-1"]?["name"] as? String == "North gate", "the operator's name stays")
+                #expect(byKey["cam-2"]?["gone"] as? Bool == true, "missing from the hello: marked gone, not deleted")
+                #expect(byKey["cam-2"]?["reachable"] as? Bool == false)
+                #expect(byKey["cam-3"]?["gone"] as? Bool == false)
+                let renamed = try await registry.get("/v1/sites/\(site)").json?["site"] as? [String: Any]
+                #expect(renamed?["name"] as? String == "Plant \(site)", "the site's name as its agents say it now")
+                #expect(renamed?["device_count"] as? Int == 2 && renamed?["server_count"] as? Int == 1, "gone devices are not counted")
+                let listed = try await registry.get("/v1/sites").items.first { $0["id"] as? String == site }
+                #expect(listed?["device_count"] as? Int == 2 && listed?["online"] as? Bool == true, "\(listed ?? [:])")
+
+                // A hello older than the last one changes nothing.
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(agent: agent, site: site, devices: [("cam-9", "Old")], at: start.addingTimeInterval(5)))
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(try await registry.get("/v1/devices?server=\(agent)").items.count == 3)
             }
-            #expect(Set(added.compactMap(\.deviceKey)) == ["cam-1", "cam-2"])
-            #expect(added.allSatisfy { $0.change == "added" })
-
-            // The operator renames cam-1; the next hello drops cam-2, adds cam-3 and renames the site.
-            #expect((sitePage.json?["site"] as? [String: Any])?["name"] as? String == "Site \(site)")
-            let gate = try #require(devices.first { $0["key"] as? String == "cam-1" }?["id"] as? String)
-            #expect(try await registry.send("PATCH", "/v1/devices/\(gate)", json: ["name": "North gate"]).status == 200)
-            try await gateway.publish(
-                Topic.agentHelloEvents.path,
-                payload: try hello(
-                    agent: agent, site: site, siteName: "Plant \(site)", devices: [("cam-1", "Gate"), ("cam-3", "Yard")],
-                    at: start.addingTimeInterval(10)))
-            #expect(await eventually { (try? await registry.get("/v1/devices?server=\(agent)").items.count) == 3 })
-            let after = try await registry.get("/v1/devices?server=\(agent)").items
-            let byKey = Dictionary(uniqueKeysWithValues: after.map { ($0["key"] as? String ?? "", $0) })
-            #expect(byKey["cam-1"]?["name"] as? String == "North gate", "the operator's name stays")
-            #expect(byKey["cam-2"]?["gone"] as? Bool == true, "missing from the hello: marked gone, not deleted")
-            #expect(byKey["cam-2"]?["reachable"] as? Bool == false)
-            #expect(byKey["cam-3"]?["gone"] as? Bool == false)
-            let renamed = try await registry.get("/v1/sites/\(site)").json?["site"] as? [String: Any]
-            #expect(renamed?["name"] as? String == "Plant \(site)", "the site's name as its agents say it now")
-            #expect(renamed?["device_count"] as? Int == 2 && renamed?["server_count"] as? Int == 1, "gone devices are not counted")
-            let listed = try await registry.get("/v1/sites").items.first { $0["id"] as? String == site }
-            #expect(listed?["device_count"] as? Int == 2 && listed?["online"] as? Bool == true, "\(listed ?? [:])")
-
-            // A hello older than the last one changes nothing.
-            try await gateway.publish(
-                Topic.agentHelloEvents.path,
-                payload: try hello(agent: agent, site: site, devices: [("cam-9", "Old")], at: start.addingTimeInterval(5)))
-            try await Task.sleep(for: .milliseconds(500))
-            #expect(try await registry.get("/v1/devices?server=\(agent)").items.count == 3)
+            await stop(registry)
         }
-        await stop(registry)
     }
 
     @Test("presence: offline then online; the site follows its servers; stale events are ignored")
     func presenceEvents() async throws {
-        let registry = try await startRegistry()
-        let (first, second) = (uniqueName("srv"), uniqueName("srv"))
-        let site = uniqueName("site")
-        let start = Date()
-        try await withConnectedClient(testMQTTConfiguration("gateway")) { gateway in
-            for agent in [first, second] {
+        try await withPrivateBroker { broker in
+            let registry = try await startRegistry(["MODELFLEET_MQTT_URL": broker.url])
+            let (first, second) = (uniqueName("srv"), uniqueName("srv"))
+            let site = uniqueName("site")
+            let start = Date()
+            try await withConnectedClient(testMQTTConfiguration("gateway", url: broker.url)) { gateway in
+                for agent in [first, second] {
+                    try await gateway.publish(
+                        Topic.agentHelloEvents.path, payload: try hello(agent: agent, site: site, devices: [("cam", "Cam")], at: start))
+                }
+                #expect(await eventually { (try? await registry.get("/v1/servers?site=\(site)").items.count) == 2 })
+                func siteOnline() async throws -> Bool? {
+                    (try await registry.get("/v1/sites/\(site)").json?["site"] as? [String: Any])?["online"] as? Bool
+                }
+                func serverOnline(_ agent: String) async throws -> Bool? { try await registry.get("/v1/servers/\(agent)").json?["online"] as? Bool }
+
                 try await gateway.publish(
-                    Topic.agentHelloEvents.path, payload: try hello(agent: agent, site: site, devices: [("cam", "Cam")], at: start))
+                    Topic.agentPresenceEvents.path, payload: try presence(agent: first, .offline, at: start.addingTimeInterval(1)))
+                #expect(await eventually { (try? await serverOnline(first)) == false })
+                #expect(try await siteOnline() == true, "one server is still online")
+                #expect(try await registry.get("/v1/devices?server=\(first)").items.first?["reachable"] as? Bool == false)
+
+                try await gateway.publish(
+                    Topic.agentPresenceEvents.path, payload: try presence(agent: second, .offline, at: start.addingTimeInterval(1)))
+                #expect(await eventually { (try? await siteOnline()) == false }, "no server online: the site is offline")
+                #expect(try await registry.get("/v1/devices?site=\(site)&online=false").items.count == 2)
+
+                // An older "online" arrives late: ignored.
+                try await gateway.publish(
+                    Topic.agentPresenceEvents.path, payload: try presence(agent: first, .online, at: start.addingTimeInterval(0.5)))
+                try await gateway.publish(
+                    Topic.agentPresenceEvents.path, payload: try presence(agent: second, .online, at: start.addingTimeInterval(2)))
+                #expect(await eventually { (try? await serverOnline(second)) == true })
+                #expect(try await serverOnline(first) == false, "the stale online was not applied")
             }
-            #expect(await eventually { (try? await registry.get("/v1/servers?site=\(site)").items.count) == 2 })
-            func siteOnline() async throws -> Bool? {
-                (try await registry.get("/v1/sites/\(site)").json?["site"] as? [String: Any])?["online"] as? Bool
-            }
-            func serverOnline(_ agent: String) async throws -> Bool? { try await registry.get("/v1/servers/\(agent)").json?["online"] as? Bool }
-
-            try await gateway.publish(Topic.agentPresenceEvents.path, payload: try presence(agent: first, .offline, at: start.addingTimeInterval(1)))
-            #expect(await eventually { (try? await serverOnline(first)) == false })
-            #expect(try await siteOnline() == true, "one server is still online")
-            #expect(try await registry.get("/v1/devices?server=\(first)").items.first?["reachable"] as? Bool == false)
-
-            try await gateway.publish(Topic.agentPresenceEvents.path, payload: try presence(agent: second, .offline, at: start.addingTimeInterval(1)))
-            #expect(await eventually { (try? await siteOnline()) == false }, "no server online: the site is offline")
-            #expect(try await registry.get("/v1/devices?site=\(site)&online=false").items.count == 2)
-
-            // An older "online" arrives late: ignored.
-            try await gateway.publish(Topic.agentPresenceEvents.path, payload: try presence(agent: first, .online, at: start.addingTimeInterval(0.5)))
-            try await gateway.publish(Topic.agentPresenceEvents.path, payload: try presence(agent: second, .online, at: start.addingTimeInterval(2)))
-            #expect(await eventually { (try? await serverOnline(second)) == true })
-            #expect(try await serverOnline(first) == false, "the stale online was not applied")
+            await stop(registry)
         }
-        await stop(registry)
     }
 
     @Test("malformed, unknown and stale agent events are dropped and counted; good ones still apply")
@@ -369,101 +381,106 @@ struct RegistryProcessTests {
 
     @Test("operators rename, disable, group and label devices; lists filter; bad edits are refused")
     func deviceEdits() async throws {
-        let registry = try await startRegistry()
-        let agent = uniqueName("srv")
-        let site = uniqueName("site")
-        let otherSite = uniqueName("site")
-        try await withConnectedClient(testMQTTConfiguration("gateway")) { gateway in
-            try await gateway.publish(
-                Topic.agentHelloEvents.path, payload: try hello(agent: agent, site: site, devices: [("a", "A"), ("b", "B"), ("c", "C")], at: Date()))
-            try await gateway.publish(
-                Topic.agentHelloEvents.path, payload: try hello(agent: uniqueName("srv"), site: otherSite, devices: [], at: Date()))
-            #expect(await eventually { (try? await registry.get("/v1/devices?site=\(site)").items.count) == 3 })
-            #expect(await eventually { (try? await registry.get("/v1/sites/\(otherSite)").status) == 200 })
+        try await withPrivateBroker { broker in
+            let registry = try await startRegistry(["MODELFLEET_MQTT_URL": broker.url])
+            let agent = uniqueName("srv")
+            let site = uniqueName("site")
+            let otherSite = uniqueName("site")
+            try await withConnectedClient(testMQTTConfiguration("gateway", url: broker.url)) { gateway in
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(agent: agent, site: site, devices: [("a", "A"), ("b", "B"), ("c", "C")], at: Date()))
+                try await gateway.publish(
+                    Topic.agentHelloEvents.path, payload: try hello(agent: uniqueName("srv"), site: otherSite, devices: [], at: Date()))
+                #expect(await eventually { (try? await registry.get("/v1/devices?site=\(site)").items.count) == 3 })
+                #expect(await eventually { (try? await registry.get("/v1/sites/\(otherSite)").status) == 200 })
+            }
+            let devices = try await registry.get("/v1/devices?site=\(site)").items
+            let ids = devices.compactMap { $0["id"] as? String }
+            let group = try await registry.send("POST", "/v1/sites/\(site)/groups", json: ["name": "Entrances"])
+            #expect(group.status == 201)
+            let groupID = try #require(group.json?["id"] as? String)
+            #expect(try await registry.send("POST", "/v1/sites/\(site)/groups", json: ["name": "Entrances"]).status == 409)
+            let foreignGroup = try #require(
+                try await registry.send("POST", "/v1/sites/\(otherSite)/groups", json: ["name": "Other"]).json?["id"] as? String)
+
+            let edited = try await registry.send(
+                "PATCH", "/v1/devices/\(ids[0])", json: ["name": "Front door", "enabled": false, "group_id": groupID, "labels": ["entrance", "hd"]])
+            #expect(edited.status == 200, "\(edited.body)")
+            #expect(edited.json?["enabled"] as? Bool == false && edited.json?["group_id"] as? String == groupID.uppercased())
+            #expect(try await registry.send("PATCH", "/v1/devices/\(ids[1])", json: ["labels": ["entrance"]]).status == 200)
+
+            #expect(try await registry.get("/v1/devices?site=\(site)&enabled=false").items.count == 1)
+            #expect(try await registry.get("/v1/devices?site=\(site)&label=entrance").items.count == 2)
+            #expect(try await registry.get("/v1/devices?site=\(site)&label=entrance&label=hd").items.count == 1)
+            #expect(try await registry.get("/v1/devices?group=\(groupID)").items.count == 1)
+            let page = try await registry.get("/v1/sites/\(site)")
+            #expect((page.json?["groups"] as? [[String: Any]])?.first?["name"] as? String == "Entrances")
+
+            let cross = try await registry.send("PATCH", "/v1/devices/\(ids[2])", json: ["group_id": foreignGroup])
+            #expect(cross.status == 400 && cross.errorField == "group_id")
+            let ungrouped = try await registry.send("PATCH", "/v1/devices/\(ids[0])", json: #"{"group_id": null}"#)
+            #expect(ungrouped.status == 200 && ungrouped.json?["group_id"] == nil)
+            #expect(try await registry.send("PATCH", "/v1/devices/\(ids[0])", json: ["enabled": "no"]).errorField == "enabled")
+            #expect(try await registry.send("PATCH", "/v1/devices/\(UUID())", json: ["enabled": true]).status == 404)
+            #expect(try await registry.get("/v1/devices?enabled=maybe").errorField == "enabled")
+            #expect(try await registry.get("/v1/devices?site=a/b").errorField == "site")
+            #expect(try await registry.get("/v1/sites/\(uniqueName("nowhere"))").status == 404)
+            #expect(try await registry.send("DELETE", "/v1/sites/\(site)/groups/\(groupID)").status == 204)
+            await stop(registry)
         }
-        let devices = try await registry.get("/v1/devices?site=\(site)").items
-        let ids = devices.compactMap { $0["id"] as? String }
-        let group = try await registry.send("POST", "/v1/sites/\(site)/groups", json: ["name": "Entrances"])
-        #expect(group.status == 201)
-        let groupID = try #require(group.json?["id"] as? String)
-        #expect(try await registry.send("POST", "/v1/sites/\(site)/groups", json: ["name": "Entrances"]).status == 409)
-        let foreignGroup = try #require(
-            try await registry.send("POST", "/v1/sites/\(otherSite)/groups", json: ["name": "Other"]).json?["id"] as? String)
-
-        let edited = try await registry.send(
-            "PATCH", "/v1/devices/\(ids[0])", json: ["name": "Front door", "enabled": false, "group_id": groupID, "labels": ["entrance", "hd"]])
-        #expect(edited.status == 200, "\(edited.body)")
-        #expect(edited.json?["enabled"] as? Bool == false && edited.json?["group_id"] as? String == groupID.uppercased())
-        #expect(try await registry.send("PATCH", "/v1/devices/\(ids[1])", json: ["labels": ["entrance"]]).status == 200)
-
-        #expect(try await registry.get("/v1/devices?site=\(site)&enabled=false").items.count == 1)
-        #expect(try await registry.get("/v1/devices?site=\(site)&label=entrance").items.count == 2)
-        #expect(try await registry.get("/v1/devices?site=\(site)&label=entrance&label=hd").items.count == 1)
-        #expect(try await registry.get("/v1/devices?group=\(groupID)").items.count == 1)
-        let page = try await registry.get("/v1/sites/\(site)")
-        #expect((page.json?["groups"] as? [[String: Any]])?.first?["name"] as? String == "Entrances")
-
-        let cross = try await registry.send("PATCH", "/v1/devices/\(ids[2])", json: ["group_id": foreignGroup])
-        #expect(cross.status == 400 && cross.errorField == "group_id")
-        let ungrouped = try await registry.send("PATCH", "/v1/devices/\(ids[0])", json: #"{"group_id": null}"#)
-        #expect(ungrouped.status == 200 && ungrouped.json?["group_id"] == nil)
-        #expect(try await registry.send("PATCH", "/v1/devices/\(ids[0])", json: ["enabled": "no"]).errorField == "enabled")
-        #expect(try await registry.send("PATCH", "/v1/devices/\(UUID())", json: ["enabled": true]).status == 404)
-        #expect(try await registry.get("/v1/devices?enabled=maybe").errorField == "enabled")
-        #expect(try await registry.get("/v1/devices?site=a/b").errorField == "site")
-        #expect(try await registry.get("/v1/sites/\(uniqueName("nowhere"))").status == 404)
-        #expect(try await registry.send("DELETE", "/v1/sites/\(site)/groups/\(groupID)").status == 204)
-        await stop(registry)
     }
 
     // MARK: Between services
 
     @Test("other services ask over MQTT: a selection's devices and a model version; failures come back as errors")
     func requests() async throws {
-        let registry = try await startRegistry()
-        let agent = uniqueName("srv")
-        let site = uniqueName("site")
-        let name = uniqueName("model")
-        let model = try await registry.send("POST", "/v1/models", json: ["name": name, "task": "classification", "format": "tflite"])
-        let modelID = try #require(model.json?["id"] as? String)
-        _ = try await registry.send(
-            "POST", "/v1/models/\(modelID)/versions",
-            json: [
-                "version": "2.0.0", "artifact_uri": "file:///models/c.tflite", "sha256": sha, "size_bytes": 10,
-                "default_settings": ["input_size": [224, 224]],
-            ])
-        try await withConnectedClient(testMQTTConfiguration("orchestrator")) { client in
-            try await client.publish(
-                Topic.agentHelloEvents.path,
-                payload: try hello(agent: agent, site: site, devices: [("a", "A"), ("b", "B")], at: Date(), pipelines: false))
-            #expect(await eventually { (try? await registry.get("/v1/devices?site=\(site)").items.count) == 2 })
+        try await withPrivateBroker { broker in
+            let registry = try await startRegistry(["MODELFLEET_MQTT_URL": broker.url])
+            let agent = uniqueName("srv")
+            let site = uniqueName("site")
+            let name = uniqueName("model")
+            let model = try await registry.send("POST", "/v1/models", json: ["name": name, "task": "classification", "format": "tflite"])
+            let modelID = try #require(model.json?["id"] as? String)
+            _ = try await registry.send(
+                "POST", "/v1/models/\(modelID)/versions",
+                json: [
+                    "version": "2.0.0", "artifact_uri": "file:///models/c.tflite", "sha256": sha, "size_bytes": 10,
+                    "default_settings": ["input_size": [224, 224]],
+                ])
+            try await withConnectedClient(testMQTTConfiguration("orchestrator", url: broker.url)) { client in
+                try await client.publish(
+                    Topic.agentHelloEvents.path,
+                    payload: try hello(agent: agent, site: site, devices: [("a", "A"), ("b", "B")], at: Date(), pipelines: false))
+                #expect(await eventually { (try? await registry.get("/v1/devices?site=\(site)").items.count) == 2 })
 
-            let answer = try await client.request(Topic.registryDeviceQuery.path, payload: Data(#"{"site_ids": ["\#(site)"]}"#.utf8))
-            let devices = try #require(try JSONSerialization.jsonObject(with: answer.payload) as? [[String: Any]])
-            #expect(devices.count == 2)
-            #expect(
-                devices.allSatisfy {
-                    $0["supports_pipelines"] as? Bool == false && $0["enabled"] as? Bool == true && $0["reachable"] as? Bool == true
-                })
+                let answer = try await client.request(Topic.registryDeviceQuery.path, payload: Data(#"{"site_ids": ["\#(site)"]}"#.utf8))
+                let devices = try #require(try JSONSerialization.jsonObject(with: answer.payload) as? [[String: Any]])
+                #expect(devices.count == 2)
+                #expect(
+                    devices.allSatisfy {
+                        $0["supports_pipelines"] as? Bool == false && $0["enabled"] as? Bool == true && $0["reachable"] as? Bool == true
+                    })
 
-            let byName = try await client.request(
-                Topic.registryModelVersionQuery.path, payload: Data(#"{"model_name": "\#(name)", "version": "2.0.0"}"#.utf8))
-            let version = try #require(try JSONSerialization.jsonObject(with: byName.payload) as? [String: Any])
-            #expect(version["artifact_uri"] as? String == "file:///models/c.tflite")
-            #expect((version["default_settings"] as? [String: Any])?["input_size"] as? [Int] == [224, 224])
+                let byName = try await client.request(
+                    Topic.registryModelVersionQuery.path, payload: Data(#"{"model_name": "\#(name)", "version": "2.0.0"}"#.utf8))
+                let version = try #require(try JSONSerialization.jsonObject(with: byName.payload) as? [String: Any])
+                #expect(version["artifact_uri"] as? String == "file:///models/c.tflite")
+                #expect((version["default_settings"] as? [String: Any])?["input_size"] as? [Int] == [224, 224])
 
-            await #expect(throws: MQTTError.self) {
-                _ = try await client.request(
-                    Topic.registryModelVersionQuery.path, payload: Data(#"{"model_name": "\#(name)", "version": "9.0.0"}"#.utf8))
+                await #expect(throws: MQTTError.self) {
+                    _ = try await client.request(
+                        Topic.registryModelVersionQuery.path, payload: Data(#"{"model_name": "\#(name)", "version": "9.0.0"}"#.utf8))
+                }
+                do {
+                    _ = try await client.request(Topic.registryDeviceQuery.path, payload: Data(#"{"site_ids": 5}"#.utf8))
+                    Issue.record("a malformed request must fail")
+                } catch MQTTError.requestFailed(_, let message) {
+                    #expect(message.contains("site_ids"), "the error names the field: \(message)")
+                }
             }
-            do {
-                _ = try await client.request(Topic.registryDeviceQuery.path, payload: Data(#"{"site_ids": 5}"#.utf8))
-                Issue.record("a malformed request must fail")
-            } catch MQTTError.requestFailed(_, let message) {
-                #expect(message.contains("site_ids"), "the error names the field: \(message)")
-            }
+            await stop(registry)
         }
-        await stop(registry)
     }
 
     @Test("a database migrated by a newer build stops the registry at start, exit 1, instead of running on it")
