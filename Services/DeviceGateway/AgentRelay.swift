@@ -127,9 +127,7 @@ struct AgentRelay: Service {
     /// ``TelemetryBatch/maximumMessages``) is accepted together and forwarded as one message.
     /// Nothing waits for a batch to fill, so at a low rate each batch holds one message.
     private func forwardTelemetry(from subscription: MQTTSubscription) async {
-        while true {
-            let messages = await subscription.nextBatch(upTo: TelemetryBatch.maximumMessages)
-            if messages.isEmpty { return }
+        await subscription.forEachBatch(upTo: TelemetryBatch.maximumMessages) { messages in
             await publishTelemetry(await accept(messages).accepted)
         }
     }

@@ -140,13 +140,7 @@ struct DeliveryTracker: Service {
         await consumeUntilShutdown([reports, presence]) { group in
             // One transaction at a time settles every report queued by then: one report per
             // transaction, even eight at once, fell behind 1,000 agents reporting together.
-            group.addTask {
-                while true {
-                    let batch = await reports.nextBatch(upTo: Self.reportsPerTransaction)
-                    if batch.isEmpty { return }
-                    await handleReports(batch)
-                }
-            }
+            group.addTask { await reports.forEachBatch(upTo: Self.reportsPerTransaction) { await handleReports($0) } }
             group.addTask { for await message in presence { await handleServerPresence(message) } }
         } background: {
             await withDiscardingTaskGroup { group in

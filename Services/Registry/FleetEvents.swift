@@ -182,13 +182,7 @@ struct AgentEventConsumer: Service {
         subscribed.set(true)
         defer { subscribed.set(false) }
         await consumeUntilShutdown([hellos, presences]) { group in
-            group.addTask {
-                while true {
-                    let batch = await hellos.nextBatch(upTo: Self.hellosPerBatch)
-                    if batch.isEmpty { return }
-                    await handleHellos(batch)
-                }
-            }
+            group.addTask { await hellos.forEachBatch(upTo: Self.hellosPerBatch) { await handleHellos($0) } }
             group.addTask { for await message in presences { await handlePresence(message) } }
         }
     }

@@ -179,6 +179,17 @@ package final class MQTTSubscription: AsyncSequence, Sendable {
         return batch
     }
 
+    /// Hands `body` each batch of ``nextBatch(upTo:)``, one after the other, until the sequence
+    /// ends: the loop of a consumer that settles what is queued in one go (a transaction, one
+    /// forwarded message).
+    package func forEachBatch(upTo limit: Int, _ body: ([MQTTMessage]) async -> Void) async {
+        while true {
+            let batch = await nextBatch(upTo: limit)
+            if batch.isEmpty { return }
+            await body(batch)
+        }
+    }
+
     /// Iterators share the subscription's queue: one that is abandoned leaves its messages to
     /// the next. Cancelling the task that waits in `next()` ends the subscription.
     package struct AsyncIterator: AsyncIteratorProtocol {
