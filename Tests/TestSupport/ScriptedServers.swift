@@ -47,9 +47,11 @@ package final class PrivateBroker: Sendable {
     }
 
     package static func start(tls: Bool = false) async throws -> PrivateBroker {
-        let broker = PrivateBroker(directory: try TestEnvironment.current().makeScratchDirectory("mosquitto"), port: try freePort(), tls: tls)
-        try await broker.start()
-        return broker
+        try await startingOnFreePort { port in
+            let broker = PrivateBroker(directory: try TestEnvironment.current().makeScratchDirectory("mosquitto"), port: port, tls: tls)
+            try await broker.start()
+            return broker
+        }
     }
 
     package func start() async throws {
@@ -73,10 +75,12 @@ package final class PrivateDatabase: Sendable {
     }
 
     package static func start() async throws -> PrivateDatabase {
-        let directory = try TestEnvironment.current().makeScratchDirectory("postgres").appendingPathComponent("data")
-        let database = PrivateDatabase(directory: directory, port: try freePort())
-        try await database.start()
-        return database
+        try await startingOnFreePort { port in
+            let directory = try TestEnvironment.current().makeScratchDirectory("postgres").appendingPathComponent("data")
+            let database = PrivateDatabase(directory: directory, port: port)
+            try await database.start()
+            return database
+        }
     }
 
     package func start() async throws {
@@ -84,6 +88,20 @@ package final class PrivateDatabase: Sendable {
     }
 
     package func stop() async throws { _ = try await runScript("postgres-instance", ["stop", directory.path]) }
+}
+
+/// Starts a server on a free port, and on another one when something else bound that port
+/// between ``freePort()``'s check and the server's own bind (a fresh-clone CI run saw a private
+/// broker fail so): at most three attempts.
+private func startingOnFreePort<Server>(_ start: (Int) async throws -> Server) async throws -> Server {
+    var attempt = 1
+    while true {
+        do {
+            return try await start(try freePort())
+        } catch let failure as ScriptFailure where attempt < 3 && failure.output.contains("ddress already in use") {
+            attempt += 1
+        }
+    }
 }
 
 /// Runs `body` with a private broker that is stopped afterwards, whatever happens.
