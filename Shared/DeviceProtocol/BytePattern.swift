@@ -46,7 +46,37 @@ struct BytePattern: Sendable {
         var second = 0
     }
 
+    /// The automaton made deterministic (subset construction, once, at init): one table look-up
+    /// per byte, where the automaton below follows a set of states per byte. Every pattern of
+    /// the protocol has one; a pattern whose deterministic automaton would be large (counted
+    /// repetitions of groups, say) keeps the other strategies.
+    struct Deterministic: Sendable {
+        /// `transitions[state * 128 + byte]`: the state after an ASCII `byte`, or -1 when no
+        /// string going on from there can match. No state takes a byte from 0x80.
+        let transitions: [Int32]
+        /// Whether the string may end in each state.
+        let accepting: [Bool]
+
+        var stateCount: Int { accepting.count }
+
+        static let maximumStates = 1_024
+
+        func matches(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+            transitions.withUnsafeBufferPointer { table in
+                var state = 0
+                for byte in text {
+                    guard byte < 0x80 else { return false }
+                    let next = table[state &* 128 &+ Int(byte)]
+                    guard next >= 0 else { return false }
+                    state = Int(next)
+                }
+                return accepting[state]
+            }
+        }
+    }
+
     private enum Strategy: Sendable {
+        case deterministic(Deterministic)
         /// Classes with counts and nothing else: matched greedily with backtracking, like `SimplePattern`.
         case pieces([Piece])
         /// Anything with groups: a set of automaton states per byte, linear in the string's length.
@@ -58,7 +88,8 @@ struct BytePattern: Sendable {
     /// Counted repetitions are unrolled; a pattern that would need more states than this is left to ICU.
     private static let maximumInstructions = 2_048
 
-    init?(_ source: String) {
+    /// `determinise: false` keeps the other strategies, for the tests that hold them to ICU too.
+    init?(_ source: String, determinise: Bool = true) {
         var bytes = Array(source.utf8)
         guard bytes.count >= 2, bytes.first == UInt8(ascii: "^"), bytes.last == UInt8(ascii: "$"), bytes.allSatisfy({ $0 < 0x80 }) else { return nil }
         bytes = Array(bytes[1..<(bytes.count - 1)])
@@ -67,20 +98,31 @@ struct BytePattern: Sendable {
         guard bytes.last != UInt8(ascii: "\\") else { return nil }
         var parser = Parser(bytes: bytes)
         guard let expression = parser.sequence(), parser.index == bytes.count else { return nil }
-        if let pieces = Self.pieces(expression) {
+        var program: [Instruction] = []
+        let emitted = Self.emit(expression, into: &program)
+        program.append(Instruction(operation: .accept))
+        if determinise, emitted, program.count <= Self.maximumInstructions, let deterministic = Self.determinise(program) {
+            strategy = .deterministic(deterministic)
+        } else if let pieces = Self.pieces(expression) {
             strategy = .pieces(pieces)
         } else {
-            var program: [Instruction] = []
-            guard Self.emit(expression, into: &program) else { return nil }
-            program.append(Instruction(operation: .accept))
-            guard program.count <= Self.maximumInstructions else { return nil }
+            guard emitted, program.count <= Self.maximumInstructions else { return nil }
             strategy = .automaton(program)
         }
+    }
+
+    /// The deterministic automaton, when the pattern has one; the streaming validator copies its
+    /// table into the plan's, where checking a string needs no reference counting.
+    var deterministic: Deterministic? {
+        if case .deterministic(let automaton) = strategy { return automaton }
+        return nil
     }
 
     /// Whether `text` (the UTF-8 of a string) matches as a whole.
     func matches(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
         switch strategy {
+        case .deterministic(let automaton):
+            return automaton.matches(text)
         case .pieces(let pieces):
             return pieces.withUnsafeBufferPointer { match(pieces: $0, piece: 0, at: 0, in: text) }
         case .automaton(let program):
@@ -157,6 +199,68 @@ struct BytePattern: Sendable {
     }
 
     // MARK: Compiling
+
+    /// Subset construction: each state of the result is a set of the program's states (closed
+    /// under splits and jumps), numbered in the order they are found, the start first; nil when
+    /// it would have more than ``Deterministic/maximumStates``.
+    private static func determinise(_ program: [Instruction]) -> Deterministic? {
+        let words = (program.count + 63) / 64
+        let accept = program.count - 1
+        // Only the states that take a byte or accept tell two sets apart; the splits and jumps
+        // that led to them are left out, so that one set of positions is one state.
+        var significant = [UInt64](repeating: 0, count: words)
+        for (state, instruction) in program.enumerated() where instruction.operation == .take || instruction.operation == .accept {
+            significant[state / 64] |= 1 << UInt64(state % 64)
+        }
+        return program.withUnsafeBufferPointer { program -> Deterministic? in
+            func closure(_ states: (UnsafeMutableBufferPointer<UInt64>) -> Void) -> [UInt64] {
+                var set = [UInt64](repeating: 0, count: words)
+                set.withUnsafeMutableBufferPointer { states($0) }
+                for word in 0..<words { set[word] &= significant[word] }
+                return set
+            }
+            let start = closure { add(0, to: $0, program) }
+            var numbers: [[UInt64]: Int32] = [start: 0]
+            var sets = [start]
+            var transitions: [Int32] = []
+            var accepting: [Bool] = []
+            var next = 0
+            while next < sets.count {
+                let current = sets[next]
+                next += 1
+                accepting.append(current[accept / 64] >> UInt64(accept % 64) & 1 == 1)
+                for byte in UInt8(0)..<0x80 {
+                    var alive = false
+                    let target = closure { target in
+                        for word in 0..<words {
+                            var bits = current[word]
+                            while bits != 0 {
+                                let state = word * 64 + bits.trailingZeroBitCount
+                                bits &= bits - 1
+                                if program[state].operation == .take, program[state].set.contains(byte) {
+                                    add(state + 1, to: target, program)
+                                    alive = true
+                                }
+                            }
+                        }
+                    }
+                    guard alive else {
+                        transitions.append(-1)
+                        continue
+                    }
+                    if let known = numbers[target] {
+                        transitions.append(known)
+                    } else {
+                        guard sets.count < Deterministic.maximumStates else { return nil }
+                        numbers[target] = Int32(sets.count)
+                        transitions.append(Int32(sets.count))
+                        sets.append(target)
+                    }
+                }
+            }
+            return Deterministic(transitions: transitions, accepting: accepting)
+        }
+    }
 
     private indirect enum Expression {
         case set(ByteSet)

@@ -61,17 +61,18 @@ extension StreamingPlan {
         nodes.withUnsafeBufferPointer { nodes in
             members.withUnsafeBufferPointer { members in
                 names.withUnsafeBufferPointer { names in
-                    var validator = StreamingValidator(
-                        bytes: bytes, nodes: nodes, members: members, names: names, plan: self, schema: schema, member: member)
-                    do throws(JSONParser.Failure) {
-                        validator.skipWhitespace()
-                        let violation = try validator.value(root, depth: 0, role: member == nil ? .plain : .root)
-                        validator.skipWhitespace()
-                        guard validator.index == bytes.count else { throw validator.failure("unexpected data after the JSON value") }
-                        if let violation { return .failure(.violation(ContractError(field: violation.field, reason: violation.reason))) }
-                        return .success(validator.captured)
-                    } catch {
-                        return .failure(.malformed(error))
+                    transitions.withUnsafeBufferPointer { transitions in
+                        accepting.withUnsafeBufferPointer { accepting in
+                            // One entry per member, and one per node for an object's first member.
+                            withUnsafeTemporaryAllocation(of: Int8.self, capacity: members.count + nodes.count) { successors in
+                                successors.initialize(repeating: -1)
+                                let tables = StreamingValidator.Tables(
+                                    nodes: nodes, members: members, names: names, transitions: transitions, accepting: accepting,
+                                    successors: successors)
+                                var validator = StreamingValidator(bytes: bytes, tables: tables, plan: self, schema: schema, member: member)
+                                return validator.validateDocument(capturing: member)
+                            }
+                        }
                     }
                 }
             }
@@ -80,7 +81,7 @@ extension StreamingPlan {
 }
 
 /// Its helpers are `mutating` even where they only read: called from a mutating method, a
-/// non-mutating one gets a copy of the validator (129 bytes, a `memcpy` per value, measured),
+/// non-mutating one gets a copy of the validator (over a hundred bytes, a `memcpy` per value, measured),
 /// where a mutating one gets its address.
 ///
 /// The streaming validator: `JSONParser`'s grammar, checks and failures, byte for byte (each
@@ -121,11 +122,28 @@ private struct StreamingValidator {
         case string(StringToken)
     }
 
+    /// The plan's arrays, read through pointers for the length of one document.
+    struct Tables {
+        let nodes: UnsafeBufferPointer<StreamingPlan.Node>
+        let members: UnsafeBufferPointer<StreamingPlan.Member>
+        let names: UnsafeBufferPointer<UInt8>
+        let transitions: UnsafeBufferPointer<Int32>
+        let accepting: UnsafeBufferPointer<Bool>
+        /// The slot of the member that followed each member the last time in this document (at
+        /// the member's index in ``StreamingPlan/members``), and of each object node's first member
+        /// (at `members.count` plus the node's index); -1 for none yet. The members of an array's
+        /// objects come in the same order, item after item: asked first, it spares the search.
+        let successors: UnsafeMutableBufferPointer<Int8>
+    }
+
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
     let nodes: UnsafeBufferPointer<StreamingPlan.Node>
     let members: UnsafeBufferPointer<StreamingPlan.Member>
     let names: UnsafeBufferPointer<UInt8>
+    let transitions: UnsafeBufferPointer<Int32>
+    let accepting: UnsafeBufferPointer<Bool>
+    let successors: UnsafeMutableBufferPointer<Int8>
     let plan: StreamingPlan
     let schema: JSONSchema
     /// The root's member whose scalar members are captured.
@@ -135,17 +153,31 @@ private struct StreamingValidator {
     var lastNumber = 0.0
     var lastStringIsPlain = false
 
-    init(
-        bytes: UnsafeBufferPointer<UInt8>, nodes: UnsafeBufferPointer<StreamingPlan.Node>, members: UnsafeBufferPointer<StreamingPlan.Member>,
-        names: UnsafeBufferPointer<UInt8>, plan: StreamingPlan, schema: JSONSchema, member: String?
-    ) {
+    init(bytes: UnsafeBufferPointer<UInt8>, tables: Tables, plan: StreamingPlan, schema: JSONSchema, member: String?) {
         self.bytes = bytes
-        self.nodes = nodes
-        self.members = members
-        self.names = names
+        self.nodes = tables.nodes
+        self.members = tables.members
+        self.names = tables.names
+        self.transitions = tables.transitions
+        self.accepting = tables.accepting
+        self.successors = tables.successors
         self.plan = plan
         self.schema = schema
         self.member = member
+    }
+
+    /// The whole document: one value and nothing after it but whitespace.
+    mutating func validateDocument(capturing member: String?) -> Result<[ScalarMembers.Located], JSONSchema.StreamingFailure> {
+        do throws(JSONParser.Failure) {
+            skipWhitespace()
+            let violation = try value(plan.root, depth: 0, role: member == nil ? .plain : .root)
+            skipWhitespace()
+            guard index == bytes.count else { throw failure("unexpected data after the JSON value") }
+            if let violation { return .failure(.violation(ContractError(field: violation.field, reason: violation.reason))) }
+            return .success(captured)
+        } catch {
+            return .failure(.malformed(error))
+        }
     }
 
     typealias Violation = JSONSchema.Violation
@@ -234,8 +266,10 @@ private struct StreamingValidator {
         // Members the node names, by their bit; others by name, which is rarer (and a violation
         // when the node forbids them), so they may cost a `String` and a set.
         var seen: UInt64 = 0
-        var others = Set<String>()
+        var others: Set<String>?
         var first: (name: String, violation: Violation)?
+        // Where the slot of this member is remembered for the next object of this node.
+        var successor = members.count + (node - nodes.baseAddress!)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -246,7 +280,11 @@ private struct StreamingValidator {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw failure("expected a member name") }
             let keyOffset = index
             let key = try string()
-            let slot = self.slot(of: key, in: node)
+            let slot = self.slot(of: key, in: node, expected: Int(successors[successor]))
+            if slot >= 0 {
+                successors[successor] = Int8(slot)
+                successor = node.pointee.membersStart + slot
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw failure("expected ':'") }
             index += 1
@@ -268,7 +306,8 @@ private struct StreamingValidator {
                 guard seen & bit == 0 else { throw duplicate(key, at: keyOffset) }
                 seen |= bit
             } else {
-                guard others.insert(text(of: key)).inserted else { throw duplicate(key, at: keyOffset) }
+                if others == nil { others = [] }
+                guard others!.insert(text(of: key)).inserted else { throw duplicate(key, at: keyOffset) }
             }
             if let found = violation {
                 // The tree validator reports the first violation in name order.
@@ -291,22 +330,33 @@ private struct StreamingValidator {
         }
     }
 
-    /// The position of `key` among the node's names, or -1.
-    mutating func slot(of key: StringToken, in node: UnsafePointer<StreamingPlan.Node>) -> Int {
+    /// The position of `key` among the node's names, or -1; the slot `expected` (if not -1) is
+    /// tried first.
+    mutating func slot(of key: StringToken, in node: UnsafePointer<StreamingPlan.Node>, expected: Int) -> Int {
         let count = node.pointee.membersCount
         guard count > 0 else { return -1 }
         if case .ascii = key.form, node.pointee.plainNames {
             let length = key.end - key.start
-            let prefix = StreamingPlan.prefix(of: UnsafeBufferPointer(rebasing: bytes[key.start..<key.end]))
+            let prefix = self.prefix(at: key.start, count: length)
             let start = node.pointee.membersStart
-            for slot in 0..<count {
-                let name = members[start + slot]
-                guard name.nameCount == length, name.namePrefix == prefix else { continue }
-                if length <= 8 || equalBytes(names, at: name.nameStart + 8, bytes, at: key.start + 8, count: length - 8) { return slot }
-            }
+            if expected >= 0, isName(members[start + expected], of: key, length: length, prefix: prefix) { return expected }
+            for slot in 0..<count where isName(members[start + slot], of: key, length: length, prefix: prefix) { return slot }
             return -1
         }
         return plan.slots[node - nodes.baseAddress!][text(of: key)] ?? -1
+    }
+
+    /// Whether the plain ASCII `key` (`length` bytes, starting with `prefix`) is `name`.
+    mutating func isName(_ name: StreamingPlan.Member, of key: StringToken, length: Int, prefix: UInt64) -> Bool {
+        guard name.nameCount == length, name.namePrefix == prefix else { return false }
+        return length <= 8 || equalBytes(names, at: name.nameStart + 8, bytes, at: key.start + 8, count: length - 8)
+    }
+
+    /// ``StreamingPlan/prefix(of:)`` of the `count` bytes at `start`: one load where eight bytes follow.
+    mutating func prefix(at start: Int, count: Int) -> UInt64 {
+        guard start + 8 <= bytes.count else { return StreamingPlan.prefix(of: UnsafeBufferPointer(rebasing: bytes[start..<(start + count)])) }
+        let word = UInt64(littleEndian: UnsafeRawPointer(bytes.baseAddress! + start).loadUnaligned(as: UInt64.self))
+        return count >= 8 ? word : word & ((1 << UInt64(count * 8)) &- 1)
     }
 
     mutating func missingRequired(_ node: UnsafePointer<StreamingPlan.Node>, seen: UInt64) -> Violation? {
@@ -467,10 +517,32 @@ private struct StreamingValidator {
             }
             if let maximum = node.pointee.maxLength, length > maximum { return Violation(reason: "must be at most \(maximum) characters long") }
         }
-        if node.pointee.pattern >= 0, !matches(plan.patterns[node.pointee.pattern], token) {
+        if node.pointee.pattern >= 0, !matches(node, token) {
             return Violation(reason: "must match \(schema.nodes[node.pointee.source].pattern!.source)")
         }
         return nil
+    }
+
+    /// Whether `token` matches the node's pattern: through its deterministic automaton in the
+    /// plan's table, one look-up per byte, when it has one.
+    mutating func matches(_ node: UnsafePointer<StreamingPlan.Node>, _ token: StringToken) -> Bool {
+        let start = node.pointee.patternStart
+        guard start >= 0 else { return matches(plan.patterns[node.pointee.pattern], token) }
+        var state = Int(start)
+        switch token.form {
+        case .ascii, .utf8:
+            for position in token.start..<token.end {
+                let byte = bytes[position]
+                // No state takes a byte from 0x80 (every atom is ASCII).
+                guard byte < 0x80 else { return false }
+                let next = transitions[state &* 128 &+ Int(byte)]
+                guard next >= 0 else { return false }
+                state = Int(next)
+            }
+            return accepting[state]
+        case .decoded:
+            return matches(plan.patterns[node.pointee.pattern], token)
+        }
     }
 
     mutating func matches(_ pattern: StreamingPlan.StringPattern, _ token: StringToken) -> Bool {
@@ -514,7 +586,19 @@ private struct StreamingValidator {
         index += 1
         let start = index
         var isASCII = true
-        while index < bytes.count {
+        while true {
+            // Eight bytes at a time, to the first that is not plain ASCII text.
+            while index + 8 <= bytes.count {
+                let word = UInt64(littleEndian: UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: UInt64.self))
+                let flagged = Self.notPlainText(word)
+                if flagged == 0 {
+                    index += 8
+                } else {
+                    index += flagged.trailingZeroBitCount / 8
+                    break
+                }
+            }
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let end = index
@@ -538,6 +622,20 @@ private struct StreamingValidator {
             index += 1
         }
         throw failure("unterminated string")
+    }
+
+    /// The high bit of each byte of `word` (eight bytes of the document, the first lowest) that is
+    /// a quote, a backslash, a control character or not ASCII. The lowest bit set is exact: a
+    /// subtraction's borrow can only flag a byte above one already flagged.
+    static func notPlainText(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        /// Bytes that are zero.
+        func zeros(_ value: UInt64) -> UInt64 { (value &- ones) & ~value & highs }
+        let quotes = zeros(word ^ (ones &* 0x22))
+        let backslashes = zeros(word ^ (ones &* 0x5C))
+        let controls = (word &- ones &* 0x20) & ~word & highs
+        return quotes | backslashes | controls | (word & highs)
     }
 
     /// Powers of ten that are exact doubles.

@@ -60,6 +60,9 @@ final class StreamingPlan: Sendable {
         var maxLength: Int?
         /// An index into ``StreamingPlan/patterns``.
         var pattern = -1
+        /// The start state of the pattern's deterministic automaton in ``StreamingPlan/transitions``,
+        /// when it has one; -1 otherwise.
+        var patternStart: Int32 = -1
         var minItems: Int?
         var maxItems: Int?
         var items = StreamingPlan.anything
@@ -116,6 +119,11 @@ final class StreamingPlan: Sendable {
     let names: ContiguousArray<UInt8>
     let constants: [Constant]
     let patterns: [StringPattern]
+    /// The deterministic automata of the patterns, one after the other:
+    /// `transitions[state * 128 + byte]` is the next state (numbered across all of them), or -1.
+    let transitions: ContiguousArray<Int32>
+    /// Whether a string may end in each of those states.
+    let accepting: ContiguousArray<Bool>
     /// Per node, each name's position in its member range, for keys that are not plain ASCII.
     let slots: [[String: Int]]
     let root: Int32
@@ -157,6 +165,8 @@ final class StreamingPlan: Sendable {
         var names: ContiguousArray<UInt8> = []
         var constants: [Constant] = []
         var patterns: [StringPattern] = []
+        var transitions: ContiguousArray<Int32> = []
+        var accepting: ContiguousArray<Bool> = []
         var slots: [[String: Int]] = [[:]]
         for (index, source) in tree.enumerated() {
             var node = Node()
@@ -188,7 +198,14 @@ final class StreamingPlan: Sendable {
             node.maxLength = source.maxLength
             if let pattern = source.pattern {
                 node.pattern = patterns.count
-                patterns.append(BytePattern(pattern.source).map(StringPattern.bytes) ?? .text(pattern))
+                let bytePattern = BytePattern(pattern.source)
+                patterns.append(bytePattern.map(StringPattern.bytes) ?? .text(pattern))
+                if let automaton = bytePattern?.deterministic {
+                    let base = Int32(accepting.count)
+                    node.patternStart = base
+                    transitions += automaton.transitions.map { $0 < 0 ? -1 : $0 + base }
+                    accepting += automaton.accepting
+                }
             }
             node.minItems = source.minItems
             node.maxItems = source.maxItems
@@ -230,6 +247,8 @@ final class StreamingPlan: Sendable {
         self.names = names
         self.constants = constants
         self.patterns = patterns
+        self.transitions = transitions
+        self.accepting = accepting
         self.slots = slots
         self.root = root
     }

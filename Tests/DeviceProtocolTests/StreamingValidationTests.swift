@@ -553,7 +553,10 @@ struct BytePatternTests {
             "^x?y+[0-9]{2,3}$", "^((a|b)(c|d)){1,3}$", "^()*a$",
         ])
     func agreesWithICU(_ source: String) throws {
+        // The deterministic automaton, and the strategy the pattern would have without it.
         let pattern = try #require(BytePattern(source))
+        let other = try #require(BytePattern(source, determinise: false))
+        #expect(pattern.deterministic != nil && other.deterministic == nil)
         let reference = try JSONSchema.Pattern(source)
         var samples = [
             "", "a", "ab", "abc", "abcd", "abccd", "acd", "b", "bb", "abb", "aabbb", "ac", "acbd", "bd", "xy12", "y123", "xyy1234", "edge-01",
@@ -571,8 +574,26 @@ struct BytePatternTests {
                     String.UnicodeScalarView((0..<Int.random(in: 0...8, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })))
         }
         for sample in samples {
-            #expect(pattern.matches(sample.utf8) == reference.matches(sample), "\(source) on \(sample.debugDescription)")
+            let expected = reference.matches(sample)
+            #expect(pattern.matches(sample.utf8) == expected, "\(source) on \(sample.debugDescription)")
+            #expect(other.matches(sample.utf8) == expected, "\(source) without the deterministic automaton on \(sample.debugDescription)")
         }
+    }
+
+    @Test("a pattern whose deterministic automaton would be too large keeps following state sets")
+    func largeAutomaton() throws {
+        // The 11th character from the end is an 'a': 2^11 states, over the limit of 1,024.
+        let source = "^(a|b)*a(a|b){10}$"
+        let pattern = try #require(BytePattern(source))
+        #expect(pattern.deterministic == nil)
+        let reference = try JSONSchema.Pattern(source)
+        for sample in [
+            "a" + String(repeating: "b", count: 10), "b" + String(repeating: "a", count: 10), "ab" + String(repeating: "b", count: 10), "a",
+        ] {
+            #expect(pattern.matches(sample.utf8) == reference.matches(sample), "\(sample)")
+        }
+        let small = try #require(BytePattern("^(a|b)*a(a|b){3}$")?.deterministic)
+        #expect(small.stateCount == 16, "2^4 states: the last four characters")
     }
 }
 
