@@ -80,13 +80,22 @@ struct AgentTable: Sendable {
     }
 
     var count: Int { entries.count }
+
+    /// Runs `body` on the agent's entry where it is stored, made first if the agent is new.
+    /// In place: copying an entry out and back would also copy its buckets for each message.
+    private mutating func withEntry<T>(_ agentID: String, at moment: Moment, _ body: (inout Entry) -> T) -> T {
+        body(&entries[agentID, default: Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)])
+    }
     var onlineCount: Int { entries.values.count(where: \.online) }
 
     /// Counts a message from `agentID` and takes a token for it; false means over the rate limit
     /// (the message is to be dropped).
     mutating func admit(_ agentID: String, at moment: Moment) -> Bool {
-        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
-        defer { entries[agentID] = entry }
+        let limits = limits
+        return withEntry(agentID, at: moment) { entry in Self.admit(&entry, at: moment, limits: limits) }
+    }
+
+    private static func admit(_ entry: inout Entry, at moment: Moment, limits: Limits) -> Bool {
         entry.received += 1
         let second = Int(moment.monotonic)
         if second != entry.bucketSecond {
@@ -109,26 +118,26 @@ struct AgentTable: Sendable {
 
     /// A valid message from the agent: it is alive. Returns `.online` when that is news.
     mutating func markAlive(_ agentID: String, at moment: Moment) -> PresenceChange? {
-        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
-        defer { entries[agentID] = entry }
-        guard moment.monotonic >= entry.offlineSince else { return nil }
-        entry.lastAlive = max(entry.lastAlive, moment.monotonic)
-        entry.lastSeen = max(entry.lastSeen, moment.wall)
-        guard !entry.online || !entry.known else { return nil }
-        entry.online = true
-        entry.known = true
-        return .online
+        withEntry(agentID, at: moment) { entry in
+            guard moment.monotonic >= entry.offlineSince else { return nil }
+            entry.lastAlive = max(entry.lastAlive, moment.monotonic)
+            entry.lastSeen = max(entry.lastSeen, moment.wall)
+            guard !entry.online || !entry.known else { return nil }
+            entry.online = true
+            entry.known = true
+            return .online
+        }
     }
 
     /// The agent said it is offline (or its last will did). Returns `.offline` when that is news.
     mutating func markOffline(_ agentID: String, at moment: Moment) -> PresenceChange? {
-        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
-        defer { entries[agentID] = entry }
-        guard entry.online || !entry.known else { return nil }
-        entry.online = false
-        entry.known = true
-        entry.offlineSince = moment.monotonic
-        return .offline
+        withEntry(agentID, at: moment) { entry in
+            guard entry.online || !entry.known else { return nil }
+            entry.online = false
+            entry.known = true
+            entry.offlineSince = moment.monotonic
+            return .offline
+        }
     }
 
     /// The online agents silent for longer than the heartbeat timeout, now marked offline.
@@ -149,9 +158,7 @@ struct AgentTable: Sendable {
     /// The generation on the agent's retained desired-state topic (seen on the topic itself, so
     /// every replica learns what any replica published).
     mutating func noteDesired(_ agentID: String, generation: Int, at moment: Moment) {
-        var entry = entries[agentID] ?? Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
-        entry.desiredGeneration = max(entry.desiredGeneration ?? 0, generation)
-        entries[agentID] = entry
+        withEntry(agentID, at: moment) { entry in entry.desiredGeneration = max(entry.desiredGeneration ?? 0, generation) }
     }
 
     func desiredGeneration(of agentID: String) -> Int? { entries[agentID]?.desiredGeneration }

@@ -34,9 +34,12 @@ extension Topic {
         agents.appending("+").appending(channel.rawValue)
     }
 
+    /// `modelfleet/v1/agents/`, made once: every agent message's topic is parsed.
+    private static let agentTopicPrefix = agents.path + "/"
+
     /// The agent id and channel of an agent topic, or nil when `topic` is not one.
     package static func parseAgentTopic(_ topic: String) -> (agentID: TopicLevel, channel: AgentChannel)? {
-        let prefix = agents.path + "/"
+        let prefix = agentTopicPrefix
         guard topic.hasPrefix(prefix) else { return nil }
         let rest = topic.utf8.dropFirst(prefix.utf8.count)
         guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else { return nil }

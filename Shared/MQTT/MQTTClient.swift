@@ -257,6 +257,8 @@ extension MQTTClient {
         private final class NetworkThreadState: @unchecked Sendable {
             var pending: [UInt32: [MQTTMessage]] = [:]
             var pendingCount = 0
+            /// Messages received since the client was made (``Mosquitto/readWaiting(maximumPackets:delivered:)``).
+            var delivered = 0
             var connectedSinceLastAttempt = false
         }
 
@@ -341,7 +343,9 @@ extension MQTTClient {
                         outcome = mosquitto.loop(timeout: .milliseconds(200))
                         // After a message, the rest of what already arrived, before the next
                         // `pselect`; writes and keep-alive wait at most one batch's worth of reads.
-                        if outcome.succeeded && thread.pendingCount > 0 { outcome = mosquitto.readWaiting(maximumPackets: Core.maximumBatch) }
+                        if outcome.succeeded && thread.pendingCount > 0 {
+                            outcome = mosquitto.readWaiting(maximumPackets: Core.maximumBatch) { thread.delivered }
+                        }
                         if thread.pendingCount > 0 && mosquitto.bytesWaiting == 0 { flushReceived() }
                         if outcome.succeeded && !disconnecting && stopRequested {
                             // Here, on the network thread, so nothing else is reading the socket.
@@ -747,7 +751,7 @@ extension MQTTClient {
             }
         }
 
-        func mosquittoDidReceive(_ message: MQTTMessage, subscriptionIDs: [UInt32]) {
+        func mosquittoDidReceive(_ message: MQTTMessage, subscriptionIDs: SubscriptionIDs) {
             receivedCounter.increment()
             if message.topic == configuration.responseTopic {
                 deliverResponse(message)
@@ -755,8 +759,10 @@ extension MQTTClient {
             }
             // Id 0 is never handed out: it collects messages without an identifier (a broker that
             // drops them), which `flushReceived` routes by matching filters.
-            for id in subscriptionIDs.isEmpty ? [0] : subscriptionIDs { thread.pending[id, default: []].append(message) }
+            thread.pending[subscriptionIDs.first ?? 0, default: []].append(message)
+            for id in subscriptionIDs.others { thread.pending[id, default: []].append(message) }
             thread.pendingCount += 1
+            thread.delivered &+= 1
             if thread.pendingCount >= Core.maximumBatch { flushReceived() }
         }
 

@@ -11,7 +11,19 @@ protocol MosquittoEvents: AnyObject, Sendable {
     func mosquittoDidDisconnect(reasonCode: Int32)
     func mosquittoDidPublish(messageID: Int32, reasonCode: Int32)
     func mosquittoDidSubscribe(messageID: Int32, grantedQoS: [Int32])
-    func mosquittoDidReceive(_ message: MQTTMessage, subscriptionIDs: [UInt32])
+    func mosquittoDidReceive(_ message: MQTTMessage, subscriptionIDs: SubscriptionIDs)
+}
+
+/// The subscription identifiers a received message carries: one for each of the client's
+/// subscriptions it matched. Nearly always one, held inline: an array would cost an allocation
+/// per message on the network thread.
+struct SubscriptionIDs: Sendable {
+    var first: UInt32?
+    var others: [UInt32] = []
+
+    mutating func append(_ id: UInt32) {
+        if first == nil { first = id } else { others.append(id) }
+    }
 }
 
 /// libmosquitto must be initialised once per process before the first client is made. A `static let`
@@ -140,17 +152,22 @@ final class Mosquitto: @unchecked Sendable {
 
     /// Reads the packets already waiting on the socket, at most `maximumPackets`, without waiting:
     /// one `mosquitto_loop` reads a single QoS 0 packet after its own `pselect`, so a busy
-    /// subscriber would spend a `pselect` per message. Stops at the first packet not yet complete
-    /// (the next `loop` finishes it), and as soon as something is waiting to be written (the
-    /// PUBACK of a QoS 1 message, a publish): the broker sends a QoS 1 subscriber only so many
-    /// unacknowledged messages, so acknowledgements must not wait behind reads. Fails when the
-    /// connection is gone.
-    func readWaiting(maximumPackets: Int) -> Outcome {
+    /// subscriber would spend a `pselect` per message. `delivered` is a count the message
+    /// callback raises; reading stops at the first read that delivers no message (the socket is
+    /// drained, which costs one read that finds nothing, or holds a packet not yet complete, which
+    /// the next `loop` finishes, or the packet was an acknowledgement) and as soon as something is
+    /// waiting to be written (the PUBACK of a QoS 1 message, a publish): the broker sends a QoS 1
+    /// subscriber only so many unacknowledged messages, so acknowledgements must not wait behind
+    /// reads. Asking the socket how much is waiting before each read cost a system call per
+    /// message. Fails when the connection is gone.
+    func readWaiting(maximumPackets: Int, delivered: () -> Int) -> Outcome {
         var packets = 0
-        while packets < maximumPackets && !mosquitto_want_write(handle) && bytesWaiting > 0 {
+        while packets < maximumPackets && !mosquitto_want_write(handle) {
+            let before = delivered()
             let code = mosquitto_loop_read(handle, 1)
             guard code == MOSQ_ERR_SUCCESS.rawValue else { return Outcome(code: code, errno: cmosquitto_errno()) }
             packets += 1
+            guard delivered() != before else { break }
         }
         return Outcome(code: MOSQ_ERR_SUCCESS.rawValue, errno: 0)
     }
@@ -239,19 +256,22 @@ final class Mosquitto: @unchecked Sendable {
         }
     }
 
+    private static let jsonContentType = "application/json"
+
     /// Copies a received message and its properties into Swift values.
-    private static func copy(_ message: mosquitto_message, properties: OpaquePointer?) -> (message: MQTTMessage, subscriptionIDs: [UInt32]) {
+    private static func copy(_ message: mosquitto_message, properties: OpaquePointer?) -> (message: MQTTMessage, subscriptionIDs: SubscriptionIDs) {
         let topic = String(cString: message.topic)
         // payload is valid for payloadlen bytes during the callback; Data copies it.
         let payload = message.payloadlen > 0 ? Data(bytes: message.payload, count: Int(message.payloadlen)) : Data()
         var result = MQTTMessage(topic: topic, payload: payload, qos: MQTTQoS(rawValue: message.qos) ?? .atMostOnce, retain: message.retain)
-        var subscriptionIDs: [UInt32] = []
+        var subscriptionIDs = SubscriptionIDs()
         guard let properties else { return (result, subscriptionIDs) }
 
         // Each read_* call allocates the returned string or binary with malloc; we free it after copying.
         var text: UnsafeMutablePointer<CChar>?
         if mosquitto_property_read_string(properties, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), &text, false) != nil, let text {
-            result.properties.contentType = String(cString: text)
+            // Every message between the services and the agents is JSON: that one is not copied again.
+            result.properties.contentType = strcmp(text, jsonContentType) == 0 ? jsonContentType : String(cString: text)
             free(text)
         }
         text = nil
