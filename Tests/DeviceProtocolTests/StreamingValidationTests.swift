@@ -414,6 +414,42 @@ struct StreamingAgreementTests {
         }
     }
 
+    @Test("on array items whose members come in a different order each time")
+    func memberOrders() throws {
+        // The validator first tries the member that followed the same member in the item before:
+        // here that guess is wrong at every turn, and some items break a rule after a right guess.
+        let members = [
+            #""device_key":"cam-01""#, #""pipeline_id":"people-count""#, #""frames":150"#, #""detections":12"#, #""errors":0"#,
+            #""latency_ms":{"p50":12.5,"p95":20.0,"p99":28.75}"#,
+        ]
+        var generator = SeededGenerator(state: 0x0DE5)
+        func telemetry(_ pipelines: [String]) -> Data {
+            Data(
+                (#"{"schema_version":1,"type":"agent.telemetry","message_id":"3B68B05C-9163-42E8-9B8F-245AE6B05EBD","sent_at":"2026-11-23T10:00:00.000Z","payload":{"agent_id":"edge-1","interval_seconds":5,"host":{"cpu_percent":12.5,"memory_used_bytes":1024},"pipelines":["#
+                    + pipelines.joined(separator: ",") + "]}}").utf8)
+        }
+        let schema = schemas.schema(for: .telemetry)
+        for round in 0..<200 {
+            var pipelines = (0..<6).map { _ in "{" + members.shuffled(using: &generator).joined(separator: ",") + "}" }
+            let broken = Int.random(in: 0..<pipelines.count, using: &generator)
+            let expected: Outcome?
+            switch round % 4 {
+            case 0: expected = .accepted
+            case 1:  // a member twice
+                pipelines[broken].insert(contentsOf: #""errors":1,"#, at: pipelines[broken].index(after: pipelines[broken].startIndex))
+                expected = nil
+            case 2:  // a member missing
+                pipelines[broken] = "{" + members.dropFirst().shuffled(using: &generator).joined(separator: ",") + "}"
+                expected = nil
+            default:  // a member the schema does not name
+                pipelines[broken].insert(contentsOf: #""colour":"red","#, at: pipelines[broken].index(after: pipelines[broken].startIndex))
+                expected = nil
+            }
+            let outcome = expectAgreement(schema, telemetry(pipelines), "member orders, round \(round)")
+            if let expected { #expect(outcome == expected, "round \(round)") } else { #expect(outcome != .accepted, "round \(round)") }
+        }
+    }
+
     @Test("on thousands of mutations of valid messages")
     func mutations() throws {
         var mutator = Mutator(generator: SeededGenerator(state: 0x5EED_0F_D1FF))
