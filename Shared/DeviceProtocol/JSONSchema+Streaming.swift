@@ -66,10 +66,9 @@ extension StreamingPlan {
                             // One entry per member, and one per node for an object's first member.
                             withUnsafeTemporaryAllocation(of: Int8.self, capacity: members.count + nodes.count) { successors in
                                 successors.initialize(repeating: -1)
-                                let tables = StreamingValidator.Tables(
-                                    nodes: nodes, members: members, names: names, transitions: transitions, accepting: accepting,
-                                    successors: successors)
-                                var validator = StreamingValidator(bytes: bytes, tables: tables, plan: self, schema: schema, member: member)
+                                var validator = StreamingValidator(
+                                    bytes: bytes, nodes: nodes, members: members, names: names, transitions: transitions, accepting: accepting,
+                                    successors: successors, plan: self, schema: schema, member: member)
                                 return validator.validateDocument(capturing: member)
                             }
                         }
@@ -122,27 +121,18 @@ private struct StreamingValidator {
         case string(StringToken)
     }
 
-    /// The plan's arrays, read through pointers for the length of one document.
-    struct Tables {
-        let nodes: UnsafeBufferPointer<StreamingPlan.Node>
-        let members: UnsafeBufferPointer<StreamingPlan.Member>
-        let names: UnsafeBufferPointer<UInt8>
-        let transitions: UnsafeBufferPointer<Int32>
-        let accepting: UnsafeBufferPointer<Bool>
-        /// The slot of the member that followed each member the last time in this document (at
-        /// the member's index in ``StreamingPlan/members``), and of each object node's first member
-        /// (at `members.count` plus the node's index); -1 for none yet. The members of an array's
-        /// objects come in the same order, item after item: asked first, it spares the search.
-        let successors: UnsafeMutableBufferPointer<Int8>
-    }
-
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
+    // The plan's arrays, read through pointers for the length of one document.
     let nodes: UnsafeBufferPointer<StreamingPlan.Node>
     let members: UnsafeBufferPointer<StreamingPlan.Member>
     let names: UnsafeBufferPointer<UInt8>
     let transitions: UnsafeBufferPointer<Int32>
     let accepting: UnsafeBufferPointer<Bool>
+    /// The slot of the member that followed each member the last time in this document (at the
+    /// member's index in ``StreamingPlan/members``), and of each object node's first member (at
+    /// `members.count` plus the node's index); -1 for none yet. The members of an array's objects
+    /// come in the same order, item after item: asked first, it spares the search.
     let successors: UnsafeMutableBufferPointer<Int8>
     let plan: StreamingPlan
     let schema: JSONSchema
@@ -153,14 +143,18 @@ private struct StreamingValidator {
     var lastNumber = 0.0
     var lastStringIsPlain = false
 
-    init(bytes: UnsafeBufferPointer<UInt8>, tables: Tables, plan: StreamingPlan, schema: JSONSchema, member: String?) {
+    init(
+        bytes: UnsafeBufferPointer<UInt8>, nodes: UnsafeBufferPointer<StreamingPlan.Node>, members: UnsafeBufferPointer<StreamingPlan.Member>,
+        names: UnsafeBufferPointer<UInt8>, transitions: UnsafeBufferPointer<Int32>, accepting: UnsafeBufferPointer<Bool>,
+        successors: UnsafeMutableBufferPointer<Int8>, plan: StreamingPlan, schema: JSONSchema, member: String?
+    ) {
         self.bytes = bytes
-        self.nodes = tables.nodes
-        self.members = tables.members
-        self.names = tables.names
-        self.transitions = tables.transitions
-        self.accepting = tables.accepting
-        self.successors = tables.successors
+        self.nodes = nodes
+        self.members = members
+        self.names = names
+        self.transitions = transitions
+        self.accepting = accepting
+        self.successors = successors
         self.plan = plan
         self.schema = schema
         self.member = member
