@@ -80,13 +80,13 @@ struct AgentTable: Sendable {
     }
 
     var count: Int { entries.count }
+    var onlineCount: Int { entries.values.count(where: \.online) }
 
     /// Runs `body` on the agent's entry where it is stored, made first if the agent is new.
     /// In place: copying an entry out and back would also copy its buckets for each message.
     private mutating func withEntry<T>(_ agentID: String, at moment: Moment, _ body: (inout Entry) -> T) -> T {
         body(&entries[agentID, default: Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)])
     }
-    var onlineCount: Int { entries.values.count(where: \.online) }
 
     /// Counts a message from `agentID` and takes a token for it; false means over the rate limit
     /// (the message is to be dropped).

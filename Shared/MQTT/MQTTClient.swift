@@ -257,7 +257,8 @@ extension MQTTClient {
         private final class NetworkThreadState: @unchecked Sendable {
             var pending: [UInt32: [MQTTMessage]] = [:]
             var pendingCount = 0
-            /// Messages received since the client was made (``Mosquitto/readWaiting(maximumPackets:delivered:)``).
+            /// Messages handed to subscriptions so far (responses to requests not counted), for
+            /// ``Mosquitto/readWaiting(maximumPackets:delivered:)``.
             var delivered = 0
             var connectedSinceLastAttempt = false
         }

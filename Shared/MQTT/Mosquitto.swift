@@ -155,7 +155,7 @@ final class Mosquitto: @unchecked Sendable {
     /// subscriber would spend a `pselect` per message. `delivered` is a count the message
     /// callback raises; reading stops at the first read that delivers no message (the socket is
     /// drained, which costs one read that finds nothing, or holds a packet not yet complete, which
-    /// the next `loop` finishes, or the packet was an acknowledgement) and as soon as something is
+    /// the next `loop` finishes, or the packet was an acknowledgement or a response) and as soon as something is
     /// waiting to be written (the PUBACK of a QoS 1 message, a publish): the broker sends a QoS 1
     /// subscriber only so many unacknowledged messages, so acknowledgements must not wait behind
     /// reads. Asking the socket how much is waiting before each read cost a system call per
