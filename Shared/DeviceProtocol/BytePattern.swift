@@ -62,16 +62,26 @@ struct BytePattern: Sendable {
         static let maximumStates = 1_024
 
         func matches(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
-            transitions.withUnsafeBufferPointer { table in
-                var state = 0
-                for byte in text {
-                    guard byte < 0x80 else { return false }
-                    let next = table[state &* 128 &+ Int(byte)]
-                    guard next >= 0 else { return false }
-                    state = Int(next)
-                }
-                return accepting[state]
+            transitions.withUnsafeBufferPointer { transitions in
+                accepting.withUnsafeBufferPointer { Self.run(text, from: 0, transitions: transitions, accepting: $0) }
             }
+        }
+
+        /// Whether `text`, taken from state `start` of `transitions` (laid out as above, possibly
+        /// several automata one after the other, as ``StreamingPlan`` has them), ends in an
+        /// accepting state.
+        static func run(
+            _ text: UnsafeBufferPointer<UInt8>, from start: Int, transitions: UnsafeBufferPointer<Int32>, accepting: UnsafeBufferPointer<Bool>
+        ) -> Bool {
+            var state = start
+            for byte in text {
+                // No state takes a byte from 0x80 (every atom is ASCII).
+                guard byte < 0x80 else { return false }
+                let next = transitions[state &* 128 &+ Int(byte)]
+                guard next >= 0 else { return false }
+                state = Int(next)
+            }
+            return accepting[state]
         }
     }
 

@@ -522,18 +522,10 @@ private struct StreamingValidator {
     mutating func matches(_ node: UnsafePointer<StreamingPlan.Node>, _ token: StringToken) -> Bool {
         let start = node.pointee.patternStart
         guard start >= 0 else { return matches(plan.patterns[node.pointee.pattern], token) }
-        var state = Int(start)
         switch token.form {
         case .ascii, .utf8:
-            for position in token.start..<token.end {
-                let byte = bytes[position]
-                // No state takes a byte from 0x80 (every atom is ASCII).
-                guard byte < 0x80 else { return false }
-                let next = transitions[state &* 128 &+ Int(byte)]
-                guard next >= 0 else { return false }
-                state = Int(next)
-            }
-            return accepting[state]
+            let text = UnsafeBufferPointer(rebasing: bytes[token.start..<token.end])
+            return BytePattern.Deterministic.run(text, from: Int(start), transitions: transitions, accepting: accepting)
         case .decoded:
             return matches(plan.patterns[node.pointee.pattern], token)
         }
