@@ -53,13 +53,38 @@ mf_install_packages() {
         "${missing[@]}" >&2
 }
 
-# Prints a TCP port that is free on 127.0.0.1 right now (the kernel picks it).
+# Prints a TCP port that is free on 127.0.0.1 right now, for a server a script starts. Chosen
+# below the kernel's ephemeral range (ip_local_port_range), as the tests' freePort() does: a port
+# from that range (what binding port 0 gives) can be taken by any outgoing connection between this
+# check and the server's own bind, and a service then fails with "Address already in use".
 mf_free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
+    python3 -c 'import random, socket
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_start = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    ephemeral_start = 32768
+for _ in range(200):
+    port = random.randrange(20000, max(ephemeral_start, 20001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free TCP port below the ephemeral range")'
+}
+
+# Prints the first port of the kernel's ephemeral range: outgoing connections take their local
+# ports from there, so a server port chosen by a script stays below it.
+mf_ephemeral_start() {
+    local start
+    read -r start _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || start=32768
+    printf '%s\n' "${start}"
 }
 
 # Succeeds when a TCP connection to HOST:PORT can be opened now.
