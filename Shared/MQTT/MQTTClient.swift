@@ -169,6 +169,9 @@ package final class MQTTSubscription: AsyncSequence, Sendable {
 
     package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscription: self) }
 
+    /// Messages received and not yet taken by a consumer.
+    package var waitingCount: Int { buffer.waitingCount }
+
     /// For a consumer that handles messages in bulk: the next message, waiting for it, and the
     /// messages already queued behind it, at most `limit` (at least 1) in all. Never waits for a
     /// batch to fill, so a quiet subscription hands over single messages as promptly as `next()`.
@@ -264,6 +267,8 @@ extension MQTTClient {
         }
 
         let configuration: MQTTConfiguration
+        /// ``MQTTConfiguration/responseTopic``, made once: every received message is compared with it.
+        let responseTopic: String
         let logger: Logger
         private let mosquitto: Mosquitto
         private let state = Mutex(State())
@@ -276,6 +281,7 @@ extension MQTTClient {
 
         init(configuration: MQTTConfiguration, logger: Logger) throws(MQTTError) {
             self.configuration = configuration
+            self.responseTopic = configuration.responseTopic
             self.logger = logger
             self.mosquitto = try Mosquitto(clientID: configuration.clientID, cleanStart: configuration.cleanStart)
             mosquitto.setEvents(self)
@@ -611,7 +617,7 @@ extension MQTTClient {
             defer { _ = state.withLock { $0.responses.removeValue(forKey: correlation) } }
 
             var requestProperties = properties
-            requestProperties.responseTopic = configuration.responseTopic
+            requestProperties.responseTopic = responseTopic
             requestProperties.correlationData = correlation
             let properties = requestProperties
             let response = try await withDeadline(timeout, onTimeout: MQTTError.requestTimedOut(topic: topic, timeout: timeout)) {
@@ -626,7 +632,7 @@ extension MQTTClient {
 
         /// The response subscription is made once, on the first request, and kept for the client's life.
         private func ensureResponseSubscription() async throws {
-            let filter = configuration.responseTopic
+            let filter = responseTopic
             let existing = state.withLock { $0.filters[filter] != nil }
             if existing {
                 try await waitForSubscriptionAcknowledgement(filter: filter, localID: 0)
@@ -754,7 +760,7 @@ extension MQTTClient {
 
         func mosquittoDidReceive(_ message: MQTTMessage, subscriptionIDs: SubscriptionIDs) {
             receivedCounter.increment()
-            if message.topic == configuration.responseTopic {
+            if message.topic == responseTopic {
                 deliverResponse(message)
                 return
             }

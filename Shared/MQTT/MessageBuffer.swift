@@ -43,6 +43,9 @@ final class MessageBuffer: Sendable {
     /// Messages dropped so far because the consumer was behind.
     var droppedCount: Int { state.withLock { $0.dropped } }
 
+    /// Messages waiting for a consumer now.
+    var waitingCount: Int { state.withLock { $0.waitingCount } }
+
     /// Appends a batch; returns how many of its messages were dropped for lack of room.
     @discardableResult
     func append(_ batch: [MQTTMessage]) -> Int {

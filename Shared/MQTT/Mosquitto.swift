@@ -86,12 +86,25 @@ final class Mosquitto: @unchecked Sendable {
     /// `events` is held unretained: it is the owner of this handle (`MQTTClient.Core`), so it
     /// outlives it, and callbacks only run inside `connect` and `loop`, which only the owner calls.
     func setEvents(_ events: some MosquittoEvents) {
-        mosquitto_user_data_set(handle, Unmanaged.passUnretained(events as AnyObject).toOpaque())
+        let target = EventsTarget(events)
+        self.target = target
+        mosquitto_user_data_set(handle, Unmanaged.passUnretained(target).toOpaque())
     }
 
+    /// The user-data pointer's object: the callbacks' target as an existential already, so that
+    /// a callback (one per received message) costs no dynamic cast.
+    private final class EventsTarget {
+        unowned(unsafe) let events: any MosquittoEvents
+        init(_ events: any MosquittoEvents) { self.events = events }
+    }
+
+    /// Set once by `setEvents`, before the loop runs; keeps the user-data object alive.
+    private var target: EventsTarget?
+
     private static func events(_ context: UnsafeMutableRawPointer?) -> any MosquittoEvents {
-        // `context` is the pointer made in init from an object that outlives the handle.
-        Unmanaged<AnyObject>.fromOpaque(context!).takeUnretainedValue() as! any MosquittoEvents
+        // `context` is the pointer `setEvents` made from `target`, which this handle keeps alive;
+        // the events object it names outlives the handle (see `setEvents`).
+        Unmanaged<EventsTarget>.fromOpaque(context!).takeUnretainedValue().events
     }
 
     // MARK: Configuration (before the loop starts)
