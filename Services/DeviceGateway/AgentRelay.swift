@@ -125,12 +125,26 @@ struct AgentRelay: Service {
 
     /// Telemetry, in batches: whatever is queued when a worker comes back for more (at most
     /// ``TelemetryBatch/maximumMessages``) is accepted together and forwarded as one message.
-    /// Nothing waits for a batch to fill, so at a low rate each batch holds one message.
+    /// A worker that found less than ``telemetryLingerBelow`` messages and finds none queued
+    /// after forwarding them rests for ``telemetryLinger`` before it looks again, so that the next
+    /// batch gathers what arrives meanwhile. A message that finds a worker waiting is handled at
+    /// once; one that arrives while both rest waits at most that long. A busy gateway never rests.
     private func forwardTelemetry(from subscription: MQTTSubscription) async {
         await subscription.forEachBatch(upTo: TelemetryBatch.maximumMessages) { messages in
             await publishTelemetry(await accept(messages).accepted)
+            if messages.count < Self.telemetryLingerBelow && subscription.waitingCount == 0 {
+                try? await Task.sleep(for: Self.telemetryLinger)
+            }
         }
     }
+
+    /// How long a telemetry worker rests after a small batch. Without the rest, a stream of a few
+    /// thousand messages a second woke a worker and the network thread for nearly every message
+    /// and cost the gateway about 100 µs of CPU a message; telemetry comes every few seconds, so
+    /// a few milliseconds more on its way cost nothing (docs/decisions.md, decision 51).
+    static let telemetryLinger = Duration.milliseconds(5)
+    /// Batches at least this large are followed at once by the next: the gateway is busy.
+    static let telemetryLingerBelow = 32
 
     /// Routes, rate-limits and validates agent messages and applies what they say about their
     /// agents' presence, taking the agent table's lock twice for the lot rather than twice per
