@@ -12,7 +12,9 @@ package import Foundation
 /// One forwarded message per telemetry message cost the gateway a socket write and the broker a
 /// packet read and a delivery per message; in batches those costs are shared by up to
 /// ``maximumMessages`` messages. A batch never waits to fill: the gateway sends what it holds as
-/// soon as its queue is empty, so a quiet fleet's batches hold one message (docs/decisions.md).
+/// soon as its queue is empty, so a lone message goes alone and at once; after a small batch the
+/// worker rests a few milliseconds, so that in a steady stream the next one gathers what arrived
+/// meanwhile (docs/decisions.md, 41 and 51).
 /// The MQTT 5 user property ``countProperty`` says how many messages a batch holds, for a reader
 /// that only counts.
 package struct TelemetryBatch: ContractPayload, Equatable {
