@@ -309,10 +309,10 @@ extension MQTTClient {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                         let networkThread = Thread { [self] in
+                            Mosquitto.nameCurrentThread("mqtt \(configuration.clientID)")
                             networkLoop()
                             done.resume()
                         }
-                        networkThread.name = "mqtt \(configuration.clientID)"
                         networkThread.start()
                     }
                 } onCancel: {

@@ -32,6 +32,17 @@ struct MQTTBrokerTests {
         }
     }
 
+    @Test("the network thread is named after the client, as the kernel keeps names (15 bytes), for top -H and profilers")
+    func networkThreadName() async throws {
+        let configuration = try testMQTTConfiguration("thread")
+        let expected = String("mqtt \(configuration.clientID)".prefix(15))
+        try await withConnectedClient(configuration) { _ in
+            let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+            let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+            #expect(names.map { $0.trimmingCharacters(in: .newlines) }.contains(expected), "thread names: \(names)")
+        }
+    }
+
     @Test("a retained message reaches a subscriber that comes later, flagged as retained")
     func retained() async throws {
         let topic = uniqueName("retained") + "/state"
