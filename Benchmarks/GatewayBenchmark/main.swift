@@ -60,7 +60,9 @@ func sleep(until time: Double) async throws {
 /// A client of this benchmark, `gateway-bench-<role>-<pid>`, logging warnings only. Its
 /// subscriptions hold 16 messages unless they ask for more.
 func makeBenchClient(url: String, role: String) throws -> MQTTClient {
-    var configuration = try MQTTConfiguration(url: url, clientID: "gateway-bench-\(role)-\(getpid())")
+    // The role first: the client's network thread is named "mqtt <client id>", of which the
+    // kernel keeps 15 bytes (``ThreadCPU``).
+    var configuration = try MQTTConfiguration(url: url, clientID: "\(role)-gateway-bench-\(getpid())")
     configuration.subscriptionBufferCapacity = 16
     var logger = Logger(label: "gateway-bench")
     logger.logLevel = .warning
@@ -758,6 +760,12 @@ struct TelemetryLoad: AsyncParsableCommand {
     @Option(help: "Seconds of the measured window.") var seconds = 10.0
     @Option(help: "Seconds of publishing before the window, not counted.") var warmup = 1.0
     @Option(help: "Pipelines in each message.") var pipelines = 10
+    @Option(
+        help: """
+            The gateway's process id: its MQTT network thread's CPU time per message received is then \
+            printed next to the raw subscriber's, the same client code receiving the same stream.
+            """)
+    var gatewayPID: Int32?
 
     func validate() throws {
         guard agents > 0, (1...64).contains(publishers), rate >= 0, seconds > 0, warmup >= 0, (0...1_000).contains(pipelines) else {
@@ -835,10 +843,17 @@ struct TelemetryLoad: AsyncParsableCommand {
                 }
             }
         }
+        // The two receiving threads: the raw subscriber's, here, and the gateway's.
+        let rawThread = ThreadCPU(pid: getpid(), name: "mqtt raw-")
+        let gatewayThread = gatewayPID.map { ThreadCPU(pid: $0, name: "mqtt device-gateway") }
         try await sleep(until: start + warmup)
         let before = counts.snapshot(at: now())
+        let rawCPUBefore = rawThread.seconds()
+        let gatewayCPUBefore = gatewayThread?.seconds()
         try await sleep(until: end)
         let after = counts.snapshot(at: now())
+        let rawCPU = difference(rawCPUBefore, rawThread.seconds())
+        let gatewayCPU = difference(gatewayCPUBefore ?? nil, gatewayThread?.seconds())
         try await publishing.value
 
         // The rest of the stream: what the gateway forwards late is not lost, and a backlog left
@@ -871,9 +886,22 @@ struct TelemetryLoad: AsyncParsableCommand {
                 + String(format: " window_seconds=%.3f drain_seconds=%.3f", window, drainSeconds)
                 + " published_total=\(last.published) raw_total=\(last.raw - primed.raw) forwarded_total=\(last.forwarded - primed.forwarded)"
                 + " raw_client_dropped=\(rawMessages.droppedCount)"
-                + " forwarded_client_dropped=\(forwardedMessages.droppedCount)")
+                + " forwarded_client_dropped=\(forwardedMessages.droppedCount)"
+                + Self.microseconds("raw_receive_us", rawCPU, messages: after.raw - before.raw)
+                + Self.microseconds("gateway_receive_us", gatewayCPU, messages: after.forwarded - before.forwarded))
         let miscounted = counts.miscounted.load(ordering: .relaxed)
         if miscounted > 0 { throw BenchError("\(miscounted) forwarded batches held another number of messages than their count said") }
+    }
+
+    private func difference(_ before: Double?, _ after: Double?) -> Double? {
+        guard let before, let after else { return nil }
+        return after - before
+    }
+
+    /// " NAME=µs" of CPU a message, or nothing when the thread was not found.
+    private static func microseconds(_ name: String, _ seconds: Double?, messages: Int) -> String {
+        guard let seconds, messages > 0 else { return "" }
+        return String(format: " %@=%.1f", name, seconds * 1e6 / Double(messages))
     }
 
     /// The number of messages in a forwarded telemetry batch, read from its JSON.
@@ -886,6 +914,34 @@ struct TelemetryLoad: AsyncParsableCommand {
 
     private func fmt(_ value: Double) -> String { String(format: "%g", value) }
     private func ratio(_ value: Double, _ base: Double) -> String { base > 0 ? String(format: "%.3f", value / base) : "n/a" }
+}
+
+/// The CPU time of one thread of a process, found by its name in /proc: an MQTT client's network
+/// thread is named "mqtt <client id>", of which the kernel keeps 15 bytes.
+struct ThreadCPU {
+    let pid: Int32
+    /// The name as the kernel keeps it.
+    let name: String
+
+    init(pid: Int32, name: String) {
+        self.pid = pid
+        self.name = String(decoding: name.utf8.prefix(15), as: UTF8.self)
+    }
+
+    /// User and system time so far, in seconds; nil when no thread (or more than one) has the name.
+    func seconds() -> Double? {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let found = tasks.filter { task in
+            (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8))?.hasPrefix(name) == true
+        }
+        guard found.count == 1, let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(found[0])/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After the parenthesised name: fields 3 on; utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
 }
 
 /// Messages published, received raw and received forwarded, counted as they happen.
