@@ -64,11 +64,13 @@ try:
         ephemeral_start = int(f.read().split()[0])
 except (OSError, ValueError, IndexError):
     ephemeral_start = 32768
-for _ in range(200):
-    port = random.randrange(20000, max(ephemeral_start, 20001))
+# With an ephemeral range that starts low, nothing is below it: the kernel picks, as before.
+candidates = [random.randrange(20000, ephemeral_start) for _ in range(200)] if ephemeral_start > 21000 else [0]
+for port in candidates:
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
+        port = s.getsockname()[1]
     except OSError:
         continue
     finally:
