@@ -57,7 +57,7 @@ func sleep(until time: Double) async throws {
     if delay > 0 { try await Task.sleep(for: .seconds(delay)) }
 }
 
-/// A client of this benchmark, `gateway-bench-<role>-<pid>`, logging warnings only. Its
+/// A client of this benchmark, `<role>-gateway-bench-<pid>`, logging warnings only. Its
 /// subscriptions hold 16 messages unless they ask for more.
 func makeBenchClient(url: String, role: String) throws -> MQTTClient {
     // The role first: the client's network thread is named "mqtt <client id>", of which the
@@ -762,8 +762,9 @@ struct TelemetryLoad: AsyncParsableCommand {
     @Option(help: "Pipelines in each message.") var pipelines = 10
     @Option(
         help: """
-            The gateway's process id: its MQTT network thread's CPU time per message received is then \
-            printed next to the raw subscriber's, the same client code receiving the same stream.
+            The gateway's process id: its MQTT network thread's CPU time per message forwarded in the \
+            window is then printed next to the raw subscriber's per message received, the same client \
+            code receiving the same stream.
             """)
     var gatewayPID: Int32?
 
@@ -888,6 +889,7 @@ struct TelemetryLoad: AsyncParsableCommand {
                 + " raw_client_dropped=\(rawMessages.droppedCount)"
                 + " forwarded_client_dropped=\(forwardedMessages.droppedCount)"
                 + Self.microseconds("raw_receive_us", rawCPU, messages: after.raw - before.raw)
+                // The gateway forwards what its network thread receives, a batch later.
                 + Self.microseconds("gateway_receive_us", gatewayCPU, messages: after.forwarded - before.forwarded))
         let miscounted = counts.miscounted.load(ordering: .relaxed)
         if miscounted > 0 { throw BenchError("\(miscounted) forwarded batches held another number of messages than their count said") }
