@@ -166,13 +166,13 @@ final class Mosquitto: @unchecked Sendable {
     /// Reads the packets already waiting on the socket, at most `maximumPackets`, without waiting:
     /// one `mosquitto_loop` reads a single QoS 0 packet after its own `pselect`, so a busy
     /// subscriber would spend a `pselect` per message. `delivered` is a count the message
-    /// callback raises; reading stops at the first read that delivers no message (the socket is
-    /// drained, which costs one read that finds nothing, or holds a packet not yet complete, which
-    /// the next `loop` finishes, or the packet was an acknowledgement or a response) and as soon as something is
-    /// waiting to be written (the PUBACK of a QoS 1 message, a publish): the broker sends a QoS 1
-    /// subscriber only so many unacknowledged messages, so acknowledgements must not wait behind
-    /// reads. Asking the socket how much is waiting before each read cost a system call per
-    /// message. Fails when the connection is gone.
+    /// callback raises. Reading stops at the first read that delivers no message: the socket is
+    /// drained (one read that finds nothing), or holds a packet not yet complete (the next `loop`
+    /// finishes it), or the packet was an acknowledgement or a response. It also stops as soon as
+    /// something is waiting to be written (the PUBACK of a QoS 1 message, a publish): the broker
+    /// sends a QoS 1 subscriber only so many unacknowledged messages, so acknowledgements must not
+    /// wait behind reads. Asking the socket how much is waiting before each read cost a system
+    /// call per message. Fails when the connection is gone.
     func readWaiting(maximumPackets: Int, delivered: () -> Int) -> Outcome {
         var packets = 0
         while packets < maximumPackets && !mosquitto_want_write(handle) {

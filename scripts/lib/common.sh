@@ -53,17 +53,21 @@ mf_install_packages() {
         "${missing[@]}" >&2
 }
 
+# Prints the first port of the kernel's ephemeral range: outgoing connections take their local
+# ports from there, so a server port chosen by a script stays below it.
+mf_ephemeral_start() {
+    local start
+    read -r start _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || start=32768
+    printf '%s\n' "${start}"
+}
+
 # Prints a TCP port that is free on 127.0.0.1 right now, for a server a script starts. Chosen
-# below the kernel's ephemeral range (ip_local_port_range), as the tests' freePort() does: a port
-# from that range (what binding port 0 gives) can be taken by any outgoing connection between this
-# check and the server's own bind, and a service then fails with "Address already in use".
+# below the kernel's ephemeral range, as the tests' freePort() does: a port from that range (what
+# binding port 0 gives) can be taken by any outgoing connection between this check and the
+# server's own bind, and a service then fails with "Address already in use".
 mf_free_port() {
-    python3 -c 'import random, socket
-try:
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        ephemeral_start = int(f.read().split()[0])
-except (OSError, ValueError, IndexError):
-    ephemeral_start = 32768
+    python3 -c 'import random, socket, sys
+ephemeral_start = int(sys.argv[1])
 # With an ephemeral range that starts low, nothing is below it: the kernel picks, as before.
 candidates = [random.randrange(20000, ephemeral_start) for _ in range(200)] if ephemeral_start > 21000 else [0]
 for port in candidates:
@@ -78,15 +82,7 @@ for port in candidates:
     print(port)
     break
 else:
-    raise SystemExit("no free TCP port below the ephemeral range")'
-}
-
-# Prints the first port of the kernel's ephemeral range: outgoing connections take their local
-# ports from there, so a server port chosen by a script stays below it.
-mf_ephemeral_start() {
-    local start
-    read -r start _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || start=32768
-    printf '%s\n' "${start}"
+    raise SystemExit("no free TCP port below the ephemeral range")' "$(mf_ephemeral_start)"
 }
 
 # Succeeds when a TCP connection to HOST:PORT can be opened now.
