@@ -767,6 +767,12 @@ struct TelemetryLoad: AsyncParsableCommand {
             code receiving the same stream.
             """)
     var gatewayPID: Int32?
+    @Option(
+        help: """
+            The broker's process id: its CPU over the window is then printed next to the gateway's, \
+            this process's and the machine's idle time, to show how the cores were shared.
+            """)
+    var brokerPID: Int32?
 
     func validate() throws {
         guard agents > 0, (1...64).contains(publishers), rate >= 0, seconds > 0, warmup >= 0, (0...1_000).contains(pipelines) else {
@@ -847,14 +853,18 @@ struct TelemetryLoad: AsyncParsableCommand {
         // The two receiving threads: the raw subscriber's, here, and the gateway's.
         let rawThread = ThreadCPU(pid: getpid(), name: "mqtt raw-")
         let gatewayThread = gatewayPID.map { ThreadCPU(pid: $0, name: "mqtt device-gateway") }
+        // How the cores were shared: the gateway, the broker, this process, and what was left.
+        let sharing = CoreSharing(processes: [("gateway", gatewayPID), ("broker", brokerPID), ("bench", getpid())])
         try await sleep(until: start + warmup)
         let before = counts.snapshot(at: now())
         let rawCPUBefore = rawThread.seconds()
         let gatewayCPUBefore = gatewayThread?.seconds()
+        let sharingBefore = sharing.sample()
         try await sleep(until: end)
         let after = counts.snapshot(at: now())
         let rawCPU = difference(rawCPUBefore, rawThread.seconds())
         let gatewayCPU = difference(gatewayCPUBefore ?? nil, gatewayThread?.seconds())
+        let cores = sharing.cores(from: sharingBefore, to: sharing.sample(), seconds: after.time - before.time)
         try await publishing.value
 
         // The rest of the stream: what the gateway forwards late is not lost, and a backlog left
@@ -890,7 +900,8 @@ struct TelemetryLoad: AsyncParsableCommand {
                 + " forwarded_client_dropped=\(forwardedMessages.droppedCount)"
                 + Self.microseconds("raw_receive_us", rawCPU, messages: after.raw - before.raw)
                 // The gateway forwards what its network thread receives, a batch later.
-                + Self.microseconds("gateway_receive_us", gatewayCPU, messages: after.forwarded - before.forwarded))
+                + Self.microseconds("gateway_receive_us", gatewayCPU, messages: after.forwarded - before.forwarded)
+                + cores.map { String(format: " cores_%@=%.2f", $0.name, $0.cores) }.joined())
         let miscounted = counts.miscounted.load(ordering: .relaxed)
         if miscounted > 0 { throw BenchError("\(miscounted) forwarded batches held another number of messages than their count said") }
     }
@@ -936,13 +947,58 @@ struct ThreadCPU {
         let found = tasks.filter { task in
             (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8))?.hasPrefix(name) == true
         }
-        guard found.count == 1, let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(found[0])/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
+        guard found.count == 1 else { return nil }
+        return cpuSeconds(statPath: "/proc/\(pid)/task/\(found[0])/stat")
+    }
+}
+
+/// User and system time so far, in seconds, of the process or thread whose `stat` file (proc(5))
+/// is at `statPath`; nil when it cannot be read.
+func cpuSeconds(statPath: String) -> Double? {
+    guard let stat = try? String(contentsOfFile: statPath, encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+    // After the parenthesised name: fields 3 on; utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// How the machine's cores were shared over a window: the CPU of some processes, and the idle
+/// time of the whole machine (`/proc/stat`: idle and iowait), each in cores.
+struct CoreSharing {
+    /// Named processes; a nil id is left out.
+    let processes: [(name: String, pid: Int32?)]
+
+    struct Sample {
+        var processSeconds: [Double?]
+        var idleSeconds: Double?
+    }
+
+    func sample() -> Sample {
+        Sample(processSeconds: processes.map { $0.pid.flatMap { cpuSeconds(statPath: "/proc/\($0)/stat") } }, idleSeconds: Self.idleSeconds())
+    }
+
+    /// Each process's cores over the `seconds` between the samples, then `idle`'s; what could
+    /// not be read at both ends is left out.
+    func cores(from before: Sample, to after: Sample, seconds: Double) -> [(name: String, cores: Double)] {
+        var cores: [(name: String, cores: Double)] = []
+        for (index, process) in processes.enumerated() {
+            if let start = before.processSeconds[index], let end = after.processSeconds[index] {
+                cores.append((process.name, (end - start) / seconds))
+            }
+        }
+        if let start = before.idleSeconds, let end = after.idleSeconds { cores.append(("idle", (end - start) / seconds)) }
+        return cores
+    }
+
+    /// The machine's idle and iowait time so far, summed over its cores, in seconds.
+    static func idleSeconds() -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ")
         else { return nil }
-        // After the parenthesised name: fields 3 on; utime and stime are fields 14 and 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        // cpu user nice system idle iowait …, in clock ticks.
+        let fields = line.split(separator: " ")
+        guard fields.count > 5, let idle = Double(fields[4]), let iowait = Double(fields[5]) else { return nil }
+        return (idle + iowait) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 

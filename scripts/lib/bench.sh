@@ -14,7 +14,8 @@
 #   mf_bench_field NAME LINE             the value of NAME=… in a `result …` line
 #
 # MODELFLEET_BENCH_KEEP_TMPDIR=1 keeps the run folder (the services', simulator's, broker's and
-# database's logs).
+# database's logs). MODELFLEET_BENCH_SAME_SESSION=1 starts the services in the caller's session
+# rather than each in its own (see mf_bench_start_service).
 
 MF_BENCH_DIR=""
 MF_BENCH_BIN=""
@@ -100,10 +101,14 @@ mf_bench_start_service() {
     local name=$1 port=$2 pid
     shift 2
     mf_log "starting the ${name} on 127.0.0.1:${port} (log: ${MF_BENCH_DIR}/${name}.log)"
-    # setsid: a Ctrl-C reaches only the script, which stops the services before the broker.
+    # setsid: a Ctrl-C reaches only the script, which stops the services before the broker; and,
+    # with autogroup scheduling, each service gets its own share of a busy machine, as in
+    # scripts/stack. MODELFLEET_BENCH_SAME_SESSION=1 leaves them in this session.
+    local session=(setsid)
+    [[ ${MODELFLEET_BENCH_SAME_SESSION:-0} == 1 ]] && session=()
     env MODELFLEET_MQTT_URL="${MF_BENCH_MQTT_URL}" MODELFLEET_HTTP_HOST=127.0.0.1 MODELFLEET_HTTP_PORT="${port}" \
         MODELFLEET_LOG_LEVEL=warning MODELFLEET_INSTANCE_ID=bench "$@" \
-        setsid "${MF_BENCH_BIN}/${name}" </dev/null >>"${MF_BENCH_DIR}/${name}.log" 2>&1 &
+        "${session[@]}" "${MF_BENCH_BIN}/${name}" </dev/null >>"${MF_BENCH_DIR}/${name}.log" 2>&1 &
     pid=$!
     MF_BENCH_SERVICES+=("${name} ${pid}")
     mf_bench_wait_ready "${name}" "http://127.0.0.1:${port}" "${pid}"
