@@ -868,12 +868,16 @@ struct TelemetryLoad: AsyncParsableCommand {
         try await publishing.value
 
         // The rest of the stream: what the gateway forwards late is not lost, and a backlog left
-        // in the gateway would count in the next run. Until everything received raw is forwarded,
-        // or nothing more arrives for 3 s (60 s at most).
+        // in the gateway would count in the next run. Until both counters have every message
+        // published (the raw subscriber may be the one behind), or nothing more arrives for 3 s
+        // (the broker dropped the rest for a subscriber too far behind; 60 s at most).
         let drainStart = now()
         var last = counts.snapshot(at: drainStart)
         var lastChange = drainStart
-        while last.forwarded < last.raw && now() - lastChange < 3 && now() - drainStart < 60 {
+        func drained(_ counts: Counts.Snapshot) -> Bool {
+            counts.raw - primed.raw >= counts.published && counts.forwarded - primed.forwarded >= counts.published
+        }
+        while !drained(last) && now() - lastChange < 3 && now() - drainStart < 60 {
             try await Task.sleep(for: .milliseconds(100))
             let next = counts.snapshot(at: now())
             if next.raw != last.raw || next.forwarded != last.forwarded { lastChange = next.time }
