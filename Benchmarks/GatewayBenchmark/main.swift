@@ -762,9 +762,9 @@ struct TelemetryLoad: AsyncParsableCommand {
     @Option(help: "Pipelines in each message.") var pipelines = 10
     @Option(
         help: """
-            The gateway's process id: its MQTT network thread's CPU time per message forwarded in the \
-            window is then printed next to the raw subscriber's per message received, the same client \
-            code receiving the same stream.
+            The gateway's process id: its CPU time per message forwarded is then printed (over the \
+            whole command), and its MQTT network thread's over the window next to the raw \
+            subscriber's per message received, the same client code receiving the same stream.
             """)
     var gatewayPID: Int32?
     @Option(
@@ -781,6 +781,11 @@ struct TelemetryLoad: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // The gateway's whole process over the whole command (priming, warm-up, window and
+        // drain), for its CPU time per message forwarded: unlike the cores it gets, that hardly
+        // depends on how the kernel shares them.
+        let gatewayProcessStat = gatewayPID.map { "/proc/\($0)/stat" }
+        let gatewayCPUAtStart = gatewayProcessStat.flatMap(cpuSeconds(statPath:))
         let stream = try TelemetryStream(agents: agents, idPrefix: idPrefix, pipelines: pipelines)
         let raw = try makeClient("raw")
         let forwarded = try makeClient("forwarded")
@@ -858,12 +863,12 @@ struct TelemetryLoad: AsyncParsableCommand {
         try await sleep(until: start + warmup)
         let before = counts.snapshot(at: now())
         let rawCPUBefore = rawThread.seconds()
-        let gatewayCPUBefore = gatewayThread?.seconds()
+        let gatewayCPUBefore = gatewayThread.flatMap { $0.seconds() }
         let sharingBefore = sharing.sample()
         try await sleep(until: end)
         let after = counts.snapshot(at: now())
         let rawCPU = difference(rawCPUBefore, rawThread.seconds())
-        let gatewayCPU = difference(gatewayCPUBefore ?? nil, gatewayThread?.seconds())
+        let gatewayCPU = difference(gatewayCPUBefore, gatewayThread.flatMap { $0.seconds() })
         let cores = sharing.cores(from: sharingBefore, to: sharing.sample(), seconds: after.time - before.time)
         try await publishing.value
 
@@ -884,6 +889,7 @@ struct TelemetryLoad: AsyncParsableCommand {
             last = next
         }
         let drainSeconds = last.time - drainStart
+        let gatewayCPUInAll = difference(gatewayCPUAtStart, gatewayProcessStat.flatMap(cpuSeconds(statPath:)))
         rawMessages.cancel()
         forwardedMessages.cancel()
         await consumers.value
@@ -905,7 +911,10 @@ struct TelemetryLoad: AsyncParsableCommand {
                 + Self.microseconds("raw_receive_us", rawCPU, messages: after.raw - before.raw)
                 // The gateway forwards what its network thread receives, a batch later.
                 + Self.microseconds("gateway_receive_us", gatewayCPU, messages: after.forwarded - before.forwarded)
-                + cores.map { String(format: " cores_%@=%.2f", $0.name, $0.cores) }.joined())
+                + cores.map { String(format: " cores_%@=%.2f", $0.name, $0.cores) }.joined()
+                // Priming included: the gateway forwarded `last.forwarded` messages in all.
+                + (gatewayCPUInAll.map { String(format: " gateway_cpu_seconds=%.2f", $0) } ?? "")
+                + Self.microseconds("gateway_us_per_message", gatewayCPUInAll, messages: last.forwarded))
         let miscounted = counts.miscounted.load(ordering: .relaxed)
         if miscounted > 0 { throw BenchError("\(miscounted) forwarded batches held another number of messages than their count said") }
     }
@@ -915,7 +924,7 @@ struct TelemetryLoad: AsyncParsableCommand {
         return after - before
     }
 
-    /// " NAME=µs" of CPU a message, or nothing when the thread was not found.
+    /// " NAME=µs" of CPU a message, or nothing when the thread or process was not found.
     private static func microseconds(_ name: String, _ seconds: Double?, messages: Int) -> String {
         guard let seconds, messages > 0 else { return "" }
         return String(format: " %@=%.1f", name, seconds * 1e6 / Double(messages))
