@@ -349,7 +349,7 @@ private struct PropertyList: ~Copyable {
         // Each add_* copies its arguments into the list, so the Swift strings need only live for the call.
         var code: Int32 = 0
         if let contentType = properties.contentType {
-            code |= mosquitto_property_add_string(&pointer, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), contentType)
+            code |= mosquitto_property_add_string(&pointer, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), MQTTString.encodable(contentType))
         }
         if let expiry = properties.messageExpiryInterval {
             code |= mosquitto_property_add_int32(&pointer, Int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL.rawValue), expiry)
@@ -364,7 +364,9 @@ private struct PropertyList: ~Copyable {
             }
         }
         for property in properties.userProperties {
-            code |= mosquitto_property_add_string_pair(&pointer, Int32(MQTT_PROP_USER_PROPERTY.rawValue), property.name, property.value)
+            // Escaped: a property's text may come from a client (MQTTString says why).
+            code |= mosquitto_property_add_string_pair(
+                &pointer, Int32(MQTT_PROP_USER_PROPERTY.rawValue), MQTTString.encodable(property.name), MQTTString.encodable(property.value))
         }
         if code != 0 {
             throw .invalidArgument("MQTT 5 properties could not be encoded (libmosquitto error \(code))")

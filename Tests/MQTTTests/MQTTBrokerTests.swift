@@ -320,6 +320,32 @@ struct MQTTBrokerTests {
         }
     }
 
+    @Test("request/response: an error naming a client's text with control characters comes back escaped; the server stays on the bus")
+    func requestFailsWithControlCharacters() async throws {
+        // Mosquitto disconnects a client whose property holds U+0085; libmosquitto then sent the
+        // same reply after every reconnect, and the server answered nothing more (issue 16).
+        struct Refusal: Error, CustomStringConvertible { var description: String { "no version 1.0.0-\u{85}" } }
+        let topic = uniqueName("rpc") + "/control"
+        try await withConnectedClient(testMQTTConfiguration("server")) { server in
+            let serving = Task {
+                try await server.serveRequests(on: topic) { request in
+                    guard request.payload.isEmpty else { return MQTTReply(payload: request.payload) }
+                    throw Refusal()
+                }
+            }
+            defer { serving.cancel() }
+            try await Task.sleep(for: .milliseconds(200))
+            try await withConnectedClient(testMQTTConfiguration("client")) { client in
+                await #expect(throws: MQTTError.requestFailed(topic: topic, message: "no version 1.0.0-\\u{85}")) {
+                    _ = try await client.request(topic, payload: Data(), timeout: .seconds(5))
+                }
+                let echo = try await client.request(topic, payload: self.payload("still there"), timeout: .seconds(5))
+                #expect(echo.payloadString == "still there")
+            }
+            #expect(server.connectionState.isConnected)
+        }
+    }
+
     @Test("request/response: 100 concurrent requests each get their own answer")
     func concurrentRequests() async throws {
         let topic = uniqueName("rpc") + "/square"

@@ -133,4 +133,15 @@ struct MQTTUnitTests {
         #expect(flat.count == Set(flat).count, "a message went to two consumers")
         #expect(flat.count == (0..<20).reduce(0) { $0 + ($1 % 2 == 0 ? 2 : 50) })
     }
+
+    @Test("text a broker may refuse is escaped for MQTT strings; other text is kept as it is")
+    func encodableStrings() {
+        #expect(MQTTString.encodable("unknown version 1.0.0-\u{85}") == "unknown version 1.0.0-\\u{85}")
+        // Built at run time: the compiler refuses non-characters in a literal.
+        let refused = [0x0, 0x9, 0x7f, 0xfdd0, 0xfffe, 0x1ffff].map { String(Unicode.Scalar($0)!) }
+        #expect(MQTTString.encodable(refused.joined(separator: "-")) == #"\u{0}-\u{9}-\u{7f}-\u{fdd0}-\u{fffe}-\u{1ffff}"#)
+        #expect(MQTTString.encodable("Kamera Süd 🚗, 東京") == "Kamera Süd 🚗, 東京")
+        let long = MQTTString.encodable(String(repeating: "é", count: 40_000))
+        #expect(long.utf8.count == 65_534 && long.allSatisfy { $0 == "é" }, "cut at a character boundary")
+    }
 }
