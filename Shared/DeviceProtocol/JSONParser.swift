@@ -8,7 +8,8 @@ package import Foundation
 /// `NSNumber`s, which cost more than the rest of the gateway's work per telemetry message; this
 /// parser walks the bytes once and builds Swift values. It rejects what RFC 8259 rejects: trailing
 /// commas, comments, leading zeros, unescaped control characters, invalid UTF-8, lone surrogates,
-/// duplicate keys (the schema could not see both), and anything after the value but whitespace.
+/// duplicate keys (the schema could not see both), and anything after the value but whitespace;
+/// and, stricter than RFC 8259, U+0000 in a string (`\u0000`), which no service can store.
 package struct JSONParser {
     /// Why a document did not parse, with the byte offset where it went wrong.
     package struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
@@ -230,6 +231,9 @@ package struct JSONParser {
         /// `\uXXXX` (after the `u`), with a following low surrogate when it is a high one; the scalar as UTF-8.
         mutating func unicodeEscape() throws(Failure) -> [UInt8] {
             var code = try hex4()
+            // Valid JSON, but no text with it can be stored (PostgreSQL refuses it), and one
+            // report with it once cost other agents' reports their batch: refused at the door.
+            guard code != 0 else { throw failure("U+0000 (\\u0000) in a string") }
             if (0xD800...0xDBFF).contains(code) {
                 guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
                     throw failure("lone surrogate in a string")

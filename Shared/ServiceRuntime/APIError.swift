@@ -45,6 +45,7 @@ package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
+            try Self.refuseNUL(in: request)
             return try await next(request, context)
         } catch let error as APIError {
             throw error
@@ -54,6 +55,19 @@ package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
             throw APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
+        }
+    }
+
+    /// U+0000 in the path or a query parameter (`%00`) is refused before any handler: PostgreSQL
+    /// cannot take it in text, and a lookup by such a name answered 500.
+    private static func refuseNUL(in request: Request) throws {
+        let uri = request.uri
+        let reason = "must not contain the NUL character (U+0000, %00)"
+        if uri.path.contains("\u{0}") || uri.path.range(of: "%00") != nil {
+            throw APIError.invalid(field: "(path)", reason)
+        }
+        for (name, value) in uri.queryParameters where name.contains("\u{0}") || value.contains("\u{0}") {
+            throw APIError.invalid(field: String(name), reason)
         }
     }
 }

@@ -270,6 +270,17 @@ struct AgentMessageValidatorTests {
         #expect(rejection("modelfleet/v1/agents/\(agent)/hello", duplicateKeys) == .schema)
     }
 
+    @Test("a report whose text holds U+0000 is refused, by the tree parser and the streaming validator alike")
+    func reportWithNUL() throws {
+        // PostgreSQL refused the whole batch of reports it was in (issue 16).
+        let report = Data(
+            #"{"schema_version":1,"type":"agent.report","message_id":"3B68B05C-9163-42E8-9B8F-245AE6B05EBD","sent_at":"2026-11-23T10:00:00.000Z","payload":{"agent_id":"edge-1","generation":2,"devices":[{"device_key":"cam","pipelines":[{"pipeline_id":"p1","state":"failed","reason":"disk\u0000full"}]}]}}"#
+                .utf8)
+        #expect(rejection("modelfleet/v1/agents/edge-1/report", report) == .malformedJSON)
+        #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Data(#"["ok", "a\u0000b"]"#.utf8)) }
+        #expect(try JSONParser.parse(Data(#""a\u0001b""#.utf8)) == .string("a\u{1}b"), "other escaped control characters stay valid")
+    }
+
     @Test("a failed pipeline in a report needs its reason")
     func reportReason() throws {
         let report = Data(

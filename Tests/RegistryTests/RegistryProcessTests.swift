@@ -91,6 +91,38 @@ struct RegistryProcessTests {
         await stop(registry)
     }
 
+    @Test("text holding U+0000 is refused with a 400 naming the field, in bodies, paths and queries; the registry carries on")
+    func nulCharacters() async throws {
+        // PostgreSQL cannot store U+0000 in text: these answered 500 (issue 16).
+        let registry = try await startRegistry()
+        let name = uniqueName("nul")
+        let refusedModel = try await registry.send(
+            "POST", "/v1/models", json: ["name": name, "task": "object_detection", "format": "onnx", "description": "people\u{0}counter"])
+        #expect(refusedModel.status == 400 && refusedModel.errorField == "description", "\(refusedModel.body)")
+        #expect(refusedModel.body.contains("U+0000"), "\(refusedModel.body)")
+
+        let model = try await registry.send("POST", "/v1/models", json: ["name": name, "task": "object_detection", "format": "onnx"])
+        let id = try #require(model.json?["id"] as? String, "\(model.body)")
+        let version: [String: Any] = [
+            "version": "1.0.0", "artifact_uri": "s3://models/nul.onnx", "sha256": sha, "size_bytes": 1000,
+            "default_settings": ["labels": ["person", "car\u{0}"]],
+        ]
+        let refusedVersion = try await registry.send("POST", "/v1/models/\(id)/versions", json: version)
+        #expect(refusedVersion.status == 400 && refusedVersion.errorField == "default_settings.labels[1]", "\(refusedVersion.body)")
+        #expect(try await registry.get("/v1/models/\(id)/versions/1.0.0").status == 404, "nothing was stored")
+
+        let path = try await registry.get("/v1/models/\(id)%00")
+        #expect(path.status == 400 && path.errorField == "(path)", "\(path.body)")
+        let query = try await registry.get("/v1/devices?site=a%00b")
+        #expect(query.status == 400 && query.errorField == "site", "\(query.body)")
+
+        var good = version
+        good["default_settings"] = ["labels": ["person", "car"]]
+        #expect(try await registry.send("POST", "/v1/models/\(id)/versions", json: good).status == 201)
+        #expect(try await registry.get("/v1/models/\(id)").json?["name"] as? String == name)
+        await stop(registry)
+    }
+
     @Test("versions: add, read, deprecate, delete as the orchestrator's usage answer allows, and the model's delete rule")
     func versions() async throws {
         // A private broker: the orchestrator's usage answers come from this test alone.
