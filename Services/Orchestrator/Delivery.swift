@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import MQTT
 import Metrics
+import PostgresNIO
 import ServiceLifecycle
 import ServiceRuntime
 import Synchronization
@@ -16,7 +17,12 @@ struct OutboxPublisher: Service {
     let database: DatabaseService
     let store: OperationStore
     let wake: Wake
+    let loops: LoopHealth
+    /// The bound of each database step (``LoopHealth``).
+    let stepTimeout: Duration
     let logger: Logger
+
+    static let loop = "outbox"
 
     /// Wakes the publisher after a commit, so that it does not wait for its next poll.
     final class Wake: Sendable {
@@ -39,7 +45,7 @@ struct OutboxPublisher: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    let entries = try await store.unsent(limit: 2_000)
+                    let entries = try await loops.step(Self.loop, within: stepTimeout) { try await store.unsent(limit: 2_000) }
                     if entries.isEmpty {
                         await wake.wait(timeout: .seconds(1))
                         continue
@@ -51,13 +57,14 @@ struct OutboxPublisher: Service {
                     for chunk in Self.chunks(of: entries, agentsPerChunk: Self.agentsPerChunk) {
                         try await Self.publish(chunk, with: mqtt)
                         try await marking?.value
-                        marking = Task { try await store.markSent(chunk) }
+                        marking = Task { try await loops.step(Self.loop, within: stepTimeout) { try await store.markSent(chunk) } }
                     }
                     try await marking?.value
                     Counter(label: "orchestrator_desired_states_published_total").increment(by: entries.count)
                 } catch is CancellationError {
                     return
                 } catch {
+                    loops.failed(Self.loop, error)
                     logger.warning("could not publish the outbox; retrying", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))
                 }
@@ -122,14 +129,27 @@ struct OutboxPublisher: Service {
 
 /// Settles operations' devices: agents' reports (applied or failed), the watchdog (timed out),
 /// and the registry's server-presence events (the watchdog of devices accepted offline starts
-/// when their server comes back).
+/// when their server comes back). Keeps the agents level with their desired states: an agent
+/// behind is sent its document again, one ahead (drift) a newer one.
 struct DeliveryTracker: Service {
     let mqtt: MQTTClient
     let database: DatabaseService
     let store: OperationStore
+    /// Wakes the outbox publisher after a drift repair wrote documents.
+    let wake: OutboxPublisher.Wake
+    let loops: LoopHealth
+    /// The bound of each database step (``LoopHealth``).
+    let stepTimeout: Duration
     let logger: Logger
     /// For `/ready`: reports published before the subscription are not kept for the orchestrator.
     let subscribed: SubscriptionFlag
+    let republishing = RepublishState()
+
+    enum Loop {
+        static let reports = "reports"
+        static let watchdog = "watchdog"
+        static let reconciler = "reconciler"
+    }
 
     func run() async throws {
         try await database.waitUntilMigrated()
@@ -144,7 +164,7 @@ struct DeliveryTracker: Service {
             group.addTask { for await message in presence { await handleServerPresence(message) } }
         } background: {
             await withDiscardingTaskGroup { group in
-                group.addTask { await askAgainForLostReports() }
+                group.addTask { await republishToAgentsBehind() }
                 group.addTask { await expireOverdueDevices() }
             }
         }
@@ -155,7 +175,7 @@ struct DeliveryTracker: Service {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             do {
-                let expired = try await store.expireOverdue()
+                let expired = try await loops.step(Loop.watchdog, within: stepTimeout) { try await store.expireOverdue() }
                 if expired > 0 {
                     Counter(label: "orchestrator_devices_timed_out_total").increment(by: expired)
                     logger.warning("devices not applied within their watchdog", metadata: ["count": "\(expired)"])
@@ -168,26 +188,33 @@ struct DeliveryTracker: Service {
         }
     }
 
-    /// Every few seconds: agents whose devices wait in `delivered` get their latest document once
-    /// more; the gateway publishes it again and the agent, which has it already, just reports.
-    private func askAgainForLostReports() async {
+    /// Once a second: agents whose reports are behind the generation sent to them get their
+    /// latest document again (the gateway publishes it again; an agent that has it already just
+    /// reports), with a backoff per agent (``RepublishSchedule``), whatever their devices'
+    /// statuses say: a device the watchdog gave up on is still brought level.
+    private func republishToAgentsBehind() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(Self.reportGraceSeconds))
+            try? await Task.sleep(for: .seconds(1))
             do {
-                let entries = try await store.overdueReports(after: Self.reportGraceSeconds, limit: 1_000)
-                guard !entries.isEmpty else { continue }
+                let behind = try await loops.step(Loop.reconciler, within: stepTimeout) {
+                    try await store.agentsBehind(sentBefore: Self.reportGraceSeconds, limit: 10_000)
+                }
+                let due = republishing.due(behind, at: ContinuousClock.now)
+                guard !due.isEmpty else { continue }
+                let entries = try await loops.step(Loop.reconciler, within: stepTimeout) { try await store.latestDocuments(of: due) }
                 try await OutboxPublisher.publish(entries, with: mqtt)
-                Counter(label: "orchestrator_report_requests_total").increment(by: entries.count)
-                logger.info("asked agents again for their reports", metadata: ["agents": "\(entries.count)"])
+                Counter(label: "orchestrator_desired_states_republished_total").increment(by: entries.count)
+                logger.info("sent agents behind their desired state their documents again", metadata: ["agents": "\(entries.count)"])
             } catch is CancellationError {
                 return
             } catch {
-                logger.warning("could not ask agents again for their reports", metadata: ["error": "\(error)"])
+                loops.failed(Loop.reconciler, error)
+                logger.warning("could not send agents behind their desired state their documents again", metadata: ["error": "\(error)"])
             }
         }
     }
 
-    /// Seconds a delivered device waits for its report before its agent is asked again.
+    /// Seconds a document is given to be applied and reported before it is sent again.
     static let reportGraceSeconds = 5
 
     /// The most reports one transaction settles.
@@ -222,15 +249,73 @@ struct DeliveryTracker: Service {
                 OperationStore.AgentReport(agentID: report.agentID, generation: Int64(report.generation), failures: failures))
         }
         for reports in transactions where !reports.isEmpty {
+            await record(reports)
+        }
+    }
+
+    /// Records reports in one transaction, tried again while the database is away (a lost
+    /// connection fails the step), and split in halves when the database refuses the batch, so
+    /// that only a report it cannot store is lost (an agent's text PostgreSQL refuses must not
+    /// cost other agents their reports). Reports not recorded are asked for again by the
+    /// reconciler, whose documents the agents answer with their reports.
+    private func record(_ reports: [OperationStore.AgentReport]) async {
+        var attempt = 1
+        while true {
             do {
-                try await store.applyReports(reports)
-                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "applied")]).increment(by: reports.count)
+                let drifted = try await loops.step(Loop.reports, within: stepTimeout) { try await store.applyReports(reports) }
+                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "applied")]).increment(by: reports.count - drifted.count)
+                if !drifted.isEmpty { await repair(drifted) }
+                return
+            } catch is CancellationError {
+                return
+            } catch let error where Self.isRefusal(error) && reports.count > 1 {
+                let half = reports.count / 2
+                await record(Array(reports[..<half]))
+                await record(Array(reports[half...]))
+                return
             } catch {
-                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "error")]).increment(by: reports.count)
-                logger.warning(
-                    "could not record agent reports; their agents are asked again",
-                    metadata: ["agents": "\(reports.count)", "first_agent_id": "\(reports[0].agentID)", "error": "\(error)"])
+                let refused = Self.isRefusal(error)
+                guard !refused, attempt < Self.reportAttempts, !Task.isCancelled else {
+                    Counter(label: "orchestrator_reports_total", dimensions: [("outcome", refused ? "refused" : "error")]).increment(
+                        by: reports.count)
+                    logger.warning(
+                        refused ? "the database refused an agent report; dropped" : "could not record agent reports; their agents are asked again",
+                        metadata: ["agents": "\(reports.count)", "first_agent_id": "\(reports[0].agentID)", "error": "\(error)"])
+                    return
+                }
+                attempt += 1
+                try? await Task.sleep(for: .seconds(1))
             }
+        }
+    }
+
+    /// Attempts at recording a batch of reports while the database is away.
+    static let reportAttempts = 3
+
+    /// The server ran the statement and refused it (bad data): running it again cannot help.
+    /// Deadlocks are retried by the store itself; a lost connection or a timeout has no server
+    /// answer.
+    private static func isRefusal(_ error: any Error) -> Bool {
+        let underlying = (error as? PostgresTransactionError).flatMap { $0.closureError ?? $0.commitError } ?? error
+        guard let error = underlying as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
+        // Class 22 (data exception: invalid byte sequence, a NUL in text) and 23 (integrity).
+        return state.hasPrefix("22") || state.hasPrefix("23")
+    }
+
+    /// Agents that reported a generation never sent to them get a newer document of what they
+    /// should run.
+    private func repair(_ drifted: [OperationStore.AgentReport]) async {
+        for report in drifted {
+            logger.warning(
+                "an agent reported a generation the orchestrator never sent it; sending it what it should run",
+                metadata: ["agent_id": "\(report.agentID)", "generation": "\(report.generation)"])
+        }
+        do {
+            try await loops.step(Loop.reports, within: stepTimeout) { try await store.repairDrift(drifted) }
+            Counter(label: "orchestrator_drift_repairs_total").increment(by: drifted.count)
+            wake.signal()
+        } catch {
+            logger.warning("could not repair drifted agents; their next report tries again", metadata: ["error": "\(error)"])
         }
     }
 
@@ -239,10 +324,23 @@ struct DeliveryTracker: Service {
         else {
             return
         }
+        // Back online, the agent is sent its document at once if it is behind, not after its backoff.
+        republishing.cameOnline(server)
         do {
-            try await store.startWatchdog(serverID: server)
+            try await loops.step(Loop.watchdog, within: stepTimeout) { try await store.startWatchdog(serverID: server) }
         } catch {
             logger.warning("could not start the watchdog of a server's devices", metadata: ["server_id": "\(server)", "error": "\(error)"])
         }
     }
+}
+
+/// The reconciler's backoff, shared by its loop and the presence events.
+final class RepublishState: Sendable {
+    private let schedule = Mutex(RepublishSchedule())
+
+    func due(_ behind: [OperationStore.AgentBehind], at now: ContinuousClock.Instant) -> [String] {
+        schedule.withLock { $0.due(behind, at: now) }
+    }
+
+    func cameOnline(_ agentID: String) { schedule.withLock { $0.cameOnline(agentID) } }
 }

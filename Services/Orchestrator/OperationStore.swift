@@ -161,25 +161,8 @@ struct OperationStore: Sendable {
             for (change, text) in zip(changes, after) where !change.after.isEmpty {
                 assignments[change.device.serverID, default: []].append((change.device.key, text))
             }
-            for try await (server, key, text) in try await connection.query(
-                """
-                SELECT server_id, device_key, pipelines::text FROM orchestrator.device_pipelines
-                WHERE server_id = ANY(\(agents)) AND NOT (device_id = ANY(\(ids))) AND pipelines <> '[]'::jsonb
-                """,
-                logger: logger
-            ).decode((String, String, String).self) {
-                assignments[server, default: []].append((key, text))
-            }
-            let documents = agents.map { agent in
-                DesiredStateDocument.encode(
-                    agentID: agent, generation: generations[agent]!, devices: (assignments[agent] ?? []).sorted { $0.key < $1.key },
-                    correlationID: operation.id)
-            }
-            try await connection.query(
-                """
-                INSERT INTO orchestrator.outbox (agent_id, generation, document)
-                SELECT * FROM unnest(\(agents)::text[], \(agents.map { generations[$0]! })::bigint[], \(documents)::text[])
-                """, logger: logger)
+            try await enqueueDocuments(
+                of: agents, at: generations, changed: assignments, exceptDevices: ids, correlationID: operation.id, on: connection)
 
             // The operation's distinct lists once; its devices name theirs by position.
             try await connection.query(
@@ -207,6 +190,35 @@ struct OperationStore: Sendable {
                 retries: operation.retries, watchdogSeconds: operation.watchdogSeconds, counts: counts, devices: changes.count, finished: false)
             return (generations, summary)
         }
+    }
+
+    /// Writes each agent's whole desired-state document at its new generation to the outbox:
+    /// `changed` devices' pipelines as given, every other device of the agent (not in
+    /// `exceptDevices`) as stored.
+    private func enqueueDocuments(
+        of agents: [String], at generations: [String: Int64], changed: [String: [(key: String, pipelines: String)]], exceptDevices: [UUID],
+        correlationID: UUID?, on connection: PostgresConnection
+    ) async throws {
+        var assignments = changed
+        for try await (server, key, text) in try await connection.query(
+            """
+            SELECT server_id, device_key, pipelines::text FROM orchestrator.device_pipelines
+            WHERE server_id = ANY(\(agents)) AND NOT (device_id = ANY(\(exceptDevices))) AND pipelines <> '[]'::jsonb
+            """,
+            logger: logger
+        ).decode((String, String, String).self) {
+            assignments[server, default: []].append((key, text))
+        }
+        let documents = agents.map { agent in
+            DesiredStateDocument.encode(
+                agentID: agent, generation: generations[agent]!, devices: (assignments[agent] ?? []).sorted { $0.key < $1.key },
+                correlationID: correlationID)
+        }
+        try await connection.query(
+            """
+            INSERT INTO orchestrator.outbox (agent_id, generation, document)
+            SELECT * FROM unnest(\(agents)::text[], \(agents.map { generations[$0]! })::bigint[], \(documents)::text[])
+            """, logger: logger)
     }
 
     // MARK: Delivery
@@ -301,16 +313,29 @@ struct OperationStore: Sendable {
     /// Agents' reports, each of a different agent, in one transaction: each agent's devices'
     /// unsettled rows up to the reported generation become applied, or failed with the reasons of
     /// their failed pipelines. Late reports also settle devices the watchdog had given up on.
-    func applyReports(_ reports: [AgentReport]) async throws {
-        guard !reports.isEmpty else { return }
+    ///
+    /// Applied means applied as sent: a report of a generation the orchestrator never sent the
+    /// agent (above its desired one: a forged document, a restored database) settles nothing and
+    /// is returned, for ``repairDrift(_:)``.
+    func applyReports(_ reports: [AgentReport]) async throws -> [AgentReport] {
+        guard !reports.isEmpty else { return [] }
         precondition(Set(reports.map(\.agentID)).count == reports.count, "one report per agent in a transaction")
-        let failed = reports.flatMap { report in
-            report.failures.keys.sorted().map { (report.agentID, $0, report.failures[$0]!, report.generation) }
-        }
+        var drifted: [AgentReport] = []
         try await withRetriedTransaction { connection in
-            // Lost in a database crash, a report is asked for again after 5 s (decision 38).
+            // Lost in a database crash, a report is asked for again (decision 38).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-            let (agents, generations) = (reports.map(\.agentID), reports.map(\.generation))
+            var desired: [String: Int64] = [:]
+            for try await (agent, generation) in try await connection.query(
+                "SELECT agent_id, generation FROM orchestrator.agents WHERE agent_id = ANY(\(reports.map(\.agentID)))", logger: logger
+            ).decode((String, Int64).self) {
+                desired[agent] = generation
+            }
+            drifted = reports.filter { $0.generation > desired[$0.agentID] ?? 0 }
+            let inStep = reports.filter { $0.generation <= desired[$0.agentID] ?? 0 }
+            let failed = inStep.flatMap { report in
+                report.failures.keys.sorted().map { (report.agentID, $0, report.failures[$0]!, report.generation) }
+            }
+            let (agents, generations) = (inStep.map(\.agentID), inStep.map(\.generation))
             try await lockDeviceRows(of: agents, upTo: generations, unsettled: .awaitingReport, on: connection)
             if !failed.isEmpty {
                 try await connection.query(
@@ -335,26 +360,65 @@ struct OperationStore: Sendable {
                 WHERE ag.agent_id = t.a
                 """, logger: logger)
         }
+        return drifted
     }
 
-    /// The latest document of each agent whose devices have waited in `delivered` (server
-    /// online) for more than `seconds`: their report may have been lost (an orchestrator restart,
-    /// a broker hiccup). Their wait starts over, so an agent is asked again at most that often.
-    func overdueReports(after seconds: Int, limit: Int) async throws -> [OutboxEntry] {
+    /// Agents that run a generation the orchestrator never sent them get the document of what
+    /// they should run, at a generation past the one they reported: an agent ignores a
+    /// generation at or below its own, and the gateway one below what the agent's topic holds.
+    /// Their unsettled devices are settled by the report of that document.
+    func repairDrift(_ drifted: [AgentReport]) async throws {
+        guard !drifted.isEmpty else { return }
+        let agents = drifted.map(\.agentID)
+        try await withRetriedTransaction { connection in
+            var generations: [String: Int64] = [:]
+            for try await (agent, generation) in try await connection.query(
+                """
+                INSERT INTO orchestrator.agents (agent_id, generation) SELECT a, g FROM unnest(\(agents)::text[], \(drifted.map { $0.generation + 1 })::bigint[]) AS t (a, g)
+                ON CONFLICT (agent_id) DO UPDATE SET generation = greatest(orchestrator.agents.generation + 1, excluded.generation), updated_at = now()
+                RETURNING agent_id, generation
+                """, logger: logger
+            ).decode((String, Int64).self) {
+                generations[agent] = generation
+            }
+            try await enqueueDocuments(of: agents, at: generations, changed: [:], exceptDevices: [], correlationID: nil, on: connection)
+        }
+    }
+
+    /// An agent whose reports are behind the generation the orchestrator sent it.
+    struct AgentBehind: Sendable, Equatable {
+        var agentID: String
+        var generation: Int64
+    }
+
+    /// Agents whose last report is behind their desired generation and whose latest document
+    /// was sent more than `seconds` ago: the document, or the report, was lost on the way (a
+    /// gateway or broker restart, retained messages lost with the broker's memory). Oldest
+    /// changes first.
+    func agentsBehind(sentBefore seconds: Int, limit: Int) async throws -> [AgentBehind] {
+        var behind: [AgentBehind] = []
+        let rows = try await client.query(
+            """
+            SELECT ag.agent_id, ag.generation FROM orchestrator.agents ag
+            WHERE ag.applied_generation < ag.generation
+              AND NOT EXISTS (
+                  SELECT 1 FROM orchestrator.outbox o
+                  WHERE o.agent_id = ag.agent_id AND (o.sent_at IS NULL OR o.sent_at > now() - make_interval(secs => \(seconds))))
+            ORDER BY ag.updated_at LIMIT \(limit)
+            """, logger: logger)
+        for try await (agent, generation) in rows.decode((String, Int64).self) {
+            behind.append(AgentBehind(agentID: agent, generation: generation))
+        }
+        return behind
+    }
+
+    /// The latest document of each of these agents.
+    func latestDocuments(of agents: [String]) async throws -> [OutboxEntry] {
         var entries: [OutboxEntry] = []
         let rows = try await client.query(
             """
-            WITH waiting AS (
-                SELECT DISTINCT server_id FROM orchestrator.operation_devices
-                WHERE status = 'delivered' AND deadline IS NOT NULL AND updated_at < now() - make_interval(secs => \(seconds))
-                LIMIT \(limit)
-            ), touched AS (
-                UPDATE orchestrator.operation_devices od SET updated_at = now() FROM waiting w
-                WHERE od.server_id = w.server_id AND od.status = 'delivered'
-            )
-            SELECT DISTINCT ON (o.agent_id) o.seq, o.agent_id, o.generation, o.document
-            FROM orchestrator.outbox o JOIN waiting w ON w.server_id = o.agent_id
-            WHERE o.sent_at IS NOT NULL ORDER BY o.agent_id, o.seq DESC
+            SELECT DISTINCT ON (agent_id) seq, agent_id, generation, document FROM orchestrator.outbox
+            WHERE agent_id = ANY(\(agents)) ORDER BY agent_id, seq DESC
             """, logger: logger)
         for try await (seq, agent, generation, document) in rows.decode((Int64, String, Int64, String).self) {
             entries.append(OutboxEntry(seq: seq, agentID: agent, generation: generation, document: document))

@@ -24,13 +24,17 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     let wake = OutboxPublisher.Wake()
     let api = OrchestratorAPI(store: store, registry: registry, resolver: PipelineResolver(registry: registry), wake: wake)
     let subscribed = SubscriptionFlag()
+    let bound = context.configuration.databaseStepTimeout
+    let loops = LoopHealth(stuckAfter: bound)
     var parts = ServiceParts()
     parts.services = [
-        OutboxPublisher(mqtt: context.mqtt, database: database, store: store, wake: wake, logger: context.logger),
-        DeliveryTracker(mqtt: context.mqtt, database: database, store: store, logger: context.logger, subscribed: subscribed),
+        OutboxPublisher(mqtt: context.mqtt, database: database, store: store, wake: wake, loops: loops, stepTimeout: bound, logger: context.logger),
+        DeliveryTracker(
+            mqtt: context.mqtt, database: database, store: store, wake: wake, loops: loops, stepTimeout: bound, logger: context.logger,
+            subscribed: subscribed),
         OrchestratorResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
-    parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports")]
+    parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports"), loops.readinessCheck(name: "loops")]
     parts.routes = { router in api.addRoutes(to: router) }
     return parts
 }

@@ -151,5 +151,14 @@ enum OrchestratorMigrations {
                 // (VACUUM FULL, which cannot run in the migration's transaction, frees them).
             ]
         ),
+        Migration(
+            version: 5,
+            name: "an agent's documents found by agent",
+            statements: [
+                // The reconciler looks up, every second, whether the agents behind their desired
+                // generation have a document in flight, and sends the latest one again.
+                "CREATE INDEX outbox_by_agent ON orchestrator.outbox (agent_id, seq)"
+            ]
+        ),
     ]
 }

@@ -170,6 +170,9 @@ struct AgentEventConsumer: Service {
     let database: DatabaseService
     let updater: InventoryUpdater
     let events: RegistryEvents
+    let loops: LoopHealth
+    /// The bound of each database step (``LoopHealth``).
+    let stepTimeout: Duration
     let logger: Logger
     /// Set once both subscriptions are acknowledged: `/ready` waits for it, since agent events
     /// published before are not kept for the registry.
@@ -243,12 +246,14 @@ struct AgentEventConsumer: Service {
         guard !hellos.isEmpty else { return }
         let results: [InventoryUpdater.HelloResult]
         do {
-            results = try await updater.apply(hellos)
+            results = try await loops.step("hellos", within: stepTimeout) { try await updater.apply(hellos) }
         } catch {
-            guard hellos.count > 1 else {
-                count("hello", "failed")
+            // One by one helps when the database refused one hello, not when it did not answer.
+            guard hellos.count > 1, !(error is StepTimedOut) else {
+                for _ in hellos { count("hello", "failed") }
                 logger.error(
-                    "could not apply an agent hello", metadata: ["agent_id": "\(hellos[0].agentID)", "error": "\(String(reflecting: error))"])
+                    "could not apply agent hellos; their agents send them again",
+                    metadata: ["hellos": "\(hellos.count)", "first_agent_id": "\(hellos[0].agentID)", "error": "\(String(reflecting: error))"])
                 return
             }
             logger.warning(
@@ -285,7 +290,7 @@ struct AgentEventConsumer: Service {
         }
         guard let presence else { return }
         do {
-            let outcome = try await updater.apply(presence)
+            let outcome = try await loops.step("presence", within: stepTimeout) { try await updater.apply(presence) }
             count("presence", outcome.rawValue)
             if outcome == .applied {
                 await events.publish(RegistryChange(kind: .serverPresence, serverID: presence.agentID, online: presence.state == .online))

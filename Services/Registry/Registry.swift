@@ -24,17 +24,19 @@ func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
     let events = RegistryEvents(mqtt: context.mqtt, logger: context.logger)
     let api = RegistryAPI(store: store, events: events, orchestrator: OrchestratorClient(mqtt: context.mqtt))
     let subscribed = SubscriptionFlag()
+    let loops = LoopHealth(stuckAfter: context.configuration.databaseStepTimeout)
     var parts = ServiceParts()
     // The event queue first, so that it stops last and publishes what the others queued.
     parts.services = [
         events,
         AgentEventConsumer(
             mqtt: context.mqtt, database: database, updater: InventoryUpdater(client: database.client, logger: context.logger),
-            events: events, logger: context.logger, subscribed: subscribed
+            events: events, loops: loops, stepTimeout: context.configuration.databaseStepTimeout, logger: context.logger,
+            subscribed: subscribed
         ),
         RegistryResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
-    parts.readinessChecks = [subscribed.readinessCheck(name: "agent-events")]
+    parts.readinessChecks = [subscribed.readinessCheck(name: "agent-events"), loops.readinessCheck(name: "loops")]
     parts.routes = { router in api.addRoutes(to: router) }
     return parts
 }

@@ -33,6 +33,10 @@ package struct ServiceConfiguration: Sendable {
     package var mqtt: MQTTConfiguration
     /// Set only for services that own a database schema.
     package var database: PostgresClient.Configuration?
+    /// How long a background loop waits for one database step before it gives the step up and
+    /// tries again (`MODELFLEET_DATABASE_STEP_TIMEOUT`); ``LoopHealth`` reports a loop whose steps
+    /// keep failing for longer than that.
+    package var databaseStepTimeout: Duration = .seconds(15)
     package var logLevel: Logger.Level
 
     package static let defaultMQTTURL = "mqtt://127.0.0.1:1883"
@@ -87,6 +91,8 @@ package struct ServiceConfiguration: Sendable {
         if service.schema != nil {
             let databaseURL = env["MODELFLEET_DATABASE_URL"] ?? Self.defaultDatabaseURL
             self.database = try Self.parseDatabaseURL(databaseURL)
+            let seconds = try env.number("MODELFLEET_DATABASE_STEP_TIMEOUT", default: 15, in: 0.5...600)
+            self.databaseStepTimeout = .milliseconds(Int64(seconds * 1000))
         } else {
             self.database = nil
         }
@@ -133,6 +139,9 @@ package struct ServiceConfiguration: Sendable {
             tls: tls
         )
         configuration.options.connectTimeout = .seconds(3)
+        // The server ends any statement after a minute: a query a loop gave up on (LoopHealth)
+        // must not keep its connection from the pool for as long as a lock is held.
+        configuration.options.additionalStartupParameters = [("statement_timeout", "60s")]
         return configuration
     }
 }

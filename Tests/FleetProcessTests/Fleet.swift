@@ -13,20 +13,23 @@ final class Fleet: Sendable {
     let broker: PrivateBroker
     let database: PrivateDatabase
     let registry: ServiceProcess
-    let gateway: ServiceProcess
-    let orchestrator: Mutex<ServiceProcess>
+    private let gatewayProcess: Mutex<ServiceProcess>
+    private let orchestrator: Mutex<ServiceProcess>
+    /// The orchestrator's environment, beside the broker and database: a test's own settings.
+    private let orchestratorEnvironment: [String: String]
     let prefix = uniqueName("fleet")
     private let agentState: URL
 
     var site: String { "\(prefix)-site-1" }
 
-    init(broker: PrivateBroker, database: PrivateDatabase) async throws {
+    init(broker: PrivateBroker, database: PrivateDatabase, orchestratorEnvironment: [String: String] = [:]) async throws {
         self.broker = broker
         self.database = database
         let environment = ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url]
+        self.orchestratorEnvironment = environment.merging(orchestratorEnvironment) { $1 }
         registry = try ServiceProcess("registry", environment: environment)
-        gateway = try ServiceProcess("device-gateway", environment: environment.merging(["MODELFLEET_INSTANCE_ID": "gw"]) { $1 })
-        orchestrator = Mutex(try ServiceProcess("orchestrator", environment: environment))
+        gatewayProcess = Mutex(try ServiceProcess("device-gateway", environment: environment.merging(["MODELFLEET_INSTANCE_ID": "gw"]) { $1 }))
+        orchestrator = Mutex(try ServiceProcess("orchestrator", environment: self.orchestratorEnvironment))
         agentState = try TestEnvironment.current().makeScratchDirectory("fleet-agents")
         try await registry.waitUntilReady()
         try await gateway.waitUntilReady()
@@ -34,13 +37,28 @@ final class Fleet: Sendable {
     }
 
     var api: ServiceProcess { orchestrator.withLock { $0 } }
+    var gateway: ServiceProcess { gatewayProcess.withLock { $0 } }
 
     func restartOrchestrator(killing signal: Int32) async throws {
         let old = api
         old.process.send(signal)
         _ = await old.process.waitForExit(timeout: .seconds(10))
-        let fresh = try ServiceProcess("orchestrator", environment: ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url])
+        let fresh = try ServiceProcess("orchestrator", environment: orchestratorEnvironment)
         orchestrator.withLock { $0 = fresh }
+        try await fresh.waitUntilReady()
+    }
+
+    /// Kills the gateway (SIGKILL: no graceful anything); `startGateway()` starts a new one.
+    func killGateway() async {
+        gateway.process.send(SIGKILL)
+        _ = await gateway.process.waitForExit(timeout: .seconds(10))
+    }
+
+    func startGateway() async throws {
+        let fresh = try ServiceProcess(
+            "device-gateway",
+            environment: ["MODELFLEET_MQTT_URL": broker.url, "MODELFLEET_DATABASE_URL": database.url, "MODELFLEET_INSTANCE_ID": "gw"])
+        gatewayProcess.withLock { $0 = fresh }
         try await fresh.waitUntilReady()
     }
 
@@ -123,10 +141,10 @@ final class Fleet: Sendable {
 }
 
 /// Runs `body` with a fleet of its own, stopped afterwards whatever happens.
-func withFleet(_ body: (Fleet) async throws -> Void) async throws {
+func withFleet(orchestratorEnvironment: [String: String] = [:], _ body: (Fleet) async throws -> Void) async throws {
     try await withPrivateBroker { broker in
         try await withPrivateDatabase { database in
-            let fleet = try await Fleet(broker: broker, database: database)
+            let fleet = try await Fleet(broker: broker, database: database, orchestratorEnvironment: orchestratorEnvironment)
             do {
                 try await body(fleet)
             } catch {

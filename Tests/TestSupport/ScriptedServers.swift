@@ -88,6 +88,9 @@ package final class PrivateDatabase: Sendable {
     }
 
     package func stop() async throws { _ = try await runScript("postgres-instance", ["stop", directory.path]) }
+
+    /// Immediate shutdown: open transactions are cut off, as when the server crashes.
+    package func crash() async throws { _ = try await runScript("postgres-instance", ["crash", directory.path]) }
 }
 
 /// Starts a server on a free port, and on another one when something else bound that port

@@ -1,0 +1,199 @@
+import ChildProcesses
+import DeviceProtocol
+import Foundation
+import MQTT
+import TestSupport
+import Testing
+
+@testable import FleetContract
+
+/// Faults an outside test found (issue 16), each against real parts: a database that stops
+/// answering or crashes mid-assignment, a reply the broker would refuse, a report the database
+/// refuses, an agent ahead of the orchestrator, and a document lost on its way.
+@Suite("Reliability end to end")
+struct ReliabilityProcessTests {
+    @Test("a database step that does not return makes /ready name the stuck loop; the loops carry on once the database answers")
+    func stuckDatabaseStep() async throws {
+        try await withFleet(orchestratorEnvironment: ["MODELFLEET_DATABASE_STEP_TIMEOUT": "1"]) { fleet in
+            let agents = try await fleet.startAgents(1, devices: 2)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let camera = try #require(try await fleet.devices().first?["id"] as? String)
+
+            // Another session holds the outbox for 8 s: the publisher's query waits on its lock,
+            // while the database itself answers the readiness probe.
+            let lock = try ChildProcess(
+                executable: "/usr/bin/psql",
+                arguments: [fleet.database.url, "-c", "BEGIN; LOCK TABLE orchestrator.outbox IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8);"],
+                environment: ["PATH": "/usr/bin:/bin"],
+                outputFile: try TestEnvironment.current().makeScratchDirectory("psql").appendingPathComponent("lock.log"))
+            defer { lock.send(SIGKILL) }
+            // The reconciler's query waits on the same lock, and may be named first.
+            var readiness: HTTPResult?
+            let unready = await eventually(timeout: .seconds(6), interval: .milliseconds(200)) {
+                readiness = try? await fleet.api.get("/ready")
+                let checks = readiness?.json?["checks"] as? [String: [String: Any]] ?? [:]
+                return readiness?.status == 503 && (checks["loops"]?["detail"] as? String)?.contains("outbox") == true
+            }
+            #expect(unready, "the outbox publisher is not named stuck: \(readiness?.body ?? "")")
+            let checks = readiness?.json?["checks"] as? [String: [String: Any]] ?? [:]
+            #expect(checks["database"]?["ready"] as? Bool == true, "the database answers: \(checks)")
+
+            // The lock goes: ready again, and a new operation is delivered and applied.
+            #expect(await eventually(timeout: .seconds(20)) { (try? await fleet.api.get("/ready"))?.status == 200 })
+            let added = try await fleet.api.send("POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model)])
+            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+        }
+    }
+
+    @Test("the database crashing twice in the middle of a 120-device assignment: every device applied, and later operations too")
+    func databaseCrashesMidAssignment() async throws {
+        try await withFleet(orchestratorEnvironment: ["MODELFLEET_DATABASE_STEP_TIMEOUT": "3"]) { fleet in
+            let agents = try await fleet.startAgents(6, devices: 20)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let request: [String: Any] = ["targets": ["site_ids": [fleet.site]], "pipelines": [pipeline(model)], "confirm": true]
+            let assigned = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(assigned.status == 202, "\(assigned.body)")
+            for pause in [Duration.milliseconds(50), .milliseconds(400)] {
+                try await Task.sleep(for: pause)
+                try await fleet.database.crash()
+                try await Task.sleep(for: .milliseconds(500))
+                try await fleet.database.start()
+            }
+            let detail = try await fleet.settled(try operationID(assigned), timeout: .seconds(60))
+            #expect(counts(detail)["applied"] == 120, "\(counts(detail))")
+            #expect(await eventually(timeout: .seconds(20)) { (try? await fleet.api.get("/ready"))?.status == 200 })
+
+            let revert = try await fleet.api.send("POST", "/v1/operations/\(try operationID(assigned))/revert", json: ["confirm": true])
+            #expect(revert.status == 202, "\(revert.body)")
+            #expect(counts(try await fleet.settled(try operationID(revert), timeout: .seconds(60)))["applied"] == 120)
+        }
+    }
+
+    @Test("an unknown model version with a control character is answered 4xx, and the registry stays on the bus for the next call")
+    func controlCharacterInVersion() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            var stage = (pipeline(model)["stages"] as! [[String: Any]])[0]
+            stage["version"] = "1.0.0-\u{85}"
+            var request: [String: Any] = [
+                "targets": ["site_ids": [fleet.site]], "pipelines": [["name": "People", "stages": [stage]]], "dry_run": true,
+            ]
+            let unknown = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect((400..<500).contains(unknown.status), "\(unknown.status) \(unknown.body)")
+            // Before, the registry's reply carried the version unescaped in a user property, the
+            // broker disconnected it, and every later call answered 503.
+            request["pipelines"] = [pipeline(model)]
+            for _ in 0..<3 {
+                let preview = try await fleet.api.send("POST", "/v1/assignments", json: request)
+                #expect(preview.status == 200, "\(preview.body)")
+            }
+            #expect(try await fleet.registry.get("/ready").status == 200)
+        }
+    }
+
+    @Test("a report the database refuses (U+0000 in its text) costs only itself, not the other reports of its batch")
+    func refusedReportInBatch() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(2, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let request: [String: Any] = ["targets": ["site_ids": [fleet.site]], "pipelines": [pipeline(model)], "confirm": true]
+            let assigned = try await fleet.api.send("POST", "/v1/assignments", json: request)
+            #expect(counts(try await fleet.settled(try operationID(assigned)))["applied"] == 2)
+
+            // Past the gateway, which refuses such text now: straight on the orchestrator's topic,
+            // one report it cannot store, one good report of the other agent, back to back.
+            let (first, second) = ("\(fleet.prefix)-0001", "\(fleet.prefix)-0002")
+            try await withConnectedClient(testMQTTConfiguration("reports", url: fleet.broker.url)) { client in
+                for (agent, reason) in [(first, "disk\u{0}full"), (second, nil)] as [(String, String?)] {
+                    let pipelines = reason.map { [AgentMessage.Report.PipelineReport(pipelineID: "p1", state: .failed, reason: $0)] } ?? []
+                    let report = AgentMessage.Report(
+                        agentID: agent, generation: 1, devices: [AgentMessage.Report.DeviceReport(deviceKey: "cam-x", pipelines: pipelines)])
+                    try await client.publish(Topic.agentReportEvents.path, payload: try Envelope(payload: report).encoded(), qos: .atLeastOnce)
+                }
+            }
+            #expect(await eventually { (try? await metric(fleet.api, #"orchestrator_reports_total{outcome="refused"}"#)) == 1 })
+            #expect(try await metric(fleet.api, #"orchestrator_reports_total{outcome="error"}"#) == 0)
+            #expect(try await fleet.api.get("/ready").status == 200)
+        }
+    }
+
+    @Test("an agent ahead of the orchestrator (a forged document) is sent what it should run at a newer generation; applied means applied as sent")
+    func agentAhead() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let camera = try #require(try await fleet.devices().first?["id"] as? String)
+            let agent = "\(fleet.prefix)-0001"
+            let added = try await fleet.api.send("POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model)])
+            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+
+            // A forged document at generation 7 that runs nothing, retained on the agent's topic.
+            let topic = Topic.agent(try TopicLevel(agent), .desired).path
+            try await withConnectedClient(testMQTTConfiguration("forger", url: fleet.broker.url)) { client in
+                let current = try #require(try await client.subscribe(to: topic, qos: .atLeastOnce).collect(1).first)
+                var document = try #require(try JSONSerialization.jsonObject(with: current.payload) as? [String: Any])
+                var payload = try #require(document["payload"] as? [String: Any])
+                payload["generation"] = 7
+                payload["devices"] = [] as [Any]
+                document["payload"] = payload
+                document["message_id"] = UUID().uuidString
+                try await client.publish(topic, payload: try JSONSerialization.data(withJSONObject: document), qos: .atLeastOnce, retain: true)
+            }
+            // The agent applies it and reports 7; the orchestrator answers with generation 8.
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    (try? await fleet.gateway.get("/v1/agents/\(agent)").json?["applied_generation"] as? Int) == 8
+                }, "the agent was not brought back from the forged generation")
+
+            let second = try await fleet.api.send("POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model, name: "Cars")])
+            let detail = try await fleet.settled(try operationID(second))
+            #expect(counts(detail)["applied"] == 1, "\(detail)")
+            let generation = try #require((detail["devices"] as? [[String: Any]])?.first?["generation"] as? Int)
+            #expect(generation > 8)
+            #expect(
+                await eventually { (try? await fleet.gateway.get("/v1/agents/\(agent)").json?["applied_generation"] as? Int) == generation },
+                "applied means the agent runs the generation the orchestrator sent")
+        }
+    }
+
+    @Test("a document lost on its way is sent again after its device timed out: the agent is brought level whatever the watchdog said")
+    func lostDocumentAfterTimeout() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let camera = try #require(try await fleet.devices().first?["id"] as? String)
+            let agent = "\(fleet.prefix)-0001"
+            let path = "/v1/devices/\(camera)/pipelines"
+            let added = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model)])
+            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+
+            // No gateway: the document goes to nobody (as one lost with a broker's retained
+            // messages would), and the watchdog gives the device up.
+            await fleet.killGateway()
+            let lost = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model, name: "Cars"), "watchdog_seconds": 1])
+            #expect(lost.status == 202, "\(lost.body)")
+            #expect(counts(try await fleet.settled(try operationID(lost)))["timed_out"] == 1)
+
+            try await fleet.startGateway()
+            let detail = await eventually(timeout: .seconds(30)) {
+                counts((try? await fleet.api.get("/v1/operations/\(try operationID(lost))").json) ?? [:])["applied"] == 1
+            }
+            #expect(detail, "the agent was never sent its document again")
+            #expect(
+                await eventually { (try? await fleet.gateway.get("/v1/agents/\(agent)").json?["applied_generation"] as? Int) == 2 })
+        }
+    }
+}
+
+/// A counter's or gauge's value on a service's `/metrics` (0 when absent).
+func metric(_ service: ServiceProcess, _ line: String) async throws -> Double {
+    let text = try await service.get("/metrics").body
+    return text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+}
