@@ -13,7 +13,8 @@ struct ServiceProcessTests {
     /// What each service's `/ready` checks: the broker, its database, and the subscriptions whose
     /// messages it would lose if it took traffic before them.
     static let readinessChecks: [String: Set<String>] = [
-        "registry": ["mqtt", "database", "agent-events"], "orchestrator": ["mqtt", "database", "agent-reports"], "autoscaler": ["mqtt"],
+        "registry": ["mqtt", "database", "agent-events", "loops"], "orchestrator": ["mqtt", "database", "agent-reports", "loops"],
+        "autoscaler": ["mqtt"],
         "metrics-aggregator": ["mqtt"], "device-gateway": ["mqtt", "agent-subscriptions"],
     ]
 
