@@ -25,7 +25,7 @@ package struct HTTPConfiguration: Sendable, Equatable {
 }
 
 /// Everything a service reads from its environment, parsed and checked once at start.
-/// The variables are listed, with their defaults, in the README.
+/// The variables are listed, with their defaults, in docs/configuration.md.
 package struct ServiceConfiguration: Sendable {
     package var service: String
     package var instanceID: String
