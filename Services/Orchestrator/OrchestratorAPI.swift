@@ -5,8 +5,8 @@ import Hummingbird
 import ServiceRuntime
 
 /// The orchestrator's REST API: pipeline operations on one device or many, with previews, and
-/// the operations' progress, history, revert and retry. Every route is in ``routes``; the OpenAPI
-/// document (`OrchestratorOpenAPI.swift`) is tested against it.
+/// the operations' progress, history, revert and retry. Every route is in ``routes``; the contract
+/// (`openapi.yaml`) is tested against it.
 struct OrchestratorAPI: Sendable {
     let store: OperationStore
     let registry: RegistryClient
@@ -454,6 +454,14 @@ struct OrchestratorAPI: Sendable {
         -> Response
     {
         try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
+    }
+}
+
+extension OrchestratorOpenAPI {
+    static let json = Data(text.utf8)
+
+    static func response() -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
     }
 }
 

@@ -4,8 +4,7 @@ import Hummingbird
 import ServiceRuntime
 
 /// The registry's REST API. Every route is in ``routes``, which both the router and the test of
-/// the OpenAPI document (`RegistryOpenAPI.swift`) read, so a route cannot be served without
-/// being documented.
+/// the contract (`openapi.yaml`) read, so a route cannot be served without being documented.
 struct RegistryAPI: Sendable {
     let store: RegistryStore
     let events: RegistryEvents
@@ -268,7 +267,7 @@ struct RegistryAPI: Sendable {
     }
 }
 
-/// The OpenAPI 3.1 document of the registry's REST API, served as it is in the repository.
+/// The registry's contract, `openapi.yaml`, served as JSON (`RegistryOpenAPI.swift` is generated).
 enum OpenAPIDocument {
     static let json = Data(RegistryOpenAPI.text.utf8)
 

@@ -44,6 +44,12 @@ struct ServiceProcessTests {
             #expect(PrometheusText.value(of: "database_reachable", in: metrics.body) == 1)
         }
 
+        if Self.withDatabase.contains(service) {
+            // The contract, served as JSON; scripts/check-contracts compares it with openapi.yaml.
+            let document = try await running.get("/openapi.json")
+            #expect(document.status == 200 && document.json?["openapi"] as? String == "3.1.0")
+        }
+
         let unknown = try await running.get("/no/such/route")
         #expect(unknown.status == 404)
         #expect((unknown.json?["error"] as? [String: Any])?["code"] as? String == "not_found")

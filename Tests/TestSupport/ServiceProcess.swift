@@ -1,5 +1,6 @@
 package import ChildProcesses
 package import Foundation
+import Synchronization
 
 /// A service executable from the build, started for a test with its own HTTP port.
 package final class ServiceProcess: Sendable {
@@ -32,7 +33,9 @@ package final class ServiceProcess: Sendable {
 
     /// GET `path` on the service.
     package func get(_ path: String) async throws -> HTTPResult {
-        try await httpRequest(port: port, method: "GET", path: path)
+        let result = try await httpRequest(port: port, method: "GET", path: path)
+        ExchangeLog.shared.record(service: name, method: "GET", path: path, result)
+        return result
     }
 
     /// `method` on `path` with a JSON body (a string, or anything JSONSerialization takes).
@@ -41,7 +44,9 @@ package final class ServiceProcess: Sendable {
             if let text = value as? String { return Data(text.utf8) }
             return try JSONSerialization.data(withJSONObject: value)
         }
-        return try await httpRequest(port: port, method: method, path: path, body: body)
+        let result = try await httpRequest(port: port, method: method, path: path, body: body)
+        ExchangeLog.shared.record(service: name, method: method, path: path, result)
+        return result
     }
 
     /// Waits until `/health` answers; throws with the service's output if it does not.
@@ -69,6 +74,36 @@ package struct ServiceDidNotStart: Error, CustomStringConvertible {
     var name: String
     var output: String
     package var description: String { "\(name) did not come up; its output:\n\(output)" }
+}
+
+/// Every answer the tests receive from a service, one JSON line each in
+/// `$MODELFLEET_TEST_TMPDIR/http-exchanges.jsonl`: `scripts/check-contracts` holds each one to its
+/// service's `openapi.yaml`, so a response that drifts from its contract fails the run.
+package final class ExchangeLog: Sendable {
+    package static let shared = ExchangeLog()
+    private let file: Mutex<FileHandle?>
+
+    private init() {
+        guard let directory = ProcessInfo.processInfo.environment["MODELFLEET_TEST_TMPDIR"] else {
+            file = Mutex(nil)
+            return
+        }
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("http-exchanges.jsonl").path
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let handle = FileHandle(forWritingAtPath: path)
+        _ = try? handle?.seekToEnd()
+        file = Mutex(handle)
+    }
+
+    func record(service: String, method: String, path: String, _ result: HTTPResult) {
+        let entry: [String: Any] = [
+            "service": service, "method": method, "path": path, "status": result.status,
+            "content_type": result.headers["content-type"] ?? "", "body": result.body,
+        ]
+        guard var line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
+        line.append(0x0A)
+        file.withLock { handle in try? handle?.write(contentsOf: line) }
+    }
 }
 
 package struct HTTPResult: Sendable {
