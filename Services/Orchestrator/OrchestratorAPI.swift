@@ -178,16 +178,6 @@ struct OrchestratorAPI: Sendable {
         }
     }
 
-    struct Page<Item: Encodable & Sendable>: Encodable, Sendable {
-        var items: [Item]
-        var nextCursor: String?
-
-        enum CodingKeys: String, CodingKey {
-            case items
-            case nextCursor = "next_cursor"
-        }
-    }
-
     // MARK: One device
 
     func devicePipelines(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

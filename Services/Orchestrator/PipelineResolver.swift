@@ -2,6 +2,7 @@ import DeviceProtocol
 import FleetContract
 import Foundation
 import ServiceRuntime
+import Synchronization
 
 /// Turns an operator's pipeline into what an agent runs: each stage's model version is looked up
 /// in the registry (it must exist and be active), its artifact and checksum copied, its default
@@ -11,9 +12,8 @@ struct PipelineResolver: Sendable {
     let registry: RegistryClient
 
     /// Model versions looked up once per operation.
-    final class Lookups: @unchecked Sendable {
-        // Used by one request's task only, sequentially.
-        var versions: [String: RegistryModelVersion?] = [:]
+    final class Lookups: Sendable {
+        let versions = Mutex<[String: RegistryModelVersion?]>([:])
     }
 
     func resolve(_ request: PipelineRequest, field: String, lookups: Lookups = Lookups()) async throws -> DesiredState.Pipeline {
@@ -37,11 +37,11 @@ struct PipelineResolver: Sendable {
             }
             let key = "\(stage.modelID) \(stage.version)"
             let found: RegistryModelVersion?
-            if let known = lookups.versions[key] {
+            if let known = lookups.versions.withLock({ $0[key] }) {
                 found = known
             } else {
                 found = try await registry.modelVersion(modelID: stage.modelID, version: stage.version)
-                lookups.versions[key] = found
+                lookups.versions.withLock { $0[key] = found }
             }
             guard let version = found else {
                 throw APIError(

@@ -1,6 +1,7 @@
 import Foundation
 package import Logging
 package import MQTT
+import Synchronization
 
 /// Runs an MQTT client for the length of `body`, connected, then shuts it down.
 @discardableResult
@@ -87,9 +88,8 @@ package struct CollectTimedOut: Error, CustomStringConvertible {
     package var description: String { "fewer than \(wanted) messages on \(filter) within \(timeout)" }
 }
 
-private final class MessageBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [MQTTMessage] = []
-    func append(_ message: MQTTMessage) { lock.withLock { stored.append(message) } }
-    var messages: [MQTTMessage] { lock.withLock { stored } }
+private final class MessageBox: Sendable {
+    private let stored = Mutex<[MQTTMessage]>([])
+    func append(_ message: MQTTMessage) { stored.withLock { $0.append(message) } }
+    var messages: [MQTTMessage] { stored.withLock { $0 } }
 }

@@ -127,14 +127,3 @@ struct ServiceClient: Sendable {
         return text
     }
 }
-
-/// A page of a list, as both services answer it.
-struct Page<Item: Decodable & Sendable>: Decodable, Sendable {
-    var items: [Item]
-    var nextCursor: String?
-
-    enum CodingKeys: String, CodingKey {
-        case items
-        case nextCursor = "next_cursor"
-    }
-}
