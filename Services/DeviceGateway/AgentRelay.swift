@@ -86,26 +86,45 @@ struct AgentRelay: Service {
         defer { state.subscribed.set(false) }
 
         let announcing = Task { await publishAnnouncements() }
+        // The queues presence rests on: the expiry waits while they are behind.
+        let watched = [WatchedQueue(presences), WatchedQueue(heartbeats)]
         await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired]) { group in
             // Presence and heartbeats in arrival order, one consumer each; hello, report and
             // telemetry by two workers each (the validator is pure, and uses the second core).
-            for subscription in [presences, heartbeats] {
-                group.addTask { for await message in subscription { await handleInbound([message]) } }
+            for queue in watched {
+                group.addTask { await consume(queue.subscription, upTo: 64, counting: queue.taken) { _ = await accept($0) } }
             }
             for subscription in [hellos, reports] {
                 for _ in 0..<2 {
-                    group.addTask { for await message in subscription { await handleInbound([message]) } }
+                    group.addTask { await consume(subscription, upTo: 16) { await handleInbound($0) } }
                 }
             }
             for _ in 0..<2 { group.addTask { await forwardTelemetry(from: telemetry) } }
-            group.addTask { for await message in published { notePublishedDesiredState(message) } }
+            group.addTask { await consume(published, upTo: 64) { $0.forEach(notePublishedDesiredState) } }
             group.addTask { await relayDesiredStates(desired) }
         } background: {
-            await expireSilentAgents()
+            await expireSilentAgents(watching: watched)
         }
         // The announcements of the last messages handled still go out.
         announcer.finish()
         await announcing.value
+    }
+
+    /// Hands `body` the messages of `subscription` in batches of at most `limit`, counting them in
+    /// `taken`, and gives the thread back after each batch.
+    ///
+    /// The yield is what keeps `/health` and the REST API answering under a flood: the HTTP
+    /// handlers run on the same cooperative threads (one per core), and a consumer whose queue is
+    /// never empty takes every message without suspending (the buffer hands over a queued message
+    /// at once), so without it two busy consumers held both threads for as long as a flood lasted.
+    private func consume(
+        _ subscription: MQTTSubscription, upTo limit: Int, counting taken: TakenCount? = nil, _ body: ([MQTTMessage]) async -> Void
+    ) async {
+        await subscription.forEachBatch(upTo: limit) { messages in
+            await body(messages)
+            taken?.add(messages.count)
+            await Task.yield()
+        }
     }
 
     // MARK: Inbound agent messages
@@ -134,6 +153,8 @@ struct AgentRelay: Service {
             await publishTelemetry(await accept(messages).accepted)
             if messages.count < Self.telemetryLingerBelow && subscription.waitingCount == 0 {
                 try? await Task.sleep(for: Self.telemetryLinger)
+            } else {
+                await Task.yield()  // as in consume(_:upTo:counting:_:)
             }
         }
     }
@@ -156,7 +177,8 @@ struct AgentRelay: Service {
     /// cannot use up its rate limit and so cost it its presence. Garbage costs the validator's
     /// one pass over at most the channel's size limit, stopping at the first fault, and takes no
     /// lock; what arrives faster than the consumers validate waits in the subscription's bounded
-    /// buffer and, beyond it, is dropped by the MQTT layer before any work.
+    /// buffer and, beyond it, is dropped by the MQTT layer before any work (then the expiry
+    /// waits, see ``expireSilentAgents(watching:)``).
     private func accept(_ messages: [MQTTMessage]) async -> (accepted: [ValidatedAgentMessage], moment: Moment) {
         let moment = Moment.now()
         var valid: [ValidatedAgentMessage] = []
@@ -293,16 +315,27 @@ struct AgentRelay: Service {
         }
     }
 
-    /// Once a second: agents silent past the heartbeat timeout go offline; offline agents past
-    /// the grace period are forgotten.
-    private func expireSilentAgents() async {
+    /// Once a second: agents silent past the heartbeat timeout go offline, unless the presence
+    /// and heartbeat queues were behind within the timeout (their messages may be the ones not
+    /// heard); offline agents past the grace period are forgotten.
+    private func expireSilentAgents(watching queues: [WatchedQueue]) async {
+        var backlog = InboundBacklog()
+        var lastBacklog = -Double.infinity
         let gauges = (online: Gauge(label: "gateway_agents_online"), known: Gauge(label: "gateway_agents_known"))
         let forgottenCount = Counter(label: "gateway_agents_forgotten_total")
+        let heldCount = Counter(label: "gateway_expiry_held_total")
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             let moment = Moment.now()
+            if backlog.isBehind(queues.map(\.reading)) {
+                if moment.monotonic - lastBacklog > 10 {
+                    logger.warning("the presence and heartbeat queues are behind: no agent is declared silent until they catch up")
+                }
+                lastBacklog = moment.monotonic
+                heldCount.increment()
+            }
             let (expired, forgotten, counts) = state.withTable { table in
-                (table.expire(at: moment), table.forget(at: moment), (table.onlineCount, table.count))
+                (table.expire(at: moment, lastBacklog: lastBacklog), table.forget(at: moment), (table.onlineCount, table.count))
             }
             for agentID in expired {
                 await announce(.offline, of: agentID, at: moment)
@@ -384,10 +417,12 @@ struct AgentRelay: Service {
             for lane in lanes {
                 group.addTask { for await request in lane.stream { await publishDesiredState(request) } }
             }
-            for await message in requests {
-                guard let request = acceptDesiredState(message) else { continue }
-                let lane = Int(UInt(bitPattern: request.agentID.value.hashValue) % UInt(lanes.count))
-                lanes[lane].continuation.yield(request)
+            await consume(requests, upTo: 64) { messages in
+                for message in messages {
+                    guard let request = acceptDesiredState(message) else { continue }
+                    let lane = Int(UInt(bitPattern: request.agentID.value.hashValue) % UInt(lanes.count))
+                    lanes[lane].continuation.yield(request)
+                }
             }
             // The subscription ended (shutdown): the lanes publish what they hold, then stop.
             for lane in lanes { lane.continuation.finish() }
@@ -470,6 +505,29 @@ private struct InboundCounters: Sendable {
             uniqueKeysWithValues: AgentMessageRejection.allCases.map {
                 ($0, Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", $0.rawValue)]))
             })
+    }
+}
+
+/// Messages a consumer has taken from a subscription so far.
+final class TakenCount: Sendable {
+    private let value = Atomic<Int>(0)
+
+    func add(_ count: Int) { value.add(count, ordering: .relaxed) }
+    var total: Int { value.load(ordering: .relaxed) }
+}
+
+/// A subscription whose backlog the expiry watches, with its consumer's count.
+private struct WatchedQueue: Sendable {
+    let subscription: MQTTSubscription
+    let taken = TakenCount()
+
+    init(_ subscription: MQTTSubscription) { self.subscription = subscription }
+
+    /// Taken before waiting: a message taken in between is then in neither, never in both, so a
+    /// queue that keeps up is not mistaken for one behind.
+    var reading: InboundBacklog.Reading {
+        let taken = taken.total
+        return InboundBacklog.Reading(waiting: subscription.waitingCount, taken: taken, dropped: subscription.droppedCount)
     }
 }
 

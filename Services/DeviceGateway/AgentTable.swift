@@ -173,7 +173,12 @@ struct AgentTable: Sendable {
     }
 
     /// The online agents silent for longer than the heartbeat timeout, now marked offline.
-    mutating func expire(at moment: Moment) -> [String] {
+    ///
+    /// `lastBacklog` is the last moment the gateway's own inbound queues were behind or dropped
+    /// messages: an agent's heartbeat may have been among them, so silence counts from then at
+    /// the earliest, and no agent is declared silent while the gateway is behind.
+    mutating func expire(at moment: Moment, lastBacklog: Double = -.infinity) -> [String] {
+        guard moment.monotonic - lastBacklog > limits.heartbeatTimeout else { return [] }
         var expired: [String] = []
         for (agentID, entry) in entries where entry.online && moment.monotonic - entry.lastAlive > limits.heartbeatTimeout {
             entries[agentID]?.online = false

@@ -84,6 +84,19 @@ struct AgentTableTests {
         #expect(table.summary(of: "edge", at: at(1200))?.messagesPerSecond == 0)
     }
 
+    @Test("silence is counted from the gateway's last backlog: no agent is declared silent while its queues are behind")
+    func expiryWaitsForBacklog() {
+        var table = AgentTable(limits: limits)
+        _ = table.markAlive("edge", at: at(0))
+        // The heartbeat queue was behind at 8 s: the heartbeats of 0-8 s may be waiting in it, or lost.
+        let held = table.expire(at: at(15), lastBacklog: 8)
+        #expect(held.isEmpty && table.isOnline("edge"))
+        let stillHeld = table.expire(at: at(18), lastBacklog: 8)
+        #expect(stillHeld.isEmpty, "10 s after the backlog is within the timeout")
+        let caughtUp = table.expire(at: at(18.5), lastBacklog: 8)
+        #expect(caughtUp == ["edge"], "silent for the whole timeout since the queues caught up")
+    }
+
     @Test("an offline agent without a hello here is forgotten after the grace period; one greeted, online or with a desired state is kept")
     func forgetting() {
         var table = AgentTable(limits: AgentTable.Limits(rate: 2, burst: 3, heartbeatTimeout: 10, capacity: 100, forgetAfter: 60))
@@ -146,6 +159,33 @@ struct AgentTableTests {
         table.noteDesired("edge", generation: 4, at: at(0))
         table.noteDesired("edge", generation: 2, at: at(1))
         #expect(table.desiredGeneration(of: "edge") == 4)
+    }
+}
+
+@Suite("Inbound backlog")
+struct InboundBacklogTests {
+    typealias Reading = InboundBacklog.Reading
+
+    @Test("a queue that takes what waited is not behind, however busy; one that still holds it, or drops, is")
+    func behind() {
+        var backlog = InboundBacklog()
+        let looks = [
+            Reading(waiting: 500, taken: 1_000, dropped: 0),
+            // 500 waited; 20,000 taken since: each message waited less than the interval.
+            Reading(waiting: 300, taken: 21_000, dropped: 0),
+            // 300 waited; only 200 taken since.
+            Reading(waiting: 900, taken: 21_200, dropped: 0),
+            Reading(waiting: 0, taken: 22_100, dropped: 0),
+            // Messages were dropped.
+            Reading(waiting: 0, taken: 22_100, dropped: 7),
+            Reading(waiting: 0, taken: 22_100, dropped: 7),
+        ].map { backlog.isBehind([$0]) }
+        #expect(looks == [false, false, true, false, true, false])
+        // Any of several queues.
+        var two = InboundBacklog()
+        let quiet = Reading(waiting: 0, taken: 0, dropped: 0)
+        let both = [[quiet, Reading(waiting: 10, taken: 0, dropped: 0)], [quiet, Reading(waiting: 10, taken: 5, dropped: 0)]].map { two.isBehind($0) }
+        #expect(both == [false, true])
     }
 }
 

@@ -521,4 +521,42 @@ struct DeviceGatewayProcessTests {
             await stop(gateway)
         }
     }
+
+    @Test("under a flood /health answers promptly and a well-behaved agent is not declared offline while the gateway is behind")
+    func floodKeepsHealthAndPresence() async throws {
+        try await withPrivateBroker { broker in
+            let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "2"])
+            try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
+                let presence = try await client.subscribe(to: Topic.agentPresenceEvents.path)
+                let steady = beat("steady", every: .milliseconds(400), broker: broker.url)
+                defer { steady.cancel() }
+                #expect(await eventually { (try? await gateway.get("/v1/agents/steady").json?["online"] as? Bool) == true })
+
+                let garbage = Data(#"{"schema_version": 1, "type": "agent.heartbeat", "payload": "#.utf8)
+                // On the channels of three consumers: heartbeats, presence and hellos.
+                let channels: [Topic.AgentChannel] = [.heartbeat, .presence, .hello]
+                async let sent = flood(broker: broker.url, clients: 3, rate: 60_000, for: .seconds(3)) { index in
+                    (Topic.agent(try TopicLevel("noise-\(index % 1000)"), channels[index % 3]).path, garbage)
+                }
+                var latencies: [Double] = []
+                try await Task.sleep(for: .milliseconds(500))
+                for _ in 0..<8 {
+                    let start = ContinuousClock.now
+                    let status = (try? await gateway.get("/health").status) ?? 0
+                    let elapsed = ContinuousClock.now - start
+                    latencies.append(status == 200 ? Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds) : .infinity)
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+                let published = try await sent
+                // The queue drains; the agent's heartbeats are heard again.
+                try await Task.sleep(for: .seconds(3))
+                let offline = await presence.drain(for: .milliseconds(500)).map(payload).filter { $0["state"] as? String == "offline" }
+                print("flood: \(published) messages in 3 s; /health in s: \(latencies.map { String(format: "%.3f", $0) })")
+                #expect(latencies.allSatisfy { $0 < 1 }, "\(latencies)")
+                #expect(offline.isEmpty, "\(offline)")
+                #expect(try await gateway.get("/v1/agents/steady").json?["online"] as? Bool == true)
+            }
+            await stop(gateway)
+        }
+    }
 }
