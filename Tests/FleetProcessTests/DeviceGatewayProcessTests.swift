@@ -552,7 +552,9 @@ struct DeviceGatewayProcessTests {
                 try await Task.sleep(for: .seconds(3))
                 let offline = await presence.drain(for: .milliseconds(500)).map(payload).filter { $0["state"] as? String == "offline" }
                 print("flood: \(published) messages in 3 s; /health in s: \(latencies.map { String(format: "%.3f", $0) })")
-                #expect(latencies.allSatisfy { $0 < 1 }, "\(latencies)")
+                // Before the fix a probe waited for the flood to end (3 s); the margin is for a
+                // machine busy with other tests, where the probe itself waits for a core.
+                #expect(latencies.allSatisfy { $0 < 1.5 }, "\(latencies)")
                 #expect(offline.isEmpty, "\(offline)")
                 #expect(try await gateway.get("/v1/agents/steady").json?["online"] as? Bool == true)
             }
