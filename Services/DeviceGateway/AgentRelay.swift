@@ -86,33 +86,52 @@ struct AgentRelay: Service {
         defer { state.subscribed.set(false) }
 
         let announcing = Task { await publishAnnouncements() }
+        // The queues presence rests on: the expiry waits while they are behind.
+        let watched = [WatchedQueue(presences), WatchedQueue(heartbeats)]
         await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired]) { group in
             // Presence and heartbeats in arrival order, one consumer each; hello, report and
             // telemetry by two workers each (the validator is pure, and uses the second core).
-            for subscription in [presences, heartbeats] {
-                group.addTask { for await message in subscription { await handleInbound(message) } }
+            for queue in watched {
+                group.addTask { await consume(queue.subscription, upTo: 64, counting: queue.taken) { _ = await accept($0) } }
             }
             for subscription in [hellos, reports] {
                 for _ in 0..<2 {
-                    group.addTask { for await message in subscription { await handleInbound(message) } }
+                    group.addTask { await consume(subscription, upTo: 16) { await handleInbound($0) } }
                 }
             }
             for _ in 0..<2 { group.addTask { await forwardTelemetry(from: telemetry) } }
-            group.addTask { for await message in published { notePublishedDesiredState(message) } }
+            group.addTask { await consume(published, upTo: 64) { $0.forEach(notePublishedDesiredState) } }
             group.addTask { await relayDesiredStates(desired) }
         } background: {
-            await expireSilentAgents()
+            await expireSilentAgents(watching: watched)
         }
         // The announcements of the last messages handled still go out.
         announcer.finish()
         await announcing.value
     }
 
+    /// Hands `body` the messages of `subscription` in batches of at most `limit`, counting them in
+    /// `taken`, and gives the thread back after each batch.
+    ///
+    /// The yield is what keeps `/health` and the REST API answering under a flood: the HTTP
+    /// handlers run on the same cooperative threads (one per core), and a consumer whose queue is
+    /// never empty takes every message without suspending (the buffer hands over a queued message
+    /// at once), so without it two busy consumers held both threads for as long as a flood lasted.
+    private func consume(
+        _ subscription: MQTTSubscription, upTo limit: Int, counting taken: TakenCount? = nil, _ body: ([MQTTMessage]) async -> Void
+    ) async {
+        await subscription.forEachBatch(upTo: limit) { messages in
+            await body(messages)
+            taken?.add(messages.count)
+            await Task.yield()
+        }
+    }
+
     // MARK: Inbound agent messages
 
-    /// Handles one agent message: accepts it (``accept(_:)``) and forwards it.
-    func handleInbound(_ message: MQTTMessage) async {
-        let (accepted, moment) = await accept([message])
+    /// Handles agent messages: accepts them (``accept(_:)``) and forwards them.
+    func handleInbound(_ messages: [MQTTMessage]) async {
+        let (accepted, moment) = await accept(messages)
         for validated in accepted {
             switch validated.channel {
             case .hello: await forwardHello(validated, at: moment)
@@ -134,6 +153,8 @@ struct AgentRelay: Service {
             await publishTelemetry(await accept(messages).accepted)
             if messages.count < Self.telemetryLingerBelow && subscription.waitingCount == 0 {
                 try? await Task.sleep(for: Self.telemetryLinger)
+            } else {
+                await Task.yield()  // as in consume(_:upTo:counting:_:)
             }
         }
     }
@@ -146,38 +167,55 @@ struct AgentRelay: Service {
     /// Batches at least this large are followed at once by the next: the gateway is busy.
     static let telemetryLingerBelow = 32
 
-    /// Routes, rate-limits and validates agent messages and applies what they say about their
-    /// agents' presence, taking the agent table's lock twice for the lot rather than twice per
-    /// message. Returns the valid ones, in order, and when they were received; the others are
-    /// dropped (counted per reason, logged).
+    /// Routes and validates agent messages, then rate-limits the valid ones and applies what they
+    /// say about their agents' presence, taking the agent table's lock once for the lot rather
+    /// than per message. Returns the accepted ones, in order, and when they were received; the
+    /// others are dropped (counted per reason, logged).
+    ///
+    /// Validation comes first so that only valid messages spend an agent's budget or make a table
+    /// entry: garbage on an agent's topics (anyone may publish there without the broker's ACLs)
+    /// cannot use up its rate limit and so cost it its presence. Garbage costs the validator's
+    /// one pass over at most the channel's size limit, stopping at the first fault, and takes no
+    /// lock; what arrives faster than the consumers validate waits in the subscription's bounded
+    /// buffer and, beyond it, is dropped by the MQTT layer before any work (then the expiry
+    /// waits, see ``expireSilentAgents(watching:)``).
     private func accept(_ messages: [MQTTMessage]) async -> (accepted: [ValidatedAgentMessage], moment: Moment) {
         let moment = Moment.now()
-        var routed: [(message: MQTTMessage, agentID: TopicLevel, channel: Topic.AgentChannel)] = []
-        routed.reserveCapacity(messages.count)
+        var valid: [ValidatedAgentMessage] = []
+        valid.reserveCapacity(messages.count)
         for message in messages {
             switch AgentMessageValidator.route(topic: message.topic) {
             case .success(let found):
                 counters.received[found.channel]?.increment()
-                routed.append((message, found.agentID, found.channel))
+                switch validator.validate(agentID: found.agentID, channel: found.channel, payload: message.payload) {
+                case .success(let validated): valid.append(validated)
+                case .failure(let failure): drop(message.topic, bytes: message.payload.count, failure, agentID: found.agentID.value)
+                }
             case .failure(let failure):
-                drop(message, failure, agentID: nil)
+                drop(message.topic, bytes: message.payload.count, failure, agentID: nil)
             }
         }
-        let admitted = state.withTable { table in routed.map { table.admit($0.agentID.value, at: moment) } }
+        guard !valid.isEmpty else { return ([], moment) }
+        let outcomes = state.withTable { table in
+            valid.map { message -> (AgentTable.Admission, PresenceChange?) in
+                let admission = table.admit(message.agentID.value, at: moment)
+                return (admission, admission == .admitted ? Self.presenceChange(saidBy: message, in: &table, at: moment) : nil)
+            }
+        }
         var accepted: [ValidatedAgentMessage] = []
-        accepted.reserveCapacity(routed.count)
-        for (entry, isAdmitted) in zip(routed, admitted) {
-            guard isAdmitted else {
-                drop(entry.message, .init(rejection: .rateLimited, detail: "over the agent's rate limit"), agentID: entry.agentID.value)
-                continue
-            }
-            switch validator.validate(agentID: entry.agentID, channel: entry.channel, payload: entry.message.payload) {
-            case .success(let validated): accepted.append(validated)
-            case .failure(let failure): drop(entry.message, failure, agentID: entry.agentID.value)
+        accepted.reserveCapacity(valid.count)
+        for (message, (admission, change)) in zip(valid, outcomes) {
+            switch admission {
+            case .admitted:
+                accepted.append(message)
+                await announce(change, of: message.agentID.value, at: moment)
+            case .rateLimited:
+                let failure = AgentMessageValidator.Failure(rejection: .rateLimited, detail: "over the agent's rate limit")
+                drop(Topic.agent(message.agentID, message.channel).path, bytes: message.payload.count, failure, agentID: message.agentID.value)
+            case .refused:
+                refuse(message)
             }
         }
-        let changes = state.withTable { table in accepted.map { Self.presenceChange(saidBy: $0, in: &table, at: moment) } }
-        for (validated, change) in zip(accepted, changes) { await announce(change, of: validated.agentID.value, at: moment) }
         return (accepted, moment)
     }
 
@@ -188,8 +226,8 @@ struct AgentRelay: Service {
         case .presence:
             return message.field("state") == .string("online") ? table.markAlive(agentID, at: moment) : table.markOffline(agentID, at: moment)
         case .heartbeat, .hello:
-            // markAlive first: it makes the entry of an agent heard for the first time.
             let change = table.markAlive(agentID, at: moment)
+            if message.channel == .hello { table.noteHello(agentID) }
             if let generation = message.field("applied_generation")?.integer { table.noteApplied(agentID, generation: generation) }
             return change
         case .report, .telemetry:
@@ -277,30 +315,60 @@ struct AgentRelay: Service {
         }
     }
 
-    /// Once a second: agents silent past the heartbeat timeout go offline.
-    private func expireSilentAgents() async {
+    /// Once a second: agents silent past the heartbeat timeout go offline, unless the presence
+    /// and heartbeat queues were behind within the timeout (their messages may be the ones not
+    /// heard); offline agents past the grace period are forgotten.
+    private func expireSilentAgents(watching queues: [WatchedQueue]) async {
+        var backlog = InboundBacklog()
+        var lastBacklog = -Double.infinity
+        let gauges = (online: Gauge(label: "gateway_agents_online"), known: Gauge(label: "gateway_agents_known"))
+        let forgottenCount = Counter(label: "gateway_agents_forgotten_total")
+        let heldCount = Counter(label: "gateway_expiry_held_total")
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             let moment = Moment.now()
-            let expired = state.withTable { $0.expire(at: moment) }
+            if backlog.isBehind(queues.map(\.reading)) {
+                if moment.monotonic - lastBacklog > 10 {
+                    logger.warning("the presence and heartbeat queues are behind: no agent is declared silent until they catch up")
+                }
+                lastBacklog = moment.monotonic
+                heldCount.increment()
+            }
+            let (expired, forgotten, counts) = state.withTable { table in
+                (table.expire(at: moment, lastBacklog: lastBacklog), table.forget(at: moment), (table.onlineCount, table.count))
+            }
             for agentID in expired {
                 await announce(.offline, of: agentID, at: moment)
             }
-            Gauge(label: "gateway_agents_online").record(state.withTable { $0.onlineCount })
+            forgottenCount.increment(by: forgotten)
+            gauges.online.record(counts.0)
+            gauges.known.record(counts.1)
         }
     }
 
-    private func drop(_ message: MQTTMessage, _ failure: AgentMessageValidator.Failure, agentID: String?) {
+    private func drop(_ topic: String, bytes: Int, _ failure: AgentMessageValidator.Failure, agentID: String?) {
         counters.dropped[failure.rejection]?.increment()
-        // A flooding agent would flood the log too: one line per agent and reason every 10 s.
-        if dropLog.shouldLog(agentID: agentID ?? "", reason: failure.rejection) {
-            logger.warning(
-                "dropped an agent message",
-                metadata: [
-                    "topic": "\(message.topic)", "reason": "\(failure.rejection.rawValue)", "detail": "\(failure.detail)",
-                    "bytes": "\(message.payload.count)",
-                ])
-        }
+        // A flooding agent would flood the log too: one line per agent and reason every 10 s, and
+        // few in all, whatever the number of agent ids.
+        guard let suppressed = dropLog.shouldLog(key: "\(agentID ?? "")|\(failure.rejection.rawValue)") else { return }
+        logger.warning(
+            "dropped an agent message",
+            metadata: [
+                "topic": "\(topic)", "reason": "\(failure.rejection.rawValue)", "detail": "\(failure.detail)", "bytes": "\(bytes)",
+                "lines_suppressed": "\(suppressed)",
+            ])
+    }
+
+    /// A valid message of an agent first heard of while the agent table is full.
+    private func refuse(_ message: ValidatedAgentMessage) {
+        counters.refused.increment()
+        guard let suppressed = dropLog.shouldLog(key: "|agent_table_full") else { return }
+        logger.warning(
+            "the agent table is full: dropped a message of an agent not in it",
+            metadata: [
+                "agent_id": "\(message.agentID)", "channel": "\(message.channel)", "capacity": "\(state.withTable { $0.limits.capacity })",
+                "lines_suppressed": "\(suppressed)",
+            ])
     }
 
     // MARK: Replicas
@@ -322,7 +390,7 @@ struct AgentRelay: Service {
             let payload = try? Self.desiredSchema.validate(json: message.payload, capturingScalarsOf: "payload"),
             let generation = payload.value(named: "generation")?.integer
         else { return }
-        state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
+        _ = state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
     }
 
     /// Desired states are checked in one pass over their bytes, as agents' messages are, instead
@@ -349,10 +417,12 @@ struct AgentRelay: Service {
             for lane in lanes {
                 group.addTask { for await request in lane.stream { await publishDesiredState(request) } }
             }
-            for await message in requests {
-                guard let request = acceptDesiredState(message) else { continue }
-                let lane = Int(UInt(bitPattern: request.agentID.value.hashValue) % UInt(lanes.count))
-                lanes[lane].continuation.yield(request)
+            await consume(requests, upTo: 64) { messages in
+                for message in messages {
+                    guard let request = acceptDesiredState(message) else { continue }
+                    let lane = Int(UInt(bitPattern: request.agentID.value.hashValue) % UInt(lanes.count))
+                    lanes[lane].continuation.yield(request)
+                }
             }
             // The subscription ended (shutdown): the lanes publish what they hold, then stop.
             for lane in lanes { lane.continuation.finish() }
@@ -401,7 +471,7 @@ struct AgentRelay: Service {
             try await mqtt.publish(
                 Topic.agent(agentID, .desired).path, payload: request.payload, qos: .atLeastOnce, retain: true,
                 properties: MQTTProperties(contentType: "application/json"))
-            state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
+            _ = state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
             Counter(label: "gateway_desired_states_total", dimensions: [("outcome", outcome)]).increment()
             logger.debug("published a desired state", metadata: ["agent_id": "\(agentID)", "generation": "\(generation)"])
         } catch {
@@ -420,6 +490,8 @@ private struct InboundCounters: Sendable {
     /// Forwarded telemetry batches; `gateway_messages_forwarded_total{channel="telemetry"}` over
     /// this is the mean batch size.
     let telemetryBatches = Counter(label: "gateway_telemetry_batches_total")
+    /// Valid messages of agents first heard of while the agent table was full.
+    let refused = Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "agent_table_full")])
 
     init() {
         let inbound = Topic.AgentChannel.inbound
@@ -436,18 +508,60 @@ private struct InboundCounters: Sendable {
     }
 }
 
-/// Rate-limits the gateway's log lines about dropped messages.
-private final class DropLog: Sendable {
-    private let lastLogged = Mutex<[String: ContinuousClock.Instant]>([:])
+/// Messages a consumer has taken from a subscription so far.
+final class TakenCount: Sendable {
+    private let value = Atomic<Int>(0)
 
-    func shouldLog(agentID: String, reason: AgentMessageRejection) -> Bool {
-        let key = "\(agentID)|\(reason.rawValue)"
+    func add(_ count: Int) { value.add(count, ordering: .relaxed) }
+    var total: Int { value.load(ordering: .relaxed) }
+}
+
+/// A subscription whose backlog the expiry watches, with its consumer's count.
+private struct WatchedQueue: Sendable {
+    let subscription: MQTTSubscription
+    let taken = TakenCount()
+
+    init(_ subscription: MQTTSubscription) { self.subscription = subscription }
+
+    /// Taken before waiting: a message taken in between is then in neither, never in both, so a
+    /// queue that keeps up is not mistaken for one behind.
+    var reading: InboundBacklog.Reading {
+        let taken = taken.total
+        return InboundBacklog.Reading(waiting: subscription.waitingCount, taken: taken, dropped: subscription.droppedCount)
+    }
+}
+
+/// Rate-limits the gateway's log lines about dropped messages: one per key every 10 s, and at most
+/// ``linesPerWindow`` in all every 10 s, so that a flood of random agent ids is not a line each.
+private final class DropLog: Sendable {
+    private struct State {
+        var lastLogged: [String: ContinuousClock.Instant] = [:]
+        var windowStart = ContinuousClock.now
+        var linesInWindow = 0
+        var suppressed = 0
+    }
+
+    static let window = Duration.seconds(10)
+    static let linesPerWindow = 20
+    private let state = Mutex(State())
+
+    /// Nil to stay silent; otherwise how many lines were held back since the last one.
+    func shouldLog(key: String) -> Int? {
         let now = ContinuousClock.now
-        return lastLogged.withLock { logged in
-            if let last = logged[key], now - last < .seconds(10) { return false }
-            if logged.count > 10_000 { logged.removeAll() }
-            logged[key] = now
-            return true
+        return state.withLock { state in
+            if now - state.windowStart >= Self.window {
+                state.windowStart = now
+                state.linesInWindow = 0
+                state.lastLogged.removeAll(keepingCapacity: true)
+            }
+            guard state.lastLogged[key] == nil, state.linesInWindow < Self.linesPerWindow else {
+                state.suppressed += 1
+                return nil
+            }
+            state.lastLogged[key] = now
+            state.linesInWindow += 1
+            defer { state.suppressed = 0 }
+            return state.suppressed
         }
     }
 }

@@ -26,6 +26,13 @@ enum PresenceChange: String, Sendable, Equatable {
 /// What one gateway replica knows about every agent it has heard from: presence, last seen,
 /// message rates, the per-agent rate limit, and the generations applied and published.
 ///
+/// Only valid messages make an entry (the relay validates before it admits), and the table is
+/// bounded twice: it holds at most ``Limits/capacity`` agents, and it forgets an agent that is
+/// offline, that this replica never had a hello from and that has no desired state after
+/// ``Limits/forgetAfter`` seconds. Hellos are shared between replicas, so another replica may
+/// hold an agent's hello; presence and heartbeats reach every replica, so an online agent is
+/// never forgotten, and one that comes back is an entry again at its first message.
+///
 /// Pure state, driven by the relay with explicit moments, so that its rules are unit-tested
 /// without a broker or a clock.
 struct AgentTable: Sendable {
@@ -36,6 +43,19 @@ struct AgentTable: Sendable {
         var burst: Double
         /// Offline after this long without a heartbeat (or any other message).
         var heartbeatTimeout: Double
+        /// Agents the table holds at most; one first heard of when it is full is refused.
+        var capacity = GatewayConfiguration.defaults.maximumAgents
+        /// Seconds an offline agent without a hello here (nor a desired state) is remembered.
+        var forgetAfter = GatewayConfiguration.defaults.forgetAfter
+    }
+
+    /// What ``AgentTable/admit(_:at:)`` decided about a message.
+    enum Admission: Sendable, Equatable {
+        case admitted
+        /// Over the agent's rate limit.
+        case rateLimited
+        /// The agent is new and the table is full.
+        case refused
     }
 
     /// One agent's line, as `GET /v1/agents` shows it.
@@ -63,6 +83,8 @@ struct AgentTable: Sendable {
         var tokensAt: Double
         var appliedGeneration: Int?
         var desiredGeneration: Int?
+        /// This replica handled a valid hello from the agent: it is kept while offline.
+        var greeted = false
         var received = 0
         var dropped = 0
         /// Messages per second over the last ``AgentTable/rateWindow`` seconds: one bucket per second.
@@ -74,6 +96,8 @@ struct AgentTable: Sendable {
 
     let limits: Limits
     private var entries: [String: Entry] = [:]
+    /// Agents refused because the table was full, since the start.
+    private(set) var refusedCount = 0
 
     init(limits: Limits) {
         self.limits = limits
@@ -82,17 +106,25 @@ struct AgentTable: Sendable {
     var count: Int { entries.count }
     var onlineCount: Int { entries.values.count(where: \.online) }
 
-    /// Runs `body` on the agent's entry where it is stored, made first if the agent is new.
+    /// Runs `body` on the agent's entry where it is stored, made first if the agent is new and
+    /// the table has room; nil (and counted) when it has none.
     /// In place: copying an entry out and back would also copy its buckets for each message.
-    private mutating func withEntry<T>(_ agentID: String, at moment: Moment, _ body: (inout Entry) -> T) -> T {
-        body(&entries[agentID, default: Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)])
+    private mutating func withEntry<T>(_ agentID: String, at moment: Moment, _ body: (inout Entry) -> T) -> T? {
+        if entries[agentID] == nil {
+            guard entries.count < limits.capacity else {
+                refusedCount += 1
+                return nil
+            }
+            entries[agentID] = Entry(lastAlive: moment.monotonic, lastSeen: moment.wall, tokens: limits.burst, tokensAt: moment.monotonic)
+        }
+        return body(&entries[agentID]!)
     }
 
-    /// Counts a message from `agentID` and takes a token for it; false means over the rate limit
-    /// (the message is to be dropped).
-    mutating func admit(_ agentID: String, at moment: Moment) -> Bool {
+    /// Counts a valid message from `agentID` and takes a token for it. Anything but
+    /// ``Admission/admitted`` means the message is to be dropped.
+    mutating func admit(_ agentID: String, at moment: Moment) -> Admission {
         let limits = limits
-        return withEntry(agentID, at: moment) { entry in Self.admit(&entry, at: moment, limits: limits) }
+        return withEntry(agentID, at: moment) { entry in Self.admit(&entry, at: moment, limits: limits) ? .admitted : .rateLimited } ?? .refused
     }
 
     private static func admit(_ entry: inout Entry, at moment: Moment, limits: Limits) -> Bool {
@@ -118,7 +150,7 @@ struct AgentTable: Sendable {
 
     /// A valid message from the agent: it is alive. Returns `.online` when that is news.
     mutating func markAlive(_ agentID: String, at moment: Moment) -> PresenceChange? {
-        withEntry(agentID, at: moment) { entry in
+        withEntry(agentID, at: moment) { entry -> PresenceChange? in
             guard moment.monotonic >= entry.offlineSince else { return nil }
             entry.lastAlive = max(entry.lastAlive, moment.monotonic)
             entry.lastSeen = max(entry.lastSeen, moment.wall)
@@ -126,22 +158,27 @@ struct AgentTable: Sendable {
             entry.online = true
             entry.known = true
             return .online
-        }
+        } ?? nil
     }
 
     /// The agent said it is offline (or its last will did). Returns `.offline` when that is news.
     mutating func markOffline(_ agentID: String, at moment: Moment) -> PresenceChange? {
-        withEntry(agentID, at: moment) { entry in
+        withEntry(agentID, at: moment) { entry -> PresenceChange? in
             guard entry.online || !entry.known else { return nil }
             entry.online = false
             entry.known = true
             entry.offlineSince = moment.monotonic
             return .offline
-        }
+        } ?? nil
     }
 
     /// The online agents silent for longer than the heartbeat timeout, now marked offline.
-    mutating func expire(at moment: Moment) -> [String] {
+    ///
+    /// `lastBacklog` is the last moment the gateway's own inbound queues were behind or dropped
+    /// messages: an agent's heartbeat may have been among them, so silence counts from then at
+    /// the earliest, and no agent is declared silent while the gateway is behind.
+    mutating func expire(at moment: Moment, lastBacklog: Double = -.infinity) -> [String] {
+        guard moment.monotonic - lastBacklog > limits.heartbeatTimeout else { return [] }
         var expired: [String] = []
         for (agentID, entry) in entries where entry.online && moment.monotonic - entry.lastAlive > limits.heartbeatTimeout {
             entries[agentID]?.online = false
@@ -151,14 +188,40 @@ struct AgentTable: Sendable {
         return expired.sorted()
     }
 
+    /// Removes the agents offline for longer than ``Limits/forgetAfter`` that this replica never
+    /// had a hello from and has no desired state for (whose generation is the floor of the next);
+    /// returns how many.
+    mutating func forget(at moment: Moment) -> Int {
+        let forgetAfter = limits.forgetAfter
+        let forgotten = entries.compactMap { id, entry in
+            entry.online || entry.greeted || entry.desiredGeneration != nil
+                || moment.monotonic - max(entry.lastAlive, entry.offlineSince) <= forgetAfter ? nil : id
+        }
+        for id in forgotten { entries[id] = nil }
+        // A flood of ids leaves the storage of its peak behind: give it back once most is free.
+        if !forgotten.isEmpty && entries.capacity > 4 * max(entries.count, 1024) {
+            var smaller = [String: Entry](minimumCapacity: entries.count)
+            for (id, entry) in entries { smaller[id] = entry }
+            entries = smaller
+        }
+        return forgotten.count
+    }
+
+    /// A valid hello from the agent reached this replica: it is kept while offline.
+    mutating func noteHello(_ agentID: String) {
+        entries[agentID]?.greeted = true
+    }
+
     mutating func noteApplied(_ agentID: String, generation: Int) {
         entries[agentID]?.appliedGeneration = generation
     }
 
     /// The generation on the agent's retained desired-state topic (seen on the topic itself, so
-    /// every replica learns what any replica published).
-    mutating func noteDesired(_ agentID: String, generation: Int, at moment: Moment) {
-        withEntry(agentID, at: moment) { entry in entry.desiredGeneration = max(entry.desiredGeneration ?? 0, generation) }
+    /// every replica learns what any replica published). False when the agent is new and the
+    /// table is full.
+    @discardableResult
+    mutating func noteDesired(_ agentID: String, generation: Int, at moment: Moment) -> Bool {
+        withEntry(agentID, at: moment) { entry in entry.desiredGeneration = max(entry.desiredGeneration ?? 0, generation) } != nil
     }
 
     func desiredGeneration(of agentID: String) -> Int? { entries[agentID]?.desiredGeneration }
@@ -171,7 +234,18 @@ struct AgentTable: Sendable {
 
     /// Every agent heard from, by id.
     func summaries(at moment: Moment) -> [Summary] {
-        entries.map { Self.summarise($0.key, $0.value, at: moment) }.sorted { $0.agentID < $1.agentID }
+        page(after: nil, limit: .max, online: nil, at: moment).agents
+    }
+
+    /// The first `limit` agents by id after `after` (all when nil) whose presence is `online`
+    /// (any when nil), and whether more follow.
+    func page(after: String?, limit: Int, online: Bool?, at moment: Moment) -> (agents: [Summary], more: Bool) {
+        var ids = entries.compactMap { id, entry in
+            (after.map { id > $0 } ?? true) && (online.map { entry.online == $0 } ?? true) ? id : nil
+        }
+        ids.sort()
+        let agents = ids.prefix(limit).map { Self.summarise($0, entries[$0]!, at: moment) }
+        return (agents, ids.count > limit)
     }
 
     private static func summarise(_ agentID: String, _ entry: Entry, at moment: Moment) -> Summary {
