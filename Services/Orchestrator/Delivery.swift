@@ -3,7 +3,6 @@ import FleetContract
 import Foundation
 import Logging
 import MQTT
-import Metrics
 import PostgresNIO
 import ServiceLifecycle
 import ServiceRuntime
@@ -60,7 +59,7 @@ struct OutboxPublisher: Service {
                         marking = Task { try await loops.step(Self.loop, within: stepTimeout) { try await store.markSent(chunk) } }
                     }
                     try await marking?.value
-                    Counter(label: "orchestrator_desired_states_published_total").increment(by: entries.count)
+                    OrchestratorMetrics.desiredStatesPublished.increment(by: entries.count)
                 } catch is CancellationError {
                     return
                 } catch {
@@ -177,7 +176,7 @@ struct DeliveryTracker: Service {
             do {
                 let expired = try await loops.step(Loop.watchdog, within: stepTimeout) { try await store.expireOverdue() }
                 if expired > 0 {
-                    Counter(label: "orchestrator_devices_timed_out_total").increment(by: expired)
+                    OrchestratorMetrics.devicesTimedOut.increment(by: expired)
                     logger.warning("devices not applied within their watchdog", metadata: ["count": "\(expired)"])
                 }
             } catch is CancellationError {
@@ -203,7 +202,7 @@ struct DeliveryTracker: Service {
                 guard !due.isEmpty else { continue }
                 let entries = try await loops.step(Loop.reconciler, within: stepTimeout) { try await store.latestDocuments(of: due) }
                 try await OutboxPublisher.publish(entries, with: mqtt)
-                Counter(label: "orchestrator_desired_states_republished_total").increment(by: entries.count)
+                OrchestratorMetrics.desiredStatesRepublished.increment(by: entries.count)
                 logger.info("sent agents behind their desired state their documents again", metadata: ["agents": "\(entries.count)"])
             } catch is CancellationError {
                 return
@@ -230,7 +229,7 @@ struct DeliveryTracker: Service {
             do {
                 report = try Envelope<AgentMessage.Report>.decode(from: message.payload).payload
             } catch {
-                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "invalid")]).increment()
+                OrchestratorMetrics.reports(.invalid).increment()
                 logger.warning("dropped an invalid agent report", metadata: ["error": "\(error)"])
                 continue
             }
@@ -263,7 +262,8 @@ struct DeliveryTracker: Service {
         while true {
             do {
                 let drifted = try await loops.step(Loop.reports, within: stepTimeout) { try await store.applyReports(reports) }
-                Counter(label: "orchestrator_reports_total", dimensions: [("outcome", "applied")]).increment(by: reports.count - drifted.count)
+                OrchestratorMetrics.reports(.applied).increment(by: reports.count - drifted.count)
+                OrchestratorMetrics.reports(.drift).increment(by: drifted.count)
                 if !drifted.isEmpty { await repair(drifted) }
                 return
             } catch is CancellationError {
@@ -276,7 +276,7 @@ struct DeliveryTracker: Service {
             } catch {
                 let refused = Self.isRefusal(error)
                 guard !refused, attempt < Self.reportAttempts, !Task.isCancelled else {
-                    Counter(label: "orchestrator_reports_total", dimensions: [("outcome", refused ? "refused" : "error")]).increment(
+                    OrchestratorMetrics.reports(refused ? .refused : .error).increment(
                         by: reports.count)
                     logger.warning(
                         refused ? "the database refused an agent report; dropped" : "could not record agent reports; their agents are asked again",
@@ -312,7 +312,7 @@ struct DeliveryTracker: Service {
         }
         do {
             try await loops.step(Loop.reports, within: stepTimeout) { try await store.repairDrift(drifted) }
-            Counter(label: "orchestrator_drift_repairs_total").increment(by: drifted.count)
+            OrchestratorMetrics.driftRepairs.increment(by: drifted.count)
             wake.signal()
         } catch {
             logger.warning("could not repair drifted agents; their next report tries again", metadata: ["error": "\(error)"])

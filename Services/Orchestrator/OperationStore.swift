@@ -2,7 +2,6 @@ import DeviceProtocol
 import FleetContract
 import Foundation
 import Logging
-import Metrics
 import PostgresNIO
 import ServiceRuntime
 
@@ -234,7 +233,7 @@ struct OperationStore: Sendable {
                 return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
             } catch let error as PostgresTransactionError where attempt < 3 && error.isDeadlock {
                 attempt += 1
-                Counter(label: "orchestrator_transactions_retried_total").increment()
+                OrchestratorMetrics.transactionsRetried.increment()
                 logger.info("a transaction was aborted to break a deadlock; running it again", metadata: ["attempt": "\(attempt)"])
             }
         }
