@@ -434,7 +434,7 @@ struct DeviceGatewayProcessTests {
     }
 
     @Test("garbage on an agent's own topics does not use up its rate limit, so it stays online; garbage makes no table entries")
-    func garbageDoesNotCostPresence() async throws {
+    func garbageUnderLoadDoesNotCostPresence() async throws {
         try await withPrivateBroker { broker in
             let gateway = try await startGateway(
                 broker: broker.url,
@@ -523,7 +523,7 @@ struct DeviceGatewayProcessTests {
     }
 
     @Test("under a flood /health answers promptly and a well-behaved agent is not declared offline while the gateway is behind")
-    func floodKeepsHealthAndPresence() async throws {
+    func floodUnderLoadKeepsHealthAndPresence() async throws {
         try await withPrivateBroker { broker in
             let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "2"])
             try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
