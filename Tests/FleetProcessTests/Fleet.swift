@@ -80,6 +80,25 @@ final class Fleet: Sendable {
         return process
     }
 
+    /// One agent with `devices` cameras online and a model: what a test of one device's pipelines
+    /// starts from. The agents' process is to be killed at the end.
+    func startWithCamera(devices: Int = 1) async throws -> (agents: ServiceProcess, model: String, camera: String) {
+        let agents = try await startAgents(1, devices: devices)
+        let model = try await createModel()
+        guard let camera = try await self.devices().first?["id"] as? String else { throw ServiceDidNotStart(name: "edge-agent", output: "") }
+        return (agents, model, camera)
+    }
+
+    /// Adds a pipeline of `model` on `camera` (with the operation's `options`) and waits until the
+    /// operation has settled; returns its detail.
+    func addPipeline(
+        _ model: String, name: String = "People", on camera: String, options: [String: Any] = [:]
+    ) async throws -> [String: Any] {
+        let added = try await api.send(
+            "POST", "/v1/devices/\(camera)/pipelines", json: options.merging(["pipeline": pipeline(model, name: name)]) { $1 })
+        return try await settled(try operationID(added))
+    }
+
     /// A model with one active version 1.0.0 of this artifact; returns the model id. The default
     /// artifact is an `s3://` URI, which the built-in runtime does not fetch.
     func createModel(

@@ -15,10 +15,8 @@ struct ReliabilityProcessTests {
     @Test("a database step that does not return makes /ready name the stuck loop; the loops carry on once the database answers")
     func stuckDatabaseStep() async throws {
         try await withFleet(orchestratorEnvironment: ["MODELFLEET_DATABASE_STEP_TIMEOUT": "1"]) { fleet in
-            let agents = try await fleet.startAgents(1, devices: 2)
+            let (agents, model, camera) = try await fleet.startWithCamera()
             defer { agents.process.send(SIGKILL) }
-            let model = try await fleet.createModel()
-            let camera = try #require(try await fleet.devices().first?["id"] as? String)
 
             // Another session holds the outbox for 8 s: the publisher's query waits on its lock,
             // while the database itself answers the readiness probe.
@@ -41,8 +39,7 @@ struct ReliabilityProcessTests {
 
             // The lock goes: ready again, and a new operation is delivered and applied.
             #expect(await eventually(timeout: .seconds(20)) { (try? await fleet.api.get("/ready"))?.status == 200 })
-            let added = try await fleet.api.send("POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model)])
-            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+            #expect(counts(try await fleet.addPipeline(model, on: camera))["applied"] == 1)
         }
     }
 
@@ -125,13 +122,10 @@ struct ReliabilityProcessTests {
     @Test("an agent ahead of the orchestrator (a forged document) is sent what it should run at a newer generation; applied means applied as sent")
     func agentAhead() async throws {
         try await withFleet { fleet in
-            let agents = try await fleet.startAgents(1, devices: 1)
+            let (agents, model, camera) = try await fleet.startWithCamera()
             defer { agents.process.send(SIGKILL) }
-            let model = try await fleet.createModel()
-            let camera = try #require(try await fleet.devices().first?["id"] as? String)
             let agent = "\(fleet.prefix)-0001"
-            let added = try await fleet.api.send("POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model)])
-            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+            #expect(counts(try await fleet.addPipeline(model, on: camera))["applied"] == 1)
 
             // A forged document at generation 7 that runs nothing, retained on the agent's topic.
             let topic = Topic.agent(try TopicLevel(agent), .desired).path
@@ -151,8 +145,7 @@ struct ReliabilityProcessTests {
                     (try? await fleet.gateway.get("/v1/agents/\(agent)").json?["applied_generation"] as? Int) == 8
                 }, "the agent was not brought back from the forged generation")
 
-            let second = try await fleet.api.send("POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model, name: "Cars")])
-            let detail = try await fleet.settled(try operationID(second))
+            let detail = try await fleet.addPipeline(model, name: "Cars", on: camera)
             #expect(counts(detail)["applied"] == 1, "\(detail)")
             let generation = try #require((detail["devices"] as? [[String: Any]])?.first?["generation"] as? Int)
             #expect(generation > 8)
@@ -165,25 +158,21 @@ struct ReliabilityProcessTests {
     @Test("a document lost on its way is sent again after its device timed out: the agent is brought level whatever the watchdog said")
     func lostDocumentAfterTimeout() async throws {
         try await withFleet { fleet in
-            let agents = try await fleet.startAgents(1, devices: 1)
+            let (agents, model, camera) = try await fleet.startWithCamera()
             defer { agents.process.send(SIGKILL) }
-            let model = try await fleet.createModel()
-            let camera = try #require(try await fleet.devices().first?["id"] as? String)
             let agent = "\(fleet.prefix)-0001"
-            let path = "/v1/devices/\(camera)/pipelines"
-            let added = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model)])
-            #expect(counts(try await fleet.settled(try operationID(added)))["applied"] == 1)
+            #expect(counts(try await fleet.addPipeline(model, on: camera))["applied"] == 1)
 
             // No gateway: the document goes to nobody (as one lost with a broker's retained
             // messages would), and the watchdog gives the device up.
             await fleet.killGateway()
-            let lost = try await fleet.api.send("POST", path, json: ["pipeline": pipeline(model, name: "Cars"), "watchdog_seconds": 1])
-            #expect(lost.status == 202, "\(lost.body)")
-            #expect(counts(try await fleet.settled(try operationID(lost)))["timed_out"] == 1)
+            let lost = try await fleet.addPipeline(model, name: "Cars", on: camera, options: ["watchdog_seconds": 1])
+            #expect(counts(lost)["timed_out"] == 1, "\(lost)")
+            let operation = try #require((lost["operation"] as? [String: Any])?["id"] as? String)
 
             try await fleet.startGateway()
             let detail = await eventually(timeout: .seconds(30)) {
-                counts((try? await fleet.api.get("/v1/operations/\(try operationID(lost))").json) ?? [:])["applied"] == 1
+                counts((try? await fleet.api.get("/v1/operations/\(operation)").json) ?? [:])["applied"] == 1
             }
             #expect(detail, "the agent was never sent its document again")
             #expect(
