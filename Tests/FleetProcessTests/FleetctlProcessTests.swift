@@ -2,51 +2,52 @@ import Foundation
 import TestSupport
 import Testing
 
+/// What one run of `fleetctl` printed, and its exit status.
+struct FleetctlRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    /// Standard output as JSON (`--output json` prints exactly one document there).
+    var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8), options: [.fragmentsAllowed]) }
+    var object: [String: Any] { json as? [String: Any] ?? [:] }
+    var array: [[String: Any]] { json as? [[String: Any]] ?? [] }
+    var output: String { stdout + stderr }
+}
+
+/// Runs `fleetctl` with `arguments`, pointed at the fleet's services through the environment
+/// (as an operator's shell would), standard input from /dev/null: no terminal, as in a script.
+func fleetctl(_ arguments: [String], fleet: Fleet?) async throws -> FleetctlRun {
+    let environment = try TestEnvironment.current()
+    let scratch = try environment.makeScratchDirectory("fleetctl")
+    let (stdoutFile, stderrFile) = (scratch.appendingPathComponent("stdout"), scratch.appendingPathComponent("stderr"))
+    try Data().write(to: stdoutFile)
+    try Data().write(to: stderrFile)
+    let process = Process()
+    process.executableURL = environment.binDirectory.appendingPathComponent("fleetctl")
+    process.arguments = arguments
+    var variables = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+    if let fleet {
+        variables["FLEETCTL_REGISTRY_URL"] = "http://127.0.0.1:\(fleet.registry.port)"
+        variables["FLEETCTL_ORCHESTRATOR_URL"] = "http://127.0.0.1:\(fleet.api.port)"
+    }
+    process.environment = variables
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
+    process.standardError = try FileHandle(forWritingTo: stderrFile)
+    let status = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Int32, any Error>) in
+        process.terminationHandler = { done.resume(returning: $0.terminationStatus) }
+        do { try process.run() } catch { done.resume(throwing: error) }
+    }
+    return FleetctlRun(
+        status: status, stdout: try String(contentsOf: stdoutFile, encoding: .utf8), stderr: try String(contentsOf: stderrFile, encoding: .utf8))
+}
+
 /// `fleetctl` as an operator runs it: the built executable against a real fleet, with no terminal
 /// on its standard input (as in a script), its output and exit status as `docs/fleetctl.md`
 /// documents them.
 @Suite("fleetctl end to end")
 struct FleetctlProcessTests {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-
-        /// Standard output as JSON (`--output json` prints exactly one document there).
-        var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8), options: [.fragmentsAllowed]) }
-        var object: [String: Any] { json as? [String: Any] ?? [:] }
-        var array: [[String: Any]] { json as? [[String: Any]] ?? [] }
-        var output: String { stdout + stderr }
-    }
-
-    /// Runs `fleetctl` with `arguments`, pointed at the fleet's services through the environment
-    /// (as an operator's shell would), standard input from /dev/null.
-    private func fleetctl(_ arguments: [String], fleet: Fleet?) async throws -> Run {
-        let environment = try TestEnvironment.current()
-        let scratch = try environment.makeScratchDirectory("fleetctl")
-        let (stdoutFile, stderrFile) = (scratch.appendingPathComponent("stdout"), scratch.appendingPathComponent("stderr"))
-        try Data().write(to: stdoutFile)
-        try Data().write(to: stderrFile)
-        let process = Process()
-        process.executableURL = environment.binDirectory.appendingPathComponent("fleetctl")
-        process.arguments = arguments
-        var variables = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-        if let fleet {
-            variables["FLEETCTL_REGISTRY_URL"] = "http://127.0.0.1:\(fleet.registry.port)"
-            variables["FLEETCTL_ORCHESTRATOR_URL"] = "http://127.0.0.1:\(fleet.api.port)"
-        }
-        process.environment = variables
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
-        process.standardError = try FileHandle(forWritingTo: stderrFile)
-        let status = try await withCheckedThrowingContinuation { (done: CheckedContinuation<Int32, any Error>) in
-            process.terminationHandler = { done.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { done.resume(throwing: error) }
-        }
-        return Run(
-            status: status, stdout: try String(contentsOf: stdoutFile, encoding: .utf8), stderr: try String(contentsOf: stderrFile, encoding: .utf8))
-    }
-
     /// A pipeline file of `model`'s version 1.0.0, as `--file` takes it.
     private func pipelineFile(_ model: String, name: String = "People") throws -> String {
         let file = try TestEnvironment.current().makeScratchDirectory("pipelines").appendingPathComponent("\(name).json")

@@ -141,3 +141,16 @@ struct IDArgument: ExpressibleByArgument, Sendable {
 
     static var defaultValueDescription: String { "UUID" }
 }
+
+/// A JSON value given on the command line (`--inputs '{"image": [640, 640, 3]}'`), checked before
+/// any request is made.
+struct JSONArgument: ExpressibleByArgument, Sendable {
+    var value: JSONValue
+
+    init?(argument: String) {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(argument.utf8)) else { return nil }
+        self.value = value
+    }
+
+    static var defaultValueDescription: String { "JSON" }
+}

@@ -14,14 +14,34 @@ struct Fleetctl: AsyncParsableCommand {
 
             Exit status: 0 done (every device applied); 1 the operation finished with failed or \
             timed-out devices; 2 an error (the API refused the request, a service is unreachable, a \
-            bad file); 3 not confirmed, nothing applied; 64 bad command-line usage.
+            bad file); 3 not confirmed, nothing applied or deleted; 64 bad command-line usage.
             """,
-        subcommands: [
-            SitesCommand.self, DevicesCommand.self, ModelsCommand.self,
-            PipelinesCommand.self, AddPipelineCommand.self, ReplacePipelineCommand.self, RemovePipelineCommand.self,
-            SetSettingsCommand.self,
-            AssignCommand.self, BulkSettingsCommand.self,
-            OperationsCommand.self, OperationCommand.self, RevertCommand.self, RetryCommand.self,
+        groupedSubcommands: [
+            CommandGroup(
+                name: "Inventory (registry)",
+                subcommands: [
+                    SitesCommand.self, DevicesCommand.self, CreateSiteCommand.self, CreateGroupCommand.self, DeleteGroupCommand.self,
+                    RenameDeviceCommand.self, EnableDeviceCommand.self, DisableDeviceCommand.self, GroupDeviceCommand.self,
+                    LabelDeviceCommand.self,
+                ]),
+            CommandGroup(
+                name: "Catalogue (registry)",
+                subcommands: [
+                    ModelsCommand.self, CreateModelCommand.self, UpdateModelCommand.self, LabelModelCommand.self, DeleteModelCommand.self,
+                    AddVersionCommand.self, DeprecateVersionCommand.self, DeleteVersionCommand.self,
+                ]),
+            CommandGroup(
+                name: "Pipelines on one device (orchestrator)",
+                subcommands: [
+                    PipelinesCommand.self, AddPipelineCommand.self, ReplacePipelineCommand.self, RemovePipelineCommand.self,
+                    SetSettingsCommand.self,
+                ]),
+            CommandGroup(
+                name: "Operations on many devices (orchestrator)",
+                subcommands: [
+                    AssignCommand.self, BulkSettingsCommand.self, OperationsCommand.self, OperationCommand.self, RevertCommand.self,
+                    RetryCommand.self,
+                ]),
         ]
     )
 }
@@ -33,6 +53,7 @@ enum ExitStatus {
     static let devicesFailed = ExitCode(1)
     /// The request could not be made or was refused (HTTP error, unreachable service, bad input).
     static let error = ExitCode(2)
-    /// An operation on many devices was not confirmed (declined, or no terminal and no `--yes`).
+    /// An operation on many devices, or a deletion, was not confirmed (declined, or no terminal and
+    /// no `--yes`).
     static let notConfirmed = ExitCode(3)
 }

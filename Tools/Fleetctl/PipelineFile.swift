@@ -1,5 +1,4 @@
 import FleetContract
-import Foundation
 
 /// Pipelines from a file the operator wrote, in the orchestrator's request form
 /// (`{"name": …, "stages": [{"model_id": …, "version": …, "settings": {…}}]}`). The tool checks
@@ -9,7 +8,7 @@ enum PipelineFile {
     /// Every pipeline of the file: a JSON array of pipelines, or one pipeline object.
     static func pipelines(at path: String) throws -> [JSONValue] {
         let pipelines: [JSONValue]
-        switch try read(path) {
+        switch try JSONFile.read(path) {
         case .array(let items): pipelines = items
         case let object: pipelines = [object]
         }
@@ -21,7 +20,7 @@ enum PipelineFile {
 
     /// The file's one pipeline: an object, or an array of exactly one (the form `assign` reads).
     static func pipeline(at path: String) throws -> JSONValue {
-        var value = try read(path)
+        var value = try JSONFile.read(path)
         if case .array(let items) = value {
             guard items.count == 1, let only = items.first else {
                 throw FleetctlError.invalidInput("\(path): give one pipeline, not \(items.count)")
@@ -30,26 +29,6 @@ enum PipelineFile {
         }
         try checkShape(value, path: path, position: "the pipeline")
         return value
-    }
-
-    /// The file's JSON; `-` reads standard input.
-    private static func read(_ path: String) throws -> JSONValue {
-        let data: Data
-        if path == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        } else {
-            guard FileManager.default.fileExists(atPath: path) else { throw FleetctlError.invalidInput("no file \(path)") }
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: path))
-            } catch {
-                throw FleetctlError.invalidInput("cannot read \(path): \(error.localizedDescription)")
-            }
-        }
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw FleetctlError.invalidInput("\(path) is not JSON: \(Self.syntaxError(in: data))")
-        }
     }
 
     private static func checkShape(_ value: JSONValue, path: String, position: String) throws {
@@ -61,17 +40,6 @@ enum PipelineFile {
         }
         guard case .array(let stages) = members["stages"], !stages.isEmpty else {
             throw FleetctlError.invalidInput("\(path): \(position) has no \"stages\" (a list of {\"model_id\", \"version\", \"settings\"})")
-        }
-    }
-
-    /// Where the JSON goes wrong: JSONDecoder only says that it does, JSONSerialization says
-    /// where ("Invalid value around character 11.").
-    private static func syntaxError(in data: Data) -> String {
-        do {
-            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-            return "not a JSON value"
-        } catch {
-            return ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String) ?? error.localizedDescription
         }
     }
 }

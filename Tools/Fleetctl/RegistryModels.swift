@@ -48,7 +48,13 @@ struct ServerSummary: Decodable, Sendable {
 /// A device group of a site.
 struct GroupSummary: Decodable, Sendable {
     var id: UUID
+    var siteID: String
     var name: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, name
+        case siteID = "site_id"
+    }
 }
 
 /// A device in `GET /v1/devices`.
@@ -94,15 +100,18 @@ struct ModelSummary: Decodable, Sendable {
 
 /// A version of a model: its artifact and the settings it runs with unless told otherwise.
 struct ModelVersionSummary: Decodable, Sendable {
+    var modelID: UUID
     var version: String
     var status: String
     var artifactURI: String
+    var sha256: String
     var sizeBytes: Int64
     var defaultSettings: [String: JSONValue]
     var createdAt: Date
 
     enum CodingKeys: String, CodingKey {
-        case version, status
+        case version, status, sha256
+        case modelID = "model_id"
         case artifactURI = "artifact_uri"
         case sizeBytes = "size_bytes"
         case defaultSettings = "default_settings"
