@@ -54,7 +54,7 @@ struct OutboxPublisher: Service {
                     // large operation for a second while the first agents' reports waited on them.
                     var marking: Task<Void, any Error>?
                     for chunk in Self.chunks(of: entries, agentsPerChunk: Self.agentsPerChunk) {
-                        try await Self.publish(chunk, with: mqtt)
+                        try await loops.step(Self.loop, within: stepTimeout) { try await Self.publish(chunk, with: mqtt) }
                         try await marking?.value
                         marking = Task { try await loops.step(Self.loop, within: stepTimeout) { try await store.markSent(chunk) } }
                     }
@@ -63,7 +63,7 @@ struct OutboxPublisher: Service {
                 } catch is CancellationError {
                     return
                 } catch {
-                    loops.failed(Self.loop, error)
+                    // The step that failed has told `loops`.
                     logger.warning("could not publish the outbox; retrying", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))
                 }
@@ -201,13 +201,12 @@ struct DeliveryTracker: Service {
                 let due = republishing.due(behind, at: ContinuousClock.now)
                 guard !due.isEmpty else { continue }
                 let entries = try await loops.step(Loop.reconciler, within: stepTimeout) { try await store.latestDocuments(of: due) }
-                try await OutboxPublisher.publish(entries, with: mqtt)
+                try await loops.step(Loop.reconciler, within: stepTimeout) { try await OutboxPublisher.publish(entries, with: mqtt) }
                 OrchestratorMetrics.desiredStatesRepublished.increment(by: entries.count)
                 logger.info("sent agents behind their desired state their documents again", metadata: ["agents": "\(entries.count)"])
             } catch is CancellationError {
                 return
             } catch {
-                loops.failed(Loop.reconciler, error)
                 logger.warning("could not send agents behind their desired state their documents again", metadata: ["error": "\(error)"])
             }
         }

@@ -42,11 +42,11 @@ package final class LoopHealth: Sendable {
         }
     }
 
-    package func succeeded(_ loop: String) {
+    private func succeeded(_ loop: String) {
         loops.withLock { $0[loop] = Loop() }
     }
 
-    package func failed(_ loop: String, _ error: any Error) {
+    private func failed(_ loop: String, _ error: any Error) {
         let now = ContinuousClock.now
         loops.withLock { loops in
             var entry = loops[loop] ?? Loop()
