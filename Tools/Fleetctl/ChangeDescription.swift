@@ -14,8 +14,8 @@ enum ChangeDescription {
         }
         guard details.isEmpty else { return details.joined(separator: "; ") }
         // The same pipelines. With the same ids they are sent again (a retry); with new ids the
-        // orchestrator made them anew (it gives each pipeline of an assignment a new id), and the
-        // agent restarts them.
+        // orchestrator made them anew (an unchanged pipeline keeps its id, so this is rare), and
+        // the agent restarts them.
         return before.map(\.id) == after.map(\.id) ? "\(now) (sent again)" : "\(now) (unchanged, restarted: new pipeline ids)"
     }
 
