@@ -281,6 +281,28 @@ struct AgentMessageValidatorTests {
         #expect(try JSONParser.parse(Data(#""a\u0001b""#.utf8)) == .string("a\u{1}b"), "other escaped control characters stay valid")
     }
 
+    @Test("'.' and '..' are refused as any id, not only as the agent's: a hello's site, a report's pipeline")
+    func dotIDs() throws {
+        // They passed the gateway; the registry then dropped the hello with a misleading reason (issue 18).
+        let hello = try #require(try documentedExamples()["agent.hello"])
+        guard case .object(var envelope) = try JSONParser.parse(hello), case .object(var payload)? = envelope["payload"],
+            case .string(let agent)? = payload["agent_id"], case .object(var site)? = payload["site"]
+        else { throw JSONParser.Failure(offset: 0, reason: "the documented hello changed shape") }
+        for bad in [".", ".."] {
+            site["id"] = .string(bad)
+            payload["site"] = .object(site)
+            envelope["payload"] = .object(payload)
+            let document = try JSONEncoder().encode(JSONValue.object(envelope))
+            #expect(rejection("modelfleet/v1/agents/\(agent)/hello", document) == .schema, "site id '\(bad)'")
+        }
+        for (id, refused) in [(".", true), ("..", true), ("...", false), (".a", false), ("a.", false), ("..a", false)] {
+            let report = Data(
+                #"{"schema_version":1,"type":"agent.report","message_id":"3B68B05C-9163-42E8-9B8F-245AE6B05EBD","sent_at":"2026-11-23T10:00:00.000Z","payload":{"agent_id":"edge-1","generation":2,"devices":[{"device_key":"cam","pipelines":[{"pipeline_id":"\#(id)","state":"running"}]}]}}"#
+                    .utf8)
+            #expect((rejection("modelfleet/v1/agents/edge-1/report", report) == .schema) == refused, "pipeline id '\(id)'")
+        }
+    }
+
     @Test("a failed pipeline in a report needs its reason")
     func reportReason() throws {
         let report = Data(
