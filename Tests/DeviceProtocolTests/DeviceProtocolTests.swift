@@ -303,6 +303,21 @@ struct AgentMessageValidatorTests {
         }
     }
 
+    @Test("a sent_at that looks like a date but is none is refused by the schema, not dropped later as forward_failed")
+    func impossibleTimestamps() throws {
+        // The hello passed the gateway, marked its agent online and failed to decode (issue 18).
+        for (sentAt, refused) in [
+            ("2026-13-45T25:61:61.000Z", true), ("2026-00-10T10:00:00.000Z", true), ("2026-11-32T10:00:00.000Z", true),
+            ("2026-11-23T24:00:00Z", true), ("2026-11-23T10:00:00.000+25:00", true), ("2026-12-31T23:59:60.000Z", false),
+            ("2026-11-23T10:00:00.123456Z", false),
+        ] {
+            let heartbeat = Data(
+                #"{"schema_version":1,"type":"agent.heartbeat","message_id":"3B68B05C-9163-42E8-9B8F-245AE6B05EBD","sent_at":"\#(sentAt)","payload":{"agent_id":"edge-1","uptime_seconds":1,"applied_generation":0}}"#
+                    .utf8)
+            #expect((rejection("modelfleet/v1/agents/edge-1/heartbeat", heartbeat) == .schema) == refused, "sent_at \(sentAt)")
+        }
+    }
+
     @Test("a failed pipeline in a report needs its reason")
     func reportReason() throws {
         let report = Data(
