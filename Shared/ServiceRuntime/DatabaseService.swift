@@ -1,5 +1,4 @@
 package import Logging
-import MQTT
 import Metrics
 package import PostgresNIO
 import ServiceLifecycle
@@ -127,7 +126,9 @@ package final class DatabaseService: Service, Sendable {
         while !Task.isCancelled {
             let next: Status
             do {
-                try await withDeadline(.seconds(1), onTimeout: DeadlineExceeded()) {
+                // Abandoned, not awaited, when late: a query on a connection that never answers
+                // would otherwise stop the probe with /ready frozen at its last answer.
+                try await withAbandonedDeadline(.seconds(1), onTimeout: DeadlineExceeded()) {
                     _ = try await self.client.query("SELECT 1")
                 }
                 next = .reachable

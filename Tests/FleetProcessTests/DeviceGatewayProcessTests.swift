@@ -44,11 +44,6 @@ struct DeviceGatewayProcessTests {
         if await process.process.waitForExit(timeout: .seconds(10)) == nil { process.process.send(SIGKILL) }
     }
 
-    private func metric(_ service: ServiceProcess, _ line: String) async throws -> Double {
-        let text = try await service.get("/metrics").body
-        return text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
-    }
-
     private func payload(_ message: MQTTMessage) -> [String: Any] {
         ((try? JSONSerialization.jsonObject(with: message.payload)) as? [String: Any])?["payload"] as? [String: Any] ?? [:]
     }

@@ -197,3 +197,9 @@ func counts(_ detail: [String: Any]) -> [String: Int] {
 func operationID(_ result: HTTPResult) throws -> String {
     try #require((result.json?["operation"] as? [String: Any])?["id"] as? String, "\(result.status) \(result.body)")
 }
+
+/// A counter's or gauge's value on a service's `/metrics` (0 when absent).
+func metric(_ service: ServiceProcess, _ line: String) async throws -> Double {
+    let text = try await service.get("/metrics").body
+    return text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+}

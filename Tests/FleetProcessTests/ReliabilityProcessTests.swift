@@ -180,9 +180,3 @@ struct ReliabilityProcessTests {
         }
     }
 }
-
-/// A counter's or gauge's value on a service's `/metrics` (0 when absent).
-func metric(_ service: ServiceProcess, _ line: String) async throws -> Double {
-    let text = try await service.get("/metrics").body
-    return text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
-}
