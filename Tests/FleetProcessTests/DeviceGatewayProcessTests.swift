@@ -163,7 +163,7 @@ struct DeviceGatewayProcessTests {
 
                 try await client.publish(
                     Topic.agentDesiredStateRequests.path, payload: try desiredState(agent: agentID, generation: 1, pipelines: ["cam-1": ["p1"]]))
-                let first = try await reports.collect(1, timeout: .seconds(10))
+                let first = try await reports.collect(1, timeout: .seconds(30))
                 #expect(payload(first[0])["generation"] as? Int == 1)
 
                 // Gone without a goodbye; the desired state changes while it is away.
