@@ -121,14 +121,21 @@ package struct HTTPResult: Sendable {
     package var items: [[String: Any]] { json?["items"] as? [[String: Any]] ?? [] }
 }
 
+/// Why `httpRequest` got no answer, naming the request.
+package struct HTTPRequestError: Error, CustomStringConvertible {
+    package var description: String
+}
+
 /// A plain HTTP/1.1 request on 127.0.0.1 with `Connection: close`, enough for the services' APIs.
-/// It stops reading at the end of the body, not at the end of the connection.
+/// It stops reading at the end of the body, not at the end of the connection. A service under
+/// the load of the whole suite on two cores can take seconds to answer a large request, so the
+/// bound on each read is 30 s: a bound for a hang, not a measure of speed.
 package func httpRequest(port: Int, method: String, path: String, body: Data? = nil) async throws -> HTTPResult {
     try await Task.detached {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EMFILE) }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -144,13 +151,18 @@ package func httpRequest(port: Int, method: String, path: String, body: Data? = 
         guard write(fd, request, request.count) == request.count else { throw POSIXError(.EPIPE) }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
+        var failure: String?
         while !isComplete(response) {
             let count = read(fd, &chunk, chunk.count)
+            if count < 0 { failure = errno == EAGAIN || errno == EWOULDBLOCK ? "no answer within 30 s" : "read failed: errno \(errno)" }
             if count <= 0 { break }
             response += chunk[0..<count]
         }
         let text = String(decoding: response, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw POSIXError(.EBADMSG) }
+        guard let split = text.range(of: "\r\n\r\n") else {
+            let reason = failure ?? "the service closed the connection after \(response.count) bytes"
+            throw HTTPRequestError(description: "\(method) \(path) on port \(port): \(reason)")
+        }
         let head = text[..<split.lowerBound].split(separator: "\r\n")
         guard let statusLine = head.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else {
             throw POSIXError(.EBADMSG)
