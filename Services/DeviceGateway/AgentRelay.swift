@@ -82,13 +82,15 @@ struct AgentRelay: Service {
         let heartbeats = try await mqtt.subscribe(to: Topic.everyAgent(.heartbeat).path, qos: .atMostOnce)
         let published = try await mqtt.subscribe(to: Topic.everyAgent(.desired).path, qos: .atLeastOnce)
         let desired = try await mqtt.subscribe(to: Topic.agentDesiredStateRequests.path, qos: .atLeastOnce)
+        var strays: [MQTTSubscription] = []
+        for filter in Topic.strayAgentTopics { strays.append(try await mqtt.subscribe(to: filter.shared(by: Self.service), qos: .atMostOnce)) }
         state.subscribed.set(true)
         defer { state.subscribed.set(false) }
 
         let announcing = Task { await publishAnnouncements() }
         // The queues presence rests on: the expiry waits while they are behind.
         let watched = [WatchedQueue(presences), WatchedQueue(heartbeats)]
-        await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired]) { group in
+        await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired] + strays) { group in
             // Presence and heartbeats in arrival order, one consumer each; hello, report and
             // telemetry by two workers each (the validator is pure, and uses the second core).
             for queue in watched {
@@ -102,6 +104,9 @@ struct AgentRelay: Service {
             for _ in 0..<2 { group.addTask { await forwardTelemetry(from: telemetry) } }
             group.addTask { await consume(published, upTo: 64) { $0.forEach(notePublishedDesiredState) } }
             group.addTask { await relayDesiredStates(desired) }
+            for subscription in strays {
+                group.addTask { await consume(subscription, upTo: 64) { $0.forEach(dropStray) } }
+            }
         } background: {
             await expireSilentAgents(watching: watched)
         }
@@ -217,6 +222,12 @@ struct AgentRelay: Service {
             }
         }
         return (accepted, moment)
+    }
+
+    /// A message on a topic under `modelfleet/v1/agents/` that no agent publishes on.
+    private func dropStray(_ message: MQTTMessage) {
+        let failure = AgentMessageValidator.Failure(rejection: .unknownTopic, detail: "not <agent_id>/<kind>")
+        drop(message.topic, bytes: message.payload.count, failure, agentID: nil)
     }
 
     /// What a valid message says about its agent's presence, applied to the table.

@@ -34,6 +34,14 @@ extension Topic {
         agents.appending("+").appending(channel.rawValue)
     }
 
+    /// Filters for the topics under `modelfleet/v1/agents/` that cannot be an agent's own
+    /// `<agent id>/<kind>`: one level (`agents/x`) and three or more (`agents/x/heartbeat/y`).
+    /// They overlap no channel's subscription, so no agent message comes to the gateway twice.
+    /// Two levels with an unknown kind (`agents/x/status`) cannot be told apart by a filter
+    /// without `agents/+/+`, which would bring every agent message a second time; the broker's
+    /// access control (an agent may publish only its five kinds; issue 24) is what is to stop those.
+    package static let strayAgentTopics: [Topic] = [agents.appending("+"), agents.appending("+").appending("+").appending("+").appending("#")]
+
     /// `modelfleet/v1/agents/`, made once: every agent message's topic is parsed.
     private static let agentTopicPrefix = agents.path + "/"
 

@@ -318,6 +318,33 @@ struct AgentMessageValidatorTests {
         }
     }
 
+    @Test("what the document calls recommendations is accepted end to end: 42.0 as an integer, any RFC 3339 sent_at")
+    func recommendationsAreAccepted() throws {
+        // The document said "must" for these and the gateway accepted them (issue 18, gap 7): the
+        // document now recommends them, and this holds the gateway and the decoders to accepting.
+        let generation = Data(#""applied_generation":0"#.utf8)
+        let integral = heartbeat(agent: "edge-1").replacing(generation, with: Data(#""applied_generation":42.0"#.utf8))
+        let message = try validator.validate(topic: "modelfleet/v1/agents/edge-1/heartbeat", payload: integral).get()
+        #expect(message.field("applied_generation") == .number(42))
+        let fractional = heartbeat(agent: "edge-1").replacing(generation, with: Data(#""applied_generation":42.5"#.utf8))
+        #expect(rejection("modelfleet/v1/agents/edge-1/heartbeat", fractional) == .schema)
+
+        let hello = try #require(try documentedExamples()["agent.hello"])
+        guard case .object(var envelope) = try JSONParser.parse(hello), case .object(let payload)? = envelope["payload"],
+            case .string(let agent)? = payload["agent_id"]
+        else { throw JSONParser.Failure(offset: 0, reason: "the documented hello changed shape") }
+        for (sentAt, utc) in [
+            ("2026-11-23T12:00:00.120+02:00", "2026-11-23T10:00:00.120Z"), ("2026-11-23T10:00:00Z", "2026-11-23T10:00:00.000Z"),
+            ("2026-11-23T10:00:00.5Z", "2026-11-23T10:00:00.500Z"), ("2026-11-23T04:30:00.250-05:30", "2026-11-23T10:00:00.250Z"),
+        ] {
+            envelope["sent_at"] = .string(sentAt)
+            let document = try JSONEncoder().encode(JSONValue.object(envelope))
+            #expect(rejection("modelfleet/v1/agents/\(agent)/hello", document) == nil, "sent_at \(sentAt)")
+            let decoded = try Envelope<AgentMessage.Hello>.decode(from: document)
+            #expect(ContractCoding.timestamp(decoded.sentAt) == utc, "sent_at \(sentAt)")
+        }
+    }
+
     @Test("a failed pipeline in a report needs its reason")
     func reportReason() throws {
         let report = Data(

@@ -29,8 +29,11 @@ struct Console: Sendable {
         write(toStandardError: text + "\n")
     }
 
-    /// Writes `text` to stderr as it is (no newline), for a bar redrawn in place.
+    /// Writes `text` to stderr as it is (no newline), for a bar redrawn in place. Results printed
+    /// before it go out first: stdout is buffered (fully, when it is a pipe or a file), and a
+    /// stream shared by both would otherwise show the progress before the results, or amid them.
     func write(toStandardError text: String) {
+        fflush(nil)  // every output stream, stdout among them
         FileHandle.standardError.write(Data(text.utf8))
     }
 
