@@ -283,7 +283,7 @@ struct OrchestratorAPI: Sendable {
             }
             status = value
         }
-        guard let operation = try await store.operation(id) else { throw APIError.notFound("no operation \(id)") }
+        guard let operation = try await store.operation(id) else { throw APIError.notFound("no operation \(id.lowercasedString)") }
         return try respond(OperationDetail(operation: operation, devices: try await store.devices(of: id, status: status)), .ok, request, context)
     }
 
@@ -291,7 +291,7 @@ struct OrchestratorAPI: Sendable {
     func revert(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try Self.uuid(context, "operation_id")
         let options = try await JSONBody.decodeIfPresent(Options.self, from: request, context: context) ?? Options()
-        guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id)") }
+        guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id.lowercasedString)") }
         let changes = try await store.changes(of: id)
         let lists = Dictionary(uniqueKeysWithValues: changes.map { ($0.deviceID, $0.before) })
         let devices = try await selected(DeviceTargets(deviceIDs: Array(lists.keys)))
@@ -302,10 +302,10 @@ struct OrchestratorAPI: Sendable {
     func retry(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try Self.uuid(context, "operation_id")
         let options = try await JSONBody.decodeIfPresent(Options.self, from: request, context: context) ?? Options()
-        guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id)") }
+        guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id.lowercasedString)") }
         let unsettled = try await store.changes(of: id).filter { $0.status == .failed || $0.status == .timedOut }
         guard !unsettled.isEmpty else {
-            throw APIError(.conflict, code: "nothing_to_retry", message: "operation \(id) has no failed or timed-out device")
+            throw APIError(.conflict, code: "nothing_to_retry", message: "operation \(id.lowercasedString) has no failed or timed-out device")
         }
         let lists = Dictionary(uniqueKeysWithValues: unsettled.map { ($0.deviceID, $0.after) })
         let devices = try await selected(DeviceTargets(deviceIDs: Array(lists.keys)))
@@ -393,7 +393,9 @@ struct OrchestratorAPI: Sendable {
 
     private func device(_ context: BasicRequestContext) async throws -> RegistryDevice {
         let id = try Self.uuid(context, "device_id")
-        guard let device = try await registry.devices(DeviceTargets(deviceIDs: [id])).first else { throw APIError.notFound("no device \(id)") }
+        guard let device = try await registry.devices(DeviceTargets(deviceIDs: [id])).first else {
+            throw APIError.notFound("no device \(id.lowercasedString)")
+        }
         return device
     }
 
@@ -411,7 +413,7 @@ struct OrchestratorAPI: Sendable {
         if let ids = targets.deviceIDs, targets.siteIDs == nil, targets.groupIDs == nil, targets.labels == nil {
             let known = Set(devices.map(\.id))
             if let missing = ids.first(where: { !known.contains($0) }) {
-                throw APIError(.notFound, code: "not_found", message: "no device \(missing)", field: "targets.device_ids")
+                throw APIError(.notFound, code: "not_found", message: "no device \(missing.lowercasedString)", field: "targets.device_ids")
             }
         }
         guard devices.count <= 100_000 else { throw APIError.invalid(field: "targets", "selects more than 100,000 devices") }

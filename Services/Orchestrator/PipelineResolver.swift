@@ -46,7 +46,7 @@ struct PipelineResolver: Sendable {
             guard let version = found else {
                 throw APIError(
                     .unprocessableContent, code: "unknown_model_version",
-                    message: "no model \(stage.modelID) version \(stage.version) in the registry", field: "\(here).version")
+                    message: "no model \(stage.modelID.lowercasedString) version \(stage.version) in the registry", field: "\(here).version")
             }
             guard version.status == "active" else {
                 throw APIError(

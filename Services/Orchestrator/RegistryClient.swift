@@ -19,11 +19,11 @@ struct RegistryClient: Sendable {
     func devices(_ targets: DeviceTargets) async throws -> [RegistryDevice] {
         var found: [UUID: RegistryDevice] = [:]
         if let ids = targets.deviceIDs, !ids.isEmpty {
-            for device in try await query(["device_ids": .array(ids.map { .string($0.uuidString) })]) { found[device.id] = device }
+            for device in try await query(["device_ids": .array(ids.map { .string($0.lowercasedString) })]) { found[device.id] = device }
         }
         var selector: [String: JSONValue] = [:]
         if let sites = targets.siteIDs, !sites.isEmpty { selector["site_ids"] = .array(sites.map { .string($0) }) }
-        if let groups = targets.groupIDs, !groups.isEmpty { selector["group_ids"] = .array(groups.map { .string($0.uuidString) }) }
+        if let groups = targets.groupIDs, !groups.isEmpty { selector["group_ids"] = .array(groups.map { .string($0.lowercasedString) }) }
         if let labels = targets.labels, !labels.isEmpty { selector["labels"] = .array(labels.map { .string($0) }) }
         if !selector.isEmpty {
             for device in try await query(selector) { found[device.id] = device }
@@ -51,7 +51,7 @@ struct RegistryClient: Sendable {
 
     /// A model version; nil when the registry does not know it.
     func modelVersion(modelID: UUID, version: String) async throws -> RegistryModelVersion? {
-        let body = JSONValue.object(["model_id": .string(modelID.uuidString), "version": .string(version)])
+        let body = JSONValue.object(["model_id": .string(modelID.lowercasedString), "version": .string(version)])
         do {
             let answer = try await mqtt.request(
                 Topic.registryModelVersionQuery.path, payload: try ContractCoding.encoder.encode(body), timeout: timeout)

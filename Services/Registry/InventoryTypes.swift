@@ -153,7 +153,7 @@ extension Device {
     /// device pages are the registry's hottest answer.
     func write(to json: inout JSONWriter) {
         json.raw("{\"id\":")
-        json.string(id.uuidString)
+        json.string(id.lowercasedString)
         json.raw(",\"server_id\":")
         json.string(serverID)
         json.raw(",\"site_id\":")
@@ -170,7 +170,7 @@ extension Device {
         json.bool(gone)
         if let groupID {
             json.raw(",\"group_id\":")
-            json.string(groupID.uuidString)
+            json.string(groupID.lowercasedString)
         }
         json.raw(",\"labels\":")
         json.strings(labels)

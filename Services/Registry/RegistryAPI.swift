@@ -80,14 +80,14 @@ struct RegistryAPI: Sendable {
 
     func getModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try modelID(context)
-        guard let model = try await store.model(id: id) else { throw APIError.notFound("no model \(id)") }
+        guard let model = try await store.model(id: id) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         return try respond(model, .ok, request, context)
     }
 
     func updateModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try modelID(context)
         let update = try await JSONBody.decode(ModelUpdate.self, from: request, context: context).validated()
-        guard let model = try await store.updateModel(id: id, update) else { throw APIError.notFound("no model \(id)") }
+        guard let model = try await store.updateModel(id: id, update) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         return try respond(model, .ok, request, context)
     }
 
@@ -97,17 +97,18 @@ struct RegistryAPI: Sendable {
         case .deleted:
             return Response(status: .noContent)
         case .notFound:
-            throw APIError.notFound("no model \(id)")
+            throw APIError.notFound("no model \(id.lowercasedString)")
         case .hasVersions(let versions):
             throw APIError(
-                .conflict, code: "conflict", message: "model \(id) still has versions \(versions.joined(separator: ", ")); delete them first")
+                .conflict, code: "conflict",
+                message: "model \(id.lowercasedString) still has versions \(versions.joined(separator: ", ")); delete them first")
         }
     }
 
     func addVersion(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try modelID(context)
         let new = try await JSONBody.decode(NewModelVersion.self, from: request, context: context).validated()
-        guard let version = try await store.addVersion(modelID: id, new) else { throw APIError.notFound("no model \(id)") }
+        guard let version = try await store.addVersion(modelID: id, new) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         await events.publish(RegistryChange(kind: .modelVersionChanged, change: "added", modelID: id, version: version.version))
         return try respond(version, .created, request, context)
     }
@@ -119,7 +120,7 @@ struct RegistryAPI: Sendable {
     func getVersion(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (id, version) = try versionPath(context)
         guard let found = try await store.version(modelID: id, version: version) else {
-            throw APIError.notFound("model \(id) has no version \(version)")
+            throw APIError.notFound("model \(id.lowercasedString) has no version \(version)")
         }
         return try respond(found, .ok, request, context)
     }
@@ -127,7 +128,7 @@ struct RegistryAPI: Sendable {
     func deprecateVersion(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (id, version) = try versionPath(context)
         guard let updated = try await store.setStatus(modelID: id, version: version, .deprecated) else {
-            throw APIError.notFound("model \(id) has no version \(version)")
+            throw APIError.notFound("model \(id.lowercasedString) has no version \(version)")
         }
         await events.publish(RegistryChange(kind: .modelVersionChanged, change: "deprecated", modelID: id, version: version))
         return try respond(updated, .ok, request, context)
@@ -136,7 +137,7 @@ struct RegistryAPI: Sendable {
     func deleteVersion(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let (id, version) = try versionPath(context)
         guard try await store.version(modelID: id, version: version) != nil else {
-            throw APIError.notFound("model \(id) has no version \(version)")
+            throw APIError.notFound("model \(id.lowercasedString) has no version \(version)")
         }
         // A version a pipeline runs stays; agents would keep a stage whose model nobody can look up.
         let usage = try await orchestrator.usage(of: id, version: version)
@@ -146,11 +147,11 @@ struct RegistryAPI: Sendable {
             throw APIError(
                 .conflict, code: "version_in_use",
                 message:
-                    "model \(id) version \(version) is used by the pipelines of \(usage.devices) device(s): \(examples.joined(separator: ", "))\(more); replace or remove those pipelines first",
+                    "model \(id.lowercasedString) version \(version) is used by the pipelines of \(usage.devices) device(s): \(examples.joined(separator: ", "))\(more); replace or remove those pipelines first",
                 field: "version")
         }
         guard try await store.deleteVersion(modelID: id, version: version) else {
-            throw APIError.notFound("model \(id) has no version \(version)")
+            throw APIError.notFound("model \(id.lowercasedString) has no version \(version)")
         }
         await events.publish(RegistryChange(kind: .modelVersionChanged, change: "deleted", modelID: id, version: version))
         return Response(status: .noContent)
@@ -206,7 +207,9 @@ struct RegistryAPI: Sendable {
     func deleteGroup(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let site = try siteID(context)
         let group = try Validate.uuid(try context.parameters.require("group_id"), field: "group_id")
-        guard try await store.deleteGroup(site: site, id: group) else { throw APIError.notFound("site '\(site)' has no group \(group)") }
+        guard try await store.deleteGroup(site: site, id: group) else {
+            throw APIError.notFound("site '\(site)' has no group \(group.lowercasedString)")
+        }
         return Response(status: .noContent)
     }
 
@@ -243,14 +246,14 @@ struct RegistryAPI: Sendable {
 
     func getDevice(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try deviceID(context)
-        guard let device = try await store.device(id: id) else { throw APIError.notFound("no device \(id)") }
+        guard let device = try await store.device(id: id) else { throw APIError.notFound("no device \(id.lowercasedString)") }
         return respondJSON(device.json)
     }
 
     func updateDevice(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try deviceID(context)
         let update = try await JSONBody.decode(DeviceUpdate.self, from: request, context: context).validated()
-        guard let device = try await store.updateDevice(id: id, update) else { throw APIError.notFound("no device \(id)") }
+        guard let device = try await store.updateDevice(id: id, update) else { throw APIError.notFound("no device \(id.lowercasedString)") }
         await events.publish(RegistryChange(kind: .deviceChanged, serverID: device.serverID, deviceKey: device.key, change: "updated"))
         return try respond(device, .ok, request, context)
     }

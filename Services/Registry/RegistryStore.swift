@@ -416,7 +416,7 @@ struct RegistryStore: Sendable {
             if let newGroup {
                 let groups = try await self.groups(site: current.siteID)
                 guard groups.contains(where: { $0.id == newGroup }) else {
-                    throw APIError.invalid(field: "group_id", "no group \(newGroup) in site '\(current.siteID)'")
+                    throw APIError.invalid(field: "group_id", "no group \(newGroup.lowercasedString) in site '\(current.siteID)'")
                 }
             }
             groupID = newGroup

@@ -111,8 +111,8 @@ extension Envelope {
     /// a closing `}`. The same fields as `encoded()` writes; none of them needs escaping (UUIDs,
     /// timestamps, the payload's message type).
     package static func jsonHead(messageID: UUID = UUID(), correlationID: UUID? = nil, sentAt: Date = Date()) -> String {
-        let correlation = correlationID.map { #","correlation_id":"\#($0.uuidString)""# } ?? ""
-        return #"{"schema_version":\#(currentSchemaVersion),"type":"\#(Payload.messageType)","message_id":"\#(messageID.uuidString)""#
+        let correlation = correlationID.map { #","correlation_id":"\#($0.lowercasedString)""# } ?? ""
+        return #"{"schema_version":\#(currentSchemaVersion),"type":"\#(Payload.messageType)","message_id":"\#(messageID.lowercasedString)""#
             + correlation + #","sent_at":"\#(ContractCoding.timestamp(sentAt))","payload":"#
     }
 }

@@ -178,3 +178,37 @@ def test_every_answer_the_tests_received_is_in_the_contract(note):
         total = sum(1 for item in contracts[service].document["paths"].values() for m in item if m in METHODS)
         note(f"{service}: {checked[service]} answers checked, covering {len(operations_seen[service])} of "
              f"{total} operations")
+
+
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def upper_case_ids(value, path="(body)"):
+    """The places in a JSON value where an id is written with an upper-case letter: a string that is
+    a UUID, or a UUID within a message."""
+    if isinstance(value, str):
+        ids = UUID_TEXT.findall(value) if path.endswith(".message") else [value] if UUID_TEXT.fullmatch(value) else []
+        return [path] if any(text != text.lower() for text in ids) else []
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in upper_case_ids(item, f"{path}[{index}]")]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in upper_case_ids(item, f"{path}.{key}")]
+    return []
+
+
+def test_every_id_the_services_wrote_is_lower_case():
+    """Every id in every JSON answer any service gave the Swift tests is written in lower case, as
+    RFC 9562 asks and fleetctl prints them (issue 18): one spelling of an id everywhere."""
+    problems = Counter()
+    for entry in exchanges():
+        try:
+            body = json.loads(entry["body"]) if entry["body"].strip() else None
+        except ValueError:
+            continue
+        path = UUID_TEXT.sub("<id>", entry["path"].split("?", 1)[0])
+        for place in upper_case_ids(body):
+            place = re.sub(r"\[[0-9]+\]", "[*]", place)
+            problems[f"{entry['service']} {entry['method']} {path}: {place}"] += 1
+    fail_on([f"{problem} ({count}×)" for problem, count in problems.most_common()],
+            "ids written in upper case (expected lower case)")
+
