@@ -25,6 +25,9 @@ struct AgentConfiguration: Sendable, Equatable {
     var telemetrySeconds: Double
     /// The hello is sent after every connect and again this often.
     var helloSeconds: Double = 300
+    /// While a desired state takes longer than this to apply (artifacts downloading), an
+    /// in-progress report goes out this often.
+    var progressSeconds: Double = 5
     /// Where the last applied desired state and fetched artifacts are kept.
     var stateDirectory: URL
     var mqttURL: String
@@ -57,6 +60,7 @@ struct AgentConfiguration: Sendable, Equatable {
         var heartbeatSeconds: Double?
         var telemetrySeconds: Double?
         var helloSeconds: Double?
+        var progressSeconds: Double?
         var stateDir: String?
         var mqttURL: String?
 
@@ -70,6 +74,7 @@ struct AgentConfiguration: Sendable, Equatable {
             case heartbeatSeconds = "heartbeat_seconds"
             case telemetrySeconds = "telemetry_seconds"
             case helloSeconds = "hello_seconds"
+            case progressSeconds = "progress_seconds"
             case stateDir = "state_dir"
             case mqttURL = "mqtt_url"
         }
@@ -78,7 +83,7 @@ struct AgentConfiguration: Sendable, Equatable {
     init(
         agentID: String, site: AgentHello.Site, serverName: String, capacity: AgentHello.Capacity, supportsPipelines: Bool,
         devices: [AgentHello.Device], runtime: Runtime, heartbeatSeconds: Double, telemetrySeconds: Double, helloSeconds: Double = 300,
-        stateDirectory: URL, mqttURL: String, mqttTLS: MQTTConfiguration.TLS? = nil
+        progressSeconds: Double = 5, stateDirectory: URL, mqttURL: String, mqttTLS: MQTTConfiguration.TLS? = nil
     ) throws(Problem) {
         self.agentID = agentID
         self.site = site
@@ -90,6 +95,7 @@ struct AgentConfiguration: Sendable, Equatable {
         self.heartbeatSeconds = heartbeatSeconds
         self.telemetrySeconds = telemetrySeconds
         self.helloSeconds = helloSeconds
+        self.progressSeconds = progressSeconds
         self.stateDirectory = stateDirectory
         self.mqttURL = mqttURL
         self.mqttTLS = mqttTLS
@@ -138,7 +144,8 @@ struct AgentConfiguration: Sendable, Equatable {
             agentID: agentID, site: file.site, serverName: file.serverName ?? agentID, capacity: file.capacity,
             supportsPipelines: file.supportsPipelines ?? true, devices: file.devices, runtime: runtime,
             heartbeatSeconds: file.heartbeatSeconds ?? 5, telemetrySeconds: file.telemetrySeconds ?? 5, helloSeconds: file.helloSeconds ?? 300,
-            stateDirectory: URL(fileURLWithPath: stateDir), mqttURL: value("MODELFLEET_MQTT_URL") ?? file.mqttURL ?? "mqtt://127.0.0.1:1883",
+            progressSeconds: file.progressSeconds ?? 5, stateDirectory: URL(fileURLWithPath: stateDir),
+            mqttURL: value("MODELFLEET_MQTT_URL") ?? file.mqttURL ?? "mqtt://127.0.0.1:1883",
             mqttTLS: ca == nil && certificate == nil ? nil : MQTTConfiguration.TLS(caFile: ca, certificateFile: certificate, keyFile: key)
         )
     }
@@ -177,6 +184,7 @@ struct AgentConfiguration: Sendable, Equatable {
         guard heartbeatSeconds >= 0.1, heartbeatSeconds <= 3600 else { throw Problem(field: "heartbeat_seconds", reason: "must be 0.1 to 3600") }
         guard telemetrySeconds >= 0.1, telemetrySeconds <= 3600 else { throw Problem(field: "telemetry_seconds", reason: "must be 0.1 to 3600") }
         guard helloSeconds >= 1, helloSeconds <= 86_400 else { throw Problem(field: "hello_seconds", reason: "must be 1 to 86400") }
+        guard progressSeconds >= 0.1, progressSeconds <= 3600 else { throw Problem(field: "progress_seconds", reason: "must be 0.1 to 3600") }
     }
 
     /// The broker connection: client id = agent id, clean start (the desired state is retained,

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import Synchronization
 
 /// Fetches model artifacts and checks them against their sha256 before a pipeline may use them.
 ///
@@ -21,6 +22,8 @@ actor ArtifactStore {
     private let directory: URL
     /// Checked already, by "uri sha256": a pipeline restarted with the same stages does not hash again.
     private var verified: Set<String> = []
+    /// The downloads under way, for in-progress reports.
+    nonisolated let downloads = DownloadMeter()
 
     init(directory: URL) {
         self.directory = directory
@@ -63,13 +66,24 @@ actor ArtifactStore {
                 throw Failure(description: "cannot fetch \(uri): \(error)")
             }
             guard response.status == .ok else { throw Failure(description: "cannot fetch \(uri): HTTP \(response.status.code)") }
-            let body: ByteBuffer
+            let length = response.headers.first(name: "content-length").flatMap { Int64($0) }
+            if let length, length > Int64(Self.maximumSize) {
+                throw Failure(description: "cannot fetch \(uri): \(length) bytes, more than the \(Self.maximumSize) an artifact may have")
+            }
+            let download = downloads.start(total: length)
+            defer { downloads.finish(download) }
+            var bytes = Data()
             do {
-                body = try await response.body.collect(upTo: Self.maximumSize)
+                for try await chunk in response.body {
+                    guard bytes.count + chunk.readableBytes <= Self.maximumSize else {
+                        throw Failure(description: "more than the \(Self.maximumSize) bytes an artifact may have")
+                    }
+                    bytes.append(contentsOf: chunk.readableBytesView)
+                    downloads.add(chunk.readableBytes, to: download)
+                }
             } catch {
                 throw Failure(description: "cannot fetch \(uri): \(error)")
             }
-            let bytes = Data(buffer: body)
             let digest = SHA256.hash(data: bytes).hexString
             guard digest == expected else { throw Failure(description: "artifact \(uri) has sha256 \(digest), expected \(expected)") }
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -100,4 +114,47 @@ actor ArtifactStore {
 
 extension Digest {
     var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+/// How far the downloads under way are: bytes fetched, and their total when every server said it.
+final class DownloadMeter: Sendable {
+    struct Figures: Sendable, Equatable {
+        var fetched: Int64
+        var total: Int64?
+    }
+
+    private struct Download {
+        var fetched: Int64 = 0
+        var total: Int64?
+    }
+
+    private let state = Mutex<(next: Int, downloads: [Int: Download])>((0, [:]))
+
+    /// A new download of `total` bytes (nil: unknown); returns its handle.
+    func start(total: Int64?) -> Int {
+        state.withLock { state in
+            state.next += 1
+            state.downloads[state.next] = Download(total: total)
+            return state.next
+        }
+    }
+
+    func add(_ count: Int, to download: Int) {
+        state.withLock { $0.downloads[download]?.fetched += Int64(count) }
+    }
+
+    func finish(_ download: Int) {
+        _ = state.withLock { $0.downloads.removeValue(forKey: download) }
+    }
+
+    /// The downloads under way together; nil when there is none.
+    var current: Figures? {
+        state.withLock { state in
+            guard !state.downloads.isEmpty else { return nil }
+            let values = state.downloads.values
+            let totals = values.compactMap(\.total)
+            return Figures(
+                fetched: values.reduce(0) { $0 + $1.fetched }, total: totals.count == values.count ? totals.reduce(0, +) : nil)
+        }
+    }
 }

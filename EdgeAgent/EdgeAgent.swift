@@ -27,6 +27,8 @@ final class EdgeAgent: Service, Sendable {
     let mqtt: MQTTClient
     private let agentID: TopicLevel
     private let runtime: any PipelineRuntime
+    /// The artifact downloads of the runtime, when it fetches any; in-progress reports say how far.
+    private let downloads: DownloadMeter?
     private let host: HostSampler
     private let logger: Logger
     private let applied = Locked(Applied())
@@ -44,10 +46,12 @@ final class EdgeAgent: Service, Sendable {
         let devices = Set(configuration.devices.map(\.key))
         switch configuration.runtime {
         case .builtIn(let fps):
-            runtime = BuiltInRuntime(
-                fps: fps, devices: devices, artifacts: ArtifactStore(directory: configuration.stateDirectory.appendingPathComponent("artifacts")))
+            let artifacts = ArtifactStore(directory: configuration.stateDirectory.appendingPathComponent("artifacts"))
+            runtime = BuiltInRuntime(fps: fps, devices: devices, artifacts: artifacts)
+            downloads = artifacts.downloads
         case .process(let command):
             runtime = ProcessRuntime(command: command, devices: devices, directory: configuration.stateDirectory, logger: logger)
+            downloads = nil
         }
 
         var mqttConfiguration = try configuration.mqttConfiguration()
@@ -153,7 +157,18 @@ final class EdgeAgent: Service, Sendable {
                 desired[PipelineKey(deviceKey: device.deviceKey, pipelineID: pipeline.id)] = pipeline
             }
         }
+        // A long apply (artifacts downloading) says every few seconds that it goes on, so that
+        // ModelFleet neither sends the document again nor gives up on it meanwhile.
+        let generation = envelope.payload.generation
+        let progress = Task {
+            while true {
+                try await Task.sleep(for: .seconds(configuration.progressSeconds))
+                await sendProgress(applying: generation, correlationID: envelope.correlationID)
+            }
+        }
         let statuses = await runtime.apply(desired)
+        progress.cancel()
+        _ = await progress.result  // an in-progress report under way goes out before the report
         if let document {
             do {
                 // On the blocking pool: an atomic write syncs the file to disk, and on a
@@ -200,6 +215,15 @@ final class EdgeAgent: Service, Sendable {
             }
             return (AgentMessage.Report(agentID: configuration.agentID, generation: state.generation, devices: devices), state.correlationID)
         }
+        await publish(report, on: .report, qos: .atLeastOnce, correlationID: correlationID)
+    }
+
+    /// An in-progress report: `generation` is being applied, its downloads this far.
+    private func sendProgress(applying generation: Int, correlationID: UUID?) async {
+        let figures = downloads?.current
+        let report = AgentMessage.Report(
+            agentID: configuration.agentID, generation: generation,
+            applying: .init(bytesFetched: figures?.fetched ?? 0, bytesTotal: figures?.total), devices: [])
         await publish(report, on: .report, qos: .atLeastOnce, correlationID: correlationID)
     }
 

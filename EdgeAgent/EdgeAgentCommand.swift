@@ -70,6 +70,7 @@ extension EdgeAgentCommand {
         @Option(help: "Frames per second of each pipeline.") var fps: Double = 1
         @Option(help: "Seconds between heartbeats.") var heartbeatSeconds: Double = 5
         @Option(help: "Seconds between telemetry messages.") var telemetrySeconds: Double = 5
+        @Option(help: "Seconds between in-progress reports while a desired state is applied.") var progressSeconds: Double = 5
         @Option(help: "Seconds between hellos (besides the one after each connect).") var helloSeconds: Double = 300
         @Option(help: "Each agent keeps its state in <state-dir>/<agent id>.") var stateDir: String = ".data/simulated-agents"
         @Option(help: "The broker; default: $MODELFLEET_MQTT_URL or mqtt://127.0.0.1:1883.") var mqttURL: String?
@@ -104,7 +105,7 @@ extension EdgeAgentCommand {
                         AgentHello.Device(key: String(format: "cam-%02d", $0 + 1), name: "Camera \($0 + 1)", kind: "camera")
                     },
                     runtime: .builtIn(fps: fps), heartbeatSeconds: heartbeatSeconds, telemetrySeconds: telemetrySeconds, helloSeconds: helloSeconds,
-                    stateDirectory: URL(fileURLWithPath: stateDir).appendingPathComponent(agentID), mqttURL: url
+                    progressSeconds: progressSeconds, stateDirectory: URL(fileURLWithPath: stateDir).appendingPathComponent(agentID), mqttURL: url
                 )
                 let agent = try EdgeAgent(configuration: configuration, host: host, logger: logger)
                 services += [agent.mqtt, agent]
@@ -126,7 +127,7 @@ extension EdgeAgentCommand {
                     "simulate", "--agents", "\(count)", "--first-index", "\(first)", "--devices", "\(devices)", "--sites", "\(sites)",
                     "--id-prefix", idPrefix, "--site-prefix", sitePrefix, "--per-process", "\(perProcess)", "--fps", "\(fps)",
                     "--heartbeat-seconds", "\(heartbeatSeconds)", "--telemetry-seconds", "\(telemetrySeconds)", "--hello-seconds", "\(helloSeconds)",
-                    "--state-dir", stateDir,
+                    "--progress-seconds", "\(progressSeconds)", "--state-dir", stateDir,
                     "--log-level", logLevel,
                 ]
                 if let mqttURL { arguments += ["--mqtt-url", mqttURL] }

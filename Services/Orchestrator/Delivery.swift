@@ -223,6 +223,7 @@ struct DeliveryTracker: Service {
     private func handleReports(_ messages: [MQTTMessage]) async {
         var transactions: [[OperationStore.AgentReport]] = [[]]
         var agents: Set<String> = []
+        var progress: [String: OperationStore.AgentProgress] = [:]
         for message in messages {
             let report: AgentMessage.Report
             do {
@@ -230,6 +231,13 @@ struct DeliveryTracker: Service {
             } catch {
                 OrchestratorMetrics.reports(.invalid).increment()
                 logger.warning("dropped an invalid agent report", metadata: ["error": "\(error)"])
+                continue
+            }
+            if let applying = report.applying {
+                // In progress: settles nothing. The latest of an agent's in the batch is enough.
+                progress[report.agentID] = OperationStore.AgentProgress(
+                    agentID: report.agentID, generation: Int64(report.generation), bytesFetched: applying.bytesFetched,
+                    bytesTotal: applying.bytesTotal)
                 continue
             }
             var failures: [String: String] = [:]
@@ -248,6 +256,20 @@ struct DeliveryTracker: Service {
         }
         for reports in transactions where !reports.isEmpty {
             await record(reports)
+        }
+        if !progress.isEmpty { await recordProgress(Array(progress.values)) }
+    }
+
+    /// Notes in-progress reports, once: a lost one costs nothing but its figures, since the
+    /// agent sends the next in a few seconds.
+    private func recordProgress(_ progress: [OperationStore.AgentProgress]) async {
+        do {
+            try await loops.step(Loop.reports, within: stepTimeout) { try await store.noteProgress(progress) }
+            OrchestratorMetrics.reports(.inProgress).increment(by: progress.count)
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.warning("in-progress reports not recorded", metadata: ["agents": "\(progress.count)", "error": "\(error)"])
         }
     }
 

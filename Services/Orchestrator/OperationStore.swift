@@ -281,6 +281,8 @@ struct OperationStore: Sendable {
         case pending = "od.status = 'pending'"
         /// A report settles these: not yet applied, or given up on by the watchdog.
         case awaitingReport = "od.status IN ('pending', 'delivered', 'timed_out')"
+        /// On their way: the watchdog runs for these.
+        case inFlight = "od.status IN ('pending', 'delivered')"
     }
 
     /// Locks the rows of these agents' devices up to each one's generation, in primary-key
@@ -362,6 +364,45 @@ struct OperationStore: Sendable {
         return drifted
     }
 
+    /// An agent's in-progress report: it is applying `generation`, and has fetched this much.
+    struct AgentProgress: Sendable {
+        var agentID: String
+        var generation: Int64
+        var bytesFetched: Int64
+        var bytesTotal: Int64?
+    }
+
+    /// Notes in-progress reports: each agent's progress is kept for the operation's devices to
+    /// show, and the watchdog of its devices waiting for that generation starts again (it counts
+    /// from the last sign of work, so a large download does not time out while it goes on). A
+    /// report about a generation the agent has applied already, or was never sent, changes
+    /// nothing.
+    func noteProgress(_ progress: [AgentProgress]) async throws {
+        guard !progress.isEmpty else { return }
+        let agents = progress.map(\.agentID)
+        let generations = progress.map(\.generation)
+        try await withRetriedTransaction { connection in
+            try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
+            try await connection.query(
+                """
+                UPDATE orchestrator.agents ag SET progress_generation = t.g, progress_bytes = t.f, progress_total = NULLIF(t.n, -1),
+                    progress_at = now()
+                FROM unnest(\(agents)::text[], \(generations)::bigint[], \(progress.map(\.bytesFetched))::bigint[],
+                            \(progress.map { $0.bytesTotal ?? -1 })::bigint[]) AS t (a, g, f, n)
+                WHERE ag.agent_id = t.a AND ag.applied_generation < t.g AND t.g <= ag.generation
+                """, logger: logger)
+            try await lockDeviceRows(of: agents, upTo: generations, unsettled: .inFlight, on: connection)
+            try await connection.query(
+                """
+                UPDATE orchestrator.operation_devices od
+                SET deadline = greatest(od.deadline, now() + make_interval(secs => o.watchdog_seconds))
+                FROM orchestrator.operations o, unnest(\(agents)::text[], \(generations)::bigint[]) AS t (a, g)
+                WHERE o.id = od.operation_id AND od.server_id = t.a AND od.generation <= t.g AND od.deadline IS NOT NULL
+                  AND \(unescaped: UnsettledRows.inFlight.rawValue)
+                """, logger: logger)
+        }
+    }
+
     /// Agents that run a generation the orchestrator never sent them get the document of what
     /// they should run, at a generation past the one they reported: an agent ignores a
     /// generation at or below its own, and the gateway one below what the agent's topic holds.
@@ -400,6 +441,8 @@ struct OperationStore: Sendable {
             """
             SELECT ag.agent_id, ag.generation FROM orchestrator.agents ag
             WHERE ag.applied_generation < ag.generation
+              AND (ag.progress_at IS NULL OR ag.progress_at < now() - make_interval(secs => \(seconds))
+                   OR ag.progress_generation <= ag.applied_generation)
               AND NOT EXISTS (
                   SELECT 1 FROM orchestrator.outbox o
                   WHERE o.agent_id = ag.agent_id AND (o.sent_at IS NULL OR o.sent_at > now() - make_interval(secs => \(seconds))))
@@ -480,15 +523,30 @@ struct OperationStore: Sendable {
         var generation: Int64
         var status: DeviceStatus
         var reason: String?
+        /// While its agent applies the generation and says how far it is (an in-progress report).
+        var progress: ApplyProgress?
         var updatedAt: Date
 
         enum CodingKeys: String, CodingKey {
-            case status, reason, generation
+            case status, reason, generation, progress
             case deviceID = "device_id"
             case deviceName = "device_name"
             case siteID = "site_id"
             case serverID = "server_id"
             case updatedAt = "updated_at"
+        }
+    }
+
+    /// How far an agent's apply is, from its last in-progress report.
+    struct ApplyProgress: Codable, Sendable {
+        var bytesFetched: Int64
+        var bytesTotal: Int64?
+        var reportedAt: Date
+
+        enum CodingKeys: String, CodingKey {
+            case bytesFetched = "bytes_fetched"
+            case bytesTotal = "bytes_total"
+            case reportedAt = "reported_at"
         }
     }
 
@@ -540,18 +598,24 @@ struct OperationStore: Sendable {
         var devices: [OperationDevice] = []
         let rows = try await client.query(
             """
-            SELECT device_id, device_name, site_id, server_id, generation, status, reason, updated_at FROM orchestrator.operation_devices
-            WHERE operation_id = \(operationID) AND (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue))
-            ORDER BY site_id, server_id, device_key
+            SELECT od.device_id, od.device_name, od.site_id, od.server_id, od.generation, od.status, od.reason, od.updated_at,
+                   ag.progress_bytes, ag.progress_total, ag.progress_at
+            FROM orchestrator.operation_devices od
+            LEFT JOIN orchestrator.agents ag ON ag.agent_id = od.server_id AND od.status IN ('pending', 'delivered')
+                 AND ag.progress_generation >= od.generation AND ag.progress_generation > ag.applied_generation
+            WHERE od.operation_id = \(operationID) AND (\(status?.rawValue)::text IS NULL OR od.status = \(status?.rawValue))
+            ORDER BY od.site_id, od.server_id, od.device_key
             """, logger: logger)
-        for try await (id, name, site, server, generation, status, reason, updatedAt) in rows.decode(
-            (UUID, String, String, String, Int64, String, String?, Date).self)
+        for try await (id, name, site, server, generation, status, reason, updatedAt, fetched, total, progressAt) in rows.decode(
+            (UUID, String, String, String, Int64, String, String?, Date, Int64?, Int64?, Date?).self)
         {
+            var progress: ApplyProgress?
+            if let fetched, let progressAt { progress = ApplyProgress(bytesFetched: fetched, bytesTotal: total, reportedAt: progressAt) }
             devices.append(
                 OperationDevice(
                     deviceID: id, deviceName: name, siteID: site, serverID: server, generation: generation,
                     status: DeviceStatus(rawValue: status) ?? .pending,
-                    reason: reason, updatedAt: updatedAt))
+                    reason: reason, progress: progress, updatedAt: updatedAt))
         }
         return devices
     }
@@ -583,7 +647,7 @@ struct OperationStore: Sendable {
     /// devices takes a fraction of a second, and a GIN index would cost every assignment's writes.
     func usage(of modelID: UUID, version: String) async throws -> ModelVersionUsage {
         // Stages are stored as the contract encodes them: the model id in UUID's own spelling.
-        let stage = JSONValue.object(["model_id": .string(modelID.uuidString), "version": .string(version)])
+        let stage = JSONValue.object(["model_id": .string(modelID.lowercasedString), "version": .string(version)])
         let pipeline = JSONValue.object(["stages": .array([stage])])
         let (pipelineText, devicesText) = (try json(pipeline), try json(JSONValue.array([pipeline])))
         let rows = try await client.query(

@@ -10,6 +10,8 @@ enum OrchestratorMetrics {
         case applied
         /// Of a generation the agent was never sent: answered with a newer document.
         case drift
+        /// An in-progress report: its agent's progress noted, its devices' watchdog started again.
+        case inProgress = "in_progress"
         /// Not a report (dropped).
         case invalid
         /// The database refused it (text it cannot store); dropped alone, not with its batch.

@@ -160,5 +160,19 @@ enum OrchestratorMigrations {
                 "CREATE INDEX outbox_by_agent ON orchestrator.outbox (agent_id, seq)"
             ]
         ),
+        Migration(
+            version: 6,
+            name: "an agent's apply under way",
+            statements: [
+                // The last in-progress report of an agent (docs/device-protocol.md, report): the
+                // generation it is applying and how far its downloads are. Shown on the
+                // operation's devices; it holds back the reconciler's documents sent again.
+                """
+                ALTER TABLE orchestrator.agents
+                    ADD COLUMN progress_generation bigint, ADD COLUMN progress_bytes bigint, ADD COLUMN progress_total bigint,
+                    ADD COLUMN progress_at timestamptz
+                """
+            ]
+        ),
     ]
 }

@@ -231,19 +231,39 @@ package enum AgentMessage {
             }
         }
 
+        /// How far an apply under way is: an in-progress report carries it, and settles nothing.
+        package struct Applying: Codable, Sendable, Equatable {
+            package var bytesFetched: Int64
+            /// The size of the downloads under way, when every server of them said it.
+            package var bytesTotal: Int64?
+
+            package init(bytesFetched: Int64, bytesTotal: Int64?) {
+                self.bytesFetched = bytesFetched
+                self.bytesTotal = bytesTotal
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case bytesFetched = "bytes_fetched"
+                case bytesTotal = "bytes_total"
+            }
+        }
+
         package var agentID: String
         package var generation: Int
+        /// Set in an in-progress report: `generation` is being applied, not applied yet.
+        package var applying: Applying?
         package var devices: [DeviceReport]
 
-        package init(agentID: String, generation: Int, devices: [DeviceReport]) {
+        package init(agentID: String, generation: Int, applying: Applying? = nil, devices: [DeviceReport]) {
             self.agentID = agentID
             self.generation = generation
+            self.applying = applying
             self.devices = devices
         }
 
         private enum CodingKeys: String, CodingKey {
             case agentID = "agent_id"
-            case generation, devices
+            case generation, applying, devices
         }
     }
 }

@@ -203,6 +203,8 @@ struct DeviceProtocolContractTests {
                 ]),
             .report)
         try check(
+            AgentMessage.Report(agentID: "edge-1", generation: 4, applying: .init(bytesFetched: 1 << 20, bytesTotal: nil), devices: []), .report)
+        try check(
             DesiredState(
                 agentID: "edge-1", generation: 3,
                 devices: [
@@ -342,6 +344,21 @@ struct AgentMessageValidatorTests {
             #expect(rejection("modelfleet/v1/agents/\(agent)/hello", document) == nil, "sent_at \(sentAt)")
             let decoded = try Envelope<AgentMessage.Hello>.decode(from: document)
             #expect(ContractCoding.timestamp(decoded.sentAt) == utc, "sent_at \(sentAt)")
+        }
+    }
+
+    @Test("an in-progress report: bytes fetched required, counts only, nothing else in it")
+    func inProgressReport() throws {
+        func report(_ applying: String) -> Data {
+            Data(
+                #"{"schema_version":1,"type":"agent.report","message_id":"3b68b05c-9163-42e8-9b8f-245ae6b05ebd","sent_at":"2026-11-23T10:00:00.000Z","payload":{"agent_id":"edge-1","generation":2,"applying":\#(applying),"devices":[]}}"#
+                    .utf8)
+        }
+        let topic = "modelfleet/v1/agents/edge-1/report"
+        #expect(rejection(topic, report(#"{"bytes_fetched":1048576,"bytes_total":52428800}"#)) == nil)
+        #expect(rejection(topic, report(#"{"bytes_fetched":0}"#)) == nil)
+        for bad in [#"{}"#, #"{"bytes_fetched":-1}"#, #"{"bytes_fetched":1.5}"#, #"{"bytes_fetched":1,"eta":3}"#, #""half""#] {
+            #expect(rejection(topic, report(bad)) == .schema, "applying \(bad)")
         }
     }
 

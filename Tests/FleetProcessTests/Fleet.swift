@@ -64,13 +64,13 @@ final class Fleet: Sendable {
 
     /// Starts `agents` simulated agents with `devices` cameras each and waits until the
     /// registry lists them all online.
-    func startAgents(_ agents: Int, devices: Int) async throws -> ServiceProcess {
+    func startAgents(_ agents: Int, devices: Int, options: [String] = []) async throws -> ServiceProcess {
         let process = try ServiceProcess(
             "edge-agent",
             arguments: [
                 "simulate", "--agents", "\(agents)", "--devices", "\(devices)", "--id-prefix", prefix, "--site-prefix", "\(prefix)-site",
                 "--state-dir", agentState.path, "--mqtt-url", broker.url, "--heartbeat-seconds", "1",
-            ])
+            ] + options)
         let online = await eventually(timeout: .seconds(30)) {
             let site = try? await self.registry.get("/v1/sites/\(self.site)").json?["site"] as? [String: Any]
             let connected = try? await self.gateway.get("/v1/agents?online=true").json?["online"] as? Int

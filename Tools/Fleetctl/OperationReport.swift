@@ -50,7 +50,7 @@ enum OperationReport {
             let ordered = listed.sorted { rank($0.status) < rank($1.status) }
             for device in (all ? ordered : Array(ordered.prefix(shownRows))) {
                 table.add(
-                    device.deviceName, device.siteID, device.serverID, device.status.replacingOccurrences(of: "_", with: " "), device.reason ?? "")
+                    device.deviceName, device.siteID, device.serverID, device.status.replacingOccurrences(of: "_", with: " "), device.note)
             }
             let title = all ? "Devices:" : (operation.finished ? "Failed and timed-out devices:" : "Devices not applied yet:")
             sections.append(title + "\n" + table.render() + (all ? "" : more(listed.count)))

@@ -108,9 +108,28 @@ struct OperationDevice: Decodable, Sendable {
     var serverID: String
     var status: String
     var reason: String?
+    var progress: Progress?
+
+    /// How far its agent's apply is (its last in-progress report).
+    struct Progress: Decodable, Sendable {
+        var bytesFetched: Int64
+        var bytesTotal: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case bytesFetched = "bytes_fetched"
+            case bytesTotal = "bytes_total"
+        }
+    }
+
+    /// The reason, or how far the apply is while it goes on: "downloading 12.0 MiB of 50.0 MiB".
+    var note: String {
+        if let reason { return reason }
+        guard let progress else { return "" }
+        return "downloading \(Format.bytes(progress.bytesFetched))" + (progress.bytesTotal.map { " of \(Format.bytes($0))" } ?? "")
+    }
 
     enum CodingKeys: String, CodingKey {
-        case status, reason
+        case status, reason, progress
         case deviceID = "device_id"
         case deviceName = "device_name"
         case siteID = "site_id"
