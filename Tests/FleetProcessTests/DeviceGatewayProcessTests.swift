@@ -22,11 +22,8 @@ struct DeviceGatewayProcessTests {
         var variables = ["MODELFLEET_INSTANCE_ID": instance, "MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "60"]
         if let broker { variables["MODELFLEET_MQTT_URL"] = broker }
         variables.merge(environment) { $1 }
-        let gateway = try ServiceProcess("device-gateway", environment: variables)
-        try await gateway.waitUntilReady()
-        // The relay subscribes after it has heard its peers (a fraction of a second).
-        try await Task.sleep(for: .milliseconds(500))
-        return gateway
+        // Ready means its relay has heard its peers and subscribed to the agents' topics.
+        return try await ServiceProcess.ready("device-gateway", environment: variables)
     }
 
     private func simulate(broker: String? = nil, agents: Int, devices: Int, prefix: String, extra: [String] = []) throws -> ServiceProcess {
@@ -272,7 +269,7 @@ struct DeviceGatewayProcessTests {
                             agentID: agentID, intervalSeconds: 5, host: .init(cpuPercent: Double(index % 100), memoryUsedBytes: Int64(index)),
                             pipelines: []))
                     let data = try envelope.encoded()
-                    sent[envelope.messageID.uuidString] = data
+                    sent[envelope.messageID.lowercasedString] = data
                     // QoS 0, as agents send telemetry: a burst, without waiting for acknowledgements.
                     let topic = Topic.agent(try TopicLevel(agentID), .telemetry).path
                     try await client.publish(topic, payload: data, qos: .atMostOnce)

@@ -15,9 +15,7 @@ import Testing
 @Suite("Registry service")
 struct RegistryProcessTests {
     private func startRegistry(_ environment: [String: String] = [:]) async throws -> ServiceProcess {
-        let registry = try ServiceProcess("registry", environment: environment)
-        try await registry.waitUntilReady()
-        return registry
+        try await ServiceProcess.ready("registry", environment: environment)
     }
 
     private func stop(_ registry: ServiceProcess) async {

@@ -57,10 +57,33 @@ package final class ServiceProcess: Sendable {
         }
     }
 
-    /// Waits until `/ready` answers 200.
+    /// Waits until `/ready` answers 200; throws with the service's output if it does not, or
+    /// exits first.
     package func waitUntilReady(timeout: Duration = .seconds(20)) async throws {
-        guard await eventually(timeout: timeout, { (try? await get("/ready").status) == 200 }) else {
+        let ready = await eventually(timeout: timeout) {
+            guard process.isRunning else { return true }
+            return (try? await get("/ready").status) == 200
+        }
+        guard ready, process.isRunning else {
             throw ServiceDidNotStart(name: name, output: process.output)
+        }
+    }
+
+    /// Starts `name` and waits until it is ready. Another process can bind the HTTP port between
+    /// ``freePort()``'s check and the service's own bind (a suite's brokers and databases are
+    /// started by scripts that pick theirs): then it is started again on another port, at most
+    /// three times in all.
+    package static func ready(_ name: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> ServiceProcess {
+        var attempt = 1
+        while true {
+            let service = try ServiceProcess(name, arguments: arguments, environment: environment)
+            do {
+                try await service.waitUntilReady()
+                return service
+            } catch let error as ServiceDidNotStart where attempt < 3 && error.output.contains("Address already in use") {
+                service.process.send(SIGKILL)
+                attempt += 1
+            }
         }
     }
 }
