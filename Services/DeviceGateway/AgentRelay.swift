@@ -66,12 +66,9 @@ struct AgentRelay: Service {
     }
 
     func run() async throws {
-        // Peers first: their retained statuses arrive right after the subscription is acknowledged,
-        // and ownership must be known before the first agent event is announced.
-        let peers = try await mqtt.subscribe(to: Topic.serviceStatuses(of: try TopicLevel(Self.service)).path, qos: .atLeastOnce)
-        let membership = Task { for await message in peers { handlePeerStatus(message) } }
+        // Peers first: ownership must be known before the first agent event is announced.
+        let membership = try await followPeers()
         defer { membership.cancel() }
-        try await Task.sleep(for: .milliseconds(300))
         logger.info("gateway replicas", metadata: ["replicas": "\(state.replicas.joined(separator: ","))"])
 
         let shared = { (channel: Topic.AgentChannel) in Topic.everyAgent(channel).shared(by: Self.service) }
@@ -383,6 +380,38 @@ struct AgentRelay: Service {
     }
 
     // MARK: Replicas
+
+    /// Follows the other replicas' statuses from now on, and returns once the retained ones have
+    /// been read: its own sync mark, published after subscribing, comes back on the same
+    /// subscription after them (or after 10 s, with a warning, if it does not come back).
+    private func followPeers() async throws -> Task<Void, Never> {
+        let service = try TopicLevel(Self.service)
+        let peers = try await mqtt.subscribe(to: Topic.serviceInstanceTopics(of: service).path, qos: .atLeastOnce)
+        let mark = Topic.serviceSync(service: service, instance: try TopicLevel(state.instance)).path
+        let (synced, sync) = AsyncStream<Void>.makeStream()
+        let membership = Task {
+            for await message in peers {
+                if message.topic == mark {
+                    sync.yield()
+                } else if message.topic.hasSuffix("/status") {
+                    handlePeerStatus(message)
+                }
+            }
+        }
+        try await mqtt.publish(mark, payload: Data(), qos: .atLeastOnce)
+        let heard = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await synced.first { _ in true } != nil }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !heard { logger.warning("the sync mark did not come back within 10 s; going on with the replicas known so far") }
+        return membership
+    }
 
     private func handlePeerStatus(_ message: MQTTMessage) {
         guard let status = try? Envelope<ServiceStatus>.decode(from: message.payload) else {

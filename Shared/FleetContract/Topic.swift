@@ -58,4 +58,17 @@ extension Topic {
     package static func serviceStatuses(of service: TopicLevel) -> Topic {
         root.appending("services").appending(service.value).appending("+").appending("status")
     }
+
+    /// Every instance topic of `service` (`modelfleet/v1/services/<service>/+/+`): their statuses,
+    /// and each instance's ``serviceSync(service:instance:)`` marks.
+    package static func serviceInstanceTopics(of service: TopicLevel) -> Topic {
+        root.appending("services").appending(service.value).appending("+").appending("+")
+    }
+
+    /// A mark an instance publishes (QoS 1, not retained) on a subscription it shares with the
+    /// retained statuses: the broker sends a new subscription's retained messages before what is
+    /// published after it, so the mark coming back says every retained status has arrived.
+    package static func serviceSync(service: TopicLevel, instance: TopicLevel) -> Topic {
+        root.appending("services").appending(service.value).appending(instance.value).appending("sync")
+    }
 }
