@@ -83,105 +83,28 @@ struct OperationStore: Sendable {
     @discardableResult
     func apply(_ operation: NewOperation) async throws -> (generations: [String: Int64], summary: OperationSummary) {
         let changes = operation.changes
-        let ids = changes.map(\.device.id)
         // Encoded once per distinct list: the devices' table, the operation's rows and the
         // documents all take the same text.
         var coder = PipelineListCoder()
         let after = try changes.map { try coder.json($0.after) }
-        let before = try changes.map { try coder.json($0.before) }
-        var distinct = DistinctTexts()
-        let afterList = after.map { distinct.position(of: $0) }
-        let beforeList = before.map { distinct.position(of: $0) }
+        let lists = Lists(after: after, before: try changes.map { try coder.json($0.before) })
         return try await client.withTransaction(logger: logger) { connection in
-            var createdAt = Date()
-            for try await created in try await connection.query(
-                """
-                INSERT INTO orchestrator.operations (id, kind, actor, request, reverts, retries, watchdog_seconds)
-                VALUES (\(operation.id), \(operation.kind.rawValue), \(operation.actor), \(operation.request)::jsonb, \(operation.reverts),
-                        \(operation.retries), \(operation.watchdogSeconds))
-                RETURNING created_at
-                """, logger: logger
-            ).decode(Date.self) {
-                createdAt = created
-            }
-
-            // Lock the devices' rows; a device another operation changed since the plan is a conflict.
-            var locked: [UUID: Int] = [:]
-            for try await (id, revision) in try await connection.query(
-                "SELECT device_id, revision FROM orchestrator.device_pipelines WHERE device_id = ANY(\(ids)) ORDER BY device_id FOR UPDATE",
-                logger: logger
-            ).decode((UUID, Int).self) {
-                locked[id] = revision
-            }
-            for id in ids where (locked[id] ?? 0) != (operation.revisions[id] ?? 0) {
-                throw APIError(
-                    .conflict, code: "changed_meanwhile",
-                    message: "device \(id) was changed by another operation since this one was planned; try again",
-                    field: "device_id")
-            }
-
-            // Each distinct list is sent once and parsed into jsonb once (parsing the same list
-            // for each of 10,000 rows was a fifth of the commit); rows refer to it by position.
-            // The history row is written from what the upsert returns.
-            try await connection.query(
-                """
-                WITH lists AS MATERIALIZED (SELECT i::int AS position, l::jsonb AS p FROM unnest(\(distinct.texts)::text[]) WITH ORDINALITY AS l (l, i)),
-                upserted AS (
-                    INSERT INTO orchestrator.device_pipelines (device_id, server_id, site_id, device_key, pipelines, revision)
-                    SELECT d, s, si, k, lists.p, 1
-                    FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
-                                \(changes.map(\.device.key))::text[], \(afterList)::int[]) AS t (d, s, si, k, ai)
-                    JOIN lists ON lists.position = t.ai
-                    ON CONFLICT (device_id) DO UPDATE SET
-                        pipelines = excluded.pipelines, revision = orchestrator.device_pipelines.revision + 1,
-                        server_id = excluded.server_id, site_id = excluded.site_id, device_key = excluded.device_key, updated_at = now()
-                    RETURNING device_id, revision, pipelines
-                )
-                INSERT INTO orchestrator.device_pipeline_history (device_id, revision, pipelines, operation_id)
-                SELECT device_id, revision, pipelines, \(operation.id) FROM upserted
-                """, logger: logger)
-
+            let createdAt = try await insertOperation(operation, on: connection)
+            try await lockDevices(of: operation, on: connection)
+            try await storeDevicePipelines(of: operation, lists: lists, on: connection)
             let agents = Array(Set(changes.map(\.device.serverID))).sorted()
-            var generations: [String: Int64] = [:]
-            for try await (agent, generation) in try await connection.query(
-                """
-                INSERT INTO orchestrator.agents (agent_id, generation) SELECT a, 1 FROM unnest(\(agents)::text[]) AS a
-                ON CONFLICT (agent_id) DO UPDATE SET generation = orchestrator.agents.generation + 1, updated_at = now()
-                RETURNING agent_id, generation
-                """, logger: logger
-            ).decode((String, Int64).self) {
-                generations[agent] = generation
-            }
-
+            let generations = try await nextGenerations(of: agents, on: connection)
             // Each agent's whole document: every device of its server with the pipelines it runs
             // now, the changed ones from memory and the others as stored. The agents' rows, locked
-            // by the upsert above, serialise operations on one agent, so what is stored is current.
+            // by nextGenerations, serialise operations on one agent, so what is stored is current.
             var assignments: [String: [(key: String, pipelines: String)]] = [:]
             for (change, text) in zip(changes, after) where !change.after.isEmpty {
                 assignments[change.device.serverID, default: []].append((change.device.key, text))
             }
             try await enqueueDocuments(
-                of: agents, at: generations, changed: assignments, exceptDevices: ids, correlationID: operation.id, on: connection)
-
-            // The operation's distinct lists once; its devices name theirs by position.
-            try await connection.query(
-                """
-                INSERT INTO orchestrator.operation_lists (operation_id, position, pipelines)
-                SELECT \(operation.id), i, l::jsonb FROM unnest(\(distinct.texts)::text[]) WITH ORDINALITY AS l (l, i)
-                """, logger: logger)
-            try await connection.query(
-                """
-                INSERT INTO orchestrator.operation_devices
-                    (operation_id, device_id, server_id, site_id, device_key, device_name, generation, status, before_list, after_list, reachable,
-                     deadline)
-                SELECT \(operation.id), d, s, si, k, n, g, 'pending', bi, ai, r,
-                       CASE WHEN r THEN now() + make_interval(secs => \(operation.watchdogSeconds)) END
-                FROM unnest(\(ids)::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
-                            \(changes.map(\.device.key))::text[], \(changes.map(\.device.name))::text[],
-                            \(changes.map { generations[$0.device.serverID]! })::bigint[], \(beforeList)::int[],
-                            \(afterList)::int[], \(changes.map(\.device.reachable))::boolean[])
-                     AS t (d, s, si, k, n, g, bi, ai, r)
-                """, logger: logger)
+                of: agents, at: generations, changed: assignments, exceptDevices: changes.map(\.device.id), correlationID: operation.id,
+                on: connection)
+            try await recordDevices(of: operation, lists: lists, generations: generations, on: connection)
             var counts = Dictionary(uniqueKeysWithValues: DeviceStatus.allCases.map { ($0.rawValue, 0) })
             counts[DeviceStatus.pending.rawValue] = changes.count
             let summary = OperationSummary(
@@ -189,6 +112,121 @@ struct OperationStore: Sendable {
                 retries: operation.retries, watchdogSeconds: operation.watchdogSeconds, counts: counts, devices: changes.count, finished: false)
             return (generations, summary)
         }
+    }
+
+    /// An operation's distinct pipeline lists, and each device's before and after list by position
+    /// (from 1) among them: the devices of an assignment share one or a few.
+    private struct Lists {
+        var texts: [String]
+        var after: [Int32]
+        var before: [Int32]
+
+        init(after: [String], before: [String]) {
+            var distinct = DistinctTexts()
+            self.after = after.map { distinct.position(of: $0) }
+            self.before = before.map { distinct.position(of: $0) }
+            texts = distinct.texts
+        }
+    }
+
+    /// The operation's row; returns when it was created.
+    private func insertOperation(_ operation: NewOperation, on connection: PostgresConnection) async throws -> Date {
+        var createdAt = Date()
+        for try await created in try await connection.query(
+            """
+            INSERT INTO orchestrator.operations (id, kind, actor, request, reverts, retries, watchdog_seconds)
+            VALUES (\(operation.id), \(operation.kind.rawValue), \(operation.actor), \(operation.request)::jsonb, \(operation.reverts),
+                    \(operation.retries), \(operation.watchdogSeconds))
+            RETURNING created_at
+            """, logger: logger
+        ).decode(Date.self) {
+            createdAt = created
+        }
+        return createdAt
+    }
+
+    /// Locks the devices' rows; a device another operation changed since the plan is a conflict.
+    private func lockDevices(of operation: NewOperation, on connection: PostgresConnection) async throws {
+        let ids = operation.changes.map(\.device.id)
+        var locked: [UUID: Int] = [:]
+        for try await (id, revision) in try await connection.query(
+            "SELECT device_id, revision FROM orchestrator.device_pipelines WHERE device_id = ANY(\(ids)) ORDER BY device_id FOR UPDATE",
+            logger: logger
+        ).decode((UUID, Int).self) {
+            locked[id] = revision
+        }
+        for id in ids where (locked[id] ?? 0) != (operation.revisions[id] ?? 0) {
+            throw APIError(
+                .conflict, code: "changed_meanwhile",
+                message: "device \(id.lowercasedString) was changed by another operation since this one was planned; try again",
+                field: "device_id")
+        }
+    }
+
+    /// Each device's new pipelines at its next revision, and that revision in its history. Each
+    /// distinct list is sent once and parsed into jsonb once (parsing the same list for each of
+    /// 10,000 rows was a fifth of the commit); rows refer to it by position. The history row is
+    /// written from what the upsert returns.
+    private func storeDevicePipelines(of operation: NewOperation, lists: Lists, on connection: PostgresConnection) async throws {
+        let changes = operation.changes
+        try await connection.query(
+            """
+            WITH lists AS MATERIALIZED (SELECT i::int AS position, l::jsonb AS p FROM unnest(\(lists.texts)::text[]) WITH ORDINALITY AS l (l, i)),
+            upserted AS (
+                INSERT INTO orchestrator.device_pipelines (device_id, server_id, site_id, device_key, pipelines, revision)
+                SELECT d, s, si, k, lists.p, 1
+                FROM unnest(\(changes.map(\.device.id))::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
+                            \(changes.map(\.device.key))::text[], \(lists.after)::int[]) AS t (d, s, si, k, ai)
+                JOIN lists ON lists.position = t.ai
+                ON CONFLICT (device_id) DO UPDATE SET
+                    pipelines = excluded.pipelines, revision = orchestrator.device_pipelines.revision + 1,
+                    server_id = excluded.server_id, site_id = excluded.site_id, device_key = excluded.device_key, updated_at = now()
+                RETURNING device_id, revision, pipelines
+            )
+            INSERT INTO orchestrator.device_pipeline_history (device_id, revision, pipelines, operation_id)
+            SELECT device_id, revision, pipelines, \(operation.id) FROM upserted
+            """, logger: logger)
+    }
+
+    /// Each agent's next desired-state generation (1 for a new agent); locks the agents' rows.
+    private func nextGenerations(of agents: [String], on connection: PostgresConnection) async throws -> [String: Int64] {
+        var generations: [String: Int64] = [:]
+        for try await (agent, generation) in try await connection.query(
+            """
+            INSERT INTO orchestrator.agents (agent_id, generation) SELECT a, 1 FROM unnest(\(agents)::text[]) AS a
+            ON CONFLICT (agent_id) DO UPDATE SET generation = orchestrator.agents.generation + 1, updated_at = now()
+            RETURNING agent_id, generation
+            """, logger: logger
+        ).decode((String, Int64).self) {
+            generations[agent] = generation
+        }
+        return generations
+    }
+
+    /// The operation's distinct lists once, and a `pending` row per device naming its lists by
+    /// position, with its watchdog's deadline when its server is online.
+    private func recordDevices(
+        of operation: NewOperation, lists: Lists, generations: [String: Int64], on connection: PostgresConnection
+    ) async throws {
+        let changes = operation.changes
+        try await connection.query(
+            """
+            INSERT INTO orchestrator.operation_lists (operation_id, position, pipelines)
+            SELECT \(operation.id), i, l::jsonb FROM unnest(\(lists.texts)::text[]) WITH ORDINALITY AS l (l, i)
+            """, logger: logger)
+        try await connection.query(
+            """
+            INSERT INTO orchestrator.operation_devices
+                (operation_id, device_id, server_id, site_id, device_key, device_name, generation, status, before_list, after_list, reachable,
+                 deadline)
+            SELECT \(operation.id), d, s, si, k, n, g, 'pending', bi, ai, r,
+                   CASE WHEN r THEN now() + make_interval(secs => \(operation.watchdogSeconds)) END
+            FROM unnest(\(changes.map(\.device.id))::uuid[], \(changes.map(\.device.serverID))::text[], \(changes.map(\.device.siteID))::text[],
+                        \(changes.map(\.device.key))::text[], \(changes.map(\.device.name))::text[],
+                        \(changes.map { generations[$0.device.serverID]! })::bigint[], \(lists.before)::int[],
+                        \(lists.after)::int[], \(changes.map(\.device.reachable))::boolean[])
+                 AS t (d, s, si, k, n, g, bi, ai, r)
+            """, logger: logger)
     }
 
     /// Writes each agent's whole desired-state document at its new generation to the outbox:

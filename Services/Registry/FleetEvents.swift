@@ -41,107 +41,122 @@ struct InventoryUpdater: Sendable {
             // 5 minutes: one lost in a database crash is told again, so its commit does not wait
             // for the disk (the wait capped a 1,000-agent fleet's registration, decision 37).
             try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-            // Row locks on the known servers, in one order, so that two gateways' copies of one
-            // hello (or two batches) serialise without deadlocking.
-            var previous: [String: Date] = [:]
-            for try await (id, helloAt) in try await connection.query(
-                "SELECT id, hello_at FROM registry.servers WHERE id = ANY(\(hellos.map(\.agentID))) ORDER BY id FOR UPDATE",
-                logger: logger
-            ).decode((String, Date?).self) {
-                previous[id] = helloAt
-            }
-            let fresh = hellos.filter { hello in previous[hello.agentID].map { $0 < hello.observedAt } ?? true }
+            let fresh = try await lockServers(keepingNewer: hellos, on: connection)
             guard !fresh.isEmpty else { return hellos.map { _ in HelloResult(outcome: .stale) } }
-
-            // The sites, without locking them against their other hellos: an upsert's DO UPDATE
-            // locks the row FOR UPDATE until commit even when nothing changes, which conflicts
-            // with the FOR KEY SHARE lock each server row takes on its site (the foreign key), so
-            // a site's hellos ran one after the other (decision 48). An UPDATE that matches no row
-            // locks nothing; a rename takes FOR NO KEY UPDATE, which does not conflict.
-            var siteNames: [String: String] = [:]
-            for hello in fresh { siteNames[hello.site.id] = hello.site.name }
-            // In one order too: two transactions inserting the same new sites wait for each other.
-            let siteIDs = siteNames.keys.sorted()
-            let names = siteIDs.map { siteNames[$0]! }
-            try await connection.query(
-                "INSERT INTO registry.sites (id, name) SELECT * FROM unnest(\(siteIDs)::text[], \(names)::text[]) ON CONFLICT (id) DO NOTHING",
-                logger: logger)
-            try await connection.query(
-                """
-                UPDATE registry.sites s SET name = t.name FROM unnest(\(siteIDs)::text[], \(names)::text[]) AS t (id, name)
-                WHERE s.id = t.id AND s.name IS DISTINCT FROM t.name
-                """, logger: logger)
-
-            let gpus = try fresh.map { String(decoding: try ContractCoding.encoder.encode($0.capacity.gpus), as: UTF8.self) }
-            // A hello means the agent is connected: online, unless a newer presence event said otherwise.
-            try await connection.query(
-                """
-                INSERT INTO registry.servers (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines,
-                                              online, last_seen, hello_at, presence_at)
-                SELECT id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus::jsonb, supports_pipelines, true, observed_at,
-                       observed_at, observed_at
-                FROM unnest(\(fresh.map(\.agentID))::text[], \(fresh.map(\.site.id))::text[], \(fresh.map(\.serverName))::text[],
-                            \(fresh.map(\.agentVersion))::text[], \(fresh.map(\.capacity.cpuCores))::float8[],
-                            \(fresh.map(\.capacity.memoryBytes))::bigint[], \(gpus)::text[], \(fresh.map(\.supportsPipelines))::boolean[],
-                            \(fresh.map(\.observedAt))::timestamptz[])
-                     AS t (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines, observed_at)
-                ON CONFLICT (id) DO UPDATE SET
-                    site_id = excluded.site_id, name = excluded.name, agent_version = excluded.agent_version,
-                    cpu_cores = excluded.cpu_cores, memory_bytes = excluded.memory_bytes, gpus = excluded.gpus,
-                    supports_pipelines = excluded.supports_pipelines, hello_at = excluded.hello_at,
-                    online = CASE WHEN registry.servers.presence_at IS NULL OR registry.servers.presence_at < excluded.hello_at
-                                  THEN true ELSE registry.servers.online END,
-                    last_seen = greatest(registry.servers.last_seen, excluded.last_seen),
-                    presence_at = greatest(registry.servers.presence_at, excluded.presence_at)
-                """,
-                logger: logger
-            )
-
-            var known: [String: [String: Bool]] = [:]
-            for try await (server, key, gone) in try await connection.query(
-                "SELECT server_id, key, gone FROM registry.devices WHERE server_id = ANY(\(fresh.map(\.agentID)))",
-                logger: logger
-            ).decode((String, String, Bool).self) {
-                known[server, default: [:]][key] = gone
-            }
-            // Every listed device in one statement. An operator's name for a device stays; the
-            // agent's name is only the first one.
-            let listed = fresh.flatMap { hello in hello.devices.map { (hello.agentID, hello.site.id, $0) } }
-            try await connection.query(
-                """
-                INSERT INTO registry.devices (id, server_id, site_id, key, name, kind)
-                SELECT gen_random_uuid(), server_id, site_id, key, name, kind
-                FROM unnest(\(listed.map(\.0))::text[], \(listed.map(\.1))::text[], \(listed.map(\.2.key))::text[],
-                            \(listed.map(\.2.name))::text[], \(listed.map(\.2.kind))::text[])
-                     AS t (server_id, site_id, key, name, kind)
-                ON CONFLICT (server_id, key) DO UPDATE SET
-                    kind = excluded.kind, site_id = excluded.site_id, gone = false,
-                    updated_at = CASE WHEN registry.devices.gone THEN now() ELSE registry.devices.updated_at END
-                """,
-                logger: logger
-            )
-            // Devices a server no longer lists are marked gone, never deleted.
-            var results: [String: HelloResult] = [:]
-            var gone: [(server: String, key: String)] = []
-            for hello in fresh {
-                let devices = known[hello.agentID] ?? [:]
-                let keys = Set(hello.devices.map(\.key))
-                var result = HelloResult(outcome: .applied)
-                result.added = hello.devices.map(\.key).filter { devices[$0] != false }
-                result.gone = devices.filter { key, isGone in !isGone && !keys.contains(key) }.map(\.key).sorted()
-                gone += result.gone.map { (hello.agentID, $0) }
-                results[hello.agentID] = result
-            }
-            if !gone.isEmpty {
-                try await connection.query(
-                    """
-                    UPDATE registry.devices d SET gone = true, updated_at = now()
-                    FROM unnest(\(gone.map(\.server))::text[], \(gone.map(\.key))::text[]) AS t (server_id, key)
-                    WHERE d.server_id = t.server_id AND d.key = t.key
-                    """, logger: logger)
-            }
+            try await storeSites(of: fresh, on: connection)
+            try await storeServers(of: fresh, on: connection)
+            let results = try await reconcileDevices(of: fresh, on: connection)
             return hellos.map { results[$0.agentID] ?? HelloResult(outcome: .stale) }
         }
+    }
+
+    /// Locks the known servers' rows, in one order, so that two gateways' copies of one hello (or
+    /// two batches) serialise without deadlocking; returns the hellos newer than each server's last.
+    private func lockServers(keepingNewer hellos: [AgentHello], on connection: PostgresConnection) async throws -> [AgentHello] {
+        var previous: [String: Date] = [:]
+        for try await (id, helloAt) in try await connection.query(
+            "SELECT id, hello_at FROM registry.servers WHERE id = ANY(\(hellos.map(\.agentID))) ORDER BY id FOR UPDATE",
+            logger: logger
+        ).decode((String, Date?).self) {
+            previous[id] = helloAt
+        }
+        return hellos.filter { hello in previous[hello.agentID].map { $0 < hello.observedAt } ?? true }
+    }
+
+    /// The sites, without locking them against their other hellos: an upsert's DO UPDATE locks the
+    /// row FOR UPDATE until commit even when nothing changes, which conflicts with the FOR KEY
+    /// SHARE lock each server row takes on its site (the foreign key), so a site's hellos ran one
+    /// after the other (decision 48). An UPDATE that matches no row locks nothing; a rename takes
+    /// FOR NO KEY UPDATE, which does not conflict.
+    private func storeSites(of hellos: [AgentHello], on connection: PostgresConnection) async throws {
+        var siteNames: [String: String] = [:]
+        for hello in hellos { siteNames[hello.site.id] = hello.site.name }
+        // In one order too: two transactions inserting the same new sites wait for each other.
+        let siteIDs = siteNames.keys.sorted()
+        let names = siteIDs.map { siteNames[$0]! }
+        try await connection.query(
+            "INSERT INTO registry.sites (id, name) SELECT * FROM unnest(\(siteIDs)::text[], \(names)::text[]) ON CONFLICT (id) DO NOTHING",
+            logger: logger)
+        try await connection.query(
+            """
+            UPDATE registry.sites s SET name = t.name FROM unnest(\(siteIDs)::text[], \(names)::text[]) AS t (id, name)
+            WHERE s.id = t.id AND s.name IS DISTINCT FROM t.name
+            """, logger: logger)
+    }
+
+    /// Each server as its hello describes it. A hello means the agent is connected: online, unless
+    /// a newer presence event said otherwise.
+    private func storeServers(of hellos: [AgentHello], on connection: PostgresConnection) async throws {
+        let gpus = try hellos.map { String(decoding: try ContractCoding.encoder.encode($0.capacity.gpus), as: UTF8.self) }
+        try await connection.query(
+            """
+            INSERT INTO registry.servers (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines,
+                                          online, last_seen, hello_at, presence_at)
+            SELECT id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus::jsonb, supports_pipelines, true, observed_at,
+                   observed_at, observed_at
+            FROM unnest(\(hellos.map(\.agentID))::text[], \(hellos.map(\.site.id))::text[], \(hellos.map(\.serverName))::text[],
+                        \(hellos.map(\.agentVersion))::text[], \(hellos.map(\.capacity.cpuCores))::float8[],
+                        \(hellos.map(\.capacity.memoryBytes))::bigint[], \(gpus)::text[], \(hellos.map(\.supportsPipelines))::boolean[],
+                        \(hellos.map(\.observedAt))::timestamptz[])
+                 AS t (id, site_id, name, agent_version, cpu_cores, memory_bytes, gpus, supports_pipelines, observed_at)
+            ON CONFLICT (id) DO UPDATE SET
+                site_id = excluded.site_id, name = excluded.name, agent_version = excluded.agent_version,
+                cpu_cores = excluded.cpu_cores, memory_bytes = excluded.memory_bytes, gpus = excluded.gpus,
+                supports_pipelines = excluded.supports_pipelines, hello_at = excluded.hello_at,
+                online = CASE WHEN registry.servers.presence_at IS NULL OR registry.servers.presence_at < excluded.hello_at
+                              THEN true ELSE registry.servers.online END,
+                last_seen = greatest(registry.servers.last_seen, excluded.last_seen),
+                presence_at = greatest(registry.servers.presence_at, excluded.presence_at)
+            """,
+            logger: logger
+        )
+    }
+
+    /// Every listed device in one statement, and the devices a server no longer lists marked gone
+    /// (never deleted); returns each server's devices added and newly gone. An operator's name for
+    /// a device stays; the agent's name is only the first one.
+    private func reconcileDevices(of hellos: [AgentHello], on connection: PostgresConnection) async throws -> [String: HelloResult] {
+        var known: [String: [String: Bool]] = [:]
+        for try await (server, key, gone) in try await connection.query(
+            "SELECT server_id, key, gone FROM registry.devices WHERE server_id = ANY(\(hellos.map(\.agentID)))",
+            logger: logger
+        ).decode((String, String, Bool).self) {
+            known[server, default: [:]][key] = gone
+        }
+        let listed = hellos.flatMap { hello in hello.devices.map { (hello.agentID, hello.site.id, $0) } }
+        try await connection.query(
+            """
+            INSERT INTO registry.devices (id, server_id, site_id, key, name, kind)
+            SELECT gen_random_uuid(), server_id, site_id, key, name, kind
+            FROM unnest(\(listed.map(\.0))::text[], \(listed.map(\.1))::text[], \(listed.map(\.2.key))::text[],
+                        \(listed.map(\.2.name))::text[], \(listed.map(\.2.kind))::text[])
+                 AS t (server_id, site_id, key, name, kind)
+            ON CONFLICT (server_id, key) DO UPDATE SET
+                kind = excluded.kind, site_id = excluded.site_id, gone = false,
+                updated_at = CASE WHEN registry.devices.gone THEN now() ELSE registry.devices.updated_at END
+            """,
+            logger: logger
+        )
+        var results: [String: HelloResult] = [:]
+        var gone: [(server: String, key: String)] = []
+        for hello in hellos {
+            let devices = known[hello.agentID] ?? [:]
+            let keys = Set(hello.devices.map(\.key))
+            var result = HelloResult(outcome: .applied)
+            result.added = hello.devices.map(\.key).filter { devices[$0] != false }
+            result.gone = devices.filter { key, isGone in !isGone && !keys.contains(key) }.map(\.key).sorted()
+            gone += result.gone.map { (hello.agentID, $0) }
+            results[hello.agentID] = result
+        }
+        if !gone.isEmpty {
+            try await connection.query(
+                """
+                UPDATE registry.devices d SET gone = true, updated_at = now()
+                FROM unnest(\(gone.map(\.server))::text[], \(gone.map(\.key))::text[]) AS t (server_id, key)
+                WHERE d.server_id = t.server_id AND d.key = t.key
+                """, logger: logger)
+        }
+        return results
     }
 
     func apply(_ presence: AgentPresence) async throws -> EventOutcome {
