@@ -417,6 +417,8 @@ final class GenerationTracker: Sendable {
             invalid.add(1, ordering: .relaxed)
             return
         }
+        // An in-progress report says the agent is still applying: not the report awaited.
+        guard report.applying == nil else { return }
         let time = now()
         progress.withLock { progress in
             guard report.generation == progress.generation, progress.reported.insert(report.agentID).inserted else { return }
