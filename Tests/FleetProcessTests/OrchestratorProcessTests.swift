@@ -279,48 +279,6 @@ struct OrchestratorProcessTests {
         }
     }
 
-    @Test("a long download: in-progress reports show its bytes, keep the watchdog and the resending back, and the device applies")
-    func longDownload() async throws {
-        // Before, the watchdog gave up on the device after its 5 s and the document was sent again
-        // every few seconds while the artifact downloaded (issue 18, gap 8).
-        try await withFleet { fleet in
-            let server = try await SlowArtifactServer(size: 3_000_000, seconds: 15)
-            defer { server.stop() }
-            let agents = try await fleet.startAgents(1, devices: 1, options: ["--progress-seconds", "1"])
-            defer { agents.process.send(SIGKILL) }
-            let model = try await fleet.createModel(artifactURI: server.url, sha256: server.sha256, sizeBytes: server.size)
-            let camera = try #require(try await fleet.devices().first?["id"] as? String)
-            let accepted = try await fleet.api.send(
-                "POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model), "watchdog_seconds": 5])
-            #expect(accepted.status == 202, "\(accepted.body)")
-            let operation = try operationID(accepted)
-            func device() async throws -> [String: Any] {
-                (try await fleet.api.get("/v1/operations/\(operation)").json?["devices"] as? [[String: Any]])?.first ?? [:]
-            }
-            // Every 200 ms until it settles: the download takes 15 s, three times the watchdog and
-            // the 5 s after which a document is sent again; the agent reports progress every second.
-            var progress: [[String: Any]] = []
-            var statuses: [String] = []
-            var last: [String: Any] = [:]
-            let settled = await eventually(timeout: .seconds(60), interval: .milliseconds(200)) {
-                last = (try? await device()) ?? [:]
-                let status = last["status"] as? String ?? "?"
-                if statuses.last != status { statuses.append(status) }
-                if let seen = last["progress"] as? [String: Any] { progress.append(seen) }
-                return status != "pending" && status != "delivered"
-            }
-            let agentLog = agents.process.output.suffix(2000)
-            #expect(settled && statuses.last == "applied", "statuses \(statuses), last \(last); agent: \(agentLog)")
-            #expect(!statuses.contains("timed_out"), "statuses \(statuses)")
-            let fetched = progress.compactMap { $0["bytes_fetched"] as? Int }
-            #expect(fetched.contains { $0 > 0 } && fetched == fetched.sorted(), "bytes fetched as seen: \(fetched)")
-            #expect(progress.allSatisfy { $0["bytes_total"] as? Int == server.size }, "\(progress.prefix(3))")
-            #expect(try await device()["progress"] == nil)
-            #expect(try await metric(fleet.api, "orchestrator_desired_states_republished_total") == 0)
-            #expect(try await metric(fleet.api, #"orchestrator_reports_total{outcome="in_progress"}"#) >= 3)
-        }
-    }
-
     @Test("the orchestrator killed with SIGKILL during a 2,000-device assignment converges after restart: every device applied, none twice")
     func crashDuringDelivery() async throws {
         try await withFleet { fleet in

@@ -179,4 +179,58 @@ struct ReliabilityProcessTests {
                 await eventually { (try? await fleet.gateway.get("/v1/agents/\(agent)").json?["applied_generation"] as? Int) == 2 })
         }
     }
+
+    @Test("a long download: in-progress reports show its bytes, keep the watchdog and the resending back, and the device applies")
+    func longDownload() async throws {
+        // Before, the watchdog gave up on the device after its 8 s and the document was sent again
+        // every few seconds while the artifact downloaded (issue 18, gap 8).
+        try await withFleet { fleet in
+            let server = try await SlowArtifactServer(size: 3_000_000, seconds: 24)
+            defer { server.stop() }
+            let agents = try await fleet.startAgents(1, devices: 1, options: ["--progress-seconds", "1", "--log-level", "info"])
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel(artifactURI: server.url, sha256: server.sha256, sizeBytes: server.size)
+            let camera = try #require(try await fleet.devices().first?["id"] as? String)
+            let accepted = try await fleet.api.send(
+                "POST", "/v1/devices/\(camera)/pipelines", json: ["pipeline": pipeline(model), "watchdog_seconds": 8])
+            #expect(accepted.status == 202, "\(accepted.body)")
+            let operation = try operationID(accepted)
+            func device() async throws -> [String: Any] {
+                (try await fleet.api.get("/v1/operations/\(operation)").json?["devices"] as? [[String: Any]])?.first ?? [:]
+            }
+            // Every 200 ms until it is applied or failed: the download takes 24 s, three times the
+            // watchdog (which leaves the delivery time under a loaded CI machine its margin) and
+            // more than the 5 s after which a document is sent again; the agent reports progress
+            // every second.
+            var progress: [[String: Any]] = []
+            var statuses: [String] = []
+            var timeline: [String] = []
+            let posted = ContinuousClock.now
+            var last: [String: Any] = [:]
+            let settled = await eventually(timeout: .seconds(90), interval: .milliseconds(200)) {
+                last = (try? await device()) ?? [:]
+                let status = last["status"] as? String ?? "?"
+                if statuses.last != status {
+                    statuses.append(status)
+                    timeline.append("\(status) at \(ContinuousClock.now - posted)")
+                }
+                if let seen = last["progress"] as? [String: Any] {
+                    if progress.isEmpty { timeline.append("first progress at \(ContinuousClock.now - posted)") }
+                    progress.append(seen)
+                }
+                return status == "applied" || status == "failed"
+            }
+            let agentLog = agents.process.output.split(separator: "\n").filter { $0.contains("desired") || $0.contains("fetch") }.suffix(10)
+            let reportLines = ((try? await fleet.api.get("/metrics").body) ?? "").split(separator: "\n").filter { $0.contains("reports_total") }
+            let story = "\(timeline); last \(last); orchestrator \(reportLines); agent: \(agentLog.joined(separator: " | "))"
+            #expect(settled && statuses.last == "applied", "\(story)")
+            #expect(!statuses.contains("timed_out"), "\(story)")
+            let fetched = progress.compactMap { $0["bytes_fetched"] as? Int }
+            #expect(fetched.contains { $0 > 0 } && fetched == fetched.sorted(), "bytes fetched as seen: \(fetched)")
+            #expect(progress.allSatisfy { $0["bytes_total"] as? Int == server.size }, "\(progress.prefix(3))")
+            #expect(try await device()["progress"] == nil)
+            #expect(try await metric(fleet.api, "orchestrator_desired_states_republished_total") == 0)
+            #expect(try await metric(fleet.api, #"orchestrator_reports_total{outcome="in_progress"}"#) >= 3)
+        }
+    }
 }
