@@ -22,7 +22,7 @@ actor ArtifactStore {
     private let directory: URL
     /// Checked already, by "uri sha256": a pipeline restarted with the same stages does not hash again.
     private var verified: Set<String> = []
-    /// The downloads under way, for in-progress reports.
+    /// The downloads of the apply under way, for in-progress reports.
     nonisolated let downloads = DownloadMeter()
 
     init(directory: URL) {
@@ -71,7 +71,6 @@ actor ArtifactStore {
                 throw Failure(description: "cannot fetch \(uri): \(length) bytes, more than the \(Self.maximumSize) an artifact may have")
             }
             let download = downloads.start(total: length)
-            defer { downloads.finish(download) }
             var bytes = Data()
             do {
                 for try await chunk in response.body {
@@ -116,7 +115,8 @@ extension Digest {
     var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }
 
-/// How far the downloads under way are: bytes fetched, and their total when every server said it.
+/// How far the artifact downloads of one apply are: the bytes fetched, finished downloads included,
+/// and their total when every server said it. ``reset()`` starts the count of the next apply.
 final class DownloadMeter: Sendable {
     struct Figures: Sendable, Equatable {
         var fetched: Int64
@@ -143,11 +143,11 @@ final class DownloadMeter: Sendable {
         state.withLock { $0.downloads[download]?.fetched += Int64(count) }
     }
 
-    func finish(_ download: Int) {
-        _ = state.withLock { $0.downloads.removeValue(forKey: download) }
+    func reset() {
+        state.withLock { $0.downloads = [:] }
     }
 
-    /// The downloads under way together; nil when there is none.
+    /// The downloads since the last reset together; nil when there is none.
     var current: Figures? {
         state.withLock { state in
             guard !state.downloads.isEmpty else { return nil }

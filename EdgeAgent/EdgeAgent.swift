@@ -160,6 +160,7 @@ final class EdgeAgent: Service, Sendable {
         // A long apply (artifacts downloading) says every few seconds that it goes on, so that
         // ModelFleet neither sends the document again nor gives up on it meanwhile.
         let generation = envelope.payload.generation
+        downloads?.reset()
         let progress = Task {
             while true {
                 try await Task.sleep(for: .seconds(configuration.progressSeconds))
@@ -218,7 +219,7 @@ final class EdgeAgent: Service, Sendable {
         await publish(report, on: .report, qos: .atLeastOnce, correlationID: correlationID)
     }
 
-    /// An in-progress report: `generation` is being applied, its downloads this far.
+    /// An in-progress report: `generation` is being applied, its artifacts fetched this far.
     private func sendProgress(applying generation: Int, correlationID: UUID?) async {
         let figures = downloads?.current
         let report = AgentMessage.Report(

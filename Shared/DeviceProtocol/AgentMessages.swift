@@ -234,7 +234,7 @@ package enum AgentMessage {
         /// How far an apply under way is: an in-progress report carries it, and settles nothing.
         package struct Applying: Codable, Sendable, Equatable {
             package var bytesFetched: Int64
-            /// The size of the downloads under way, when every server of them said it.
+            /// The size of the generation's downloads, when every server of them said it.
             package var bytesTotal: Int64?
 
             package init(bytesFetched: Int64, bytesTotal: Int64?) {
