@@ -19,8 +19,11 @@ package struct Topic: Hashable, Sendable, CustomStringConvertible {
 
     /// Retained presence of one running service instance: `modelfleet/v1/services/<service>/<instance>/status`.
     package static func serviceStatus(service: TopicLevel, instance: TopicLevel) -> Topic {
-        root.appending("services").appending(service.value).appending(instance.value).appending("status")
+        services(service).appending(instance.value).appending("status")
     }
+
+    /// `modelfleet/v1/services/<service>`, under which each instance has its topics.
+    static func services(_ service: TopicLevel) -> Topic { root.appending("services").appending(service.value) }
 
     func appending(_ level: String) -> Topic { Topic("\(path)/\(level)") }
 }
@@ -54,21 +57,16 @@ package struct TopicLevel: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension Topic {
-    /// The retained statuses of every instance of `service`: `modelfleet/v1/services/<service>/+/status`.
-    package static func serviceStatuses(of service: TopicLevel) -> Topic {
-        root.appending("services").appending(service.value).appending("+").appending("status")
-    }
-
     /// Every instance topic of `service` (`modelfleet/v1/services/<service>/+/+`): their statuses,
     /// and each instance's ``serviceSync(service:instance:)`` marks.
     package static func serviceInstanceTopics(of service: TopicLevel) -> Topic {
-        root.appending("services").appending(service.value).appending("+").appending("+")
+        services(service).appending("+").appending("+")
     }
 
     /// A mark an instance publishes (QoS 1, not retained) on a subscription it shares with the
     /// retained statuses: the broker sends a new subscription's retained messages before what is
     /// published after it, so the mark coming back says every retained status has arrived.
     package static func serviceSync(service: TopicLevel, instance: TopicLevel) -> Topic {
-        root.appending("services").appending(service.value).appending(instance.value).appending("sync")
+        services(service).appending(instance.value).appending("sync")
     }
 }
