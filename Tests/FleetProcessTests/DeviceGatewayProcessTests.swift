@@ -422,12 +422,13 @@ struct DeviceGatewayProcessTests {
     }
 
     /// Publishes a valid heartbeat of `agent` every `interval` until cancelled.
-    private func beat(_ agent: String, every interval: Duration, broker: String) -> Task<Void, any Error> {
+    /// Sends a valid heartbeat for each of `agents` every `interval` until cancelled.
+    private func beat(_ agents: [String], every interval: Duration, broker: String) -> Task<Void, any Error> {
         Task {
             try await withConnectedClient(try testMQTTConfiguration("steady", url: broker)) { client in
-                let topic = Topic.agent(try TopicLevel(agent), .heartbeat).path
+                let beats = try agents.map { (Topic.agent(try TopicLevel($0), .heartbeat).path, try heartbeat($0)) }
                 while !Task.isCancelled {
-                    try await client.publish(topic, payload: try heartbeat(agent), qos: .atMostOnce)
+                    for (topic, payload) in beats { try await client.publish(topic, payload: payload, qos: .atMostOnce) }
                     try? await Task.sleep(for: interval)
                 }
             }
@@ -442,7 +443,7 @@ struct DeviceGatewayProcessTests {
                 ["MODELFLEET_GATEWAY_AGENT_RATE": "5", "MODELFLEET_GATEWAY_AGENT_BURST": "10", "MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "2"])
             try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
                 let presence = try await client.subscribe(to: Topic.agentPresenceEvents.path)
-                let steady = beat("steady", every: .milliseconds(400), broker: broker.url)
+                let steady = beat(["steady"], every: .milliseconds(400), broker: broker.url)
                 defer { steady.cancel() }
                 #expect(await eventually { (try? await gateway.get("/v1/agents/steady").json?["online"] as? Bool) == true })
 
@@ -483,6 +484,11 @@ struct DeviceGatewayProcessTests {
                 }
                 let full = #"gateway_messages_dropped_total{reason="agent_table_full"}"#
                 #expect(await eventually { (try? await metric(gateway, full)) == 31 })
+                // They keep beating while the list is paged, so that a loaded machine's pauses cannot
+                // make them silent for the timeout halfway through (the CI saw a page come 4 s after
+                // the one before). The table stays full: the others are refused again.
+                let strays = beat((0..<60).map { String(format: "stray-%02d", $0) }, every: .milliseconds(500), broker: broker.url)
+                defer { strays.cancel() }
 
                 // Pages of 7, each after the last id of the one before, give every agent once, in order.
                 var listed: [String] = []
@@ -505,12 +511,15 @@ struct DeviceGatewayProcessTests {
 
                 // Silent for the timeout (3 s), then offline for the grace period (1 s): forgotten.
                 // The real agent is kept, online, and offline too since it sent this replica a hello.
-                let forgotten = await eventually(timeout: .seconds(10)) {
+                strays.cancel()
+                _ = await strays.result
+                let forgotten = await eventually(timeout: .seconds(20)) {
                     let agents = (try? await gateway.get("/v1/agents").json?["agents"] as? [[String: Any]]) ?? []
                     return agents.compactMap { $0["agent_id"] as? String } == ["known-0001"]
                 }
                 #expect(forgotten)
-                #expect(try await metric(gateway, "gateway_agents_forgotten_total") == 29)
+                // 29 at least: a stray silent too long while the others beat leaves room for another.
+                #expect(try await metric(gateway, "gateway_agents_forgotten_total") >= 29)
                 agents.process.send(SIGKILL)  // its last will: offline at once
                 #expect(await eventually { (try? await gateway.get("/v1/agents/known-0001").json?["online"] as? Bool) == false })
                 try await Task.sleep(for: .seconds(2.5))
@@ -529,7 +538,7 @@ struct DeviceGatewayProcessTests {
             let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "2"])
             try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
                 let presence = try await client.subscribe(to: Topic.agentPresenceEvents.path)
-                let steady = beat("steady", every: .milliseconds(400), broker: broker.url)
+                let steady = beat(["steady"], every: .milliseconds(400), broker: broker.url)
                 defer { steady.cancel() }
                 #expect(await eventually { (try? await gateway.get("/v1/agents/steady").json?["online"] as? Bool) == true })
 
