@@ -247,7 +247,11 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryTests",
-            dependencies: ["Registry", "TestSupport", "MQTT", "FleetContract", "ChildProcesses"],
+            dependencies: [
+                "Registry", "TestSupport", "MQTT", "FleetContract", "ChildProcesses", "ServiceRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -147,12 +147,17 @@ enum Validate {
         guard values.count <= 32 else { throw APIError.invalid(field: field, "at most 32 labels") }
         var seen = Set<String>()
         for (index, label) in values.enumerated() {
-            guard (1...64).contains(label.count), label.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:/".contains($0) }) else {
-                throw APIError.invalid(field: "\(field)[\(index)]", "a label is 1 to 64 letters, digits, '-', '_', '.', ':' or '/'")
-            }
-            seen.insert(label)
+            seen.insert(try self.label(label, field: "\(field)[\(index)]"))
         }
         return seen.sorted()
+    }
+
+    /// One label; a query parameter's failure names the parameter (`label`), not a position.
+    static func label(_ value: String, field: String) throws(APIError) -> String {
+        guard (1...64).contains(value.count), value.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:/".contains($0) }) else {
+            throw APIError.invalid(field: field, "a label is 1 to 64 letters, digits, '-', '_', '.', ':' or '/'")
+        }
+        return value
     }
 
     static func semanticVersion(_ value: String, field: String) throws(APIError) -> String {

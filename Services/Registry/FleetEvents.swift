@@ -344,7 +344,7 @@ struct AgentEventConsumer: Service {
 
 /// Publishes the registry's change events. They are announcements after the fact (QoS 1, not
 /// retained); a consumer that needs the state asks the registry.
-final class RegistryEvents: Service, Sendable {
+final class RegistryEvents: Service, RegistryChangePublishing {
     let mqtt: MQTTClient
     let logger: Logger
     private let queue: AsyncStream<RegistryChange>

@@ -5,7 +5,7 @@ import ServiceRuntime
 
 /// The registry's question to the orchestrator, over MQTT 5 request/response
 /// (`docs/mqtt-contract.md`): which devices' pipelines use a model version.
-struct OrchestratorClient: Sendable {
+struct OrchestratorClient: ModelVersionUsageSource {
     let mqtt: MQTTClient
     /// How long a delete waits for the orchestrator before it is refused as unavailable.
     var timeout: Duration = .seconds(3)
@@ -19,9 +19,9 @@ struct OrchestratorClient: Sendable {
                 Topic.orchestratorModelVersionUsage.path,
                 payload: try ContractCoding.encoder.encode(ModelVersionUsageQuery(modelID: modelID, version: version)), timeout: timeout)
         } catch {
-            throw APIError(
-                .serviceUnavailable, code: "orchestrator_unavailable",
-                message: "the orchestrator did not say whether a pipeline uses this version (\(error)); try again when it runs")
+            throw DomainError.unavailable(
+                code: "orchestrator_unavailable",
+                "the orchestrator did not say whether a pipeline uses this version (\(error)); try again when it runs")
         }
         return try ContractCoding.decoder.decode(ModelVersionUsage.self, from: answer.payload)
     }

@@ -6,7 +6,7 @@ import ServiceRuntime
 
 /// The registry's data in PostgreSQL (schema `registry`). Every query binds its values through
 /// string interpolation; filters are nullable parameters, so each query is one fixed text.
-struct RegistryStore: Sendable {
+struct PostgresRegistryRepository: RegistryRepository {
     let client: PostgresClient
     let logger: Logger
 
@@ -34,7 +34,7 @@ struct RegistryStore: Sendable {
                 logger: logger
             )
         } catch let error as PSQLError where error.isUniqueViolation {
-            throw APIError(.conflict, code: "conflict", message: "a model named '\(new.name)' exists already", field: "name")
+            throw DomainError.conflict("a model named '\(new.name)' exists already", field: "name")
         }
         return try await model(id: id)!
     }
@@ -107,12 +107,6 @@ struct RegistryStore: Sendable {
         )
         guard try await rows.decode(UUID.self).first(where: { _ in true }) != nil else { return nil }
         return try await model(id: id)
-    }
-
-    enum ModelDeletion: Sendable {
-        case deleted
-        case notFound
-        case hasVersions([String])
     }
 
     /// Deletes a model that has no versions, in one statement, so a version added meanwhile is
@@ -198,7 +192,7 @@ struct RegistryStore: Sendable {
             )
             guard try await rows.decode(UUID.self).first(where: { _ in true }) != nil else { return nil }
         } catch let error as PSQLError where error.isUniqueViolation {
-            throw APIError(.conflict, code: "conflict", message: "version \(new.version) exists already", field: "version")
+            throw DomainError.conflict("version \(new.version) exists already", field: "version")
         }
         try await client.query("UPDATE registry.models SET updated_at = now() WHERE id = \(modelID)", logger: logger)
         return try await version(modelID: modelID, version: new.version)
@@ -257,7 +251,7 @@ struct RegistryStore: Sendable {
         do {
             try await client.query("INSERT INTO registry.sites (id, name) VALUES (\(id), \(name))", logger: logger)
         } catch let error as PSQLError where error.isUniqueViolation {
-            throw APIError(.conflict, code: "conflict", message: "site '\(id)' exists already", field: "id")
+            throw DomainError.conflict("site '\(id)' exists already", field: "id")
         }
         return try await site(id: id)!
     }
@@ -314,7 +308,7 @@ struct RegistryStore: Sendable {
         do {
             try await client.query("INSERT INTO registry.device_groups (id, site_id, name) VALUES (\(id), \(site), \(name))", logger: logger)
         } catch let error as PSQLError where error.isUniqueViolation {
-            throw APIError(.conflict, code: "conflict", message: "site '\(site)' has a group named '\(name)' already", field: "name")
+            throw DomainError.conflict("site '\(site)' has a group named '\(name)' already", field: "name")
         }
         return DeviceGroup(id: id, siteID: site, name: name)
     }
@@ -416,7 +410,7 @@ struct RegistryStore: Sendable {
             if let newGroup {
                 let groups = try await self.groups(site: current.siteID)
                 guard groups.contains(where: { $0.id == newGroup }) else {
-                    throw APIError.invalid(field: "group_id", "no group \(newGroup.lowercasedString) in site '\(current.siteID)'")
+                    throw DomainError.unknownReference("no group \(newGroup.lowercasedString) in site '\(current.siteID)'", field: "group_id")
                 }
             }
             groupID = newGroup
@@ -455,9 +449,9 @@ extension PSQLError {
 /// One device by id (`GET /v1/devices/{id}`).
 private struct DeviceByID: PostgresPreparedStatement {
     static let sql = """
-        SELECT \(RegistryStore.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id WHERE d.id = $1
+        SELECT \(PostgresRegistryRepository.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id WHERE d.id = $1
         """
-    typealias Row = RegistryStore.DeviceRow
+    typealias Row = PostgresRegistryRepository.DeviceRow
 
     var id: UUID
 
@@ -473,10 +467,10 @@ private struct DeviceByID: PostgresPreparedStatement {
 /// A page of one site's devices, in `seq` order (index `devices_site_seq`).
 private struct SiteDevicePage: PostgresPreparedStatement {
     static let sql = """
-        SELECT \(RegistryStore.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id
+        SELECT \(PostgresRegistryRepository.deviceColumns) FROM registry.devices d JOIN registry.servers v ON v.id = d.server_id
         WHERE d.site_id = $1 AND d.seq > $2 ORDER BY d.seq LIMIT $3
         """
-    typealias Row = RegistryStore.DeviceRow
+    typealias Row = PostgresRegistryRepository.DeviceRow
 
     var site: String
     var after: Int64

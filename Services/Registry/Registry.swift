@@ -20,7 +20,7 @@ extension ServiceDescriptor {
 /// Wires the registry's parts onto the runtime.
 func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
     guard let database = context.database else { preconditionFailure("the registry's descriptor declares its schema") }
-    let store = RegistryStore(client: database.client, logger: context.logger)
+    let store = PostgresRegistryRepository(client: database.client, logger: context.logger)
     let events = RegistryEvents(mqtt: context.mqtt, logger: context.logger)
     let api = RegistryAPI(store: store, events: events, orchestrator: OrchestratorClient(mqtt: context.mqtt))
     let subscribed = SubscriptionFlag()

@@ -6,9 +6,9 @@ import ServiceRuntime
 /// The registry's REST API. Every route is in ``routes``, which both the router and the test of
 /// the contract (`openapi.yaml`) read, so a route cannot be served without being documented.
 struct RegistryAPI: Sendable {
-    let store: RegistryStore
-    let events: RegistryEvents
-    let orchestrator: OrchestratorClient
+    let store: any RegistryRepository
+    let events: any RegistryChangePublishing
+    let orchestrator: any ModelVersionUsageSource
 
     typealias Route = APIRoute<RegistryAPI>
 
@@ -61,7 +61,7 @@ struct RegistryAPI: Sendable {
             guard let status = VersionStatus(rawValue: text) else { throw APIError.invalid(field: "status", "must be active or deprecated") }
             return status
         }
-        let label = try query.get("label").map { text throws(APIError) in try Validate.labels([text], field: "label")[0] }
+        let label = try query.get("label").map { text throws(APIError) in try Validate.label(text, field: "label") }
         let search = try query.get("q").map { text throws(APIError) in try Validate.text(text, field: "q", maximum: 128) }
         let page = try await store.listModels(
             task: task,
@@ -233,7 +233,10 @@ struct RegistryAPI: Sendable {
         if let server = query.get("server") { selection.serverIDs = [try Validate.identifier(server, field: "server")] }
         if let group = query.get("group") { selection.groupIDs = [try Validate.uuid(group, field: "group")] }
         let labels = query.getAll("label")
-        if !labels.isEmpty { selection.labels = try Validate.labels(labels, field: "label") }
+        if !labels.isEmpty {
+            guard labels.count <= 32 else { throw APIError.invalid(field: "label", "at most 32 labels") }
+            selection.labels = Set(try labels.map { text throws(APIError) in try Validate.label(text, field: "label") }).sorted()
+        }
         selection.enabled = try Validate.bool(query.get("enabled"), field: "enabled")
         selection.online = try Validate.bool(query.get("online"), field: "online")
         let page = try await store.devices(selection, limit: try Validate.limit(query.get("limit")), after: try Cursor.decode(query.get("cursor")))

@@ -12,7 +12,7 @@ import ServiceRuntime
 struct RegistryResponder: Service {
     let mqtt: MQTTClient
     let database: DatabaseService
-    let store: RegistryStore
+    let store: any RegistryRepository
     let logger: Logger
 
     /// `{"model_id": "…", "version": "1.2.0"}` or `{"model_name": "…", "version": "…"}`.

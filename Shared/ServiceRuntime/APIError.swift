@@ -37,9 +37,9 @@ package struct APIError: Error, HTTPResponseError, Sendable {
     }
 }
 
-/// Turns every error into the JSON error body: API errors as they are, Hummingbird's own HTTP
-/// errors (unknown route, bad method) with their status, anything else as a 500 that is logged
-/// with its details and answered without them.
+/// Turns every error into the JSON error body: API errors as they are, domain errors as
+/// ``DomainError/apiError`` says, Hummingbird's own HTTP errors (unknown route, bad method) with
+/// their status, anything else as a 500 that is logged with its details and answered without them.
 package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     package init() {}
 
@@ -49,6 +49,8 @@ package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
+        } catch let error as DomainError {
+            throw error.apiError
         } catch let error as HTTPError {
             let code = error.status == .notFound ? "not_found" : "http_\(error.status.code)"
             throw APIError(error.status, code: code, message: error.body ?? error.status.reasonPhrase)
