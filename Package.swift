@@ -258,6 +258,8 @@ let package = Package(
             name: "OrchestratorTests",
             dependencies: [
                 "Orchestrator", "TestSupport", "ChildProcesses", "DeviceProtocol", "FleetContract", "ServiceRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

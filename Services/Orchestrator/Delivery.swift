@@ -14,7 +14,7 @@ import Synchronization
 struct OutboxPublisher: Service {
     let mqtt: MQTTClient
     let database: DatabaseService
-    let store: OperationStore
+    let store: PostgresOperationStore
     let wake: Wake
     let loops: LoopHealth
     /// The bound of each database step (``LoopHealth``).
@@ -76,9 +76,9 @@ struct OutboxPublisher: Service {
 
     /// The entries in outbox order, cut between agents: each agent's entries stay in one chunk, in
     /// order, so that one agent's documents never race each other.
-    static func chunks(of entries: [OperationStore.OutboxEntry], agentsPerChunk: Int) -> [[OperationStore.OutboxEntry]] {
+    static func chunks(of entries: [PostgresOperationStore.OutboxEntry], agentsPerChunk: Int) -> [[PostgresOperationStore.OutboxEntry]] {
         var chunkOfAgent: [String: Int] = [:]
-        var chunks: [[OperationStore.OutboxEntry]] = []
+        var chunks: [[PostgresOperationStore.OutboxEntry]] = []
         var agentsInLastChunk = 0
         for entry in entries {
             if let index = chunkOfAgent[entry.agentID] {
@@ -97,8 +97,8 @@ struct OutboxPublisher: Service {
     }
 
     /// Agents in parallel (64 at a time), each agent's documents one after the other in outbox order.
-    static func publish(_ entries: [OperationStore.OutboxEntry], with mqtt: MQTTClient) async throws {
-        var byAgent: [String: [OperationStore.OutboxEntry]] = [:]
+    static func publish(_ entries: [PostgresOperationStore.OutboxEntry], with mqtt: MQTTClient) async throws {
+        var byAgent: [String: [PostgresOperationStore.OutboxEntry]] = [:]
         var order: [String] = []
         for entry in entries {
             if byAgent[entry.agentID] == nil { order.append(entry.agentID) }
@@ -133,7 +133,7 @@ struct OutboxPublisher: Service {
 struct DeliveryTracker: Service {
     let mqtt: MQTTClient
     let database: DatabaseService
-    let store: OperationStore
+    let store: PostgresOperationStore
     /// Wakes the outbox publisher after a drift repair wrote documents.
     let wake: OutboxPublisher.Wake
     let loops: LoopHealth
@@ -221,9 +221,9 @@ struct DeliveryTracker: Service {
     /// Settles a batch of reports in as few transactions as keep their order: a report of an
     /// agent already in the transaction starts the next one.
     private func handleReports(_ messages: [MQTTMessage]) async {
-        var transactions: [[OperationStore.AgentReport]] = [[]]
+        var transactions: [[PostgresOperationStore.AgentReport]] = [[]]
         var agents: Set<String> = []
-        var progress: [String: OperationStore.AgentProgress] = [:]
+        var progress: [String: PostgresOperationStore.AgentProgress] = [:]
         for message in messages {
             let report: AgentMessage.Report
             do {
@@ -235,7 +235,7 @@ struct DeliveryTracker: Service {
             }
             if let applying = report.applying {
                 // In progress: settles nothing. The latest of an agent's in the batch is enough.
-                progress[report.agentID] = OperationStore.AgentProgress(
+                progress[report.agentID] = PostgresOperationStore.AgentProgress(
                     agentID: report.agentID, generation: Int64(report.generation), bytesFetched: applying.bytesFetched,
                     bytesTotal: applying.bytesTotal)
                 continue
@@ -252,7 +252,7 @@ struct DeliveryTracker: Service {
                 agents = [report.agentID]
             }
             transactions[transactions.count - 1].append(
-                OperationStore.AgentReport(agentID: report.agentID, generation: Int64(report.generation), failures: failures))
+                PostgresOperationStore.AgentReport(agentID: report.agentID, generation: Int64(report.generation), failures: failures))
         }
         for reports in transactions where !reports.isEmpty {
             await record(reports)
@@ -262,7 +262,7 @@ struct DeliveryTracker: Service {
 
     /// Notes in-progress reports, once: a lost one costs nothing but its figures, since the
     /// agent sends the next in a few seconds.
-    private func recordProgress(_ progress: [OperationStore.AgentProgress]) async {
+    private func recordProgress(_ progress: [PostgresOperationStore.AgentProgress]) async {
         do {
             try await loops.step(Loop.reports, within: stepTimeout) { try await store.noteProgress(progress) }
             OrchestratorMetrics.reports(.inProgress).increment(by: progress.count)
@@ -278,7 +278,7 @@ struct DeliveryTracker: Service {
     /// that only a report it cannot store is lost (an agent's text PostgreSQL refuses must not
     /// cost other agents their reports). Reports not recorded are asked for again by the
     /// reconciler, whose documents the agents answer with their reports.
-    private func record(_ reports: [OperationStore.AgentReport]) async {
+    private func record(_ reports: [PostgresOperationStore.AgentReport]) async {
         var attempt = 1
         while true {
             do {
@@ -325,7 +325,7 @@ struct DeliveryTracker: Service {
 
     /// Agents that reported a generation never sent to them get a newer document of what they
     /// should run.
-    private func repair(_ drifted: [OperationStore.AgentReport]) async {
+    private func repair(_ drifted: [PostgresOperationStore.AgentReport]) async {
         for report in drifted {
             logger.warning(
                 "an agent reported a generation the orchestrator never sent it; sending it what it should run",
@@ -359,7 +359,7 @@ struct DeliveryTracker: Service {
 final class RepublishState: Sendable {
     private let schedule = Mutex(RepublishSchedule())
 
-    func due(_ behind: [OperationStore.AgentBehind], at now: ContinuousClock.Instant) -> [String] {
+    func due(_ behind: [PostgresOperationStore.AgentBehind], at now: ContinuousClock.Instant) -> [String] {
         schedule.withLock { $0.due(behind, at: now) }
     }
 

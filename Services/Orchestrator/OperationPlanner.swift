@@ -50,7 +50,10 @@ enum OperationPlanner {
         var plan = Plan()
         for device in devices {
             func skip(_ reason: String, field: String = "device_id", status: APIError? = nil) throws(APIError) {
-                if single { throw status ?? APIError(.conflict, code: "device_unavailable", message: "device \(device.id): \(reason)", field: field) }
+                if single {
+                    throw status
+                        ?? APIError(.conflict, code: "device_unavailable", message: "device \(device.id.lowercasedString): \(reason)", field: field)
+                }
                 plan.skipped.append(SkippedDevice(deviceID: device.id, deviceName: device.name, reason: reason))
             }
             if let reason = ineligibility(of: device) {
@@ -101,7 +104,7 @@ enum OperationPlanner {
                     }
                     try skip(
                         reason, field: "pipeline",
-                        status: APIError(.notFound, code: "not_found", message: "device \(device.id) \(reason)", field: "pipeline"))
+                        status: APIError(.notFound, code: "not_found", message: "device \(device.id.lowercasedString) \(reason)", field: "pipeline"))
                     continue
                 }
                 guard after[position].stages.indices.contains(stage) else {
@@ -128,7 +131,7 @@ enum OperationPlanner {
             if after == before {
                 try skip(
                     "already runs this", field: "device_id",
-                    status: APIError(.conflict, code: "no_change", message: "device \(device.id) already runs this"))
+                    status: APIError(.conflict, code: "no_change", message: "device \(device.id.lowercasedString) already runs this"))
                 continue
             }
             plan.changes.append(DeviceChange(device: device, before: before, after: after))

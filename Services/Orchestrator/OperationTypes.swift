@@ -144,3 +144,99 @@ extension APIError {
         self = APIError.invalid(field: error.field, error.reason)
     }
 }
+
+// MARK: Operations as the repository keeps them
+
+/// One revision of a device's pipelines, newest first in its history.
+struct PipelineHistoryEntry: Codable, Sendable {
+    var revision: Int
+    var pipelines: [DesiredState.Pipeline]
+    var operationID: UUID
+    var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case revision, pipelines
+        case operationID = "operation_id"
+        case createdAt = "created_at"
+    }
+}
+
+/// An operation ready to commit: its devices' changes, planned against `revisions`.
+struct NewOperation: Sendable {
+    var id = UUID()
+    var kind: OperationKind
+    var actor: String
+    /// The request as the operator sent it (its JSON), for the audit trail.
+    var request: String
+    var reverts: UUID?
+    var retries: UUID?
+    var watchdogSeconds: Int
+    var changes: [DeviceChange]
+    /// The revision of each device when the plan was made; a device changed since is a conflict.
+    var revisions: [UUID: Int]
+}
+
+/// An operation with its devices counted by status.
+struct OperationSummary: Codable, Sendable {
+    var id: UUID
+    var kind: OperationKind
+    var actor: String
+    var createdAt: Date
+    var reverts: UUID?
+    var retries: UUID?
+    var watchdogSeconds: Int
+    var counts: [String: Int]
+    var devices: Int
+    /// Every device settled (applied, failed or timed out).
+    var finished: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, actor, reverts, retries, counts, devices, finished
+        case createdAt = "created_at"
+        case watchdogSeconds = "watchdog_seconds"
+    }
+}
+
+/// One device of an operation and how far it is.
+struct OperationDevice: Codable, Sendable {
+    var deviceID: UUID
+    var deviceName: String
+    var siteID: String
+    var serverID: String
+    var generation: Int64
+    var status: DeviceStatus
+    var reason: String?
+    /// While its agent applies the generation and says how far it is (an in-progress report).
+    var progress: ApplyProgress?
+    var updatedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case status, reason, generation, progress
+        case deviceID = "device_id"
+        case deviceName = "device_name"
+        case siteID = "site_id"
+        case serverID = "server_id"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// How far an agent's apply is, from its last in-progress report.
+struct ApplyProgress: Codable, Sendable {
+    var bytesFetched: Int64
+    var bytesTotal: Int64?
+    var reportedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case bytesFetched = "bytes_fetched"
+        case bytesTotal = "bytes_total"
+        case reportedAt = "reported_at"
+    }
+}
+
+/// A device's pipelines before and after an operation, and its status, for revert and retry.
+struct OperationChange: Sendable, Equatable {
+    var deviceID: UUID
+    var status: DeviceStatus
+    var before: [DesiredState.Pipeline]
+    var after: [DesiredState.Pipeline]
+}

@@ -19,10 +19,11 @@ extension ServiceDescriptor {
 /// Wires the orchestrator's parts onto the runtime.
 func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     guard let database = context.database else { preconditionFailure("the orchestrator's descriptor declares its schema") }
-    let store = OperationStore(client: database.client, logger: context.logger)
+    let store = PostgresOperationStore(client: database.client, logger: context.logger)
     let registry = RegistryClient(mqtt: context.mqtt)
     let wake = OutboxPublisher.Wake()
-    let api = OrchestratorAPI(store: store, registry: registry, resolver: PipelineResolver(registry: registry), wake: wake)
+    let api = OrchestratorAPI(
+        store: store, registry: registry, resolver: PipelineResolver(registry: registry), committed: { wake.signal() }, logger: context.logger)
     let subscribed = SubscriptionFlag()
     let bound = context.configuration.databaseStepTimeout
     let loops = LoopHealth(stuckAfter: bound)

@@ -2,16 +2,19 @@ import DeviceProtocol
 import FleetContract
 import Foundation
 import Hummingbird
+import Logging
 import ServiceRuntime
 
 /// The orchestrator's REST API: pipeline operations on one device or many, with previews, and
 /// the operations' progress, history, revert and retry. Every route is in ``routes``; the contract
 /// (`openapi.yaml`) is tested against it.
 struct OrchestratorAPI: Sendable {
-    let store: OperationStore
-    let registry: RegistryClient
+    let store: any OperationRepository
+    let registry: any RegistryLookup
     let resolver: PipelineResolver
-    let wake: OutboxPublisher.Wake
+    /// Called after each commit (the outbox publisher's wake-up).
+    let committed: @Sendable () -> Void
+    let logger: Logger
 
     typealias Route = APIRoute<OrchestratorAPI>
 
@@ -158,13 +161,13 @@ struct OrchestratorAPI: Sendable {
     }
 
     struct Accepted: Encodable, Sendable {
-        var operation: OperationStore.OperationSummary
+        var operation: OperationSummary
         var skipped: [SkippedDevice]
     }
 
     struct OperationDetail: Encodable, Sendable {
-        var operation: OperationStore.OperationSummary
-        var devices: [OperationStore.OperationDevice]
+        var operation: OperationSummary
+        var devices: [OperationDevice]
     }
 
     struct DevicePipelines: Encodable, Sendable {
@@ -242,7 +245,7 @@ struct OrchestratorAPI: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         let devices = try await selected(body.targets)
-        store.logger.info("selected devices", metadata: ["devices": "\(devices.count)", "registry_ms": "\((clock.now - started).milliseconds)"])
+        logger.info("selected devices", metadata: ["devices": "\(devices.count)", "registry_ms": "\((clock.now - started).milliseconds)"])
         return try await carryOut(.assign, .assign(pipelines), on: devices, single: false, options: body.options, body: request, context)
     }
 
@@ -351,15 +354,15 @@ struct OrchestratorAPI: Sendable {
                 message: "no device would change (\(plan.skipped.count) skipped: \(plan.skipped.prefix(3).map(\.reason).joined(separator: "; ")))",
                 field: "targets")
         }
-        let operation = OperationStore.NewOperation(
+        let operation = NewOperation(
             kind: kind, actor: Self.actor, request: try Self.auditRecord(kind: kind, edit: edit, options: options), reverts: reverts,
             retries: retries,
             watchdogSeconds: watchdog, changes: plan.changes, revisions: current.mapValues(\.revision))
         let planned = clock.now
         let (generations, summary) = try await store.apply(operation)
-        wake.signal()
+        self.committed()
         let committed = clock.now
-        store.logger.info(
+        logger.info(
             "operation committed",
             metadata: [
                 "operation_id": "\(operation.id)", "kind": "\(kind.rawValue)", "devices": "\(plan.changes.count)", "agents": "\(generations.count)",

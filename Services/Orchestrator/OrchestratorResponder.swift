@@ -10,7 +10,7 @@ import ServiceRuntime
 struct OrchestratorResponder: Service {
     let mqtt: MQTTClient
     let database: DatabaseService
-    let store: OperationStore
+    let store: PostgresOperationStore
     let logger: Logger
 
     func run() async throws {

@@ -9,7 +9,7 @@ import Synchronization
 /// settings merged under the operator's, and every field checked. Errors name the field
 /// (`pipelines[1].stages[0].version`).
 struct PipelineResolver: Sendable {
-    let registry: RegistryClient
+    let registry: any RegistryLookup
 
     /// Model versions looked up once per operation.
     final class Lookups: Sendable {

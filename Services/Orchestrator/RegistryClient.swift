@@ -5,13 +5,13 @@ import ServiceRuntime
 
 /// The orchestrator's questions to the registry, over MQTT 5 request/response
 /// (`docs/mqtt-contract.md`): the devices of a selection, and model versions.
-struct RegistryClient: Sendable {
+struct RegistryClient: RegistryLookup {
     let mqtt: MQTTClient
     var timeout: Duration = .seconds(10)
 
     /// The registry is down or slow: the operator can try again.
-    static func unavailable(_ error: any Error) -> APIError {
-        APIError(.serviceUnavailable, code: "registry_unavailable", message: "the registry did not answer: \(error)")
+    static func unavailable(_ error: any Error) -> DomainError {
+        .unavailable(code: "registry_unavailable", "the registry did not answer: \(error)")
     }
 
     /// Devices matching `targets` (ids, or the selector's sites, groups and labels), with their

@@ -21,7 +21,7 @@ struct RepublishSchedule: Sendable {
 
     /// Of the agents behind now, those due at `now`, each with its next time set. Agents no
     /// longer behind are forgotten.
-    mutating func due(_ behind: [OperationStore.AgentBehind], at now: ContinuousClock.Instant) -> [String] {
+    mutating func due(_ behind: [PostgresOperationStore.AgentBehind], at now: ContinuousClock.Instant) -> [String] {
         var due: [String] = []
         var next: [String: Entry] = [:]
         next.reserveCapacity(behind.count)

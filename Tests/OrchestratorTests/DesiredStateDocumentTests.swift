@@ -69,7 +69,7 @@ struct DesiredStateDocumentTests {
     @Test("the outbox is published in chunks of whole agents, each agent's documents in order in one chunk")
     func outboxChunks() {
         let agents = (0..<7).map { "agent-\($0)" }
-        var entries: [OperationStore.OutboxEntry] = []
+        var entries: [PostgresOperationStore.OutboxEntry] = []
         var seq: Int64 = 0
         for round in 1...3 {
             for agent in agents where round == 1 || agent.hasSuffix("1") || agent.hasSuffix("5") {

@@ -13,40 +13,6 @@ import Testing
 /// database of the PostgreSQL that `scripts/test` starts (the schema name is fixed).
 @Suite("Orchestrator migrations against PostgreSQL")
 struct OrchestratorMigrationTests {
-    /// Runs `body` with a client of a new database, dropped afterwards.
-    private func withNewDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let name = uniqueName("orch_mig")
-        let shared = try ServiceConfiguration.parseDatabaseURL(TestEnvironment.current().databaseURL + "?sslmode=disable")
-        var own = shared
-        own.database = name
-        return try await withClients([shared, own]) { clients in
-            try await clients[0].query("CREATE DATABASE \(unescaped: name)")
-            do {
-                let result = try await body(clients[1])
-                try await clients[0].query("DROP DATABASE \(unescaped: name) WITH (FORCE)")
-                return result
-            } catch {
-                _ = try? await clients[0].query("DROP DATABASE \(unescaped: name) WITH (FORCE)")
-                throw error
-            }
-        }
-    }
-
-    private func withClients<T: Sendable>(
-        _ configurations: [PostgresClient.Configuration], _ body: @Sendable ([PostgresClient]) async throws -> T
-    ) async throws -> T {
-        let clients = configurations.map { PostgresClient(configuration: $0, backgroundLogger: testLogger("postgres")) }
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            for client in clients {
-                group.addTask {
-                    await client.run(); return nil
-                }
-            }
-            defer { group.cancelAll() }
-            return try await body(clients)
-        }
-    }
-
     @Test("migration 4 moves each operation's before and after lists to one row per distinct list; revert reads them back")
     func operationListsMoved() async throws {
         try await withNewDatabase { client in
@@ -85,7 +51,7 @@ struct OrchestratorMigrationTests {
             }
             #expect(lists == 3, "the distinct lists of the operation: [], people, cars")
 
-            let changes = try await OperationStore(client: client, logger: logger).changes(of: operation)
+            let changes = try await PostgresOperationStore(client: client, logger: logger).changes(of: operation)
             let decoded = { (text: String) in try ContractCoding.decoder.decode([DesiredState.Pipeline].self, from: Data(text.utf8)) }
             #expect(changes.count == devices.count)
             for (device, before, after) in devices {

@@ -6,8 +6,8 @@ import Testing
 struct RepublishScheduleTests {
     private let start = ContinuousClock.now
     private func at(_ seconds: Int) -> ContinuousClock.Instant { start + .seconds(seconds) }
-    private func behind(_ agents: [String: Int64]) -> [OperationStore.AgentBehind] {
-        agents.sorted { $0.key < $1.key }.map { OperationStore.AgentBehind(agentID: $0.key, generation: $0.value) }
+    private func behind(_ agents: [String: Int64]) -> [PostgresOperationStore.AgentBehind] {
+        agents.sorted { $0.key < $1.key }.map { PostgresOperationStore.AgentBehind(agentID: $0.key, generation: $0.value) }
     }
 
     @Test("an agent found behind is due at once, then after 5, 10, 20 … s, at most 5 min apart")

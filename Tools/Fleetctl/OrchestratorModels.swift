@@ -2,7 +2,7 @@ import FleetContract
 import Foundation
 
 // The orchestrator's answers as the tool reads them (Services/Orchestrator/OrchestratorAPI.swift,
-// OperationStore.swift). Kinds and statuses are read as strings so that one added later is
+// OperationTypes.swift). Kinds and statuses are read as strings so that one added later is
 // printed rather than refused.
 
 /// A pipeline as a device runs it (the agent's desired state: stages with artifacts resolved).

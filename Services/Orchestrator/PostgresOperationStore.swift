@@ -8,7 +8,7 @@ import ServiceRuntime
 /// The orchestrator's data in PostgreSQL (schema `orchestrator`): each device's pipelines and
 /// their history, each agent's desired-state generation, the operations with their devices, and
 /// the outbox of desired-state documents.
-struct OperationStore: Sendable {
+struct PostgresOperationStore: OperationRepository {
     let client: PostgresClient
     let logger: Logger
 
@@ -34,47 +34,20 @@ struct OperationStore: Sendable {
         return current
     }
 
-    struct HistoryEntry: Codable, Sendable {
-        var revision: Int
-        var pipelines: [DesiredState.Pipeline]
-        var operationID: UUID
-        var createdAt: Date
-
-        enum CodingKeys: String, CodingKey {
-            case revision, pipelines
-            case operationID = "operation_id"
-            case createdAt = "created_at"
-        }
-    }
-
-    func history(of deviceID: UUID) async throws -> [HistoryEntry] {
-        var entries: [HistoryEntry] = []
+    func history(of deviceID: UUID) async throws -> [PipelineHistoryEntry] {
+        var entries: [PipelineHistoryEntry] = []
         let rows = try await client.query(
             """
             SELECT revision, pipelines::text, operation_id, created_at FROM orchestrator.device_pipeline_history
             WHERE device_id = \(deviceID) ORDER BY revision DESC
             """, logger: logger)
         for try await (revision, text, operation, createdAt) in rows.decode((Int, String, UUID, Date).self) {
-            entries.append(HistoryEntry(revision: revision, pipelines: try pipelines(text), operationID: operation, createdAt: createdAt))
+            entries.append(PipelineHistoryEntry(revision: revision, pipelines: try pipelines(text), operationID: operation, createdAt: createdAt))
         }
         return entries
     }
 
     // MARK: Applying an operation
-
-    struct NewOperation: Sendable {
-        var id = UUID()
-        var kind: OperationKind
-        var actor: String
-        /// The request as the operator sent it (its JSON), for the audit trail.
-        var request: String
-        var reverts: UUID?
-        var retries: UUID?
-        var watchdogSeconds: Int
-        var changes: [DeviceChange]
-        /// The revision of each device when the plan was made; a device changed since is a conflict.
-        var revisions: [UUID: Int]
-    }
 
     /// Commits the operation in one transaction: the devices' new pipelines and history, each
     /// affected agent's generation + 1 with its whole new desired-state document in the outbox,
@@ -88,29 +61,42 @@ struct OperationStore: Sendable {
         var coder = PipelineListCoder()
         let after = try changes.map { try coder.json($0.after) }
         let lists = Lists(after: after, before: try changes.map { try coder.json($0.before) })
-        return try await client.withTransaction(logger: logger) { connection in
-            let createdAt = try await insertOperation(operation, on: connection)
-            try await lockDevices(of: operation, on: connection)
-            try await storeDevicePipelines(of: operation, lists: lists, on: connection)
-            let agents = Array(Set(changes.map(\.device.serverID))).sorted()
-            let generations = try await nextGenerations(of: agents, on: connection)
-            // Each agent's whole document: every device of its server with the pipelines it runs
-            // now, the changed ones from memory and the others as stored. The agents' rows, locked
-            // by nextGenerations, serialise operations on one agent, so what is stored is current.
-            var assignments: [String: [(key: String, pipelines: String)]] = [:]
-            for (change, text) in zip(changes, after) where !change.after.isEmpty {
-                assignments[change.device.serverID, default: []].append((change.device.key, text))
+        return try await Self.unwrappingRefusals {
+            try await client.withTransaction(logger: logger) { connection in
+                let createdAt = try await insertOperation(operation, on: connection)
+                try await lockDevices(of: operation, on: connection)
+                try await storeDevicePipelines(of: operation, lists: lists, on: connection)
+                let agents = Array(Set(changes.map(\.device.serverID))).sorted()
+                let generations = try await nextGenerations(of: agents, on: connection)
+                // Each agent's whole document: every device of its server with the pipelines it runs
+                // now, the changed ones from memory and the others as stored. The agents' rows, locked
+                // by nextGenerations, serialise operations on one agent, so what is stored is current.
+                var assignments: [String: [(key: String, pipelines: String)]] = [:]
+                for (change, text) in zip(changes, after) where !change.after.isEmpty {
+                    assignments[change.device.serverID, default: []].append((change.device.key, text))
+                }
+                try await enqueueDocuments(
+                    of: agents, at: generations, changed: assignments, exceptDevices: changes.map(\.device.id), correlationID: operation.id,
+                    on: connection)
+                try await recordDevices(of: operation, lists: lists, generations: generations, on: connection)
+                var counts = Dictionary(uniqueKeysWithValues: DeviceStatus.allCases.map { ($0.rawValue, 0) })
+                counts[DeviceStatus.pending.rawValue] = changes.count
+                let summary = OperationSummary(
+                    id: operation.id, kind: operation.kind, actor: operation.actor, createdAt: createdAt, reverts: operation.reverts,
+                    retries: operation.retries, watchdogSeconds: operation.watchdogSeconds, counts: counts, devices: changes.count, finished: false)
+                return (generations, summary)
             }
-            try await enqueueDocuments(
-                of: agents, at: generations, changed: assignments, exceptDevices: changes.map(\.device.id), correlationID: operation.id,
-                on: connection)
-            try await recordDevices(of: operation, lists: lists, generations: generations, on: connection)
-            var counts = Dictionary(uniqueKeysWithValues: DeviceStatus.allCases.map { ($0.rawValue, 0) })
-            counts[DeviceStatus.pending.rawValue] = changes.count
-            let summary = OperationSummary(
-                id: operation.id, kind: operation.kind, actor: operation.actor, createdAt: createdAt, reverts: operation.reverts,
-                retries: operation.retries, watchdogSeconds: operation.watchdogSeconds, counts: counts, devices: changes.count, finished: false)
-            return (generations, summary)
+        }
+    }
+
+    /// A refusal thrown inside a transaction, as itself: PostgresNIO wraps whatever the body
+    /// throws in a `PostgresTransactionError`, which would answer 500 instead of the 409.
+    private static func unwrappingRefusals<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? DomainError { throw refusal }
+            throw error
         }
     }
 
@@ -156,10 +142,7 @@ struct OperationStore: Sendable {
             locked[id] = revision
         }
         for id in ids where (locked[id] ?? 0) != (operation.revisions[id] ?? 0) {
-            throw APIError(
-                .conflict, code: "changed_meanwhile",
-                message: "device \(id.lowercasedString) was changed by another operation since this one was planned; try again",
-                field: "device_id")
+            throw DomainError.changedMeanwhile(id)
         }
     }
 
@@ -533,61 +516,6 @@ struct OperationStore: Sendable {
 
     // MARK: Reading operations
 
-    struct OperationSummary: Codable, Sendable {
-        var id: UUID
-        var kind: OperationKind
-        var actor: String
-        var createdAt: Date
-        var reverts: UUID?
-        var retries: UUID?
-        var watchdogSeconds: Int
-        var counts: [String: Int]
-        var devices: Int
-        /// Every device settled (applied, failed or timed out).
-        var finished: Bool
-
-        enum CodingKeys: String, CodingKey {
-            case id, kind, actor, reverts, retries, counts, devices, finished
-            case createdAt = "created_at"
-            case watchdogSeconds = "watchdog_seconds"
-        }
-    }
-
-    struct OperationDevice: Codable, Sendable {
-        var deviceID: UUID
-        var deviceName: String
-        var siteID: String
-        var serverID: String
-        var generation: Int64
-        var status: DeviceStatus
-        var reason: String?
-        /// While its agent applies the generation and says how far it is (an in-progress report).
-        var progress: ApplyProgress?
-        var updatedAt: Date
-
-        enum CodingKeys: String, CodingKey {
-            case status, reason, generation, progress
-            case deviceID = "device_id"
-            case deviceName = "device_name"
-            case siteID = "site_id"
-            case serverID = "server_id"
-            case updatedAt = "updated_at"
-        }
-    }
-
-    /// How far an agent's apply is, from its last in-progress report.
-    struct ApplyProgress: Codable, Sendable {
-        var bytesFetched: Int64
-        var bytesTotal: Int64?
-        var reportedAt: Date
-
-        enum CodingKeys: String, CodingKey {
-            case bytesFetched = "bytes_fetched"
-            case bytesTotal = "bytes_total"
-            case reportedAt = "reported_at"
-        }
-    }
-
     private static let summaryQuery = """
         SELECT o.seq, o.id, o.kind, o.actor, o.created_at, o.reverts, o.retries, o.watchdog_seconds,
                count(*) FILTER (WHERE d.status = 'pending')::int, count(*) FILTER (WHERE d.status = 'delivered')::int,
@@ -659,10 +587,8 @@ struct OperationStore: Sendable {
     }
 
     /// Each device's pipelines before and after an operation, for revert and retry.
-    func changes(
-        of operationID: UUID
-    ) async throws -> [(deviceID: UUID, status: DeviceStatus, before: [DesiredState.Pipeline], after: [DesiredState.Pipeline])] {
-        var found: [(UUID, DeviceStatus, [DesiredState.Pipeline], [DesiredState.Pipeline])] = []
+    func changes(of operationID: UUID) async throws -> [OperationChange] {
+        var found: [OperationChange] = []
         let rows = try await client.query(
             """
             SELECT d.device_id, d.status, b.pipelines::text, a.pipelines::text FROM orchestrator.operation_devices d
@@ -673,9 +599,12 @@ struct OperationStore: Sendable {
             logger: logger)
         var coder = PipelineListCoder()
         for try await (id, status, before, after) in rows.decode((UUID, String, String, String).self) {
-            found.append((id, DeviceStatus(rawValue: status) ?? .pending, try coder.pipelines(before), try coder.pipelines(after)))
+            found.append(
+                OperationChange(
+                    deviceID: id, status: DeviceStatus(rawValue: status) ?? .pending, before: try coder.pipelines(before),
+                    after: try coder.pipelines(after)))
         }
-        return found.map { (deviceID: $0.0, status: $0.1, before: $0.2, after: $0.3) }
+        return found
     }
 
     // MARK: Model versions in use
