@@ -297,7 +297,7 @@ struct AgentRelay: Service {
     /// Messages (one, or a telemetry batch) the broker did not take: each is counted, one line logged.
     private func forwardFailed(_ messages: some Collection<ValidatedAgentMessage>, _ error: any Error) {
         guard let first = messages.first else { return }
-        Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "forward_failed")]).increment(by: messages.count)
+        GatewayMetrics.dropped(.forwardFailed).increment(by: messages.count)
         logger.warning(
             "could not forward agent messages",
             metadata: ["messages": "\(messages.count)", "agent_id": "\(first.agentID)", "channel": "\(first.channel)", "error": "\(error)"])
@@ -315,7 +315,7 @@ struct AgentRelay: Service {
                 try await mqtt.publish(
                     Topic.agentPresenceEvents.path, payload: try Envelope(payload: event).encoded(), qos: .atLeastOnce,
                     properties: MQTTProperties(contentType: "application/json"))
-                Counter(label: "gateway_presence_events_total", dimensions: [("state", event.state.rawValue)]).increment()
+                GatewayMetrics.presenceEvents(event.state).increment()
                 logger.info("agent \(event.state.rawValue)", metadata: ["agent_id": "\(event.agentID)"])
             } catch {
                 logger.warning("could not announce a presence change", metadata: ["agent_id": "\(event.agentID)", "error": "\(error)"])
@@ -329,9 +329,9 @@ struct AgentRelay: Service {
     private func expireSilentAgents(watching queues: [WatchedQueue]) async {
         var backlog = InboundBacklog()
         var lastBacklog = -Double.infinity
-        let gauges = (online: Gauge(label: "gateway_agents_online"), known: Gauge(label: "gateway_agents_known"))
-        let forgottenCount = Counter(label: "gateway_agents_forgotten_total")
-        let heldCount = Counter(label: "gateway_expiry_held_total")
+        let gauges = (online: GatewayMetrics.agentsOnline, known: GatewayMetrics.agentsKnown)
+        let forgottenCount = GatewayMetrics.agentsForgotten
+        let heldCount = GatewayMetrics.expiryHeld
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             let moment = Moment.now()
@@ -415,7 +415,7 @@ struct AgentRelay: Service {
 
     private func handlePeerStatus(_ message: MQTTMessage) {
         guard let status = try? Envelope<ServiceStatus>.decode(from: message.payload) else {
-            Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "bad_peer_status")]).increment()
+            GatewayMetrics.dropped(.badPeerStatus).increment()
             return
         }
         state.updateMembership(instance: status.payload.instance, online: status.payload.state == .online)
@@ -475,19 +475,19 @@ struct AgentRelay: Service {
         do {
             payload = try Self.desiredSchema.validate(json: message.payload, capturingScalarsOf: "payload")
         } catch {
-            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "invalid")]).increment()
+            GatewayMetrics.desiredStates(.invalid).increment()
             logger.warning("dropped an invalid desired state", metadata: ["error": "\(error)"])
             return nil
         }
         guard case .string(let id)? = payload.value(named: "agent_id"), let agentID = try? TopicLevel(id),
             let generation = payload.value(named: "generation")?.integer
         else {
-            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "invalid")]).increment()
+            GatewayMetrics.desiredStates(.invalid).increment()
             logger.warning("dropped a desired state whose agent_id is not a valid id")
             return nil
         }
         guard state.owns(agentID.value) else {
-            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "not_owner")]).increment()
+            GatewayMetrics.desiredStates(.notOwner).increment()
             return nil
         }
         return DesiredStateRequest(agentID: agentID, generation: generation, payload: message.payload)
@@ -499,23 +499,23 @@ struct AgentRelay: Service {
         let (agentID, generation) = (request.agentID, request.generation)
         let last = state.withTable { $0.desiredGeneration(of: agentID.value) }
         if let last, generation < last {
-            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "stale")]).increment()
+            GatewayMetrics.desiredStates(.stale).increment()
             logger.info(
                 "not publishing an older desired state", metadata: ["agent_id": "\(agentID)", "generation": "\(generation)", "published": "\(last)"])
             return
         }
         // The same generation again is the orchestrator asking for the agent's report once more
         // (it lost one): published again, the agent answers with a report and applies nothing.
-        let outcome = last == generation ? "republished" : "published"
+        let outcome: GatewayMetrics.DesiredStateOutcome = last == generation ? .republished : .published
         do {
             try await mqtt.publish(
                 Topic.agent(agentID, .desired).path, payload: request.payload, qos: .atLeastOnce, retain: true,
                 properties: MQTTProperties(contentType: "application/json"))
             _ = state.withTable { $0.noteDesired(agentID.value, generation: generation, at: Moment.now()) }
-            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", outcome)]).increment()
+            GatewayMetrics.desiredStates(outcome).increment()
             logger.debug("published a desired state", metadata: ["agent_id": "\(agentID)", "generation": "\(generation)"])
         } catch {
-            Counter(label: "gateway_desired_states_total", dimensions: [("outcome", "publish_failed")]).increment()
+            GatewayMetrics.desiredStates(.publishFailed).increment()
             logger.warning("could not publish a desired state", metadata: ["agent_id": "\(agentID)", "error": "\(error)"])
         }
     }
@@ -527,24 +527,15 @@ private struct InboundCounters: Sendable {
     let received: [Topic.AgentChannel: Counter]
     let forwarded: [Topic.AgentChannel: Counter]
     let dropped: [AgentMessageRejection: Counter]
-    /// Forwarded telemetry batches; `gateway_messages_forwarded_total{channel="telemetry"}` over
-    /// this is the mean batch size.
-    let telemetryBatches = Counter(label: "gateway_telemetry_batches_total")
+    let telemetryBatches = GatewayMetrics.telemetryBatches
     /// Valid messages of agents first heard of while the agent table was full.
-    let refused = Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", "agent_table_full")])
+    let refused = GatewayMetrics.dropped(.agentTableFull)
 
     init() {
         let inbound = Topic.AgentChannel.inbound
-        received = Dictionary(
-            uniqueKeysWithValues: inbound.map { ($0, Counter(label: "gateway_messages_received_total", dimensions: [("channel", $0.rawValue)])) })
-        forwarded = Dictionary(
-            uniqueKeysWithValues: [Topic.AgentChannel.hello, .report, .telemetry].map {
-                ($0, Counter(label: "gateway_messages_forwarded_total", dimensions: [("channel", $0.rawValue)]))
-            })
-        dropped = Dictionary(
-            uniqueKeysWithValues: AgentMessageRejection.allCases.map {
-                ($0, Counter(label: "gateway_messages_dropped_total", dimensions: [("reason", $0.rawValue)]))
-            })
+        received = Dictionary(uniqueKeysWithValues: inbound.map { ($0, GatewayMetrics.received($0)) })
+        forwarded = Dictionary(uniqueKeysWithValues: [Topic.AgentChannel.hello, .report, .telemetry].map { ($0, GatewayMetrics.forwarded($0)) })
+        dropped = Dictionary(uniqueKeysWithValues: AgentMessageRejection.allCases.map { ($0, GatewayMetrics.dropped($0)) })
     }
 }
 

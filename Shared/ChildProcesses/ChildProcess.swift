@@ -1,15 +1,16 @@
 package import Foundation
+import Synchronization
 
 /// A child process started with `posix_spawn` and reaped with `waitpid`: the edge agent's process
 /// runtime and the tests' services and scripts.
 ///
 /// Foundation's `Process` did not notice its children exit inside the test runner (they stayed
 /// zombies and `waitUntilExit` never returned), so ModelFleet manages its children directly.
-package final class ChildProcess: @unchecked Sendable {
+package final class ChildProcess: Sendable {
     package let pid: pid_t
     package let outputFile: URL
-    private let lock = NSLock()
-    private var exitStatus: Int32?
+    /// Set once the child is reaped (`waitpid` may be called only once for it).
+    private let exitStatus = Mutex<Int32?>(nil)
 
     /// Starts `executable` with `arguments` and `environment`, stdin from /dev/null, stdout and
     /// stderr appended to `outputFile`. An `executable` without a `/` is looked up in the `PATH`.
@@ -52,7 +53,7 @@ package final class ChildProcess: @unchecked Sendable {
 
     /// The exit code (or 128 + signal), or nil while it runs.
     package var status: Int32? {
-        lock.withLock {
+        exitStatus.withLock { exitStatus in
             if exitStatus == nil {
                 var raw: Int32 = 0
                 if waitpid(pid, &raw, WNOHANG) == pid {
