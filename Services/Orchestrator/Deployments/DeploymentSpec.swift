@@ -1,0 +1,324 @@
+import FleetContract
+import Foundation
+import ServiceRuntime
+
+/// A deployment as the operator describes it: the product's form, every field. Stored whole at
+/// each revision; what is absent from a request takes the default written here and in the
+/// contract (`openapi.yaml`, `DeploymentSpec`).
+struct DeploymentSpec: Codable, Sendable, Equatable {
+    enum Environment: String, Codable, Sendable, CaseIterable {
+        case development, staging, production
+    }
+
+    struct Resources: Codable, Sendable, Equatable {
+        var cpuCores: Double = 1
+        var memoryGB: Double = 1
+        var gpuCount: Int = 0
+        /// Any GPU model the fleet's servers report (`nvidia-t4`, `a100`); required when `gpuCount > 0`.
+        var gpuType: String?
+        var storageGB: Double = 10
+        var networkMbps: Int = 100
+
+        enum CodingKeys: String, CodingKey {
+            case cpuCores = "cpu_cores"
+            case memoryGB = "memory_gb"
+            case gpuCount = "gpu_count"
+            case gpuType = "gpu_type"
+            case storageGB = "storage_gb"
+            case networkMbps = "network_mbps"
+        }
+
+        init() {}
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = Resources()
+            cpuCores = try container.decodeIfPresent(Double.self, forKey: .cpuCores) ?? defaults.cpuCores
+            memoryGB = try container.decodeIfPresent(Double.self, forKey: .memoryGB) ?? defaults.memoryGB
+            gpuCount = try container.decodeIfPresent(Int.self, forKey: .gpuCount) ?? defaults.gpuCount
+            gpuType = try container.decodeIfPresent(String.self, forKey: .gpuType)
+            storageGB = try container.decodeIfPresent(Double.self, forKey: .storageGB) ?? defaults.storageGB
+            networkMbps = try container.decodeIfPresent(Int.self, forKey: .networkMbps) ?? defaults.networkMbps
+        }
+
+        var memoryBytes: Int64 { Int64((memoryGB * 1_073_741_824).rounded()) }
+    }
+
+    struct Scaling: Codable, Sendable, Equatable {
+        var minReplicas: Int = 1
+        var maxReplicas: Int = 1
+        /// The instances wanted now, within min...max (the autoscaler moves it when on).
+        var replicas: Int = 1
+        var autoscaling = false
+        var targetCPUPercent: Int? = 70
+        var targetMemoryPercent: Int? = 80
+        var targetGPUPercent: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case autoscaling, replicas
+            case minReplicas = "min_replicas"
+            case maxReplicas = "max_replicas"
+            case targetCPUPercent = "target_cpu_percent"
+            case targetMemoryPercent = "target_memory_percent"
+            case targetGPUPercent = "target_gpu_percent"
+        }
+
+        init() {}
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = Scaling()
+            minReplicas = try container.decodeIfPresent(Int.self, forKey: .minReplicas) ?? defaults.minReplicas
+            maxReplicas = try container.decodeIfPresent(Int.self, forKey: .maxReplicas) ?? max(minReplicas, defaults.maxReplicas)
+            replicas = try container.decodeIfPresent(Int.self, forKey: .replicas) ?? minReplicas
+            autoscaling = try container.decodeIfPresent(Bool.self, forKey: .autoscaling) ?? defaults.autoscaling
+            targetCPUPercent = try container.decodeIfPresent(Int.self, forKey: .targetCPUPercent) ?? defaults.targetCPUPercent
+            targetMemoryPercent = try container.decodeIfPresent(Int.self, forKey: .targetMemoryPercent) ?? defaults.targetMemoryPercent
+            targetGPUPercent = try container.decodeIfPresent(Int.self, forKey: .targetGPUPercent)
+        }
+    }
+
+    struct LoadBalancer: Codable, Sendable, Equatable {
+        enum Algorithm: String, Codable, Sendable, CaseIterable {
+            case roundRobin = "round_robin"
+            case leastConnections = "least_connections"
+            case ipHash = "ip_hash"
+        }
+
+        var enabled = true
+        var algorithm = Algorithm.roundRobin
+        var healthCheckPath = "/health"
+        var healthCheckIntervalSeconds = 10
+        var stickySessions = false
+
+        enum CodingKeys: String, CodingKey {
+            case enabled, algorithm
+            case healthCheckPath = "health_check_path"
+            case healthCheckIntervalSeconds = "health_check_interval_seconds"
+            case stickySessions = "sticky_sessions"
+        }
+
+        init() {}
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = LoadBalancer()
+            enabled = try container.decodeIfPresent(Bool.self, forKey: .enabled) ?? defaults.enabled
+            algorithm = try container.decodeIfPresent(Algorithm.self, forKey: .algorithm) ?? defaults.algorithm
+            healthCheckPath = try container.decodeIfPresent(String.self, forKey: .healthCheckPath) ?? defaults.healthCheckPath
+            healthCheckIntervalSeconds =
+                try container.decodeIfPresent(Int.self, forKey: .healthCheckIntervalSeconds) ?? defaults.healthCheckIntervalSeconds
+            stickySessions = try container.decodeIfPresent(Bool.self, forKey: .stickySessions) ?? defaults.stickySessions
+        }
+    }
+
+    struct UpdateStrategy: Codable, Sendable, Equatable {
+        enum Kind: String, Codable, Sendable, CaseIterable {
+            case rolling
+            case blueGreen = "blue_green"
+            case canary
+        }
+
+        var type = Kind.rolling
+        /// Rolling: instances above the wanted count while replacing, in percent of it.
+        var maxSurgePercent = 25
+        /// Rolling: instances that may be unavailable while replacing, in percent of the wanted count.
+        var maxUnavailablePercent = 0
+        /// Canary: the new version's traffic weight at each step, rising, ending at 100.
+        var canarySteps: [Int]?
+        /// Canary: seconds each step is analysed before the next.
+        var stepSeconds = 60
+        /// Blue-green: seconds the new set is watched before traffic switches (0: on promote only).
+        var bakeSeconds = 300
+
+        enum CodingKeys: String, CodingKey {
+            case type
+            case maxSurgePercent = "max_surge_percent"
+            case maxUnavailablePercent = "max_unavailable_percent"
+            case canarySteps = "canary_steps"
+            case stepSeconds = "step_seconds"
+            case bakeSeconds = "bake_seconds"
+        }
+
+        init() {}
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = UpdateStrategy()
+            type = try container.decodeIfPresent(Kind.self, forKey: .type) ?? defaults.type
+            maxSurgePercent = try container.decodeIfPresent(Int.self, forKey: .maxSurgePercent) ?? defaults.maxSurgePercent
+            maxUnavailablePercent = try container.decodeIfPresent(Int.self, forKey: .maxUnavailablePercent) ?? defaults.maxUnavailablePercent
+            canarySteps = try container.decodeIfPresent([Int].self, forKey: .canarySteps) ?? (type == .canary ? [10, 25, 50, 100] : nil)
+            stepSeconds = try container.decodeIfPresent(Int.self, forKey: .stepSeconds) ?? defaults.stepSeconds
+            bakeSeconds = try container.decodeIfPresent(Int.self, forKey: .bakeSeconds) ?? defaults.bakeSeconds
+        }
+    }
+
+    struct Runtime: Codable, Sendable, Equatable {
+        enum Kind: String, Codable, Sendable, CaseIterable {
+            /// The agent's own HTTP model server (`GET /health`, `POST /v1/infer`).
+            case builtin
+            /// Any command, given its port in `PORT`.
+            case process
+        }
+
+        var kind = Kind.builtin
+        var command: [String]?
+
+        init() {}
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            kind = try container.decodeIfPresent(Kind.self, forKey: .kind) ?? .builtin
+            command = try container.decodeIfPresent([String].self, forKey: .command)
+        }
+    }
+
+    var description = ""
+    var modelID: UUID
+    var modelVersion: String
+    var environment = Environment.development
+    var resources = Resources()
+    /// The instance's environment variables.
+    var env: [String: String] = [:]
+    var scaling = Scaling()
+    var loadBalancer = LoadBalancer()
+    var updateStrategy = UpdateStrategy()
+    var runtime = Runtime()
+
+    enum CodingKeys: String, CodingKey {
+        case description, environment, resources, env, scaling, runtime
+        case modelID = "model_id"
+        case modelVersion = "model_version"
+        case loadBalancer = "load_balancer"
+        case updateStrategy = "update_strategy"
+    }
+
+    init(modelID: UUID, modelVersion: String) {
+        self.modelID = modelID
+        self.modelVersion = modelVersion
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        modelID = try container.decode(UUID.self, forKey: .modelID)
+        modelVersion = try container.decode(String.self, forKey: .modelVersion)
+        description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
+        environment = try container.decodeIfPresent(Environment.self, forKey: .environment) ?? .development
+        resources = try container.decodeIfPresent(Resources.self, forKey: .resources) ?? Resources()
+        env = try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
+        scaling = try container.decodeIfPresent(Scaling.self, forKey: .scaling) ?? Scaling()
+        loadBalancer = try container.decodeIfPresent(LoadBalancer.self, forKey: .loadBalancer) ?? LoadBalancer()
+        updateStrategy = try container.decodeIfPresent(UpdateStrategy.self, forKey: .updateStrategy) ?? UpdateStrategy()
+        runtime = try container.decodeIfPresent(Runtime.self, forKey: .runtime) ?? Runtime()
+    }
+}
+
+extension APIError {
+    /// A deployment field that decoded but is not acceptable: 422 naming it.
+    static func unacceptable(_ field: String, _ message: String) -> APIError {
+        APIError(.unprocessableContent, code: "invalid_field", message: message, field: field)
+    }
+}
+
+extension DeploymentSpec {
+    /// The name rules: a DNS label (RFC 1123), as the load balancer's paths and hosts use it.
+    static func validateName(_ name: String) throws(APIError) -> String {
+        let allowed = name.utf8.allSatisfy { (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d }
+        guard (1...63).contains(name.utf8.count), allowed, name.first != "-", name.last != "-" else {
+            throw .unacceptable("name", "must be a DNS label: 1 to 63 lower-case letters, digits and '-', not starting or ending with '-'")
+        }
+        return name
+    }
+
+    /// Checks every field; `gpuTypes` are the GPU models the fleet's servers report. The first
+    /// problem is answered, naming its field (`resources.gpu_type`).
+    func validated(gpuTypes: Set<String>) throws(APIError) -> DeploymentSpec {
+        var spec = self
+        guard description.unicodeScalars.count <= 2_000 else { throw .unacceptable("description", "at most 2000 characters") }
+        guard (1...64).contains(modelVersion.count) else { throw .unacceptable("model_version", "must be 1 to 64 characters") }
+
+        let resources = spec.resources
+        guard resources.cpuCores >= 0.1, resources.cpuCores <= 256 else { throw .unacceptable("resources.cpu_cores", "must be 0.1 to 256") }
+        guard resources.memoryGB >= 0.125, resources.memoryGB <= 4_096 else {
+            throw .unacceptable("resources.memory_gb", "must be 0.125 to 4096")
+        }
+        guard (0...16).contains(resources.gpuCount) else { throw .unacceptable("resources.gpu_count", "must be 0 to 16") }
+        if resources.gpuCount > 0 {
+            guard let type = resources.gpuType, !type.isEmpty else { throw .unacceptable("resources.gpu_type", "required when gpu_count > 0") }
+            guard gpuTypes.contains(type) else {
+                let known = gpuTypes.isEmpty ? "none" : gpuTypes.sorted().joined(separator: ", ")
+                throw .unacceptable("resources.gpu_type", "no server of the fleet reports a '\(type)' GPU (the fleet has: \(known))")
+            }
+        } else if resources.gpuType != nil {
+            spec.resources.gpuType = nil
+        }
+        guard resources.storageGB >= 0, resources.storageGB <= 65_536 else { throw .unacceptable("resources.storage_gb", "must be 0 to 65536") }
+        guard (1...100_000).contains(resources.networkMbps) else { throw .unacceptable("resources.network_mbps", "must be 1 to 100000") }
+
+        guard env.count <= 64 else { throw .unacceptable("env", "at most 64 variables") }
+        for (name, value) in env.sorted(by: { $0.key < $1.key }) {
+            let valid = name.utf8.first.map { !(0x30...0x39).contains($0) } ?? false
+            guard valid, name.count <= 128,
+                name.utf8.allSatisfy({ $0 == 0x5f || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) })
+            else { throw .unacceptable("env.\(name)", "a variable name is letters, digits and '_', not starting with a digit") }
+            guard value.utf8.count <= 4_096 else { throw .unacceptable("env.\(name)", "at most 4096 bytes") }
+        }
+
+        let scaling = spec.scaling
+        guard (1...1_000).contains(scaling.minReplicas) else { throw .unacceptable("scaling.min_replicas", "must be 1 to 1000") }
+        guard scaling.maxReplicas >= scaling.minReplicas, scaling.maxReplicas <= 1_000 else {
+            throw .unacceptable("scaling.max_replicas", "must be min_replicas (\(scaling.minReplicas)) to 1000")
+        }
+        guard (scaling.minReplicas...scaling.maxReplicas).contains(scaling.replicas) else {
+            throw .unacceptable("scaling.replicas", "must be within min_replicas and max_replicas (\(scaling.minReplicas) to \(scaling.maxReplicas))")
+        }
+        for (field, value) in [
+            ("target_cpu_percent", scaling.targetCPUPercent), ("target_memory_percent", scaling.targetMemoryPercent),
+            ("target_gpu_percent", scaling.targetGPUPercent),
+        ] {
+            if let value, !(1...100).contains(value) { throw .unacceptable("scaling.\(field)", "must be 1 to 100") }
+        }
+        if scaling.autoscaling && scaling.targetCPUPercent == nil && scaling.targetMemoryPercent == nil && scaling.targetGPUPercent == nil {
+            throw .unacceptable("scaling.autoscaling", "needs at least one target (cpu, memory or gpu percent)")
+        }
+        if scaling.targetGPUPercent != nil && resources.gpuCount == 0 {
+            throw .unacceptable("scaling.target_gpu_percent", "needs resources.gpu_count > 0")
+        }
+
+        let balancer = spec.loadBalancer
+        guard balancer.healthCheckPath.hasPrefix("/"), balancer.healthCheckPath.count <= 256,
+            balancer.healthCheckPath.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f })
+        else { throw .unacceptable("load_balancer.health_check_path", "must be a path starting with '/', printable ASCII, at most 256") }
+        guard (1...3_600).contains(balancer.healthCheckIntervalSeconds) else {
+            throw .unacceptable("load_balancer.health_check_interval_seconds", "must be 1 to 3600")
+        }
+
+        let strategy = spec.updateStrategy
+        guard (0...100).contains(strategy.maxSurgePercent) else { throw .unacceptable("update_strategy.max_surge_percent", "must be 0 to 100") }
+        guard (0...100).contains(strategy.maxUnavailablePercent) else {
+            throw .unacceptable("update_strategy.max_unavailable_percent", "must be 0 to 100")
+        }
+        guard strategy.maxSurgePercent > 0 || strategy.maxUnavailablePercent > 0 else {
+            throw .unacceptable("update_strategy.max_surge_percent", "max_surge_percent and max_unavailable_percent cannot both be 0")
+        }
+        if let steps = strategy.canarySteps {
+            guard strategy.type == .canary else { throw .unacceptable("update_strategy.canary_steps", "only for the canary strategy") }
+            guard (1...20).contains(steps.count), steps.last == 100, zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 }),
+                steps.allSatisfy({ (1...100).contains($0) })
+            else { throw .unacceptable("update_strategy.canary_steps", "1 to 20 rising weights from 1 to 100, ending at 100") }
+        }
+        guard (1...86_400).contains(strategy.stepSeconds) else { throw .unacceptable("update_strategy.step_seconds", "must be 1 to 86400") }
+        guard (0...86_400).contains(strategy.bakeSeconds) else { throw .unacceptable("update_strategy.bake_seconds", "must be 0 to 86400") }
+
+        switch spec.runtime.kind {
+        case .builtin:
+            guard spec.runtime.command == nil else { throw .unacceptable("runtime.command", "only for the process runtime") }
+        case .process:
+            guard let command = spec.runtime.command, (1...64).contains(command.count), !command[0].isEmpty else {
+                throw .unacceptable("runtime.command", "the process runtime needs a command: 1 to 64 arguments, the first not empty")
+            }
+        }
+        return spec
+    }
+}
