@@ -37,6 +37,8 @@ protocol RegistryLookup: Sendable {
     func onlineSites(_ siteIDs: [String]) async throws -> Set<String>
     /// A model version; nil when the registry does not know it.
     func modelVersion(modelID: UUID, version: String) async throws -> RegistryModelVersion?
+    /// Every server with its capacity and presence, for placement.
+    func servers() async throws -> [RegistryServer]
 }
 
 extension DomainError {

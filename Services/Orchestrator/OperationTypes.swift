@@ -5,6 +5,34 @@ import ServiceRuntime
 
 /// What an operator asks for, the devices it touches, and what became of each.
 
+/// A server as the registry answers the orchestrator (`servers-query`), for placement.
+struct RegistryServer: Codable, Sendable, Equatable {
+    struct GPU: Codable, Sendable, Equatable {
+        var type: String
+        var count: Int
+    }
+
+    var id: String
+    var siteID: String
+    var cpuCores: Double
+    var memoryBytes: Int64
+    var gpus: [GPU]
+    var online: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, gpus, online
+        case siteID = "site_id"
+        case cpuCores = "cpu_cores"
+        case memoryBytes = "memory_bytes"
+    }
+
+    var placement: Placement.Server {
+        Placement.Server(
+            id: id, online: online, cpuCores: cpuCores, memoryBytes: memoryBytes,
+            gpus: gpus.reduce(into: [:]) { $0[$1.type, default: 0] += $1.count })
+    }
+}
+
 /// A device as the registry answers the orchestrator (`devices-query`).
 struct RegistryDevice: Codable, Sendable, Equatable {
     var id: UUID

@@ -36,6 +36,11 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
         OrchestratorResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
     parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports"), loops.readinessCheck(name: "loops")]
-    parts.routes = { router in api.addRoutes(to: router) }
+    let deployments = DeploymentAPI(
+        store: PostgresDeploymentStore(client: database.client, logger: context.logger), registry: registry, logger: context.logger)
+    parts.routes = { router in
+        api.addRoutes(to: router)
+        deployments.addRoutes(to: router)
+    }
     return parts
 }

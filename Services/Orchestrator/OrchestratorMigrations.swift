@@ -174,5 +174,74 @@ enum OrchestratorMigrations {
                 """
             ]
         ),
+        Migration(
+            version: 7,
+            name: "deployments",
+            statements: [
+                // A deployment's current spec (`DeploymentSpec` as JSON); a deleted one keeps its
+                // row for the audit trail and frees its name.
+                """
+                CREATE TABLE orchestrator.deployments (
+                    seq bigserial UNIQUE,
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL,
+                    revision integer NOT NULL,
+                    spec jsonb NOT NULL,
+                    stopped boolean NOT NULL DEFAULT false,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    deleted_at timestamptz
+                )
+                """,
+                "CREATE UNIQUE INDEX deployments_live_name ON orchestrator.deployments (name) WHERE deleted_at IS NULL",
+                // Every spec a deployment had, with who changed it and what.
+                """
+                CREATE TABLE orchestrator.deployment_revisions (
+                    deployment_id uuid NOT NULL REFERENCES orchestrator.deployments (id),
+                    revision integer NOT NULL,
+                    spec jsonb NOT NULL,
+                    actor text NOT NULL,
+                    change text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (deployment_id, revision)
+                )
+                """,
+                // The instances wanted now: each on a server, or pending with the reason. What an
+                // instance holds is kept with it, so placement counts it whatever the spec says now.
+                """
+                CREATE TABLE orchestrator.deployment_instances (
+                    id text PRIMARY KEY,
+                    deployment_id uuid NOT NULL REFERENCES orchestrator.deployments (id),
+                    revision integer NOT NULL,
+                    model_version text NOT NULL,
+                    server_id text,
+                    state text NOT NULL,
+                    reason text,
+                    address text,
+                    weight integer NOT NULL DEFAULT 100,
+                    cpu_cores float8 NOT NULL,
+                    memory_bytes bigint NOT NULL,
+                    gpu_count integer NOT NULL,
+                    gpu_type text,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                "CREATE INDEX deployment_instances_by_deployment ON orchestrator.deployment_instances (deployment_id, created_at)",
+                "CREATE INDEX deployment_instances_by_server ON orchestrator.deployment_instances (server_id)",
+                // What happened to a deployment, newest first when read.
+                """
+                CREATE TABLE orchestrator.deployment_events (
+                    seq bigserial PRIMARY KEY,
+                    deployment_id uuid NOT NULL REFERENCES orchestrator.deployments (id),
+                    kind text NOT NULL,
+                    message text NOT NULL,
+                    actor text NOT NULL,
+                    at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                "CREATE INDEX deployment_events_by_deployment ON orchestrator.deployment_events (deployment_id, seq)",
+            ]
+        ),
     ]
 }

@@ -49,6 +49,16 @@ struct RegistryClient: RegistryLookup {
         return try ContractCoding.decoder.decode([RegistryDevice].self, from: answer.payload)
     }
 
+    func servers() async throws -> [RegistryServer] {
+        let answer: MQTTMessage
+        do {
+            answer = try await mqtt.request(Topic.registryServerQuery.path, payload: Data("{}".utf8), timeout: timeout)
+        } catch {
+            throw Self.unavailable(error)
+        }
+        return try ContractCoding.decoder.decode([RegistryServer].self, from: answer.payload)
+    }
+
     /// A model version; nil when the registry does not know it.
     func modelVersion(modelID: UUID, version: String) async throws -> RegistryModelVersion? {
         let body = JSONValue.object(["model_id": .string(modelID.lowercasedString), "version": .string(version)])

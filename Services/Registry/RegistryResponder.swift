@@ -56,6 +56,12 @@ struct RegistryResponder: Service {
                     }
                 }
                 group.addTask {
+                    // Every server, with its capacity and presence; the request body is ignored.
+                    await serve(Topic.registryServerQuery) { _ in
+                        try ContractCoding.encoder.encode(try await store.servers(site: nil, online: nil))
+                    }
+                }
+                group.addTask {
                     await serve(Topic.registryModelVersionQuery) { request in
                         let query = try ContractCoding.decoder.decode(ModelVersionQuery.self, from: request.payload)
                         let found: ModelVersion?

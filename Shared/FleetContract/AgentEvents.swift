@@ -8,6 +8,8 @@ extension Topic {
     package static let agentPresenceEvents = root.appending("internal").appending("agents").appending("presence")
     /// Requests to the registry: the devices of a selection, with the flags other services need.
     package static let registryDeviceQuery = root.appending("internal").appending("registry").appending("devices-query")
+    /// Requests to the registry: the servers with their capacity and presence (placement).
+    package static let registryServerQuery = root.appending("internal").appending("registry").appending("servers-query")
     /// Requests to the registry: one model version's artifact and default settings.
     package static let registryModelVersionQuery = root.appending("internal").appending("registry").appending("model-version-query")
     /// Change events the registry publishes, one topic per kind.

@@ -126,7 +126,13 @@ actor InMemoryRegistry: RegistryLookup {
     /// When set, every question fails as an unreachable registry does.
     private var down = false
 
+    private var serverList: [RegistryServer] = []
+
     func add(_ device: RegistryDevice) { devices.append(device) }
+    func add(_ server: RegistryServer) { serverList.append(server) }
+    func setOnline(_ serverID: String, _ online: Bool) {
+        for index in serverList.indices where serverList[index].id == serverID { serverList[index].online = online }
+    }
     func add(_ version: RegistryModelVersion) { versions["\(version.modelID) \(version.version)"] = version }
     func setDown(_ value: Bool) { down = value }
 
@@ -148,6 +154,11 @@ actor InMemoryRegistry: RegistryLookup {
     func onlineSites(_ siteIDs: [String]) async throws -> Set<String> {
         if down { throw RegistryClient.unavailable(CancellationError()) }
         return Set(devices.filter { siteIDs.contains($0.siteID) && $0.reachable }.map(\.siteID))
+    }
+
+    func servers() async throws -> [RegistryServer] {
+        if down { throw RegistryClient.unavailable(CancellationError()) }
+        return serverList
     }
 
     func modelVersion(modelID: UUID, version: String) async throws -> RegistryModelVersion? {

@@ -1,0 +1,254 @@
+import FleetContract
+import Foundation
+import Hummingbird
+import Logging
+import ServiceRuntime
+
+/// The deployments' REST API (`/v1/deployments`, in `openapi.yaml`): create, read, edit, scale,
+/// stop, start and delete, with events and revisions. Every route is in ``routes``, which the
+/// contract test reads with the orchestrator's other routes.
+struct DeploymentAPI: Sendable {
+    let store: PostgresDeploymentStore
+    let registry: any RegistryLookup
+    let logger: Logger
+
+    typealias Route = APIRoute<DeploymentAPI>
+
+    static let routes: [Route] = [
+        Route(.post, "/v1/deployments") { api, request, context in try await api.create(request, context) },
+        Route(.get, "/v1/deployments") { api, request, context in try await api.list(request, context) },
+        Route(.get, "/v1/deployments/{deployment}") { api, request, context in try await api.get(request, context) },
+        Route(.patch, "/v1/deployments/{deployment}") { api, request, context in try await api.edit(request, context) },
+        Route(.delete, "/v1/deployments/{deployment}") { api, request, context in try await api.delete(request, context) },
+        Route(.post, "/v1/deployments/{deployment}/scale") { api, request, context in try await api.scale(request, context) },
+        Route(.post, "/v1/deployments/{deployment}/stop") { api, request, context in try await api.setStopped(true, request, context) },
+        Route(.post, "/v1/deployments/{deployment}/start") { api, request, context in try await api.setStopped(false, request, context) },
+        Route(.get, "/v1/deployments/{deployment}/events") { api, request, context in try await api.events(request, context) },
+        Route(.get, "/v1/deployments/{deployment}/revisions") { api, request, context in try await api.revisions(request, context) },
+    ]
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.add(Self.routes, for: self)
+    }
+
+    // MARK: Handlers
+
+    private struct NewDeployment: Decodable {
+        var name: String
+        var spec: DeploymentSpec
+
+        private enum CodingKeys: String, CodingKey { case name }
+
+        init(from decoder: any Decoder) throws {
+            name = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .name)
+            spec = try DeploymentSpec(from: decoder)
+        }
+    }
+
+    func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let new = try await JSONBody.decode(NewDeployment.self, from: request, context: context)
+        let name = try DeploymentSpec.validateName(new.name)
+        let servers = try await registry.servers()
+        let spec = try new.spec.validated(gpuTypes: Self.gpuTypes(of: servers))
+        try await checkModelVersion(of: spec)
+        let deployment = try await store.create(name: name, spec: spec, actor: OrchestratorAPI.actor, servers: servers.map(\.placement))
+        logger.info("deployment created", metadata: ["deployment": "\(name)", "instances": "\(deployment.instances.count)"])
+        return try respond(DeploymentView(deployment: deployment), .created, request, context)
+    }
+
+    func list(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        var limit = 50
+        if let text = query["limit"] {
+            guard let value = Int(String(text)), (1...500).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 500") }
+            limit = value
+        }
+        var after: Int64 = 0
+        if let text = query["cursor"] {
+            guard let value = Int64(String(text)), value > 0 else { throw APIError.invalid(field: "cursor", "is not a cursor this API gave") }
+            after = value
+        }
+        let (items, next) = try await store.list(limit: limit, after: after)
+        return try respond(Page(items: items.map(DeploymentView.init), nextCursor: next.map(String.init)), .ok, request, context)
+    }
+
+    func get(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try respond(DeploymentView(deployment: try await existing(context)), .ok, request, context)
+    }
+
+    private struct EditAnswer: Encodable, Sendable {
+        var deployment: DeploymentView
+        var restart: Bool
+    }
+
+    /// A JSON merge of the body into the spec; see the contract for what may change.
+    func edit(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let current = try await existing(context)
+        let body = try await JSONBody.decode(JSONValue.self, from: request, context: context)
+        guard case .object(let patch) = body else { throw APIError.invalid(field: "(body)", "must be a JSON object of the fields to change") }
+        if patch["name"] != nil { throw APIError.unacceptable("name", "cannot be changed; create a deployment with the new name") }
+        if let unknown = patch.keys.sorted().first(where: { !Self.editable.contains($0) && $0 != "model_id" && $0 != "model_version" }) {
+            throw APIError.invalid(field: unknown, "is not a field of a deployment")
+        }
+        for field in ["model_id", "model_version"] where patch[field] != nil {
+            throw APIError.unacceptable(field, "use Update Model to change the model version of a deployment")
+        }
+        let merged = Self.merge(try JSONValue(encoding: current.spec), with: body)
+        let edited: DeploymentSpec
+        do {
+            edited = try ContractCoding.decoder.decode(DeploymentSpec.self, from: try ContractCoding.encoder.encode(merged))
+        } catch let error as DecodingError {
+            let problem = ContractError(decodingError: error)
+            throw APIError.invalid(field: problem.field, problem.reason)
+        }
+        let servers = try await registry.servers()
+        let spec = try edited.validated(gpuTypes: Self.gpuTypes(of: servers).union(current.spec.resources.gpuType.map { [$0] } ?? []))
+        let changed = patch.keys.sorted().filter { key in
+            (try? JSONValue(encoding: current.spec))?.member(key) != (try? JSONValue(encoding: spec))?.member(key)
+        }
+        guard !changed.isEmpty else { throw APIError(.conflict, code: "no_change", message: "the edit changes nothing") }
+        guard
+            let deployment = try await store.update(
+                name: current.name, spec: spec, actor: OrchestratorAPI.actor, change: "edited \(changed.joined(separator: ", "))",
+                servers: servers.map(\.placement))
+        else { throw Self.notFound(current.name) }
+        let restart = spec.resources != current.spec.resources || spec.env != current.spec.env || spec.runtime != current.spec.runtime
+        return try respond(EditAnswer(deployment: DeploymentView(deployment: deployment), restart: restart), .ok, request, context)
+    }
+
+    /// The fields an edit may change.
+    private static let editable: Set<String> = [
+        "description", "environment", "resources", "env", "scaling", "load_balancer", "update_strategy", "runtime",
+    ]
+
+    private struct ScaleBody: Decodable {
+        var replicas: Int
+    }
+
+    func scale(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let current = try await existing(context)
+        let body = try await JSONBody.decode(ScaleBody.self, from: request, context: context)
+        let scaling = current.spec.scaling
+        guard (scaling.minReplicas...scaling.maxReplicas).contains(body.replicas) else {
+            throw APIError.unacceptable(
+                "replicas", "must be within min_replicas and max_replicas (\(scaling.minReplicas) to \(scaling.maxReplicas)); edit them to go further"
+            )
+        }
+        guard !current.stopped else {
+            throw APIError(.conflict, code: "deployment_stopped", message: "deployment '\(current.name)' is stopped; start it first")
+        }
+        guard body.replicas != scaling.replicas else { return try respond(DeploymentView(deployment: current), .ok, request, context) }
+        var spec = current.spec
+        spec.scaling.replicas = body.replicas
+        let servers = try await registry.servers()
+        guard
+            let deployment = try await store.update(
+                name: current.name, spec: spec, actor: OrchestratorAPI.actor, change: "scaled from \(scaling.replicas) to \(body.replicas)",
+                servers: servers.map(\.placement))
+        else { throw Self.notFound(current.name) }
+        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+    }
+
+    func setStopped(_ stopped: Bool, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try Self.name(context)
+        let servers = stopped ? [] : try await registry.servers().map(\.placement)
+        guard let deployment = try await store.setStopped(name: name, stopped, actor: OrchestratorAPI.actor, servers: servers) else {
+            throw Self.notFound(name)
+        }
+        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+    }
+
+    func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try Self.name(context)
+        guard request.uri.queryParameters["confirm"] == "true" else {
+            throw APIError.invalid(field: "confirm", "deleting a deployment shuts its instances down and removes it: confirm=true is required")
+        }
+        guard try await store.delete(name: name, actor: OrchestratorAPI.actor) else { throw Self.notFound(name) }
+        logger.info("deployment deleted", metadata: ["deployment": "\(name)"])
+        return Response(status: .noContent)
+    }
+
+    func events(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try Self.name(context)
+        var limit = 100
+        if let text = request.uri.queryParameters["limit"] {
+            guard let value = Int(String(text)), (1...1_000).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 1000") }
+            limit = value
+        }
+        guard let events = try await store.events(of: name, limit: limit) else { throw Self.notFound(name) }
+        return try respond(Page(items: events, nextCursor: nil), .ok, request, context)
+    }
+
+    func revisions(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try Self.name(context)
+        guard let revisions = try await store.revisions(of: name) else { throw Self.notFound(name) }
+        return try respond(Page(items: revisions, nextCursor: nil), .ok, request, context)
+    }
+
+    // MARK: Helpers
+
+    private static func name(_ context: BasicRequestContext) throws -> String {
+        guard let name = context.parameters.get("deployment") else { throw APIError.invalid(field: "deployment", "a deployment name is required") }
+        return name
+    }
+
+    private static func notFound(_ name: String) -> APIError { APIError.notFound("no deployment named '\(name)'") }
+
+    private func existing(_ context: BasicRequestContext) async throws -> Deployment {
+        let name = try Self.name(context)
+        guard let deployment = try await store.deployment(named: name) else { throw Self.notFound(name) }
+        return deployment
+    }
+
+    static func gpuTypes(of servers: [RegistryServer]) -> Set<String> {
+        Set(servers.flatMap { $0.gpus.filter { $0.count > 0 }.map(\.type) })
+    }
+
+    /// The model version must exist in the registry and be active, as for a pipeline stage.
+    private func checkModelVersion(of spec: DeploymentSpec) async throws {
+        guard let version = try await registry.modelVersion(modelID: spec.modelID, version: spec.modelVersion) else {
+            throw APIError(
+                .unprocessableContent, code: "unknown_model_version",
+                message: "no model \(spec.modelID.lowercasedString) version \(spec.modelVersion) in the registry", field: "model_version")
+        }
+        guard version.status == "active" else {
+            throw APIError(
+                .unprocessableContent, code: "model_version_deprecated",
+                message: "model \(version.modelName) version \(version.version) is \(version.status)", field: "model_version")
+        }
+    }
+
+    /// RFC 7386: objects merge member by member, `null` removes, anything else replaces.
+    static func merge(_ base: JSONValue, with patch: JSONValue) -> JSONValue {
+        guard case .object(let changes) = patch else { return patch }
+        var result: [String: JSONValue]
+        if case .object(let members) = base { result = members } else { result = [:] }
+        for (key, value) in changes {
+            if case .null = value {
+                result[key] = nil
+            } else {
+                result[key] = merge(result[key] ?? .null, with: value)
+            }
+        }
+        return .object(result)
+    }
+
+    private func respond(
+        _ value: some Encodable & Sendable, _ status: HTTPResponse.Status, _ request: Request, _ context: BasicRequestContext
+    ) throws -> Response {
+        try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
+    }
+}
+
+extension JSONValue {
+    /// The value as the contract encodes `value`.
+    init(encoding value: some Encodable) throws {
+        self = try ContractCoding.decoder.decode(JSONValue.self, from: try ContractCoding.encoder.encode(value))
+    }
+
+    /// An object's member, nil for anything else.
+    func member(_ key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+}

@@ -1,0 +1,110 @@
+import FleetContract
+import Foundation
+
+/// Where an instance stands (`InstanceState` in the contract).
+enum InstanceState: String, Codable, Sendable, CaseIterable {
+    /// No server can take it; `reason` says why.
+    case pending
+    /// Placed on a server, which has not reported it yet.
+    case assigned
+    case starting, ready, failed, stopped
+}
+
+/// One instance of a deployment, placed or pending.
+struct DeploymentInstance: Codable, Sendable, Equatable {
+    var id: String
+    var serverID: String?
+    var state: InstanceState
+    var reason: String?
+    var address: String?
+    var modelVersion: String
+    var revision: Int
+    var weight: Int
+    var updatedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case id, state, reason, address, revision, weight
+        case serverID = "server_id"
+        case modelVersion = "model_version"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// A deployment as stored, with its instances.
+struct Deployment: Sendable, Equatable {
+    enum Status: String, Codable, Sendable {
+        case deploying, running, degraded, stopped
+    }
+
+    var id: UUID
+    var seq: Int64
+    var name: String
+    var revision: Int
+    var spec: DeploymentSpec
+    var stopped: Bool
+    var createdAt: Date
+    var updatedAt: Date
+    var instances: [DeploymentInstance]
+
+    var ready: Int { instances.count { $0.state == .ready } }
+    var pending: Int { instances.count { $0.state == .pending } }
+
+    var status: Status {
+        if stopped { return .stopped }
+        if instances.contains(where: { $0.state == .failed || $0.state == .pending }) { return .degraded }
+        return ready >= spec.scaling.replicas ? .running : .deploying
+    }
+}
+
+/// A deployment as the API answers it: the spec's fields, then its identity and live status.
+struct DeploymentView: Encodable, Sendable {
+    var deployment: Deployment
+
+    private enum CodingKeys: String, CodingKey {
+        case id, name, revision, status, replicas, instances
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+    }
+
+    private struct Replicas: Encodable {
+        var desired: Int
+        var ready: Int
+        var pending: Int
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try deployment.spec.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(deployment.id, forKey: .id)
+        try container.encode(deployment.name, forKey: .name)
+        try container.encode(deployment.revision, forKey: .revision)
+        try container.encode(deployment.status, forKey: .status)
+        let desired = deployment.stopped ? 0 : deployment.spec.scaling.replicas
+        try container.encode(Replicas(desired: desired, ready: deployment.ready, pending: deployment.pending), forKey: .replicas)
+        try container.encode(deployment.instances, forKey: .instances)
+        try container.encode(deployment.createdAt, forKey: .createdAt)
+        try container.encode(deployment.updatedAt, forKey: .updatedAt)
+    }
+}
+
+/// Something that happened to a deployment.
+struct DeploymentEvent: Codable, Sendable, Equatable {
+    var kind: String
+    var message: String
+    var actor: String
+    var at: Date
+}
+
+/// One revision of a deployment's spec.
+struct DeploymentRevision: Codable, Sendable {
+    var revision: Int
+    var spec: DeploymentSpec
+    var actor: String
+    var change: String
+    var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case revision, spec, actor, change
+        case createdAt = "created_at"
+    }
+}

@@ -1,0 +1,325 @@
+import FleetContract
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceRuntime
+
+/// The deployments in PostgreSQL (schema `orchestrator`, migration 7). Every change that places
+/// or removes instances holds one advisory lock for its transaction, so two of them never count
+/// the same free capacity twice.
+struct PostgresDeploymentStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// Who the events of the orchestrator's own decisions name.
+    static let orchestratorActor = "orchestrator"
+    /// The advisory lock key of placement (any fixed number; only this store takes it).
+    private static let placementLock: Int64 = 7_301_019
+
+    private func json(_ spec: DeploymentSpec) throws -> String {
+        String(decoding: try ContractCoding.encoder.encode(spec), as: UTF8.self)
+    }
+
+    private func spec(_ text: String) throws -> DeploymentSpec {
+        try ContractCoding.decoder.decode(DeploymentSpec.self, from: Data(text.utf8))
+    }
+
+    // MARK: Changes
+
+    /// Creates the deployment at revision 1 and places its instances on `servers`.
+    /// `DomainError.conflict` on `name` when a live deployment has it.
+    func create(name: String, spec: DeploymentSpec, actor: String, servers: [Placement.Server]) async throws -> Deployment {
+        let id = UUID()
+        do {
+            try await inPlacementTransaction { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO orchestrator.deployments (id, name, revision, spec) VALUES (\(id), \(name), 1, \(try json(spec))::jsonb)
+                    """, logger: logger)
+                try await recordRevision(of: id, 1, spec: spec, actor: actor, change: "created", on: connection)
+                try await record(id, [("created", "created at revision 1 with \(spec.scaling.replicas) instance(s)", actor)], on: connection)
+                try await reconcile(id, name: name, spec: spec, revision: 1, stopped: false, servers: servers, actor: actor, on: connection)
+            }
+        } catch let error as PSQLError where error.isUniqueViolation {
+            throw DomainError.conflict("a deployment named '\(name)' exists already", field: "name")
+        }
+        return try await deployment(named: name)!
+    }
+
+    /// A new revision with `spec`; the instances are placed or removed to match it. Nil when
+    /// there is no such deployment.
+    func update(name: String, spec: DeploymentSpec, actor: String, change: String, servers: [Placement.Server]) async throws -> Deployment? {
+        let found = try await inPlacementTransaction { connection -> Bool in
+            guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
+            try await connection.query(
+                """
+                UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1), updated_at = now()
+                WHERE id = \(id)
+                """, logger: logger)
+            try await recordRevision(of: id, revision + 1, spec: spec, actor: actor, change: change, on: connection)
+            try await record(id, [(change.hasPrefix("scaled") ? "scaled" : "edited", "\(change) (revision \(revision + 1))", actor)], on: connection)
+            try await reconcile(id, name: name, spec: spec, revision: revision + 1, stopped: stopped, servers: servers, actor: actor, on: connection)
+            return true
+        }
+        return found ? try await deployment(named: name) : nil
+    }
+
+    /// Stops (every instance removed, the spec kept) or starts (placed again). Nil when there is
+    /// no such deployment; doing what is already done changes nothing.
+    func setStopped(name: String, _ stopped: Bool, actor: String, servers: [Placement.Server]) async throws -> Deployment? {
+        let found = try await inPlacementTransaction { connection -> Bool in
+            guard let (id, revision, wasStopped) = try await lockDeployment(name, on: connection) else { return false }
+            guard wasStopped != stopped else { return true }
+            try await connection.query(
+                "UPDATE orchestrator.deployments SET stopped = \(stopped), updated_at = now() WHERE id = \(id)", logger: logger)
+            try await record(id, [(stopped ? "stopped" : "started", stopped ? "stopped" : "started", actor)], on: connection)
+            let spec = try await currentSpec(id, on: connection)
+            try await reconcile(id, name: name, spec: spec, revision: revision, stopped: stopped, servers: servers, actor: actor, on: connection)
+            return true
+        }
+        return found ? try await deployment(named: name) : nil
+    }
+
+    /// Removes the instances and the configuration; the row, its revisions and events stay for the
+    /// audit trail, and the name is free again.
+    func delete(name: String, actor: String) async throws -> Bool {
+        try await inPlacementTransaction { connection -> Bool in
+            guard let (id, _, _) = try await lockDeployment(name, on: connection) else { return false }
+            try await connection.query("DELETE FROM orchestrator.deployment_instances WHERE deployment_id = \(id)", logger: logger)
+            try await connection.query(
+                "UPDATE orchestrator.deployments SET deleted_at = now(), updated_at = now() WHERE id = \(id)", logger: logger)
+            try await record(id, [("deleted", "deleted", actor)], on: connection)
+            return true
+        }
+    }
+
+    // MARK: Steps
+
+    /// A transaction holding the placement lock; a refusal thrown inside comes out as itself.
+    private func inPlacementTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.placementLock))", logger: logger)
+                return try await body(connection)
+            }
+        } catch let error as PostgresTransactionError {
+            if let inner = error.closureError as? DomainError { throw inner }
+            if let inner = error.closureError as? PSQLError { throw inner }
+            throw error
+        }
+    }
+
+    /// The live deployment's id, revision and whether it is stopped, its row locked.
+    private func lockDeployment(_ name: String, on connection: PostgresConnection) async throws -> (UUID, Int, Bool)? {
+        for try await row in try await connection.query(
+            "SELECT id, revision, stopped FROM orchestrator.deployments WHERE name = \(name) AND deleted_at IS NULL FOR UPDATE", logger: logger
+        ).decode((UUID, Int, Bool).self) {
+            return row
+        }
+        return nil
+    }
+
+    private func currentSpec(_ id: UUID, on connection: PostgresConnection) async throws -> DeploymentSpec {
+        for try await text in try await connection.query(
+            "SELECT spec::text FROM orchestrator.deployments WHERE id = \(id)", logger: logger
+        ).decode(String.self) {
+            return try spec(text)
+        }
+        throw DomainError.conflict("deployment \(id.lowercasedString) vanished during the change; try again")
+    }
+
+    private func recordRevision(
+        of id: UUID, _ revision: Int, spec: DeploymentSpec, actor: String, change: String, on connection: PostgresConnection
+    ) async throws {
+        try await connection.query(
+            """
+            INSERT INTO orchestrator.deployment_revisions (deployment_id, revision, spec, actor, change)
+            VALUES (\(id), \(revision), \(try json(spec))::jsonb, \(actor), \(change))
+            """, logger: logger)
+    }
+
+    private func record(_ id: UUID, _ events: [(kind: String, message: String, actor: String)], on connection: PostgresConnection) async throws {
+        guard !events.isEmpty else { return }
+        try await connection.query(
+            """
+            INSERT INTO orchestrator.deployment_events (deployment_id, kind, message, actor)
+            SELECT \(id), k, m, a FROM unnest(\(events.map(\.kind))::text[], \(events.map(\.message))::text[], \(events.map(\.actor))::text[])
+                AS t (k, m, a)
+            """, logger: logger)
+    }
+
+    /// What the placed instances of every live deployment hold, per server.
+    private func usage(on connection: PostgresConnection) async throws -> [String: Placement.Usage] {
+        var usage: [String: Placement.Usage] = [:]
+        for try await (server, cpu, memory, gpus, type) in try await connection.query(
+            """
+            SELECT i.server_id, sum(i.cpu_cores), sum(i.memory_bytes)::bigint, sum(i.gpu_count)::bigint, i.gpu_type
+            FROM orchestrator.deployment_instances i
+            WHERE i.server_id IS NOT NULL
+            GROUP BY i.server_id, i.gpu_type
+            """, logger: logger
+        ).decode((String, Double, Int64, Int64, String?).self) {
+            usage[server, default: Placement.Usage()].cpuCores += cpu
+            usage[server, default: Placement.Usage()].memoryBytes += memory
+            if let type, gpus > 0 { usage[server, default: Placement.Usage()].gpus[type, default: 0] += Int(gpus) }
+        }
+        return usage
+    }
+
+    /// Makes the deployment's instances what its spec wants: the surplus removed (pending ones
+    /// first, then the newest), pending ones placed where they fit now, the missing ones placed
+    /// or left pending with the reason. Each decision is an event.
+    private func reconcile(
+        _ id: UUID, name: String, spec: DeploymentSpec, revision: Int, stopped: Bool, servers: [Placement.Server], actor: String,
+        on connection: PostgresConnection
+    ) async throws {
+        var instances: [(id: String, server: String?)] = []
+        for try await row in try await connection.query(
+            "SELECT id, server_id FROM orchestrator.deployment_instances WHERE deployment_id = \(id) ORDER BY created_at, id", logger: logger
+        ).decode((String, String?).self) {
+            instances.append(row)
+        }
+        let wanted = stopped ? 0 : spec.scaling.replicas
+        var events: [(kind: String, message: String, actor: String)] = []
+
+        if instances.count > wanted {
+            let surplus = instances.count - wanted
+            let order = instances.enumerated().sorted { a, b in
+                (a.element.server == nil ? 0 : 1, -a.offset) < (b.element.server == nil ? 0 : 1, -b.offset)
+            }
+            let removed = order.prefix(surplus).map(\.element.id)
+            try await connection.query("DELETE FROM orchestrator.deployment_instances WHERE id = ANY(\(removed))", logger: logger)
+            if !stopped { events += removed.map { ("removed", "removed instance \($0)", actor) } }
+            instances.removeAll { removed.contains($0.id) }
+        }
+
+        let demand = Placement.Demand(spec.resources)
+        var used = try await usage(on: connection)
+        var spread = instances.compactMap(\.server).reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }
+        let pending = instances.filter { $0.server == nil }.map(\.id)
+        if !pending.isEmpty {
+            let placed = Placement.place(count: pending.count, demand: demand, servers: servers, used: used, spread: spread)
+            for (instance, server) in zip(pending, placed.servers) {
+                try await connection.query(
+                    """
+                    UPDATE orchestrator.deployment_instances SET server_id = \(server), state = 'assigned', reason = NULL, updated_at = now()
+                    WHERE id = \(instance)
+                    """, logger: logger)
+                events.append(("placed", "placed instance \(instance) on \(server)", Self.orchestratorActor))
+                used[server, default: Placement.Usage()].add(demand)
+                spread[server, default: 0] += 1
+            }
+        }
+
+        let missing = wanted - instances.count
+        if missing > 0 {
+            let placed = Placement.place(count: missing, demand: demand, servers: servers, used: used, spread: spread)
+            let ids = (0..<missing).map { _ in "\(name)-\(String(UUID().uuidString.lowercased().prefix(5)))" }
+            let targets: [String?] = placed.servers + Array(repeating: nil, count: placed.unplaced)
+            try await connection.query(
+                """
+                INSERT INTO orchestrator.deployment_instances
+                    (id, deployment_id, revision, model_version, server_id, state, reason, cpu_cores, memory_bytes, gpu_count, gpu_type)
+                SELECT i, \(id), \(revision), \(spec.modelVersion), NULLIF(s, ''), CASE WHEN s = '' THEN 'pending' ELSE 'assigned' END,
+                       CASE WHEN s = '' THEN \(placed.reason) END, \(demand.cpuCores), \(demand.memoryBytes), \(demand.gpuCount),
+                       \(demand.gpuType)
+                FROM unnest(\(ids)::text[], \(targets.map { $0 ?? "" })::text[]) AS t (i, s)
+                """, logger: logger)
+            for (instance, server) in zip(ids, targets) {
+                if let server { events.append(("placed", "placed instance \(instance) on \(server)", Self.orchestratorActor)) }
+            }
+            if placed.unplaced > 0, let reason = placed.reason {
+                events.append(("pending", "\(placed.unplaced) instance(s) pending: \(reason)", Self.orchestratorActor))
+            }
+        }
+        try await record(id, events, on: connection)
+    }
+
+    // MARK: Reads
+
+    private static let columns = "d.id, d.seq, d.name, d.revision, d.spec::text, d.stopped, d.created_at, d.updated_at"
+
+    private func deployments(_ rows: PostgresRowSequence) async throws -> [Deployment] {
+        var found: [Deployment] = []
+        for try await (id, seq, name, revision, text, stopped, created, updated) in rows.decode(
+            (UUID, Int64, String, Int, String, Bool, Date, Date).self)
+        {
+            found.append(
+                Deployment(
+                    id: id, seq: seq, name: name, revision: revision, spec: try spec(text), stopped: stopped, createdAt: created, updatedAt: updated,
+                    instances: []))
+        }
+        guard !found.isEmpty else { return [] }
+        var instances: [UUID: [DeploymentInstance]] = [:]
+        for try await (deployment, id, server, state, reason, address, version, revision, weight, updated) in try await client.query(
+            """
+            SELECT deployment_id, id, server_id, state, reason, address, model_version, revision, weight, updated_at
+            FROM orchestrator.deployment_instances WHERE deployment_id = ANY(\(found.map(\.id))) ORDER BY created_at, id
+            """, logger: logger
+        ).decode((UUID, String, String?, String, String?, String?, String, Int, Int, Date).self) {
+            instances[deployment, default: []].append(
+                DeploymentInstance(
+                    id: id, serverID: server, state: InstanceState(rawValue: state) ?? .pending, reason: reason, address: address,
+                    modelVersion: version, revision: revision, weight: weight, updatedAt: updated))
+        }
+        return found.map { deployment in
+            var deployment = deployment
+            deployment.instances = instances[deployment.id] ?? []
+            return deployment
+        }
+    }
+
+    func deployment(named name: String) async throws -> Deployment? {
+        try await deployments(
+            client.query(
+                "SELECT \(unescaped: Self.columns) FROM orchestrator.deployments d WHERE d.name = \(name) AND d.deleted_at IS NULL", logger: logger)
+        ).first
+    }
+
+    /// Live deployments in creation order after position `after`; `next` is the last position
+    /// when more follow.
+    func list(limit: Int, after: Int64) async throws -> (items: [Deployment], next: Int64?) {
+        let found = try await deployments(
+            client.query(
+                """
+                SELECT \(unescaped: Self.columns) FROM orchestrator.deployments d
+                WHERE d.deleted_at IS NULL AND d.seq > \(after) ORDER BY d.seq LIMIT \(limit + 1)
+                """, logger: logger))
+        let page = Array(found.prefix(limit))
+        return (page, found.count > limit ? page.last?.seq : nil)
+    }
+
+    /// The newest `limit` events; nil when there is no such deployment.
+    func events(of name: String, limit: Int) async throws -> [DeploymentEvent]? {
+        guard let deployment = try await deployment(named: name) else { return nil }
+        var events: [DeploymentEvent] = []
+        for try await (kind, message, actor, at) in try await client.query(
+            """
+            SELECT kind, message, actor, at FROM orchestrator.deployment_events WHERE deployment_id = \(deployment.id)
+            ORDER BY seq DESC LIMIT \(limit)
+            """, logger: logger
+        ).decode((String, String, String, Date).self) {
+            events.append(DeploymentEvent(kind: kind, message: message, actor: actor, at: at))
+        }
+        return events
+    }
+
+    /// Every revision, newest first; nil when there is no such deployment.
+    func revisions(of name: String) async throws -> [DeploymentRevision]? {
+        guard let deployment = try await deployment(named: name) else { return nil }
+        var revisions: [DeploymentRevision] = []
+        for try await (revision, text, actor, change, at) in try await client.query(
+            """
+            SELECT revision, spec::text, actor, change, created_at FROM orchestrator.deployment_revisions
+            WHERE deployment_id = \(deployment.id) ORDER BY revision DESC
+            """, logger: logger
+        ).decode((Int, String, String, String, Date).self) {
+            revisions.append(DeploymentRevision(revision: revision, spec: try spec(text), actor: actor, change: change, createdAt: at))
+        }
+        return revisions
+    }
+}
+
+extension PSQLError {
+    fileprivate var isUniqueViolation: Bool { serverInfo?[.sqlState] == "23505" }
+}

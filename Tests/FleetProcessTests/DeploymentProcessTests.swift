@@ -1,0 +1,58 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Deployments through the real registry and orchestrator, with servers registered by simulated
+/// agents (8 cores, 16 GB and one `nvidia-t4` each). The answers are recorded and checked against
+/// the contract by `scripts/check-contracts`.
+@Suite("Deployments end to end")
+struct DeploymentProcessTests {
+    @Test("placed on the servers the agents registered, scaled, stopped, started and deleted; the events and revisions say so")
+    func lifecycle() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(2, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let created = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: [
+                    "name": "people-api", "model_id": model, "model_version": "1.0.0", "description": "people at the gates",
+                    "resources": ["cpu_cores": 3, "memory_gb": 4], "scaling": ["min_replicas": 1, "max_replicas": 6, "replicas": 3],
+                    "env": ["LOG_LEVEL": "debug"],
+                ])
+            #expect(created.status == 201, "\(created.body)")
+            let servers = (created.json?["instances"] as? [[String: Any]] ?? []).compactMap { $0["server_id"] as? String }
+            #expect(servers.count == 3 && Set(servers).count == 2, "spread over both servers: \(servers)")
+
+            // 2 servers of 8 cores hold 4 instances of 3 cores: the 5th and 6th wait for room.
+            let scaled = try await fleet.api.send("POST", "/v1/deployments/people-api/scale", json: ["replicas": 6])
+            let instances = scaled.json?["instances"] as? [[String: Any]] ?? []
+            #expect(instances.count == 6 && instances.count { $0["state"] as? String == "pending" } == 2, "\(scaled.body)")
+            #expect(scaled.json?["status"] as? String == "degraded")
+            let reason = instances.first { $0["state"] as? String == "pending" }?["reason"] as? String ?? ""
+            #expect(reason.hasPrefix("no online server has 3 free CPU cores and 4 GB of memory; best: "), "\(reason)")
+
+            let gpu = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: ["name": "gpu-api", "model_id": model, "model_version": "1.0.0", "resources": ["gpu_count": 1, "gpu_type": "a100"]])
+            #expect(gpu.status == 422 && gpu.errorField == "resources.gpu_type", "\(gpu.body)")
+            #expect(gpu.body.contains("nvidia-t4"), "the answer names the GPUs the fleet has: \(gpu.body)")
+
+            let edited = try await fleet.api.send("PATCH", "/v1/deployments/people-api", json: ["scaling": ["replicas": 2]])
+            #expect(edited.status == 200 && edited.json?["restart"] as? Bool == false, "\(edited.body)")
+            #expect(try await fleet.api.send("POST", "/v1/deployments/people-api/stop").json?["status"] as? String == "stopped")
+            let started = try await fleet.api.send("POST", "/v1/deployments/people-api/start")
+            #expect((started.json?["instances"] as? [Any])?.count == 2, "\(started.body)")
+
+            let listed = try await fleet.api.get("/v1/deployments").items
+            #expect(listed.compactMap { $0["name"] as? String } == ["people-api"])
+            let revisions = try await fleet.api.get("/v1/deployments/people-api/revisions").items.compactMap { $0["change"] as? String }
+            #expect(revisions == ["edited scaling", "scaled from 3 to 6", "created"], "\(revisions)")
+            let events = try await fleet.api.get("/v1/deployments/people-api/events").items.compactMap { $0["kind"] as? String }
+            #expect(events.contains("pending") && events.contains("stopped") && events.contains("started") && events.last == "created", "\(events)")
+
+            #expect(try await fleet.api.send("DELETE", "/v1/deployments/people-api?confirm=true").status == 204)
+            #expect(try await fleet.api.get("/v1/deployments/people-api").status == 404)
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import FleetContract
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import PostgresNIO
+import ServiceRuntime
+import TestSupport
+import Testing
+
+@testable import Orchestrator
+
+/// The deployments' handlers in process (`app.test(.router)`) over their PostgreSQL store, each
+/// test in a database of its own, with the registry in memory: placement, every lifecycle step,
+/// events and revisions, and every bad input's answer.
+@Suite("Deployment handlers")
+struct DeploymentHandlerTests {
+    struct Answer {
+        var status: HTTPResponse.Status
+        var json: [String: Any]?
+        var body: String
+        var error: [String: Any]? { json?["error"] as? [String: Any] }
+        var errorField: String? { error?["field"] as? String }
+        var errorCode: String? { error?["code"] as? String }
+        var instances: [[String: Any]] { json?["instances"] as? [[String: Any]] ?? [] }
+        var items: [[String: Any]] { json?["items"] as? [[String: Any]] ?? [] }
+        /// Instances per server (pending ones under "").
+        var placement: [String: Int] {
+            instances.reduce(into: [:]) { $0[$1["server_id"] as? String ?? "", default: 0] += 1 }
+        }
+    }
+
+    struct Client {
+        let client: any TestClientProtocol
+
+        func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> Answer {
+            let response = try await client.execute(
+                uri: uri, method: method, headers: body == nil ? [:] : [.contentType: "application/json"],
+                body: body.map { ByteBuffer(string: $0) })
+            let text = String(buffer: response.body)
+            return Answer(status: response.status, json: try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], body: text)
+        }
+
+        func get(_ uri: String) async throws -> Answer { try await call(.get, uri) }
+    }
+
+    static let model = UUID()
+
+    /// Two online servers (8 cores, 16 GB and a t4; 4 cores, 8 GB) and an offline one.
+    private func withDeployments(_ body: @escaping @Sendable (Client, InMemoryRegistry) async throws -> Void) async throws {
+        try await withNewDatabase { client in
+            let logger = testLogger("deployments")
+            _ = try await MigrationRunner(schema: DatabaseSchema(name: "orchestrator", migrations: OrchestratorMigrations.all), logger: logger)
+                .migrate(on: client)
+            let registry = InMemoryRegistry()
+            await registry.add(
+                RegistryServer(id: "edge-01", siteID: "north", cpuCores: 8, memoryBytes: 16 << 30, gpus: [.init(type: "t4", count: 1)], online: true))
+            await registry.add(RegistryServer(id: "edge-02", siteID: "north", cpuCores: 4, memoryBytes: 8 << 30, gpus: [], online: true))
+            await registry.add(RegistryServer(id: "edge-03", siteID: "south", cpuCores: 64, memoryBytes: 256 << 30, gpus: [], online: false))
+            for (version, status) in [("1.0.0", "active"), ("0.9.0", "deprecated")] {
+                await registry.add(
+                    RegistryModelVersion(
+                        modelID: Self.model, modelName: "people", version: version, artifactURI: "https://models.example/p.onnx",
+                        sha256: String(repeating: "c", count: 64), defaultSettings: [:], status: status))
+            }
+            let router = Router()
+            router.add(middleware: APIErrorMiddleware())
+            DeploymentAPI(store: PostgresDeploymentStore(client: client, logger: logger), registry: registry, logger: logger).addRoutes(to: router)
+            try await Application(router: router).test(.router) { client in try await body(Client(client: client), registry) }
+        }
+    }
+
+    private static func new(_ name: String, _ fields: String = "") -> String {
+        #"{"name": "\#(name)", "model_id": "\#(model.lowercasedString)", "model_version": "1.0.0"\#(fields)}"#
+    }
+
+    @Test("create places instances spread over the servers with room; what does not fit is pending with its reason; bad input is named")
+    func create() async throws {
+        try await withDeployments { api, registry in
+            let people = try await api.call(
+                .post, "/v1/deployments",
+                Self.new("people-api", #", "resources": {"cpu_cores": 2, "memory_gb": 2}, "scaling": {"min_replicas": 3, "max_replicas": 5}"#))
+            #expect(people.status == .created, "\(people.body)")
+            #expect(people.json?["revision"] as? Int == 1 && people.json?["status"] as? String == "deploying")
+            #expect(people.placement == ["edge-01": 2, "edge-02": 1], "\(people.instances)")
+            #expect(people.instances.allSatisfy { $0["state"] as? String == "assigned" && ($0["id"] as? String)?.hasPrefix("people-api-") == true })
+            #expect((people.json?["replicas"] as? [String: Int]) == ["desired": 3, "ready": 0, "pending": 0])
+            #expect(people.json?["load_balancer"] as? [String: Any] != nil && people.json?["environment"] as? String == "development")
+
+            // One t4 in the fleet, and the people-api instances on edge-01 hold 4 of its 8 cores.
+            let gpu = try await api.call(
+                .post, "/v1/deployments",
+                Self.new("gpu-api", #", "resources": {"gpu_count": 1, "gpu_type": "t4"}, "scaling": {"min_replicas": 2, "max_replicas": 2}"#))
+            #expect(gpu.status == .created && gpu.placement == ["edge-01": 1, "": 1], "\(gpu.body)")
+            #expect(gpu.json?["status"] as? String == "degraded")
+            let pending = gpu.instances.first { $0["state"] as? String == "pending" }
+            #expect(pending?["reason"] as? String == "no online server has 1 free t4 GPU(s); best: edge-01 with 0")
+            let events = try await api.get("/v1/deployments/gpu-api/events").items.compactMap { $0["message"] as? String }
+            #expect(events.contains("1 instance(s) pending: no online server has 1 free t4 GPU(s); best: edge-01 with 0"), "\(events)")
+            #expect(events.last == "created at revision 1 with 2 instance(s)")
+
+            let big = try await api.call(.post, "/v1/deployments", Self.new("big-api", #", "resources": {"cpu_cores": 6, "memory_gb": 1}"#))
+            let reason = big.instances.first?["reason"] as? String
+            #expect(
+                big.placement == ["": 1]
+                    && reason == "no online server has 6 free CPU cores and 1 GB of memory; best: edge-01 with 3 cores and 11 GB", "\(big.body)")
+
+            let again = try await api.call(.post, "/v1/deployments", Self.new("people-api"))
+            #expect(again.status == .conflict && again.errorCode == "conflict" && again.errorField == "name")
+            for (body, status, field) in [
+                (Self.new("People"), HTTPResponse.Status.unprocessableContent, "name"),
+                (Self.new("x", #", "resources": {"gpu_count": 1, "gpu_type": "a100"}"#), .unprocessableContent, "resources.gpu_type"),
+                (Self.new("x", #", "scaling": {"min_replicas": 2, "max_replicas": 1}"#), .unprocessableContent, "scaling.max_replicas"),
+                (Self.new("x", #", "environment": "prod""#), .badRequest, "environment"),
+                (Self.new("x").replacingOccurrences(of: "1.0.0", with: "2.0.0"), .unprocessableContent, "model_version"),
+                (Self.new("x").replacingOccurrences(of: "1.0.0", with: "0.9.0"), .unprocessableContent, "model_version"),
+                (#"{"name": "x", "model_version": "1.0.0"}"#, .badRequest, "model_id"),
+                ("[]", .badRequest, "(body)"),
+            ] {
+                let bad = try await api.call(.post, "/v1/deployments", body)
+                #expect(bad.status == status && bad.errorField == field, "\(body): \(bad.body)")
+            }
+            #expect(try await api.get("/v1/deployments").items.count == 3)
+
+            await registry.setDown(true)
+            let silent = try await api.call(.post, "/v1/deployments", Self.new("later"))
+            #expect(silent.status == .serviceUnavailable && silent.errorCode == "registry_unavailable")
+        }
+    }
+
+    @Test("scale, edit, stop, start and delete: each a revision or an event, with the rules of the product's table")
+    func lifecycle() async throws {
+        try await withDeployments { api, _ in
+            let path = "/v1/deployments/people-api"
+            _ = try await api.call(
+                .post, "/v1/deployments", Self.new("people-api", #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}"#))
+            let scaled = try await api.call(.post, "\(path)/scale", #"{"replicas": 4}"#)
+            #expect(scaled.status == .ok && scaled.instances.count == 4 && scaled.json?["revision"] as? Int == 2, "\(scaled.body)")
+            let tooMany = try await api.call(.post, "\(path)/scale", #"{"replicas": 5}"#)
+            #expect(tooMany.status == .unprocessableContent && tooMany.errorField == "replicas")
+            #expect(try await api.call(.post, "\(path)/scale", #"{"replicas": "two"}"#).errorField == "replicas")
+            let down = try await api.call(.post, "\(path)/scale", #"{"replicas": 1}"#)
+            #expect(
+                down.instances.count == 1 && down.instances.first?["id"] as? String == scaled.instances.first?["id"] as? String, "the oldest stays")
+
+            let described = try await api.call(.patch, path, #"{"description": "people at the gates"}"#)
+            #expect(described.status == .ok && described.json?["restart"] as? Bool == false, "\(described.body)")
+            let deployment = described.json?["deployment"] as? [String: Any]
+            #expect(deployment?["description"] as? String == "people at the gates" && deployment?["revision"] as? Int == 4)
+            let bigger = try await api.call(.patch, path, #"{"resources": {"cpu_cores": 2}, "scaling": {"replicas": 2}}"#)
+            #expect(bigger.json?["restart"] as? Bool == true && (bigger.json?["deployment"] as? [String: Any])?["revision"] as? Int == 5)
+            #expect(((bigger.json?["deployment"] as? [String: Any])?["instances"] as? [Any])?.count == 2)
+            for (body, status, field) in [
+                (#"{"name": "other"}"#, HTTPResponse.Status.unprocessableContent, "name"),
+                (#"{"model_id": "\#(UUID())"}"#, .unprocessableContent, "model_id"),
+                (#"{"model_version": "2.0.0"}"#, .unprocessableContent, "model_version"),
+                (#"{"replicas": 3}"#, .badRequest, "replicas"),
+                (#"{"scaling": {"max_replicas": 1}}"#, .unprocessableContent, "scaling.replicas"),
+                (#"{"resources": {"cpu_cores": "two"}}"#, .badRequest, "resources.cpu_cores"),
+                ("[1]", .badRequest, "(body)"),
+            ] {
+                let bad = try await api.call(.patch, path, body)
+                #expect(bad.status == status && bad.errorField == field, "\(body): \(bad.body)")
+            }
+            #expect(try await api.call(.patch, path, #"{"description": "people at the gates"}"#).errorCode == "no_change")
+
+            let stopped = try await api.call(.post, "\(path)/stop")
+            #expect(stopped.json?["status"] as? String == "stopped" && stopped.instances.isEmpty, "\(stopped.body)")
+            #expect((stopped.json?["replicas"] as? [String: Int])?["desired"] == 0)
+            #expect(try await api.call(.post, "\(path)/scale", #"{"replicas": 3}"#).errorCode == "deployment_stopped")
+            let started = try await api.call(.post, "\(path)/start")
+            #expect(started.json?["status"] as? String == "deploying" && started.instances.count == 2)
+
+            let revisions = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
+            #expect(
+                revisions == [
+                    "edited resources, scaling", "edited description", "scaled from 4 to 1", "scaled from 2 to 4", "created",
+                ], "\(revisions)")
+            let kinds = try await api.get("\(path)/events?limit=4").items.compactMap { $0["kind"] as? String }
+            #expect(kinds == ["placed", "placed", "started", "stopped"], "\(kinds)")
+
+            let unconfirmed = try await api.call(.delete, path)
+            #expect(unconfirmed.status == .badRequest && unconfirmed.errorField == "confirm")
+            #expect(try await api.call(.delete, "\(path)?confirm=true").status == .noContent)
+            #expect(try await api.get(path).status == .notFound)
+            #expect(try await api.call(.delete, "\(path)?confirm=true").status == .notFound)
+            #expect(try await api.call(.post, "/v1/deployments", Self.new("people-api")).status == .created, "the name is free again")
+        }
+    }
+
+    @Test("the list pages in creation order; capacity freed by a stop is placed again")
+    func listAndCapacity() async throws {
+        try await withDeployments { api, _ in
+            // 8 + 4 cores: the first takes all 12, the second (4) waits for room.
+            let first = try await api.call(
+                .post, "/v1/deployments", Self.new("first", #", "resources": {"cpu_cores": 4}, "scaling": {"min_replicas": 3, "max_replicas": 3}"#))
+            #expect(first.placement == ["edge-01": 2, "edge-02": 1], "\(first.body)")
+            let second = try await api.call(.post, "/v1/deployments", Self.new("second", #", "resources": {"cpu_cores": 4}"#))
+            #expect(second.placement == ["": 1], "\(second.body)")
+            _ = try await api.call(.post, "/v1/deployments/first/stop")
+            let edited = try await api.call(.patch, "/v1/deployments/second", #"{"description": "again"}"#)
+            #expect((edited.json?["deployment"] as? [String: Any])?["status"] as? String == "deploying", "\(edited.body)")
+
+            let page = try await api.get("/v1/deployments?limit=1")
+            let cursor = try #require(page.json?["next_cursor"] as? String)
+            let rest = try await api.get("/v1/deployments?limit=1&cursor=\(cursor)")
+            #expect(page.items.first?["name"] as? String == "first" && rest.items.first?["name"] as? String == "second")
+            #expect(rest.json?["next_cursor"] as? String == nil)
+            for (uri, field) in [
+                ("/v1/deployments?limit=0", "limit"), ("/v1/deployments?cursor=x", "cursor"), ("/v1/deployments/first/events?limit=0", "limit"),
+            ] {
+                let bad = try await api.get(uri)
+                #expect(bad.status == .badRequest && bad.errorField == field, "\(uri): \(bad.body)")
+            }
+            #expect(try await api.get("/v1/deployments/none/events").status == .notFound)
+            #expect(try await api.get("/v1/deployments/none/revisions").status == .notFound)
+            #expect(try await api.call(.post, "/v1/deployments/none/stop").status == .notFound)
+        }
+    }
+}
