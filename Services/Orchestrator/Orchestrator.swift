@@ -36,8 +36,10 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
         OrchestratorResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
     parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports"), loops.readinessCheck(name: "loops")]
-    let deployments = DeploymentAPI(
-        store: PostgresDeploymentStore(client: database.client, logger: context.logger), registry: registry, logger: context.logger)
+    let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger)
+    let deployments = DeploymentAPI(store: deploymentStore, registry: registry, logger: context.logger)
+    parts.services.append(
+        PendingPlacement(mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry, logger: context.logger))
     parts.routes = { router in
         api.addRoutes(to: router)
         deployments.addRoutes(to: router)

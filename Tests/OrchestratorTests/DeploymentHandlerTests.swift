@@ -163,6 +163,11 @@ struct DeploymentHandlerTests {
                 #expect(bad.status == status && bad.errorField == field, "\(body): \(bad.body)")
             }
             #expect(try await api.call(.patch, path, #"{"description": "people at the gates"}"#).errorCode == "no_change")
+            let untargeted = try await api.call(.patch, path, #"{"scaling": {"target_cpu_percent": null}}"#)
+            let scaling = (untargeted.json?["deployment"] as? [String: Any])?["scaling"] as? [String: Any]
+            #expect(scaling?["target_cpu_percent"] is NSNull && scaling?["target_memory_percent"] as? Int == 80, "\(untargeted.body)")
+            #expect(
+                (try await api.get(path).json?["scaling"] as? [String: Any])?["target_cpu_percent"] is NSNull, "a cleared target stays cleared")
 
             let stopped = try await api.call(.post, "\(path)/stop")
             #expect(stopped.json?["status"] as? String == "stopped" && stopped.instances.isEmpty, "\(stopped.body)")
@@ -174,7 +179,7 @@ struct DeploymentHandlerTests {
             let revisions = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
             #expect(
                 revisions == [
-                    "edited resources, scaling", "edited description", "scaled from 4 to 1", "scaled from 2 to 4", "created",
+                    "edited scaling", "edited resources, scaling", "edited description", "scaled from 4 to 1", "scaled from 2 to 4", "created",
                 ], "\(revisions)")
             let kinds = try await api.get("\(path)/events?limit=4").items.compactMap { $0["kind"] as? String }
             #expect(kinds == ["placed", "placed", "started", "stopped"], "\(kinds)")
@@ -198,8 +203,11 @@ struct DeploymentHandlerTests {
             let second = try await api.call(.post, "/v1/deployments", Self.new("second", #", "resources": {"cpu_cores": 4}"#))
             #expect(second.placement == ["": 1], "\(second.body)")
             _ = try await api.call(.post, "/v1/deployments/first/stop")
-            let edited = try await api.call(.patch, "/v1/deployments/second", #"{"description": "again"}"#)
-            #expect((edited.json?["deployment"] as? [String: Any])?["status"] as? String == "deploying", "\(edited.body)")
+            let placed = try await api.get("/v1/deployments/second")
+            #expect(placed.json?["status"] as? String == "deploying" && placed.placement == ["edge-01": 1], "\(placed.body)")
+            let events = try await api.get("/v1/deployments/second/events").items
+            #expect(events.first?["message"] as? String == "placed instance \(placed.instances.first?["id"] as? String ?? "") on edge-01")
+            #expect(events.first?["actor"] as? String == "orchestrator")
 
             let page = try await api.get("/v1/deployments?limit=1")
             let cursor = try #require(page.json?["next_cursor"] as? String)

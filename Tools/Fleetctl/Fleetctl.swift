@@ -42,6 +42,7 @@ struct Fleetctl: AsyncParsableCommand {
                     AssignCommand.self, BulkSettingsCommand.self, OperationsCommand.self, OperationCommand.self, RevertCommand.self,
                     RetryCommand.self,
                 ]),
+            CommandGroup(name: "Deployments (orchestrator)", subcommands: [DeploymentsCommand.self]),
         ]
     )
 }

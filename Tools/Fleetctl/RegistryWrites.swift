@@ -48,10 +48,13 @@ extension CommandContext {
         return .success
     }
 
-    /// Deletes `what` at `path` once the operator has confirmed it (`--yes`, or yes at a
+    /// Deletes `what` at `path` (of the registry unless `service` says) once the operator has confirmed it (`--yes`, or yes at a
     /// terminal), then prints `Deleted …` or `{"deleted": true, …identity}`. Not confirmed: exit 3
     /// and nothing is sent.
-    func delete(_ path: String, what: String, identity: [String: JSONValue], options: DeletionOptions) async throws -> ExitCode {
+    func delete(
+        _ path: String, on service: ServiceClient? = nil, query: [(String, String)] = [], what: String, identity: [String: JSONValue],
+        options: DeletionOptions
+    ) async throws -> ExitCode {
         if !options.yes {
             guard console.stdinIsTerminal else {
                 console.error("error: not deleted: there is no terminal to ask whether to delete \(what); pass --yes to delete")
@@ -62,7 +65,7 @@ extension CommandContext {
                 return ExitStatus.notConfirmed
             }
         }
-        _ = try await registry.send(.DELETE, path)
+        _ = try await (service ?? registry).send(.DELETE, path, query: query)
         if output == .json {
             console.printJSON(.object(identity.merging(["deleted": .bool(true)]) { $1 }))
         } else {

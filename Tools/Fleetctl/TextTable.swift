@@ -73,6 +73,9 @@ enum Format {
 
     static func yesNo(_ value: Bool) -> String { value ? "yes" : "no" }
 
+    /// A whole number without its `.0`, else as Swift writes it.
+    static func number(_ value: Double) -> String { value.rounded() == value && abs(value) < 1e15 ? String(Int(value)) : String(value) }
+
     static func list(_ values: [String], empty: String = "-") -> String {
         values.isEmpty ? empty : values.joined(separator: ", ")
     }

@@ -151,7 +151,9 @@ struct DeploymentAPI: Sendable {
 
     func setStopped(_ stopped: Bool, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let name = try Self.name(context)
-        let servers = stopped ? [] : try await registry.servers().map(\.placement)
+        // A stop frees room that pending instances of other deployments may take; a start needs
+        // the servers, a stop goes on without them.
+        let servers = stopped ? try await answeringServers() : try await registry.servers().map(\.placement)
         guard let deployment = try await store.setStopped(name: name, stopped, actor: OrchestratorAPI.actor, servers: servers) else {
             throw Self.notFound(name)
         }
@@ -163,7 +165,9 @@ struct DeploymentAPI: Sendable {
         guard request.uri.queryParameters["confirm"] == "true" else {
             throw APIError.invalid(field: "confirm", "deleting a deployment shuts its instances down and removes it: confirm=true is required")
         }
-        guard try await store.delete(name: name, actor: OrchestratorAPI.actor) else { throw Self.notFound(name) }
+        guard try await store.delete(name: name, actor: OrchestratorAPI.actor, servers: try await answeringServers()) else {
+            throw Self.notFound(name)
+        }
         logger.info("deployment deleted", metadata: ["deployment": "\(name)"])
         return Response(status: .noContent)
     }
@@ -200,6 +204,17 @@ struct DeploymentAPI: Sendable {
         return deployment
     }
 
+    /// The servers, for placing pending instances after a change that frees room; none when the
+    /// registry does not answer (they are placed at the next change or server presence instead).
+    private func answeringServers() async throws -> [Placement.Server] {
+        do {
+            return try await registry.servers().map(\.placement)
+        } catch let error as DomainError {
+            logger.info("stopping without placing pending instances: the registry did not answer", metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+
     static func gpuTypes(of servers: [RegistryServer]) -> Set<String> {
         Set(servers.flatMap { $0.gpus.filter { $0.count > 0 }.map(\.type) })
     }
@@ -218,17 +233,13 @@ struct DeploymentAPI: Sendable {
         }
     }
 
-    /// RFC 7386: objects merge member by member, `null` removes, anything else replaces.
+    /// A JSON merge: objects merge member by member, anything else replaces. Unlike RFC 7386, a
+    /// `null` is kept: it resets a field to its default, or clears an optional one (an autoscaling
+    /// target), which removing the member could not tell apart.
     static func merge(_ base: JSONValue, with patch: JSONValue) -> JSONValue {
-        guard case .object(let changes) = patch else { return patch }
-        var result: [String: JSONValue]
-        if case .object(let members) = base { result = members } else { result = [:] }
+        guard case .object(let changes) = patch, case .object(var result) = base else { return patch }
         for (key, value) in changes {
-            if case .null = value {
-                result[key] = nil
-            } else {
-                result[key] = merge(result[key] ?? .null, with: value)
-            }
+            result[key] = merge(result[key] ?? .null, with: value)
         }
         return .object(result)
     }

@@ -72,9 +72,25 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             maxReplicas = try container.decodeIfPresent(Int.self, forKey: .maxReplicas) ?? max(minReplicas, defaults.maxReplicas)
             replicas = try container.decodeIfPresent(Int.self, forKey: .replicas) ?? minReplicas
             autoscaling = try container.decodeIfPresent(Bool.self, forKey: .autoscaling) ?? defaults.autoscaling
-            targetCPUPercent = try container.decodeIfPresent(Int.self, forKey: .targetCPUPercent) ?? defaults.targetCPUPercent
-            targetMemoryPercent = try container.decodeIfPresent(Int.self, forKey: .targetMemoryPercent) ?? defaults.targetMemoryPercent
-            targetGPUPercent = try container.decodeIfPresent(Int.self, forKey: .targetGPUPercent)
+            // Absent: the default; null: no target on that metric.
+            func target(_ key: CodingKeys, _ fallback: Int?) throws -> Int? {
+                container.contains(key) ? try container.decodeIfPresent(Int.self, forKey: key) : fallback
+            }
+            targetCPUPercent = try target(.targetCPUPercent, defaults.targetCPUPercent)
+            targetMemoryPercent = try target(.targetMemoryPercent, defaults.targetMemoryPercent)
+            targetGPUPercent = try target(.targetGPUPercent, nil)
+        }
+
+        /// Targets without a value are written as null, so that a stored spec reads back the same.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(minReplicas, forKey: .minReplicas)
+            try container.encode(maxReplicas, forKey: .maxReplicas)
+            try container.encode(replicas, forKey: .replicas)
+            try container.encode(autoscaling, forKey: .autoscaling)
+            try container.encode(targetCPUPercent, forKey: .targetCPUPercent)
+            try container.encode(targetMemoryPercent, forKey: .targetMemoryPercent)
+            try container.encode(targetGPUPercent, forKey: .targetGPUPercent)
         }
     }
 

@@ -59,6 +59,7 @@ struct PostgresDeploymentStore: Sendable {
             try await recordRevision(of: id, revision + 1, spec: spec, actor: actor, change: change, on: connection)
             try await record(id, [(change.hasPrefix("scaled") ? "scaled" : "edited", "\(change) (revision \(revision + 1))", actor)], on: connection)
             try await reconcile(id, name: name, spec: spec, revision: revision + 1, stopped: stopped, servers: servers, actor: actor, on: connection)
+            try await placePending(servers: servers, on: connection)
             return true
         }
         return found ? try await deployment(named: name) : nil
@@ -75,6 +76,7 @@ struct PostgresDeploymentStore: Sendable {
             try await record(id, [(stopped ? "stopped" : "started", stopped ? "stopped" : "started", actor)], on: connection)
             let spec = try await currentSpec(id, on: connection)
             try await reconcile(id, name: name, spec: spec, revision: revision, stopped: stopped, servers: servers, actor: actor, on: connection)
+            try await placePending(servers: servers, on: connection)
             return true
         }
         return found ? try await deployment(named: name) : nil
@@ -82,15 +84,64 @@ struct PostgresDeploymentStore: Sendable {
 
     /// Removes the instances and the configuration; the row, its revisions and events stay for the
     /// audit trail, and the name is free again.
-    func delete(name: String, actor: String) async throws -> Bool {
+    func delete(name: String, actor: String, servers: [Placement.Server]) async throws -> Bool {
         try await inPlacementTransaction { connection -> Bool in
             guard let (id, _, _) = try await lockDeployment(name, on: connection) else { return false }
             try await connection.query("DELETE FROM orchestrator.deployment_instances WHERE deployment_id = \(id)", logger: logger)
             try await connection.query(
                 "UPDATE orchestrator.deployments SET deleted_at = now(), updated_at = now() WHERE id = \(id)", logger: logger)
             try await record(id, [("deleted", "deleted", actor)], on: connection)
+            try await placePending(servers: servers, on: connection)
             return true
         }
+    }
+
+    /// Places the pending instances of every live deployment that fit now, oldest first: after a
+    /// change freed capacity, or when a server came online. Returns how many were placed.
+    @discardableResult
+    func placePending(servers: [Placement.Server]) async throws -> Int {
+        try await inPlacementTransaction { connection in try await placePending(servers: servers, on: connection) }
+    }
+
+    @discardableResult
+    private func placePending(servers: [Placement.Server], on connection: PostgresConnection) async throws -> Int {
+        var pending: [(id: String, deployment: UUID, demand: Placement.Demand)] = []
+        for try await (id, deployment, cpu, memory, gpus, type) in try await connection.query(
+            """
+            SELECT i.id, i.deployment_id, i.cpu_cores, i.memory_bytes, i.gpu_count, i.gpu_type
+            FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
+            WHERE i.server_id IS NULL AND d.deleted_at IS NULL AND NOT d.stopped
+            ORDER BY i.created_at, i.id
+            """, logger: logger
+        ).decode((String, UUID, Double, Int64, Int, String?).self) {
+            pending.append((id, deployment, Placement.Demand(cpuCores: cpu, memoryBytes: memory, gpuCount: gpus, gpuType: type)))
+        }
+        guard !pending.isEmpty else { return 0 }
+        var used = try await usage(on: connection)
+        var spread: [UUID: [String: Int]] = [:]
+        for try await (deployment, server, count) in try await connection.query(
+            """
+            SELECT deployment_id, server_id, count(*)::int FROM orchestrator.deployment_instances
+            WHERE server_id IS NOT NULL AND deployment_id = ANY(\(Array(Set(pending.map(\.deployment))))) GROUP BY deployment_id, server_id
+            """, logger: logger
+        ).decode((UUID, String, Int).self) {
+            spread[deployment, default: [:]][server] = count
+        }
+        var placedCount = 0
+        for instance in pending {
+            let placed = Placement.place(count: 1, demand: instance.demand, servers: servers, used: used, spread: spread[instance.deployment] ?? [:])
+            guard let server = placed.servers.first else { continue }
+            try await connection.query(
+                """
+                UPDATE orchestrator.deployment_instances SET server_id = \(server), state = 'assigned', reason = NULL, updated_at = now()
+                WHERE id = \(instance.id)
+                """, logger: logger)
+            try await record(instance.deployment, [("placed", "placed instance \(instance.id) on \(server)", Self.orchestratorActor)], on: connection)
+            used[server, default: Placement.Usage()].add(instance.demand)
+            spread[instance.deployment, default: [:]][server, default: 0] += 1
+            placedCount += 1
+        }
+        return placedCount
     }
 
     // MARK: Steps

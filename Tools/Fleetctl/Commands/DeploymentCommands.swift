@@ -1,0 +1,348 @@
+import ArgumentParser
+import FleetContract
+import Foundation
+import Yams
+
+/// `fleetctl deployments …`: the orchestrator's deployments, from a file or flags.
+struct DeploymentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deployments", abstract: "Deploy model versions on the fleet's servers and manage them.",
+        subcommands: [
+            ListDeployments.self, CreateDeployment.self, EditDeployment.self, ScaleDeployment.self, StopDeployment.self,
+            StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self, DeploymentRevisions.self,
+        ],
+        defaultSubcommand: ListDeployments.self)
+
+    /// `/v1/deployments/<name>`, the name percent-encoded.
+    static func path(_ name: String, _ rest: String = "") -> String {
+        "/v1/deployments/\(ServiceClient.segment(name))\(rest)"
+    }
+
+    static func render(_ deployments: [DeploymentSummary]) -> String {
+        var table = TextTable("name", "status", "model version", "ready", "pending", "wanted", "environment", "revision")
+        for deployment in deployments {
+            table.add(
+                deployment.name, deployment.status, deployment.modelVersion, "\(deployment.replicas.ready)", "\(deployment.replicas.pending)",
+                "\(deployment.replicas.desired)", deployment.environment, "\(deployment.revision)")
+        }
+        return table.render() + "\n\(OperationReport.count(deployments.count, "deployment"))"
+    }
+
+    static func render(_ deployment: DeploymentSummary) -> String {
+        let resources = deployment.resources
+        let gpus = resources.gpuCount > 0 ? ", \(resources.gpuCount) × \(resources.gpuType ?? "?") GPU" : ""
+        var lines = [
+            "Deployment \(deployment.name): \(deployment.status), revision \(deployment.revision)",
+            "model \(deployment.modelID.uuidString.lowercased()) version \(deployment.modelVersion), \(deployment.environment)",
+            "each instance: \(Format.number(resources.cpuCores)) CPU, \(Format.number(resources.memoryGB)) GB\(gpus)",
+            "instances: \(deployment.replicas.ready) ready of \(deployment.replicas.desired) wanted (\(deployment.scaling.minReplicas) to "
+                + "\(deployment.scaling.maxReplicas)), \(deployment.replicas.pending) pending",
+        ]
+        if !deployment.description.isEmpty { lines.insert(deployment.description, at: 1) }
+        var table = TextTable("instance", "server", "state", "address", "version", "reason")
+        for instance in deployment.instances {
+            table.add(instance.id, instance.serverID ?? "-", instance.state, instance.address ?? "-", instance.modelVersion, instance.reason ?? "")
+        }
+        return lines.joined(separator: "\n") + (deployment.instances.isEmpty ? "\n\nNo instances." : "\n\n" + table.render())
+    }
+
+    /// Prints a deployment the orchestrator answered: as it wrote it, or as a person reads it.
+    static func print(_ answer: ServiceClient.Answer, _ context: CommandContext, note: String? = nil) throws -> ExitCode {
+        if context.output == .json {
+            context.console.printJSON(try answer.decode(JSONValue.self, from: context.orchestrator.name))
+        } else {
+            context.console.print(
+                render(try answer.decode(DeploymentSummary.self, from: context.orchestrator.name)) + (note.map { "\n\n" + $0 } ?? ""))
+        }
+        return .success
+    }
+}
+
+/// `fleetctl deployments [list] [NAME]`.
+struct ListDeployments: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the deployments, or show one with its instances.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "A deployment's name: show it and its instances.")
+    var name: String?
+
+    func run() async throws {
+        try await global.run { context in
+            if let name {
+                try await context.printObject(
+                    context.orchestrator, DeploymentsCommand.path(name), as: DeploymentSummary.self, render: DeploymentsCommand.render)
+            } else {
+                try await context.printList(
+                    context.orchestrator, "/v1/deployments", query: [("limit", "200")], as: DeploymentSummary.self,
+                    render: DeploymentsCommand.render)
+            }
+            return .success
+        }
+    }
+}
+
+/// A deployment file: JSON, or YAML (`.yaml`, `.yml`), `-` for standard input.
+enum DeploymentFile {
+    static func read(_ path: String) throws -> JSONValue {
+        guard path.hasSuffix(".yaml") || path.hasSuffix(".yml") else { return try JSONFile.read(path) }
+        guard FileManager.default.fileExists(atPath: path), let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw FleetctlError.invalidInput("no readable file \(path)")
+        }
+        do {
+            guard let value = try Yams.load(yaml: text) else { throw FleetctlError.invalidInput("\(path) is empty") }
+            let data = try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])
+            return try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch let error as FleetctlError {
+            throw error
+        } catch {
+            throw FleetctlError.invalidInput("\(path) is not YAML a deployment can be read from: \(error)")
+        }
+    }
+}
+
+/// `fleetctl deployments create (--file F | --name N --model ID --version V …)`.
+struct CreateDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create", abstract: "Deploy a model version: from a JSON or YAML file, flags, or both (flags win).",
+        discussion: "Every field and its default: docs/orchestrator.md and docs/examples/deployment.yaml.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "A deployment file (JSON, or YAML when it ends in .yaml or .yml); - reads JSON from stdin.")
+    var file: String?
+
+    @Option(help: "The deployment's name: a DNS label, never editable.")
+    var name: String?
+
+    @Option(help: "The model's id.")
+    var model: IDArgument?
+
+    @Option(help: "The model version to serve.")
+    var version: String?
+
+    @Option(help: "Instances wanted (also the minimum and maximum unless the file says otherwise).")
+    var replicas: Int?
+
+    @Option(help: "CPU cores per instance.")
+    var cpu: Double?
+
+    @Option(help: "Memory per instance, in GB.")
+    var memory: Double?
+
+    @Option(help: "GPUs per instance, as COUNTxTYPE (1xnvidia-t4).")
+    var gpu: String?
+
+    func run() async throws {
+        try await global.run { context in
+            var body: [String: JSONValue] = [:]
+            if let file {
+                guard case .object(let fields) = try DeploymentFile.read(file) else {
+                    throw FleetctlError.invalidInput("\(file) must hold one object: a deployment")
+                }
+                body = fields
+            }
+            if let name { body["name"] = .string(name) }
+            if let model { body["model_id"] = .string(model.text) }
+            if let version { body["model_version"] = .string(version) }
+            var resources = body["resources"]?.objectMembers ?? [:]
+            if let cpu { resources["cpu_cores"] = .number(cpu) }
+            if let memory { resources["memory_gb"] = .number(memory) }
+            if let gpu {
+                let parts = gpu.split(separator: "x", maxSplits: 1)
+                guard parts.count == 2, let count = Int(parts[0]) else { throw FleetctlError.invalidInput("--gpu is COUNTxTYPE, e.g. 1xnvidia-t4") }
+                resources["gpu_count"] = .number(Double(count))
+                resources["gpu_type"] = .string(String(parts[1]))
+            }
+            if !resources.isEmpty { body["resources"] = .object(resources) }
+            if let replicas {
+                var scaling = body["scaling"]?.objectMembers ?? [:]
+                scaling["replicas"] = .number(Double(replicas))
+                if scaling["min_replicas"] == nil { scaling["min_replicas"] = .number(Double(replicas)) }
+                if scaling["max_replicas"] == nil { scaling["max_replicas"] = .number(Double(replicas)) }
+                body["scaling"] = .object(scaling)
+            }
+            for field in ["name", "model_id", "model_version"] where body[field] == nil {
+                throw FleetctlError.invalidInput("a deployment needs \(field): give it in --file or with its flag")
+            }
+            let answer = try await context.orchestrator.send(.POST, "/v1/deployments", body: .object(body))
+            return try DeploymentsCommand.print(answer, context)
+        }
+    }
+}
+
+/// `fleetctl deployments edit NAME (--file PATCH | --description TEXT)`.
+struct EditDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edit", abstract: "Change a deployment (a new revision): the fields of a file merged into it, or a new description.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Option(help: "The fields to change (JSON or YAML), merged into the deployment.")
+    var file: String?
+
+    @Option(help: "A new description.")
+    var description: String?
+
+    func run() async throws {
+        try await global.run { context in
+            var patch: [String: JSONValue] = [:]
+            if let file {
+                guard case .object(let fields) = try DeploymentFile.read(file) else {
+                    throw FleetctlError.invalidInput("\(file) must hold one object: the fields to change")
+                }
+                patch = fields
+            }
+            if let description { patch["description"] = .string(description) }
+            guard !patch.isEmpty else { throw FleetctlError.invalidInput("give --file and/or --description") }
+            let answer = try await context.orchestrator.send(.PATCH, DeploymentsCommand.path(name), body: .object(patch))
+            if context.output == .json {
+                context.console.printJSON(try answer.decode(JSONValue.self, from: context.orchestrator.name))
+                return .success
+            }
+            let edit = try answer.decode(DeploymentEditAnswer.self, from: context.orchestrator.name)
+            let note = edit.restart ? "\n\nThe instances restart one by one to take the change." : ""
+            context.console.print(DeploymentsCommand.render(edit.deployment) + note)
+            return .success
+        }
+    }
+}
+
+/// `fleetctl deployments scale NAME --replicas N`.
+struct ScaleDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale", abstract: "Set the instances wanted, within the deployment's minimum and maximum.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Option(help: "Instances wanted.")
+    var replicas: Int
+
+    func run() async throws {
+        try await global.run { context in
+            let answer = try await context.orchestrator.send(
+                .POST, DeploymentsCommand.path(name, "/scale"), body: .object(["replicas": .number(Double(replicas))]))
+            return try DeploymentsCommand.print(answer, context)
+        }
+    }
+}
+
+/// `fleetctl deployments stop NAME`.
+struct StopDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Shut every instance down; the configuration stays.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    func run() async throws {
+        try await global.run { context in
+            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/stop")), context)
+        }
+    }
+}
+
+/// `fleetctl deployments start NAME`.
+struct StartDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a stopped deployment again with its configuration.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    func run() async throws {
+        try await global.run { context in
+            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/start")), context)
+        }
+    }
+}
+
+/// `fleetctl deployments delete NAME [--yes]`.
+struct DeleteDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete a deployment: its instances shut down, its configuration removed.",
+        discussion: "Without --yes you are asked to confirm; with no terminal to ask, nothing is deleted (exit 3).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @OptionGroup var options: DeletionOptions
+
+    func run() async throws {
+        try await global.run { context in
+            let path = DeploymentsCommand.path(name)
+            // Read first: a wrong name fails before the question.
+            _ = try await context.orchestrator.send(.GET, path)
+            return try await context.delete(
+                path, on: context.orchestrator, query: [("confirm", "true")], what: "deployment \(name)", identity: ["name": .string(name)],
+                options: options)
+        }
+    }
+}
+
+/// `fleetctl deployments events NAME`.
+struct DeploymentEvents: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "What happened to a deployment, newest first.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Option(help: "How many events at most (1 to 1000).")
+    var limit = 50
+
+    func run() async throws {
+        try await global.run { context in
+            try await context.printObject(
+                context.orchestrator, DeploymentsCommand.path(name, "/events"), query: [("limit", "\(limit)")],
+                as: Page<DeploymentEventView>.self
+            ) { page in
+                var table = TextTable("when", "kind", "by", "what")
+                for event in page.items { table.add(Format.date(event.at), event.kind, event.actor, event.message) }
+                return table.render()
+            }
+            return .success
+        }
+    }
+}
+
+/// `fleetctl deployments revisions NAME`.
+struct DeploymentRevisions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "revisions", abstract: "Every revision of a deployment, newest first.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    func run() async throws {
+        try await global.run { context in
+            try await context.printObject(context.orchestrator, DeploymentsCommand.path(name, "/revisions"), as: Page<DeploymentRevisionView>.self) {
+                page in
+                var table = TextTable("revision", "when", "by", "change")
+                for revision in page.items { table.add("\(revision.revision)", Format.date(revision.createdAt), revision.actor, revision.change) }
+                return table.render()
+            }
+            return .success
+        }
+    }
+}
+
+extension JSONValue {
+    /// An object's members; nil for anything else.
+    fileprivate var objectMembers: [String: JSONValue]? {
+        if case .object(let members) = self { return members }
+        return nil
+    }
+}

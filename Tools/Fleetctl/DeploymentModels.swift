@@ -1,0 +1,100 @@
+import FleetContract
+import Foundation
+
+// The orchestrator's deployments as the tool reads them (Services/Orchestrator/Deployments,
+// `Deployment` in its openapi.yaml). States and statuses are strings, so a new one is printed.
+
+struct DeploymentSummary: Decodable, Sendable {
+    struct Resources: Decodable, Sendable {
+        var cpuCores: Double
+        var memoryGB: Double
+        var gpuCount: Int
+        var gpuType: String?
+
+        enum CodingKeys: String, CodingKey {
+            case cpuCores = "cpu_cores"
+            case memoryGB = "memory_gb"
+            case gpuCount = "gpu_count"
+            case gpuType = "gpu_type"
+        }
+    }
+
+    struct Scaling: Decodable, Sendable {
+        var minReplicas: Int
+        var maxReplicas: Int
+        var replicas: Int
+        var autoscaling: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case replicas, autoscaling
+            case minReplicas = "min_replicas"
+            case maxReplicas = "max_replicas"
+        }
+    }
+
+    struct Replicas: Decodable, Sendable {
+        var desired: Int
+        var ready: Int
+        var pending: Int
+    }
+
+    struct Instance: Decodable, Sendable {
+        var id: String
+        var serverID: String?
+        var state: String
+        var reason: String?
+        var address: String?
+        var modelVersion: String
+        var revision: Int
+
+        enum CodingKeys: String, CodingKey {
+            case id, state, reason, address, revision
+            case serverID = "server_id"
+            case modelVersion = "model_version"
+        }
+    }
+
+    var name: String
+    var description: String
+    var modelID: UUID
+    var modelVersion: String
+    var environment: String
+    var revision: Int
+    var status: String
+    var resources: Resources
+    var scaling: Scaling
+    var replicas: Replicas
+    var instances: [Instance]
+    var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, environment, revision, status, resources, scaling, replicas, instances
+        case modelID = "model_id"
+        case modelVersion = "model_version"
+        case createdAt = "created_at"
+    }
+}
+
+struct DeploymentEventView: Decodable, Sendable {
+    var kind: String
+    var message: String
+    var actor: String
+    var at: Date
+}
+
+struct DeploymentRevisionView: Decodable, Sendable {
+    var revision: Int
+    var actor: String
+    var change: String
+    var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case revision, actor, change
+        case createdAt = "created_at"
+    }
+}
+
+struct DeploymentEditAnswer: Decodable, Sendable {
+    var deployment: DeploymentSummary
+    var restart: Bool
+}
