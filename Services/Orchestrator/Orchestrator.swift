@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceRuntime
 
@@ -39,7 +40,9 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger)
     let deployments = DeploymentAPI(store: deploymentStore, registry: registry, logger: context.logger)
     parts.services.append(
-        PendingPlacement(mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry, logger: context.logger))
+        PendingPlacement(
+            mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry,
+            offlineGrace: try PendingPlacement.offlineGrace(environment: ProcessInfo.processInfo.environment), logger: context.logger))
     parts.routes = { router in
         api.addRoutes(to: router)
         deployments.addRoutes(to: router)

@@ -7,6 +7,51 @@ import Testing
 /// the contract by `scripts/check-contracts`.
 @Suite("Deployments end to end")
 struct DeploymentProcessTests {
+    /// One more simulated agent (its server `<prefix>-late-0001`) in a process of its own.
+    private func secondServer(of fleet: Fleet) throws -> ServiceProcess {
+        try ServiceProcess(
+            "edge-agent",
+            arguments: [
+                "simulate", "--agents", "1", "--devices", "1", "--id-prefix", "\(fleet.prefix)-late", "--site-prefix", "\(fleet.prefix)-site",
+                "--state-dir", try TestEnvironment.current().makeScratchDirectory("late-agent").path, "--mqtt-url", fleet.broker.url,
+                "--heartbeat-seconds", "1",
+            ])
+    }
+
+    @Test("a server killed with SIGKILL: after the grace period its instances are placed on the servers left")
+    func serverLost() async throws {
+        try await withFleet(orchestratorEnvironment: ["MODELFLEET_DEPLOYMENT_OFFLINE_GRACE_SECONDS": "1"]) { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let late = try secondServer(of: fleet)
+            defer { late.process.send(SIGKILL) }
+            let lateServer = "\(fleet.prefix)-late-0001"
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    (try? await fleet.registry.get("/v1/servers/\(lateServer)").json?["online"] as? Bool) == true
+                })
+            let model = try await fleet.createModel()
+            let created = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: ["name": "spread", "model_id": model, "model_version": "1.0.0", "resources": ["cpu_cores": 3], "scaling": ["min_replicas": 2]])
+            let placedOn = (created.json?["instances"] as? [[String: Any]] ?? []).compactMap { $0["server_id"] as? String }
+            #expect(Set(placedOn).count == 2 && placedOn.contains(lateServer), "one on each server: \(created.body)")
+
+            late.process.send(SIGKILL)  // its last will: offline at once
+            var servers: [String] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            repeat {
+                try await Task.sleep(for: .milliseconds(200))
+                let instances = try await fleet.api.get("/v1/deployments/spread").json?["instances"] as? [[String: Any]] ?? []
+                servers = instances.compactMap { $0["server_id"] as? String }
+            } while (servers.count != 2 || servers.contains(lateServer)) && ContinuousClock.now < deadline
+            #expect(servers.count == 2 && !servers.contains(lateServer), "both instances on the server left: \(servers)")
+            let events = try await fleet.api.get("/v1/deployments/spread/events").items.compactMap { $0["message"] as? String }
+            let now = try await fleet.api.get("/v1/deployments/spread").body
+            #expect(events.contains { $0.hasSuffix("left \(lateServer), which went offline") }, "\(events) \(now)")
+        }
+    }
+
     @Test("placed on the servers the agents registered, scaled, stopped, started and deleted; the events and revisions say so")
     func lifecycle() async throws {
         try await withFleet { fleet in
@@ -25,13 +70,7 @@ struct DeploymentProcessTests {
             #expect((created.json?["replicas"] as? [String: Int])?["pending"] == 1, "\(created.body)")
 
             // A second server registers: the pending instance is placed on it.
-            let late = try ServiceProcess(
-                "edge-agent",
-                arguments: [
-                    "simulate", "--agents", "1", "--devices", "1", "--id-prefix", "\(fleet.prefix)-late", "--site-prefix", "\(fleet.prefix)-site",
-                    "--state-dir", try TestEnvironment.current().makeScratchDirectory("late-agent").path, "--mqtt-url", fleet.broker.url,
-                    "--heartbeat-seconds", "1",
-                ])
+            let late = try secondServer(of: fleet)
             defer { late.process.send(SIGKILL) }
             let placed = await eventually(timeout: .seconds(30)) {
                 let instances = try? await fleet.api.get("/v1/deployments/people-api").json?["instances"] as? [[String: Any]]

@@ -96,6 +96,34 @@ struct PostgresDeploymentStore: Sendable {
         }
     }
 
+    /// Moves the instances off `offline` servers: each becomes pending (its reason naming the
+    /// server) and is placed again where it fits. Returns how many moved.
+    @discardableResult
+    func evacuate(offline: Set<String>, servers: [Placement.Server]) async throws -> Int {
+        guard !offline.isEmpty else { return 0 }
+        return try await inPlacementTransaction { connection in
+            var moved: [(id: String, deployment: UUID, server: String)] = []
+            for try await row in try await connection.query(
+                """
+                UPDATE orchestrator.deployment_instances
+                SET reason = 'its server ' || server_id || ' went offline', server_id = NULL, state = 'pending', address = NULL,
+                    updated_at = now()
+                WHERE server_id = ANY(\(Array(offline)))
+                RETURNING id, deployment_id, substring(reason from 'its server (.*) went offline')
+                """, logger: logger
+            ).decode((String, UUID, String).self) {
+                moved.append(row)
+            }
+            for (deployment, instances) in Dictionary(grouping: moved, by: \.deployment) {
+                try await record(
+                    deployment,
+                    instances.map { ("moved", "instance \($0.id) left \($0.server), which went offline", Self.orchestratorActor) }, on: connection)
+            }
+            try await placePending(servers: servers, on: connection)
+            return moved.count
+        }
+    }
+
     /// Places the pending instances of every live deployment that fit now, oldest first: after a
     /// change freed capacity, or when a server came online. Returns how many were placed.
     @discardableResult
