@@ -218,7 +218,9 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "MQTT", "ChildProcesses", .product(name: "Logging", package: "swift-log"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                "MQTT", "ChildProcesses", "ServiceRuntime", .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
@@ -252,6 +254,7 @@ let package = Package(
             name: "RegistryTests",
             dependencies: [
                 "Registry", "TestSupport", "MQTT", "FleetContract", "ChildProcesses", "ServiceRuntime",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

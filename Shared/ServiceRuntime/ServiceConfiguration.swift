@@ -108,7 +108,7 @@ package struct ServiceConfiguration: Sendable {
     }
 
     /// `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
-    static func parseDatabaseURL(_ url: String) throws(ConfigurationError) -> PostgresClient.Configuration {
+    package static func parseDatabaseURL(_ url: String) throws(ConfigurationError) -> PostgresClient.Configuration {
         func fail(_ reason: String) -> ConfigurationError {
             ConfigurationError(variable: "MODELFLEET_DATABASE_URL", reason: "'\(EnvironmentReader.redacted(url))': \(reason)")
         }

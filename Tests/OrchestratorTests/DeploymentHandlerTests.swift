@@ -15,39 +15,10 @@ import Testing
 /// events and revisions, and every bad input's answer.
 @Suite("Deployment handlers")
 struct DeploymentHandlerTests {
-    struct Answer {
-        var status: HTTPResponse.Status
-        var json: [String: Any]?
-        var body: String
-        var error: [String: Any]? { json?["error"] as? [String: Any] }
-        var errorField: String? { error?["field"] as? String }
-        var errorCode: String? { error?["code"] as? String }
-        var instances: [[String: Any]] { json?["instances"] as? [[String: Any]] ?? [] }
-        var items: [[String: Any]] { json?["items"] as? [[String: Any]] ?? [] }
-        /// Instances per server (pending ones under "").
-        var placement: [String: Int] {
-            instances.reduce(into: [:]) { $0[$1["server_id"] as? String ?? "", default: 0] += 1 }
-        }
-    }
-
-    struct Client {
-        let client: any TestClientProtocol
-
-        func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> Answer {
-            let response = try await client.execute(
-                uri: uri, method: method, headers: body == nil ? [:] : [.contentType: "application/json"],
-                body: body.map { ByteBuffer(string: $0) })
-            let text = String(buffer: response.body)
-            return Answer(status: response.status, json: try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], body: text)
-        }
-
-        func get(_ uri: String) async throws -> Answer { try await call(.get, uri) }
-    }
-
     static let model = UUID()
 
     /// Two online servers (8 cores, 16 GB and a t4; 4 cores, 8 GB) and an offline one.
-    private func withDeployments(_ body: @escaping @Sendable (Client, InMemoryRegistry) async throws -> Void) async throws {
+    private func withDeployments(_ body: @escaping @Sendable (RouterClient, InMemoryRegistry) async throws -> Void) async throws {
         try await withNewDatabase { client in
             let logger = testLogger("deployments")
             _ = try await MigrationRunner(schema: DatabaseSchema(name: "orchestrator", migrations: OrchestratorMigrations.all), logger: logger)
@@ -66,7 +37,7 @@ struct DeploymentHandlerTests {
             let router = Router()
             router.add(middleware: APIErrorMiddleware())
             DeploymentAPI(store: PostgresDeploymentStore(client: client, logger: logger), registry: registry, logger: logger).addRoutes(to: router)
-            try await Application(router: router).test(.router) { client in try await body(Client(client: client), registry) }
+            try await Application(router: router).test(.router) { client in try await body(RouterClient(client), registry) }
         }
     }
 
@@ -224,5 +195,13 @@ struct DeploymentHandlerTests {
             #expect(try await api.get("/v1/deployments/none/revisions").status == .notFound)
             #expect(try await api.call(.post, "/v1/deployments/none/stop").status == .notFound)
         }
+    }
+}
+
+extension RouterAnswer {
+    fileprivate var instances: [[String: Any]] { json?["instances"] as? [[String: Any]] ?? [] }
+    /// Instances per server (pending ones under "").
+    fileprivate var placement: [String: Int] {
+        instances.reduce(into: [:]) { $0[$1["server_id"] as? String ?? "", default: 0] += 1 }
     }
 }

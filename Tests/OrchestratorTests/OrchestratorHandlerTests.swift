@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import ServiceRuntime
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Orchestrator
@@ -15,38 +16,6 @@ import Testing
 /// input's answer. Delivery to agents needs the broker and the database: `OrchestratorProcessTests`.
 @Suite("Orchestrator handlers")
 struct OrchestratorHandlerTests {
-    struct Answer {
-        var status: HTTPResponse.Status
-        var json: [String: Any]?
-        var body: String
-        var error: [String: Any]? { json?["error"] as? [String: Any] }
-        var errorField: String? { error?["field"] as? String }
-        var errorCode: String? { error?["code"] as? String }
-        var operation: [String: Any]? { json?["operation"] as? [String: Any] }
-        var operationID: String? { operation?["id"] as? String }
-    }
-
-    struct Client {
-        let client: any TestClientProtocol
-
-        func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> Answer {
-            let response = try await client.execute(
-                uri: uri, method: method, headers: body == nil ? [:] : [.contentType: "application/json"],
-                body: body.map { ByteBuffer(string: $0) })
-            let text = String(buffer: response.body)
-            return Answer(status: response.status, json: try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], body: text)
-        }
-
-        func get(_ uri: String) async throws -> Answer { try await call(.get, uri) }
-
-        /// A device's pipeline names and revision, as `GET /v1/devices/{id}/pipelines` gives them.
-        func pipelines(of device: RegistryDevice) async throws -> (names: [String], revision: Int) {
-            let answer = try await get("/v1/devices/\(device.id.lowercasedString)/pipelines")
-            let pipelines = answer.json?["pipelines"] as? [[String: Any]] ?? []
-            return (pipelines.compactMap { $0["name"] as? String }, answer.json?["revision"] as? Int ?? -1)
-        }
-    }
-
     /// A small fleet: site north (online) with two cameras and a disabled one, site south offline.
     final class Fleet: Sendable {
         let repository = InMemoryOperationRepository()
@@ -73,7 +42,7 @@ struct OrchestratorHandlerTests {
         }
     }
 
-    private func withOrchestrator(_ body: @escaping @Sendable (Client, Fleet) async throws -> Void) async throws {
+    private func withOrchestrator(_ body: @escaping @Sendable (RouterClient, Fleet) async throws -> Void) async throws {
         let fleet = Fleet()
         for device in [fleet.gate, fleet.yard, fleet.off, fleet.away] { await fleet.registry.add(device) }
         for (version, status) in [("1.0.0", "active"), ("0.9.0", "deprecated")] {
@@ -89,7 +58,7 @@ struct OrchestratorHandlerTests {
             committed: { _ = fleet.commits.add(1, ordering: .relaxed) }, logger: Logger(label: "orchestrator-handlers")
         ).addRoutes(to: router)
         try await Application(router: router).test(.router) { client in
-            try await body(Client(client: client), fleet)
+            try await body(RouterClient(client), fleet)
         }
     }
 
@@ -224,5 +193,19 @@ struct OrchestratorHandlerTests {
             let silent = try await orchestrator.call(.post, path, #"{"pipeline": \#(fleet.pipeline())}"#)
             #expect(silent.status == .serviceUnavailable && silent.errorCode == "registry_unavailable", "\(silent.body)")
         }
+    }
+}
+
+extension RouterAnswer {
+    fileprivate var operation: [String: Any]? { json?["operation"] as? [String: Any] }
+    fileprivate var operationID: String? { operation?["id"] as? String }
+}
+
+extension RouterClient {
+    /// A device's pipeline names and revision, as `GET /v1/devices/{id}/pipelines` gives them.
+    fileprivate func pipelines(of device: RegistryDevice) async throws -> (names: [String], revision: Int) {
+        let answer = try await get("/v1/devices/\(device.id.lowercasedString)/pipelines")
+        let pipelines = answer.json?["pipelines"] as? [[String: Any]] ?? []
+        return (pipelines.compactMap { $0["name"] as? String }, answer.json?["revision"] as? Int ?? -1)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import ServiceRuntime
+import TestSupport
 import Testing
 
 @testable import Registry
@@ -28,41 +29,17 @@ struct RegistryHandlerTests {
         }
     }
 
-    struct Answer {
-        var status: HTTPResponse.Status
-        var json: [String: Any]?
-        var body: String
-        var error: [String: Any]? { json?["error"] as? [String: Any] }
-        var errorField: String? { error?["field"] as? String }
-        var errorCode: String? { error?["code"] as? String }
-        var items: [[String: Any]] { json?["items"] as? [[String: Any]] ?? [] }
-    }
-
-    struct Client {
-        let client: any TestClientProtocol
-
-        func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> Answer {
-            let response = try await client.execute(
-                uri: uri, method: method, headers: body == nil ? [:] : [.contentType: "application/json"],
-                body: body.map { ByteBuffer(string: $0) })
-            let text = String(buffer: response.body)
-            return Answer(status: response.status, json: try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], body: text)
-        }
-
-        func get(_ uri: String) async throws -> Answer { try await call(.get, uri) }
-    }
-
     /// The API over `repository`, served in process with the service's error middleware.
     private func withRegistry(
         _ repository: InMemoryRegistryRepository = InMemoryRegistryRepository(), usage: Usage = Usage(answer: .init(devices: 0, examples: [])),
-        _ body: @escaping @Sendable (Client, Announcements) async throws -> Void
+        _ body: @escaping @Sendable (RouterClient, Announcements) async throws -> Void
     ) async throws {
         let announcements = Announcements()
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
         RegistryAPI(store: repository, events: announcements, orchestrator: usage).addRoutes(to: router)
         try await Application(router: router).test(.router) { client in
-            try await body(Client(client: client), announcements)
+            try await body(RouterClient(client), announcements)
         }
     }
 

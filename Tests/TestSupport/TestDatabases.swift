@@ -1,12 +1,10 @@
-import PostgresNIO
-import TestSupport
-
-@testable import ServiceRuntime
+package import PostgresNIO
+import ServiceRuntime
 
 /// Runs `body` with a client of a new database of the PostgreSQL that `scripts/test` starts,
-/// dropped afterwards (the orchestrator's schema name is fixed, so each test needs its own).
-func withNewDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-    let name = uniqueName("orch_db")
+/// dropped afterwards: a service's schema name is fixed, so a test that migrates needs its own.
+package func withNewDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
+    let name = uniqueName("test_db")
     let shared = try ServiceConfiguration.parseDatabaseURL(TestEnvironment.current().databaseURL + "?sslmode=disable")
     var own = shared
     own.database = name
