@@ -40,7 +40,7 @@ struct PostgresDeploymentStore: Sendable {
                 try await record(id, [("created", "created at revision 1 with \(spec.scaling.replicas) instance(s)", actor)], on: connection)
                 try await reconcile(id, name: name, spec: spec, revision: 1, stopped: false, servers: servers, actor: actor, on: connection)
             }
-        } catch let error as PSQLError where error.isUniqueViolation {
+        } catch let error as PSQLError where error.isUniqueViolation && error.serverInfo?[.constraintName] == "deployments_live_name" {
             throw DomainError.conflict("a deployment named '\(name)' exists already", field: "name")
         }
         return try await deployment(named: name)!
@@ -293,7 +293,14 @@ struct PostgresDeploymentStore: Sendable {
         let missing = wanted - instances.count
         if missing > 0 {
             let placed = Placement.place(count: missing, demand: demand, servers: servers, used: used, spread: spread)
-            let ids = (0..<missing).map { _ in "\(name)-\(String(UUID().uuidString.lowercased().prefix(5)))" }
+            // `<name>-<5 hex digits>`, unique among the deployment's instances (the only ones with
+            // its prefix): short enough to read, drawn again on the rare collision.
+            var taken = Set(instances.map(\.id))
+            let ids = (0..<missing).map { _ in
+                var id: String
+                repeat { id = "\(name)-\(String(UUID().uuidString.lowercased().prefix(5)))" } while !taken.insert(id).inserted
+                return id
+            }
             let targets: [String?] = placed.servers + Array(repeating: nil, count: placed.unplaced)
             try await connection.query(
                 """
