@@ -5,6 +5,25 @@ import ServiceRuntime
 
 /// What an operator asks for, the devices it touches, and what became of each.
 
+extension RegistryModelVersion {
+    /// `found`, which must exist and be active to run: else 422 `unknown_model_version` or
+    /// `model_version_deprecated`, naming `field`.
+    static func active(_ found: RegistryModelVersion?, modelID: UUID, version: String, field: String) throws(APIError) -> RegistryModelVersion {
+        guard let found else {
+            throw APIError(
+                .unprocessableContent, code: "unknown_model_version",
+                message: "no model \(modelID.lowercasedString) version \(version) in the registry", field: field)
+        }
+        guard found.status == "active" else {
+            throw APIError(
+                .unprocessableContent, code: "model_version_deprecated",
+                message: "model \(found.modelName) version \(found.version) is \(found.status)",
+                field: field)
+        }
+        return found
+    }
+}
+
 /// A server as the registry answers the orchestrator (`servers-query`), for placement.
 struct RegistryServer: Codable, Sendable, Equatable {
     struct GPU: Codable, Sendable, Equatable {

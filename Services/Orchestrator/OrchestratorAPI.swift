@@ -261,18 +261,24 @@ struct OrchestratorAPI: Sendable {
 
     // MARK: Operations
 
-    func listOperations(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    /// A list's `limit` (1 to 500, 50 by default) and `cursor` (a position this API gave).
+    static func paging(_ request: Request) throws(APIError) -> (limit: Int, cursor: Int64?) {
         let query = request.uri.queryParameters
         var limit = 50
         if let text = query["limit"] {
             guard let value = Int(String(text)), (1...500).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 500") }
             limit = value
         }
-        var before: Int64?
+        var cursor: Int64?
         if let text = query["cursor"] {
             guard let value = Int64(String(text)), value > 0 else { throw APIError.invalid(field: "cursor", "is not a cursor this API gave") }
-            before = value
+            cursor = value
         }
+        return (limit, cursor)
+    }
+
+    func listOperations(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let (limit, before) = try Self.paging(request)
         let (items, next) = try await store.operations(limit: limit, before: before)
         return try respond(Page(items: items, nextCursor: next.map(String.init)), .ok, request, context)
     }

@@ -43,16 +43,7 @@ struct PipelineResolver: Sendable {
                 found = try await registry.modelVersion(modelID: stage.modelID, version: stage.version)
                 lookups.versions.withLock { $0[key] = found }
             }
-            guard let version = found else {
-                throw APIError(
-                    .unprocessableContent, code: "unknown_model_version",
-                    message: "no model \(stage.modelID.lowercasedString) version \(stage.version) in the registry", field: "\(here).version")
-            }
-            guard version.status == "active" else {
-                throw APIError(
-                    .unprocessableContent, code: "model_version_deprecated",
-                    message: "model \(version.modelName) version \(version.version) is \(version.status)", field: "\(here).version")
-            }
+            let version = try RegistryModelVersion.active(found, modelID: stage.modelID, version: stage.version, field: "\(here).version")
             let settings = version.defaultSettings.merging(stage.settings ?? [:]) { $1 }
             do {
                 try ModelSettings.validate(settings, field: "\(here).settings")

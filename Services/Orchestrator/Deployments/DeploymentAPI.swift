@@ -57,18 +57,8 @@ struct DeploymentAPI: Sendable {
     }
 
     func list(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let query = request.uri.queryParameters
-        var limit = 50
-        if let text = query["limit"] {
-            guard let value = Int(String(text)), (1...500).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 500") }
-            limit = value
-        }
-        var after: Int64 = 0
-        if let text = query["cursor"] {
-            guard let value = Int64(String(text)), value > 0 else { throw APIError.invalid(field: "cursor", "is not a cursor this API gave") }
-            after = value
-        }
-        let (items, next) = try await store.list(limit: limit, after: after)
+        let (limit, cursor) = try OrchestratorAPI.paging(request)
+        let (items, next) = try await store.list(limit: limit, after: cursor ?? 0)
         return try respond(Page(items: items.map(DeploymentView.init), nextCursor: next.map(String.init)), .ok, request, context)
     }
 
@@ -221,16 +211,8 @@ struct DeploymentAPI: Sendable {
 
     /// The model version must exist in the registry and be active, as for a pipeline stage.
     private func checkModelVersion(of spec: DeploymentSpec) async throws {
-        guard let version = try await registry.modelVersion(modelID: spec.modelID, version: spec.modelVersion) else {
-            throw APIError(
-                .unprocessableContent, code: "unknown_model_version",
-                message: "no model \(spec.modelID.lowercasedString) version \(spec.modelVersion) in the registry", field: "model_version")
-        }
-        guard version.status == "active" else {
-            throw APIError(
-                .unprocessableContent, code: "model_version_deprecated",
-                message: "model \(version.modelName) version \(version.version) is \(version.status)", field: "model_version")
-        }
+        let found = try await registry.modelVersion(modelID: spec.modelID, version: spec.modelVersion)
+        _ = try RegistryModelVersion.active(found, modelID: spec.modelID, version: spec.modelVersion, field: "model_version")
     }
 
     /// A JSON merge: objects merge member by member, anything else replaces. Unlike RFC 7386, a
