@@ -130,9 +130,6 @@ actor InMemoryRegistry: RegistryLookup {
 
     func add(_ device: RegistryDevice) { devices.append(device) }
     func add(_ server: RegistryServer) { serverList.append(server) }
-    func setOnline(_ serverID: String, _ online: Bool) {
-        for index in serverList.indices where serverList[index].id == serverID { serverList[index].online = online }
-    }
     func add(_ version: RegistryModelVersion) { versions["\(version.modelID) \(version.version)"] = version }
     func setDown(_ value: Bool) { down = value }
 

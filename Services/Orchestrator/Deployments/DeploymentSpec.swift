@@ -210,11 +210,6 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         case updateStrategy = "update_strategy"
     }
 
-    init(modelID: UUID, modelVersion: String) {
-        self.modelID = modelID
-        self.modelVersion = modelVersion
-    }
-
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         modelID = try container.decode(UUID.self, forKey: .modelID)
