@@ -32,6 +32,8 @@ struct AgentConfiguration: Sendable, Equatable {
     var stateDirectory: URL
     var mqttURL: String
     var mqttTLS: MQTTConfiguration.TLS?
+    /// Where deployment instances listen, and whether process instances may run.
+    var instances = InstanceRuntime.Settings()
 
     static let agentVersion = ModelFleetAgentVersion.current
 
@@ -50,6 +52,16 @@ struct AgentConfiguration: Sendable, Equatable {
             var command: [String]?
         }
 
+        struct InstancesSection: Decodable {
+            var host: String?
+            var allowProcess: Bool?
+
+            private enum CodingKeys: String, CodingKey {
+                case host
+                case allowProcess = "allow_process"
+            }
+        }
+
         var agentID: String?
         var site: AgentHello.Site
         var serverName: String?
@@ -57,6 +69,7 @@ struct AgentConfiguration: Sendable, Equatable {
         var supportsPipelines: Bool?
         var devices: [AgentHello.Device]
         var runtime: RuntimeSection?
+        var instances: InstancesSection?
         var heartbeatSeconds: Double?
         var telemetrySeconds: Double?
         var helloSeconds: Double?
@@ -70,7 +83,7 @@ struct AgentConfiguration: Sendable, Equatable {
             case serverName = "server_name"
             case capacity
             case supportsPipelines = "supports_pipelines"
-            case devices, runtime
+            case devices, runtime, instances
             case heartbeatSeconds = "heartbeat_seconds"
             case telemetrySeconds = "telemetry_seconds"
             case helloSeconds = "hello_seconds"
@@ -83,7 +96,8 @@ struct AgentConfiguration: Sendable, Equatable {
     init(
         agentID: String, site: AgentHello.Site, serverName: String, capacity: AgentHello.Capacity, supportsPipelines: Bool,
         devices: [AgentHello.Device], runtime: Runtime, heartbeatSeconds: Double, telemetrySeconds: Double, helloSeconds: Double = 300,
-        progressSeconds: Double = 5, stateDirectory: URL, mqttURL: String, mqttTLS: MQTTConfiguration.TLS? = nil
+        progressSeconds: Double = 5, stateDirectory: URL, mqttURL: String, mqttTLS: MQTTConfiguration.TLS? = nil,
+        instances: InstanceRuntime.Settings = InstanceRuntime.Settings()
     ) throws(Problem) {
         self.agentID = agentID
         self.site = site
@@ -99,6 +113,7 @@ struct AgentConfiguration: Sendable, Equatable {
         self.stateDirectory = stateDirectory
         self.mqttURL = mqttURL
         self.mqttTLS = mqttTLS
+        self.instances = instances
         try check()
     }
 
@@ -146,7 +161,8 @@ struct AgentConfiguration: Sendable, Equatable {
             heartbeatSeconds: file.heartbeatSeconds ?? 5, telemetrySeconds: file.telemetrySeconds ?? 5, helloSeconds: file.helloSeconds ?? 300,
             progressSeconds: file.progressSeconds ?? 5, stateDirectory: URL(fileURLWithPath: stateDir),
             mqttURL: value("MODELFLEET_MQTT_URL") ?? file.mqttURL ?? "mqtt://127.0.0.1:1883",
-            mqttTLS: ca == nil && certificate == nil ? nil : MQTTConfiguration.TLS(caFile: ca, certificateFile: certificate, keyFile: key)
+            mqttTLS: ca == nil && certificate == nil ? nil : MQTTConfiguration.TLS(caFile: ca, certificateFile: certificate, keyFile: key),
+            instances: InstanceRuntime.Settings(host: file.instances?.host ?? "127.0.0.1", allowProcess: file.instances?.allowProcess ?? false)
         )
     }
 
@@ -185,6 +201,9 @@ struct AgentConfiguration: Sendable, Equatable {
         guard telemetrySeconds >= 0.1, telemetrySeconds <= 3600 else { throw Problem(field: "telemetry_seconds", reason: "must be 0.1 to 3600") }
         guard helloSeconds >= 1, helloSeconds <= 86_400 else { throw Problem(field: "hello_seconds", reason: "must be 1 to 86400") }
         guard progressSeconds >= 0.1, progressSeconds <= 3600 else { throw Problem(field: "progress_seconds", reason: "must be 0.1 to 3600") }
+        guard !instances.host.isEmpty, instances.host.utf8.count <= 253,
+            instances.host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") })
+        else { throw Problem(field: "instances.host", reason: "must be an IPv4 address or a host name") }
     }
 
     /// The broker connection: client id = agent id, clean start (the desired state is retained,

@@ -7,8 +7,9 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// One edge agent: connects with its last will, says who it is, keeps its server's pipelines as
-/// the retained desired state says, and reports, beats and measures (`docs/device-protocol.md`).
+/// One edge agent: connects with its last will, says who it is, keeps its server's pipelines and
+/// deployment instances as the retained desired state says, and reports, beats and measures
+/// (`docs/device-protocol.md`).
 ///
 /// Run it in a `ServiceGroup` after its ``mqtt`` client, so that on shutdown it stops first and
 /// the client still publishes the "stopping" presence.
@@ -27,6 +28,7 @@ final class EdgeAgent: Service, Sendable {
     let mqtt: MQTTClient
     private let agentID: TopicLevel
     private let runtime: any PipelineRuntime
+    private let instances: InstanceRuntime
     /// The artifact downloads of the runtime, when it fetches any; in-progress reports say how far.
     private let downloads: DownloadMeter?
     private let host: HostSampler
@@ -44,9 +46,11 @@ final class EdgeAgent: Service, Sendable {
         logger[metadataKey: "agent_id"] = "\(configuration.agentID)"
         self.logger = logger
         let devices = Set(configuration.devices.map(\.key))
+        let artifacts = ArtifactStore(directory: configuration.stateDirectory.appendingPathComponent("artifacts"))
+        instances = InstanceRuntime(
+            settings: configuration.instances, artifacts: artifacts, directory: configuration.stateDirectory, logger: logger)
         switch configuration.runtime {
         case .builtIn(let fps):
-            let artifacts = ArtifactStore(directory: configuration.stateDirectory.appendingPathComponent("artifacts"))
             runtime = BuiltInRuntime(fps: fps, devices: devices, artifacts: artifacts)
             downloads = artifacts.downloads
         case .process(let command):
@@ -104,9 +108,13 @@ final class EdgeAgent: Service, Sendable {
                         await self.sendReport()
                     }
                 }
+                group.addTask {
+                    for await _ in self.instances.changes { await self.sendReport() }
+                }
             }
         }
         await runtime.stopAll()
+        await instances.stopAll()
     }
 
     // MARK: Desired state
@@ -168,6 +176,7 @@ final class EdgeAgent: Service, Sendable {
             }
         }
         let statuses = await runtime.apply(desired)
+        await instances.apply(envelope.payload.instances ?? [])
         progress.cancel()
         _ = await progress.result  // an in-progress report under way goes out before the report
         if let document {
@@ -192,12 +201,16 @@ final class EdgeAgent: Service, Sendable {
         }
         logger.info(
             "applied a desired state",
-            metadata: ["generation": "\(envelope.payload.generation)", "pipelines": "\(desired.count)", "failed": "\(failed)"])
+            metadata: [
+                "generation": "\(envelope.payload.generation)", "pipelines": "\(desired.count)", "failed": "\(failed)",
+                "instances": "\(envelope.payload.instances?.count ?? 0)",
+            ])
     }
 
     // MARK: Publishing
 
     private func sendReport() async {
+        let instanceReports = await instances.reports()
         let (report, correlationID) = applied.withLock { state in
             var byDevice: [String: [AgentMessage.Report.PipelineReport]] = [:]
             for (key, status) in state.statuses {
@@ -214,7 +227,10 @@ final class EdgeAgent: Service, Sendable {
             let devices = byDevice.keys.sorted().map { key in
                 AgentMessage.Report.DeviceReport(deviceKey: key, pipelines: byDevice[key]!.sorted { $0.pipelineID < $1.pipelineID })
             }
-            return (AgentMessage.Report(agentID: configuration.agentID, generation: state.generation, devices: devices), state.correlationID)
+            let report = AgentMessage.Report(
+                agentID: configuration.agentID, generation: state.generation, devices: devices,
+                instances: instanceReports.isEmpty ? nil : instanceReports)
+            return (report, state.correlationID)
         }
         await publish(report, on: .report, qos: .atLeastOnce, correlationID: correlationID)
     }

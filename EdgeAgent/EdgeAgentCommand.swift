@@ -73,6 +73,7 @@ extension EdgeAgentCommand {
         @Option(help: "Seconds between in-progress reports while a desired state is applied.") var progressSeconds: Double = 5
         @Option(help: "Seconds between hellos (besides the one after each connect).") var helloSeconds: Double = 300
         @Option(help: "Each agent keeps its state in <state-dir>/<agent id>.") var stateDir: String = ".data/simulated-agents"
+        @Flag(help: "Let deployments run process instances (their commands) on the simulated servers.") var allowProcessInstances = false
         @Option(help: "The broker; default: $MODELFLEET_MQTT_URL or mqtt://127.0.0.1:1883.") var mqttURL: String?
         @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "notice"
 
@@ -105,7 +106,8 @@ extension EdgeAgentCommand {
                         AgentHello.Device(key: String(format: "cam-%02d", $0 + 1), name: "Camera \($0 + 1)", kind: "camera")
                     },
                     runtime: .builtIn(fps: fps), heartbeatSeconds: heartbeatSeconds, telemetrySeconds: telemetrySeconds, helloSeconds: helloSeconds,
-                    progressSeconds: progressSeconds, stateDirectory: URL(fileURLWithPath: stateDir).appendingPathComponent(agentID), mqttURL: url
+                    progressSeconds: progressSeconds, stateDirectory: URL(fileURLWithPath: stateDir).appendingPathComponent(agentID), mqttURL: url,
+                    instances: InstanceRuntime.Settings(allowProcess: allowProcessInstances)
                 )
                 let agent = try EdgeAgent(configuration: configuration, host: host, logger: logger)
                 services += [agent.mqtt, agent]
@@ -131,6 +133,7 @@ extension EdgeAgentCommand {
                     "--log-level", logLevel,
                 ]
                 if let mqttURL { arguments += ["--mqtt-url", mqttURL] }
+                if allowProcessInstances { arguments.append("--allow-process-instances") }
                 started.append(
                     try ChildProcess(
                         executable: executable, arguments: arguments, environment: ProcessInfo.processInfo.environment,

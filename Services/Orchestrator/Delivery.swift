@@ -134,6 +134,8 @@ struct DeliveryTracker: Service {
     let mqtt: MQTTClient
     let database: DatabaseService
     let store: PostgresOperationStore
+    /// Where the agents' word on their deployment instances is recorded.
+    let deployments: PostgresDeploymentStore
     /// Wakes the outbox publisher after a drift repair wrote documents.
     let wake: OutboxPublisher.Wake
     let loops: LoopHealth
@@ -224,6 +226,7 @@ struct DeliveryTracker: Service {
         var transactions: [[PostgresOperationStore.AgentReport]] = [[]]
         var agents: Set<String> = []
         var progress: [String: PostgresOperationStore.AgentProgress] = [:]
+        var instances: [(agentID: String, instances: [AgentMessage.Report.InstanceReport])] = []
         for message in messages {
             let report: AgentMessage.Report
             do {
@@ -240,6 +243,7 @@ struct DeliveryTracker: Service {
                     bytesTotal: applying.bytesTotal)
                 continue
             }
+            if let reported = report.instances, !reported.isEmpty { instances.append((report.agentID, reported)) }
             var failures: [String: String] = [:]
             for device in report.devices {
                 let failed = device.pipelines.filter { $0.state == .failed }
@@ -258,6 +262,19 @@ struct DeliveryTracker: Service {
             await record(reports)
         }
         if !progress.isEmpty { await recordProgress(Array(progress.values)) }
+        if !instances.isEmpty { await recordInstances(instances) }
+    }
+
+    /// Records what agents said of their deployment instances, once: every report carries each
+    /// instance's whole state, so the next one (an agent reports at each change) repairs a loss.
+    private func recordInstances(_ reports: [(agentID: String, instances: [AgentMessage.Report.InstanceReport])]) async {
+        do {
+            _ = try await loops.step(Loop.reports, within: stepTimeout) { try await deployments.recordInstanceReports(reports) }
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.warning("deployment instance reports not recorded", metadata: ["agents": "\(reports.count)", "error": "\(error)"])
+        }
     }
 
     /// Notes in-progress reports, once: a lost one costs nothing but its figures, since the

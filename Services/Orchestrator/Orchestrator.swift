@@ -4,7 +4,8 @@ import ServiceRuntime
 
 /// The `orchestrator` executable: pipeline assignment to one device or many (schema
 /// `orchestrator`), delivered to the agents as desired states through an outbox, tracked to each
-/// agent's report, with history, revert, retry and an audit trail.
+/// agent's report, with history, revert, retry and an audit trail; and deployments, whose
+/// instances travel in the same desired states.
 @main
 enum OrchestratorMain {
     static func main() async {
@@ -25,6 +26,7 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     let wake = OutboxPublisher.Wake()
     let api = OrchestratorAPI(
         store: store, registry: registry, resolver: PipelineResolver(registry: registry), committed: { wake.signal() }, logger: context.logger)
+    let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger, wake: wake)
     let subscribed = SubscriptionFlag()
     let bound = context.configuration.databaseStepTimeout
     let loops = LoopHealth(stuckAfter: bound)
@@ -32,12 +34,11 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     parts.services = [
         OutboxPublisher(mqtt: context.mqtt, database: database, store: store, wake: wake, loops: loops, stepTimeout: bound, logger: context.logger),
         DeliveryTracker(
-            mqtt: context.mqtt, database: database, store: store, wake: wake, loops: loops, stepTimeout: bound, logger: context.logger,
-            subscribed: subscribed),
+            mqtt: context.mqtt, database: database, store: store, deployments: deploymentStore, wake: wake, loops: loops, stepTimeout: bound,
+            logger: context.logger, subscribed: subscribed),
         OrchestratorResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
     parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports"), loops.readinessCheck(name: "loops")]
-    let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger)
     let deployments = DeploymentAPI(store: deploymentStore, registry: registry, logger: context.logger)
     parts.services.append(
         PendingPlacement(

@@ -243,5 +243,16 @@ enum OrchestratorMigrations {
                 "CREATE INDEX deployment_events_by_deployment ON orchestrator.deployment_events (deployment_id, seq)",
             ]
         ),
+        Migration(
+            version: 8,
+            name: "deployment instances on the agents",
+            statements: [
+                // The model version's artifact as the registry gave it at create (`DeploymentArtifact`):
+                // what the agents fetch. Deployments made before have none, and are not sent to agents.
+                "ALTER TABLE orchestrator.deployments ADD COLUMN artifact jsonb",
+                // What the agent last said of the instance: how often it restarted it.
+                "ALTER TABLE orchestrator.deployment_instances ADD COLUMN restarts integer NOT NULL DEFAULT 0",
+            ]
+        ),
     ]
 }

@@ -45,13 +45,14 @@ struct DistinctTexts {
 /// An agent's desired-state document, written around its devices' pipeline lists as JSON text
 /// (from a ``PipelineListCoder``, or as PostgreSQL returns them) instead of encoding every list
 /// again: the same JSON as `Envelope(payload: DesiredState(…), correlationID:).encoded()` (a test
-/// holds the two equal), without `deployments`, which nothing fills yet.
+/// holds the two equal). The deployment instances, few per agent, are encoded; none: no
+/// `deployments` member.
 enum DesiredStateDocument {
     static func encode(
-        agentID: String, generation: Int64, devices: [(key: String, pipelines: String)], correlationID: UUID?,
-        messageID: UUID = UUID(), sentAt: Date = Date()
-    ) -> String {
-        var json = JSONWriter(capacity: 256 + devices.reduce(0) { $0 + $1.key.utf8.count + $1.pipelines.utf8.count + 32 })
+        agentID: String, generation: Int64, devices: [(key: String, pipelines: String)], instances: [DesiredState.Instance] = [],
+        correlationID: UUID?, messageID: UUID = UUID(), sentAt: Date = Date()
+    ) throws -> String {
+        var json = JSONWriter(capacity: 256 + devices.reduce(0) { $0 + $1.key.utf8.count + $1.pipelines.utf8.count + 32 } + instances.count * 512)
         json.encoded(Envelope<DesiredState>.jsonHead(messageID: messageID, correlationID: correlationID, sentAt: sentAt))
         json.raw(#"{"agent_id":"#)
         json.string(agentID)
@@ -66,7 +67,12 @@ enum DesiredStateDocument {
             json.encoded(device.pipelines)
             json.raw("}")
         }
-        json.raw("]}}")
+        json.raw("]")
+        if !instances.isEmpty {
+            json.raw(#","deployments":"#)
+            json.encoded(String(decoding: try ContractCoding.encoder.encode(instances), as: UTF8.self))
+        }
+        json.raw("}}")
         return String(decoding: json.bytes, as: UTF8.self)
     }
 }

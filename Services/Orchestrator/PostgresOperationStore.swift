@@ -11,6 +11,7 @@ import ServiceRuntime
 struct PostgresOperationStore: OperationRepository {
     let client: PostgresClient
     let logger: Logger
+    private var outbox: DesiredStateOutbox { DesiredStateOutbox(logger: logger) }
 
     private func json(_ value: some Encodable) throws -> String {
         String(decoding: try ContractCoding.encoder.encode(value), as: UTF8.self)
@@ -67,7 +68,7 @@ struct PostgresOperationStore: OperationRepository {
                 try await lockDevices(of: operation, on: connection)
                 try await storeDevicePipelines(of: operation, lists: lists, on: connection)
                 let agents = Array(Set(changes.map(\.device.serverID))).sorted()
-                let generations = try await nextGenerations(of: agents, on: connection)
+                let generations = try await outbox.nextGenerations(of: agents, on: connection)
                 // Each agent's whole document: every device of its server with the pipelines it runs
                 // now, the changed ones from memory and the others as stored. The agents' rows, locked
                 // by nextGenerations, serialise operations on one agent, so what is stored is current.
@@ -75,7 +76,7 @@ struct PostgresOperationStore: OperationRepository {
                 for (change, text) in zip(changes, after) where !change.after.isEmpty {
                     assignments[change.device.serverID, default: []].append((change.device.key, text))
                 }
-                try await enqueueDocuments(
+                try await outbox.enqueueDocuments(
                     of: agents, at: generations, changed: assignments, exceptDevices: changes.map(\.device.id), correlationID: operation.id,
                     on: connection)
                 try await recordDevices(of: operation, lists: lists, generations: generations, on: connection)
@@ -171,21 +172,6 @@ struct PostgresOperationStore: OperationRepository {
             """, logger: logger)
     }
 
-    /// Each agent's next desired-state generation (1 for a new agent); locks the agents' rows.
-    private func nextGenerations(of agents: [String], on connection: PostgresConnection) async throws -> [String: Int64] {
-        var generations: [String: Int64] = [:]
-        for try await (agent, generation) in try await connection.query(
-            """
-            INSERT INTO orchestrator.agents (agent_id, generation) SELECT a, 1 FROM unnest(\(agents)::text[]) AS a
-            ON CONFLICT (agent_id) DO UPDATE SET generation = orchestrator.agents.generation + 1, updated_at = now()
-            RETURNING agent_id, generation
-            """, logger: logger
-        ).decode((String, Int64).self) {
-            generations[agent] = generation
-        }
-        return generations
-    }
-
     /// The operation's distinct lists once, and a `pending` row per device naming its lists by
     /// position, with its watchdog's deadline when its server is online.
     private func recordDevices(
@@ -209,35 +195,6 @@ struct PostgresOperationStore: OperationRepository {
                         \(changes.map { generations[$0.device.serverID]! })::bigint[], \(lists.before)::int[],
                         \(lists.after)::int[], \(changes.map(\.device.reachable))::boolean[])
                  AS t (d, s, si, k, n, g, bi, ai, r)
-            """, logger: logger)
-    }
-
-    /// Writes each agent's whole desired-state document at its new generation to the outbox:
-    /// `changed` devices' pipelines as given, every other device of the agent (not in
-    /// `exceptDevices`) as stored.
-    private func enqueueDocuments(
-        of agents: [String], at generations: [String: Int64], changed: [String: [(key: String, pipelines: String)]], exceptDevices: [UUID],
-        correlationID: UUID?, on connection: PostgresConnection
-    ) async throws {
-        var assignments = changed
-        for try await (server, key, text) in try await connection.query(
-            """
-            SELECT server_id, device_key, pipelines::text FROM orchestrator.device_pipelines
-            WHERE server_id = ANY(\(agents)) AND NOT (device_id = ANY(\(exceptDevices))) AND pipelines <> '[]'::jsonb
-            """,
-            logger: logger
-        ).decode((String, String, String).self) {
-            assignments[server, default: []].append((key, text))
-        }
-        let documents = agents.map { agent in
-            DesiredStateDocument.encode(
-                agentID: agent, generation: generations[agent]!, devices: (assignments[agent] ?? []).sorted { $0.key < $1.key },
-                correlationID: correlationID)
-        }
-        try await connection.query(
-            """
-            INSERT INTO orchestrator.outbox (agent_id, generation, document)
-            SELECT * FROM unnest(\(agents)::text[], \(agents.map { generations[$0]! })::bigint[], \(documents)::text[])
             """, logger: logger)
     }
 
@@ -442,7 +399,7 @@ struct PostgresOperationStore: OperationRepository {
             ).decode((String, Int64).self) {
                 generations[agent] = generation
             }
-            try await enqueueDocuments(of: agents, at: generations, changed: [:], exceptDevices: [], correlationID: nil, on: connection)
+            try await outbox.enqueueDocuments(of: agents, at: generations, changed: [:], exceptDevices: [], correlationID: nil, on: connection)
         }
     }
 

@@ -34,7 +34,7 @@ package enum AgentMessageRejection: String, Error, Sendable, CaseIterable {
     /// Not JSON (RFC 8259), or not UTF-8.
     case malformedJSON = "malformed_json"
     /// Valid JSON that breaks the channel's schema or one of the rules a schema cannot express
-    /// (unique device keys in a hello, a reason for every failed pipeline in a report).
+    /// (unique device keys in a hello, a reason for every failed pipeline and instance in a report).
     case schema
     /// `payload.agent_id` is not the agent id of the topic it came on.
     case agentIDMismatch = "agent_id_mismatch"
@@ -137,6 +137,13 @@ package struct AgentMessageValidator: Sendable {
                 }
             }
         case .report:
+            if case .array(let instances)? = body["instances"] {
+                for (index, instance) in instances.enumerated() {
+                    if case .object(let report) = instance, report["state"] == .string("failed"), report["reason"] == nil {
+                        throw ContractError(field: "payload.instances[\(index)].reason", reason: "is required when failed")
+                    }
+                }
+            }
             guard case .array(let devices)? = body["devices"] else { return }
             for (deviceIndex, device) in devices.enumerated() {
                 guard case .object(let fields) = device, case .array(let pipelines)? = fields["pipelines"] else { continue }

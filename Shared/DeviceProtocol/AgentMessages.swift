@@ -248,22 +248,61 @@ package enum AgentMessage {
             }
         }
 
+        package enum InstanceState: String, ClosedSet {
+            /// Started, not answering its health check yet.
+            case starting
+            /// Answering its health check.
+            case ready
+            /// Could not start, or crashed (restarted with backoff); `reason` says why.
+            case failed
+            /// Shut down: no longer in the desired state.
+            case stopped
+        }
+
+        package struct InstanceReport: Codable, Sendable, Equatable {
+            package var instanceID: String
+            package var state: InstanceState
+            package var reason: String?
+            /// `host:port`, once it listens.
+            package var address: String?
+            package var version: String
+            package var restarts: Int
+
+            package init(instanceID: String, state: InstanceState, reason: String? = nil, address: String? = nil, version: String, restarts: Int = 0)
+            {
+                self.instanceID = instanceID
+                self.state = state
+                self.reason = reason
+                self.address = address
+                self.version = version
+                self.restarts = restarts
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case instanceID = "instance_id"
+                case state, reason, address, version, restarts
+            }
+        }
+
         package var agentID: String
         package var generation: Int
         /// Set in an in-progress report: `generation` is being applied, not applied yet.
         package var applying: Applying?
         package var devices: [DeviceReport]
+        /// The deployment instances, for an agent that runs any (or just stopped its last).
+        package var instances: [InstanceReport]?
 
-        package init(agentID: String, generation: Int, applying: Applying? = nil, devices: [DeviceReport]) {
+        package init(agentID: String, generation: Int, applying: Applying? = nil, devices: [DeviceReport], instances: [InstanceReport]? = nil) {
             self.agentID = agentID
             self.generation = generation
             self.applying = applying
             self.devices = devices
+            self.instances = instances
         }
 
         private enum CodingKeys: String, CodingKey {
             case agentID = "agent_id"
-            case generation, applying, devices
+            case generation, applying, devices, instances
         }
     }
 }
@@ -350,22 +389,107 @@ package struct DesiredState: ContractPayload, Equatable {
         }
     }
 
+    /// One instance of a deployment: an HTTP model server the agent runs on a port it chooses.
+    /// An instance whose entry changes (its environment, resources or runtime) is restarted.
+    package struct Instance: Codable, Sendable, Hashable {
+        package struct Resources: Codable, Sendable, Hashable {
+            package var cpuCores: Double
+            package var memoryBytes: Int64
+            package var gpuCount: Int
+            package var gpuType: String?
+
+            package init(cpuCores: Double, memoryBytes: Int64, gpuCount: Int, gpuType: String?) {
+                self.cpuCores = cpuCores
+                self.memoryBytes = memoryBytes
+                self.gpuCount = gpuCount
+                self.gpuType = gpuType
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case cpuCores = "cpu_cores"
+                case memoryBytes = "memory_bytes"
+                case gpuCount = "gpu_count"
+                case gpuType = "gpu_type"
+            }
+        }
+
+        package struct Runtime: Codable, Sendable, Hashable {
+            package enum Kind: String, Codable, Sendable {
+                /// The agent's own HTTP model server.
+                case builtin
+                /// `command`, started with its port in `PORT`.
+                case process
+            }
+
+            package var kind: Kind
+            package var command: [String]?
+
+            package init(kind: Kind, command: [String]? = nil) {
+                self.kind = kind
+                self.command = command
+            }
+        }
+
+        package var instanceID: String
+        package var deployment: String
+        package var revision: Int
+        package var modelID: UUID
+        package var modelName: String
+        package var version: String
+        package var artifactURI: String
+        package var sha256: String
+        package var resources: Resources
+        package var env: [String: String]
+        package var runtime: Runtime
+        package var healthCheckPath: String
+
+        package init(
+            instanceID: String, deployment: String, revision: Int, modelID: UUID, modelName: String, version: String, artifactURI: String,
+            sha256: String, resources: Resources, env: [String: String], runtime: Runtime, healthCheckPath: String
+        ) {
+            self.instanceID = instanceID
+            self.deployment = deployment
+            self.revision = revision
+            self.modelID = modelID
+            self.modelName = modelName
+            self.version = version
+            self.artifactURI = artifactURI
+            self.sha256 = sha256
+            self.resources = resources
+            self.env = env
+            self.runtime = runtime
+            self.healthCheckPath = healthCheckPath
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case instanceID = "instance_id"
+            case deployment, revision
+            case modelID = "model_id"
+            case modelName = "model_name"
+            case version
+            case artifactURI = "artifact_uri"
+            case sha256, resources, env, runtime
+            case healthCheckPath = "health_check_path"
+        }
+    }
+
     package var agentID: String
     package var generation: Int
     /// Every device that runs something; a device of the agent that is not listed runs nothing.
     package var devices: [DeviceAssignment]
-    /// Reserved for deployment instances; agents of this version ignore it.
-    package var deployments: [JSONValue]?
+    /// The deployment instances of this server (`deployments` in the document); nil or empty: none.
+    package var instances: [Instance]?
 
-    package init(agentID: String, generation: Int, devices: [DeviceAssignment], deployments: [JSONValue]? = nil) {
+    package init(agentID: String, generation: Int, devices: [DeviceAssignment], instances: [Instance]? = nil) {
         self.agentID = agentID
         self.generation = generation
         self.devices = devices
-        self.deployments = deployments
+        self.instances = instances
     }
 
     private enum CodingKeys: String, CodingKey {
         case agentID = "agent_id"
-        case generation, devices, deployments
+        case generation, devices
+        case instances = "deployments"
     }
 }

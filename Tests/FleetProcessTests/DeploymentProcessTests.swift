@@ -111,4 +111,141 @@ struct DeploymentProcessTests {
             #expect(try await fleet.api.get("/v1/deployments/people-api").status == 404)
         }
     }
+
+    // MARK: Instances on the agents
+
+    /// The deployment's instances once `done` holds for them (each a JSON object), or the last
+    /// seen after `timeout`.
+    private func instances(
+        of name: String, in fleet: Fleet, timeout: Duration = .seconds(60), until done: @Sendable ([[String: Any]]) -> Bool
+    ) async throws -> [[String: Any]] {
+        let deadline = ContinuousClock.now + timeout
+        var instances: [[String: Any]] = []
+        repeat {
+            instances = try await fleet.api.get("/v1/deployments/\(name)").json?["instances"] as? [[String: Any]] ?? []
+            if done(instances) { return instances }
+            try await Task.sleep(for: .milliseconds(200))
+        } while ContinuousClock.now < deadline
+        return instances
+    }
+
+    /// The port of an instance's `host:port` address.
+    private func port(of instance: [String: Any]) -> Int? {
+        (instance["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) }
+    }
+
+    /// POST /v1/infer on an instance; nil when nothing answers.
+    private func infer(_ instance: [String: Any], body: String) async -> HTTPResult? {
+        guard let port = port(of: instance) else { return nil }
+        return try? await httpRequest(port: port, method: "POST", path: "/v1/infer", body: Data(body.utf8))
+    }
+
+    @Test("instances run on the agents as HTTP model servers: ready, answering /v1/infer; an edit restarts them; stop shuts them down")
+    func instancesServe() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(2, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let created = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: [
+                    "name": "infer-api", "model_id": model, "model_version": "1.0.0",
+                    "scaling": ["min_replicas": 1, "max_replicas": 4, "replicas": 3],
+                    "env": ["SIM_LATENCY_MS": "30"], "load_balancer": ["health_check_path": "/healthz"],
+                ])
+            #expect(created.status == 201, "\(created.body)")
+            let ready = try await instances(of: "infer-api", in: fleet) { list in
+                list.count == 3 && list.allSatisfy { $0["state"] as? String == "ready" && $0["address"] != nil }
+            }
+            #expect(ready.count == 3 && ready.allSatisfy { $0["state"] as? String == "ready" }, "\(ready)")
+            let deployment = try await fleet.api.get("/v1/deployments/infer-api").json
+            #expect(
+                deployment?["status"] as? String == "running" && (deployment?["replicas"] as? [String: Int])?["ready"] == 3, "\(deployment ?? [:])")
+
+            // Each answers over HTTP as itself, with work and the added latency.
+            for instance in ready {
+                let answer = await infer(instance, body: String(repeating: "pixels ", count: 100))
+                #expect(answer?.status == 200, "\(answer?.body ?? "no answer") from \(instance)")
+                #expect(answer?.json?["instance_id"] as? String == instance["id"] as? String)
+                #expect(answer?.json?["input_bytes"] as? Int == 700 && (answer?.json?["latency_ms"] as? Double ?? 0) >= 30, "\(answer?.body ?? "")")
+                let health = try await httpRequest(port: try #require(port(of: instance)), method: "GET", path: "/healthz")
+                #expect(health.status == 200, "the deployment's health check path: \(health.body)")
+            }
+            let events = try await fleet.api.get("/v1/deployments/infer-api/events").items.compactMap { $0["message"] as? String }
+            #expect(events.filter { $0.contains(" ready on \(fleet.prefix)-") }.count == 3, "\(events)")
+
+            // An edit of the environment restarts the instances with it: every inference now fails.
+            let edited = try await fleet.api.send("PATCH", "/v1/deployments/infer-api", json: ["env": ["SIM_ERROR_RATE": "1"]])
+            #expect(edited.json?["restart"] as? Bool == true, "\(edited.body)")
+            let failing = await eventually(timeout: .seconds(30)) {
+                let list = (try? await self.instances(of: "infer-api", in: fleet, timeout: .zero) { _ in true }) ?? []
+                guard list.count == 3, list.allSatisfy({ $0["state"] as? String == "ready" }) else { return false }
+                for instance in list where await self.infer(instance, body: "x")?.status != 500 { return false }
+                return true
+            }
+            #expect(failing, "restarted with SIM_ERROR_RATE=1, every instance answers 500")
+
+            // Stopped: nothing answers at the addresses; started: ready again.
+            let addresses = try await instances(of: "infer-api", in: fleet, timeout: .zero) { _ in true }
+            #expect(try await fleet.api.send("POST", "/v1/deployments/infer-api/stop").status == 200)
+            let silent = await eventually(timeout: .seconds(30)) {
+                for instance in addresses where await self.infer(instance, body: "x") != nil { return false }
+                return true
+            }
+            #expect(silent, "a stopped deployment's instances are shut down")
+            #expect(try await fleet.api.send("POST", "/v1/deployments/infer-api/start").status == 200)
+            let again = try await instances(of: "infer-api", in: fleet) { list in
+                list.count == 3 && list.allSatisfy { $0["state"] as? String == "ready" }
+            }
+            #expect(again.count == 3 && again.allSatisfy { $0["state"] as? String == "ready" }, "\(again)")
+        }
+    }
+
+    @Test("a process instance gets its port in PORT, is ready when its health check answers, and is restarted after it crashes")
+    func processInstanceRestarted() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1, options: ["--allow-process-instances"])
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            // Serves /health on $PORT for two seconds, then exits with status 3.
+            let server = """
+                import http.server, os, threading
+                class H(http.server.BaseHTTPRequestHandler):
+                    def do_GET(self):
+                        self.send_response(200); self.end_headers(); self.wfile.write(os.environ["MODEL_VERSION"].encode())
+                threading.Timer(2, lambda: os._exit(3)).start()
+                print("serving", os.environ["INSTANCE_ID"], flush=True)
+                http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+                """
+            let created = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: [
+                    "name": "crashy", "model_id": model, "model_version": "1.0.0",
+                    "runtime": ["kind": "process", "command": ["python3", "-c", server]],
+                ])
+            #expect(created.status == 201, "\(created.body)")
+            let restarted = try await instances(of: "crashy", in: fleet) { list in
+                (list.first?["restarts"] as? Int ?? 0) >= 1 && list.first?["state"] as? String == "ready"
+            }
+            #expect((restarted.first?["restarts"] as? Int ?? 0) >= 1 && restarted.first?["state"] as? String == "ready", "\(restarted)")
+            let events = try await fleet.api.get("/v1/deployments/crashy/events").items.compactMap { $0["message"] as? String }
+            #expect(events.contains { $0.contains("failed on \(fleet.prefix)-0001: exited with status 3; restarting in") }, "\(events)")
+            #expect(events.filter { $0.contains(" ready on ") }.count >= 2, "ready, crashed, ready again: \(events)")
+        }
+    }
+
+    @Test("an agent that does not allow process instances says so, and the instance is failed with that reason")
+    func processInstancesRefused() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            _ = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: ["name": "refused", "model_id": model, "model_version": "1.0.0", "runtime": ["kind": "process", "command": ["true"]]])
+            let failed = try await instances(of: "refused", in: fleet) { $0.first?["state"] as? String == "failed" }
+            let reason = failed.first?["reason"] as? String ?? ""
+            #expect(reason.contains("process instances are not allowed on this server"), "\(failed)")
+        }
+    }
 }

@@ -18,7 +18,7 @@ private func pipeline(_ name: String, confidence: Double) -> DesiredState.Pipeli
 
 @Suite("Orchestrator: desired-state documents and pipeline JSON")
 struct DesiredStateDocumentTests {
-    @Test("the hand-written document is the encoder's, field for field, and passes the desired-state schema")
+    @Test("the hand-written document is the encoder's, field for field, with deployment instances, and passes the desired-state schema")
     func document() throws {
         let people = [pipeline("People", confidence: 0.4)]
         let both = [pipeline("People", confidence: 0.5), pipeline("Cars\n", confidence: 0.25)]
@@ -32,16 +32,28 @@ struct DesiredStateDocumentTests {
         let id = UUID()
         let correlation = UUID()
         let sentAt = Date(timeIntervalSince1970: 1_790_000_000.125)
-        let text = DesiredStateDocument.encode(
+        let spec = try ContractCoding.decoder.decode(
+            DeploymentSpec.self,
+            from: Data(
+                #"""
+                {"model_id": "\#(UUID().uuidString)", "model_version": "1.2.0", "env": {"SIM_LATENCY_MS": "5"},
+                 "resources": {"gpu_count": 1, "gpu_type": "t4"}, "runtime": {"kind": "process", "command": ["python3", "serve.py"]}}
+                """#.utf8))
+        let instance = DesiredState.Instance(
+            spec: spec,
+            artifact: DeploymentArtifact(modelName: "people", artifactURI: "s3://models/people.onnx", sha256: String(repeating: "ab", count: 32)),
+            instanceID: "people-api-0a1b2", deployment: "people-api", revision: 3, version: "1.2.0")
+        let text = try DesiredStateDocument.encode(
             agentID: "edge-7", generation: 12, devices: [("cam-1", try coder.json(people)), ("cam \"2\"", stored), ("cam-3", try coder.json([]))],
-            correlationID: correlation, messageID: id, sentAt: sentAt)
+            instances: [instance], correlationID: correlation, messageID: id, sentAt: sentAt)
 
         let state = DesiredState(
             agentID: "edge-7", generation: 12,
             devices: [
                 .init(deviceKey: "cam-1", pipelines: people), .init(deviceKey: "cam \"2\"", pipelines: both),
                 .init(deviceKey: "cam-3", pipelines: []),
-            ]
+            ],
+            instances: [instance]
         )
         let encoded = try Envelope(payload: state, correlationID: correlation, messageID: id, sentAt: sentAt).encoded()
         #expect(
@@ -49,8 +61,11 @@ struct DesiredStateDocumentTests {
         #expect(try Envelope<DesiredState>.decode(from: Data(text.utf8)).payload == state)
         try DeviceProtocolSchemas.shared.validate(try JSONParser.parse(Data(text.utf8)), as: .desired)
 
-        let withoutCorrelation = DesiredStateDocument.encode(agentID: "a", generation: 1, devices: [], correlationID: nil)
+        #expect(instance.resources.gpuType == "t4" && instance.runtime.command == ["python3", "serve.py"] && instance.healthCheckPath == "/health")
+
+        let withoutCorrelation = try DesiredStateDocument.encode(agentID: "a", generation: 1, devices: [], correlationID: nil)
         #expect(try Envelope<DesiredState>.decode(from: Data(withoutCorrelation.utf8)).correlationID == nil)
+        #expect(!withoutCorrelation.contains("deployments"), "no instances: no deployments member")
     }
 
     @Test("the coder encodes and decodes each distinct list once, and gives back what the encoder and decoder would")

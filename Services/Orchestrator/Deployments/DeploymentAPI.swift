@@ -50,8 +50,9 @@ struct DeploymentAPI: Sendable {
         let name = try DeploymentSpec.validateName(new.name)
         let servers = try await registry.servers()
         let spec = try new.spec.validated(gpuTypes: Self.gpuTypes(of: servers))
-        try await checkModelVersion(of: spec)
-        let deployment = try await store.create(name: name, spec: spec, actor: OrchestratorAPI.actor, servers: servers.map(\.placement))
+        let version = try await activeModelVersion(of: spec)
+        let deployment = try await store.create(
+            name: name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor, servers: servers.map(\.placement))
         logger.info("deployment created", metadata: ["deployment": "\(name)", "instances": "\(deployment.instances.count)"])
         return try respond(DeploymentView(deployment: deployment), .created, request, context)
     }
@@ -209,10 +210,10 @@ struct DeploymentAPI: Sendable {
         Set(servers.flatMap { $0.gpus.filter { $0.count > 0 }.map(\.type) })
     }
 
-    /// The model version must exist in the registry and be active, as for a pipeline stage.
-    private func checkModelVersion(of spec: DeploymentSpec) async throws {
+    /// The model version, which must exist in the registry and be active, as for a pipeline stage.
+    private func activeModelVersion(of spec: DeploymentSpec) async throws -> RegistryModelVersion {
         let found = try await registry.modelVersion(modelID: spec.modelID, version: spec.modelVersion)
-        _ = try RegistryModelVersion.active(found, modelID: spec.modelID, version: spec.modelVersion, field: "model_version")
+        return try RegistryModelVersion.active(found, modelID: spec.modelID, version: spec.modelVersion, field: "model_version")
     }
 
     /// A JSON merge: objects merge member by member, anything else replaces. Unlike RFC 7386, a

@@ -7,6 +7,8 @@ enum InstanceState: String, Codable, Sendable, CaseIterable {
     case pending
     /// Placed on a server, which has not reported it yet.
     case assigned
+    /// As its agent reported it: started and not answering its health check yet, answering it,
+    /// failed (being restarted; `reason` says why), or shut down.
     case starting, ready, failed, stopped
 }
 
@@ -20,10 +22,12 @@ struct DeploymentInstance: Codable, Sendable, Equatable {
     var modelVersion: String
     var revision: Int
     var weight: Int
+    /// How many times its agent restarted it after a crash.
+    var restarts: Int
     var updatedAt: Date
 
     enum CodingKeys: String, CodingKey {
-        case id, state, reason, address, revision, weight
+        case id, state, reason, address, revision, weight, restarts
         case serverID = "server_id"
         case modelVersion = "model_version"
         case updatedAt = "updated_at"

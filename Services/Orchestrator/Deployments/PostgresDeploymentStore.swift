@@ -1,15 +1,19 @@
+import DeviceProtocol
 import FleetContract
 import Foundation
 import Logging
 import PostgresNIO
 import ServiceRuntime
 
-/// The deployments in PostgreSQL (schema `orchestrator`, migration 7). Every change that places
-/// or removes instances holds one advisory lock for its transaction, so two of them never count
-/// the same free capacity twice.
+/// The deployments in PostgreSQL (schema `orchestrator`, migrations 7 and 8). Every change that
+/// places or removes instances holds one advisory lock for its transaction, so two of them never
+/// count the same free capacity twice, and writes new desired-state documents for the servers
+/// whose instances it changed, in the same transaction.
 struct PostgresDeploymentStore: Sendable {
     let client: PostgresClient
     let logger: Logger
+    /// Told after a change wrote documents to the outbox, so that they go out at once.
+    var wake: OutboxPublisher.Wake? = nil
 
     /// Who the events of the orchestrator's own decisions name.
     static let orchestratorActor = "orchestrator"
@@ -28,13 +32,19 @@ struct PostgresDeploymentStore: Sendable {
 
     /// Creates the deployment at revision 1 and places its instances on `servers`.
     /// `DomainError.conflict` on `name` when a live deployment has it.
-    func create(name: String, spec: DeploymentSpec, actor: String, servers: [Placement.Server]) async throws -> Deployment {
+    func create(
+        name: String, spec: DeploymentSpec, artifact: DeploymentArtifact, actor: String, servers: [Placement.Server]
+    ) async throws
+        -> Deployment
+    {
         let id = UUID()
+        let artifactJSON = String(decoding: try ContractCoding.encoder.encode(artifact), as: UTF8.self)
         do {
             try await inPlacementTransaction { connection in
                 try await connection.query(
                     """
-                    INSERT INTO orchestrator.deployments (id, name, revision, spec) VALUES (\(id), \(name), 1, \(try json(spec))::jsonb)
+                    INSERT INTO orchestrator.deployments (id, name, revision, spec, artifact)
+                    VALUES (\(id), \(name), 1, \(try json(spec))::jsonb, \(artifactJSON)::jsonb)
                     """, logger: logger)
                 try await recordRevision(of: id, 1, spec: spec, actor: actor, change: "created", on: connection)
                 try await record(id, [("created", "created at revision 1 with \(spec.scaling.replicas) instance(s)", actor)], on: connection)
@@ -172,20 +182,123 @@ struct PostgresDeploymentStore: Sendable {
         return placedCount
     }
 
+    // MARK: Agents' reports
+
+    /// What agents said of their instances: each instance's state, address, reason and restarts,
+    /// recorded when the reporting agent is the instance's server now (a report from the server
+    /// an instance left says nothing of it). A change to ready or failed is an event of its
+    /// deployment. Returns how many instances changed.
+    @discardableResult
+    func recordInstanceReports(_ reports: [(agentID: String, instances: [AgentMessage.Report.InstanceReport])]) async throws -> Int {
+        var reported: [String: (server: String, report: AgentMessage.Report.InstanceReport)] = [:]
+        for (agent, instances) in reports {
+            for instance in instances { reported[instance.instanceID] = (agent, instance) }
+        }
+        guard !reported.isEmpty else { return 0 }
+        let ids = reported.keys.sorted()
+        return try await Self.unwrappingRefusals {
+            try await client.withTransaction(logger: logger) { connection in
+                var changes: [(id: String, deployment: UUID, server: String, report: AgentMessage.Report.InstanceReport)] = []
+                var events: [UUID: [(kind: String, message: String, actor: String)]] = [:]
+                for try await (id, deployment, server, state, address, reason, restarts) in try await connection.query(
+                    """
+                    SELECT id, deployment_id, server_id, state, address, reason, restarts FROM orchestrator.deployment_instances
+                    WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE
+                    """, logger: logger
+                ).decode((String, UUID, String?, String, String?, String?, Int).self) {
+                    guard let (agent, report) = reported[id], server == agent else { continue }
+                    guard state != report.state.rawValue || address != report.address || reason != report.reason || restarts != report.restarts
+                    else { continue }
+                    changes.append((id, deployment, agent, report))
+                    if state != report.state.rawValue {
+                        switch report.state {
+                        case .ready:
+                            events[deployment, default: []].append(
+                                ("ready", "instance \(id) ready on \(agent) at \(report.address ?? "?")", Self.orchestratorActor))
+                        case .failed:
+                            events[deployment, default: []].append(
+                                ("failed", "instance \(id) failed on \(agent): \(report.reason ?? "no reason given")", Self.orchestratorActor))
+                        case .starting, .stopped:
+                            break
+                        }
+                    }
+                }
+                guard !changes.isEmpty else { return 0 }
+                try await connection.query(
+                    """
+                    UPDATE orchestrator.deployment_instances i SET state = t.s, address = NULLIF(t.a, ''), reason = NULLIF(t.r, ''),
+                        restarts = t.n, updated_at = now()
+                    FROM unnest(\(changes.map(\.id))::text[], \(changes.map(\.report.state.rawValue))::text[],
+                                \(changes.map { $0.report.address ?? "" })::text[], \(changes.map { $0.report.reason ?? "" })::text[],
+                                \(changes.map(\.report.restarts))::int[]) AS t (id, s, a, r, n)
+                    WHERE i.id = t.id
+                    """, logger: logger)
+                for (deployment, list) in events.sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
+                    try await record(deployment, list, on: connection)
+                }
+                return changes.count
+            }
+        }
+    }
+
     // MARK: Steps
 
-    /// A transaction holding the placement lock; a refusal thrown inside comes out as itself.
+    /// A transaction holding the placement lock; a refusal thrown inside comes out as itself. The
+    /// servers whose instances the body changed (placed, removed, moved, stopped, or of a
+    /// deployment whose revision changed) get new desired-state documents before it commits.
     private func inPlacementTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in
+        let (result, documents) = try await Self.unwrappingRefusals {
+            try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.placementLock))", logger: logger)
-                return try await body(connection)
+                let before = try await runningInstances(on: connection)
+                let result = try await body(connection)
+                let after = try await runningInstances(on: connection)
+                let changed = Self.serversToTell(before: before, after: after)
+                try await DesiredStateOutbox(logger: logger).enqueue(agents: changed, on: connection)
+                return (result, changed.count)
             }
+        }
+        if documents > 0 { wake?.signal() }
+        return result
+    }
+
+    private static func unwrappingRefusals<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
         } catch let error as PostgresTransactionError {
             if let inner = error.closureError as? DomainError { throw inner }
             if let inner = error.closureError as? PSQLError { throw inner }
             throw error
         }
+    }
+
+    /// What an agent's document says of an instance: where it runs and the revision of its
+    /// deployment (whose spec the document carries).
+    struct RunningInstance: Hashable, Sendable {
+        var server: String
+        var revision: Int
+    }
+
+    /// The instances the agents should run now: placed, of live deployments that are not stopped.
+    private func runningInstances(on connection: PostgresConnection) async throws -> [String: RunningInstance] {
+        var running: [String: RunningInstance] = [:]
+        for try await (id, server, revision) in try await connection.query(
+            """
+            SELECT i.id, i.server_id, d.revision FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
+            WHERE i.server_id IS NOT NULL AND NOT d.stopped AND d.deleted_at IS NULL
+            """, logger: logger
+        ).decode((String, String, Int).self) {
+            running[id] = RunningInstance(server: server, revision: revision)
+        }
+        return running
+    }
+
+    /// The servers of the instances that came, went or changed between the two, in order.
+    static func serversToTell(before: [String: RunningInstance], after: [String: RunningInstance]) -> [String] {
+        var servers: Set<String> = []
+        for (id, old) in before where after[id] != old { servers.insert(old.server) }
+        for (id, new) in after where before[id] != new { servers.insert(new.server) }
+        return servers.sorted()
     }
 
     /// The live deployment's id, revision and whether it is stopped, its row locked.
@@ -337,16 +450,16 @@ struct PostgresDeploymentStore: Sendable {
         }
         guard !found.isEmpty else { return [] }
         var instances: [UUID: [DeploymentInstance]] = [:]
-        for try await (deployment, id, server, state, reason, address, version, revision, weight, updated) in try await client.query(
+        for try await (deployment, id, server, state, reason, address, version, revision, weight, restarts, updated) in try await client.query(
             """
-            SELECT deployment_id, id, server_id, state, reason, address, model_version, revision, weight, updated_at
+            SELECT deployment_id, id, server_id, state, reason, address, model_version, revision, weight, restarts, updated_at
             FROM orchestrator.deployment_instances WHERE deployment_id = ANY(\(found.map(\.id))) ORDER BY created_at, id
             """, logger: logger
-        ).decode((UUID, String, String?, String, String?, String?, String, Int, Int, Date).self) {
+        ).decode((UUID, String, String?, String, String?, String?, String, Int, Int, Int, Date).self) {
             instances[deployment, default: []].append(
                 DeploymentInstance(
                     id: id, serverID: server, state: InstanceState(rawValue: state) ?? .pending, reason: reason, address: address,
-                    modelVersion: version, revision: revision, weight: weight, updatedAt: updated))
+                    modelVersion: version, revision: revision, weight: weight, restarts: restarts, updatedAt: updated))
         }
         return found.map { deployment in
             var deployment = deployment

@@ -46,6 +46,15 @@ struct DeploymentsCommand: AsyncParsableCommand {
         return lines.joined(separator: "\n") + (deployment.instances.isEmpty ? "\n\nNo instances." : "\n\n" + table.render())
     }
 
+    /// Prints a deployment the orchestrator answered, then, with `--wait`, follows it until its
+    /// instances are ready.
+    static func print(_ answer: ServiceClient.Answer, _ context: CommandContext, waiting: DeploymentWaitOptions) async throws -> ExitCode {
+        let printed = try print(answer, context)
+        guard waiting.wait, printed == .success else { return printed }
+        let name = try answer.decode(DeploymentSummary.self, from: context.orchestrator.name).name
+        return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
+    }
+
     /// Prints a deployment the orchestrator answered: as it wrote it, or as a person reads it.
     static func print(_ answer: ServiceClient.Answer, _ context: CommandContext, note: String? = nil) throws -> ExitCode {
         if context.output == .json {
@@ -67,8 +76,13 @@ struct ListDeployments: AsyncParsableCommand {
     @Argument(help: "A deployment's name: show it and its instances.")
     var name: String?
 
+    @OptionGroup var waiting: DeploymentWaitOptions
+
     func run() async throws {
         try await global.run { context in
+            if let name, waiting.wait {
+                return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
+            }
             if let name {
                 try await context.printObject(
                     context.orchestrator, DeploymentsCommand.path(name), as: DeploymentSummary.self, render: DeploymentsCommand.render)
@@ -133,6 +147,8 @@ struct CreateDeployment: AsyncParsableCommand {
     @Option(help: "GPUs per instance, as COUNTxTYPE (1xnvidia-t4).")
     var gpu: String?
 
+    @OptionGroup var waiting: DeploymentWaitOptions
+
     func run() async throws {
         try await global.run { context in
             var body: [String: JSONValue] = [:]
@@ -166,7 +182,7 @@ struct CreateDeployment: AsyncParsableCommand {
                 throw FleetctlError.invalidInput("a deployment needs \(field): give it in --file or with its flag")
             }
             let answer = try await context.orchestrator.send(.POST, "/v1/deployments", body: .object(body))
-            return try DeploymentsCommand.print(answer, context)
+            return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
 }
@@ -187,6 +203,8 @@ struct EditDeployment: AsyncParsableCommand {
     @Option(help: "A new description.")
     var description: String?
 
+    @OptionGroup var waiting: DeploymentWaitOptions
+
     func run() async throws {
         try await global.run { context in
             var patch: [String: JSONValue] = [:]
@@ -204,9 +222,10 @@ struct EditDeployment: AsyncParsableCommand {
                 return .success
             }
             let edit = try answer.decode(DeploymentEditAnswer.self, from: context.orchestrator.name)
-            let note = edit.restart ? "\n\nThe instances restart one by one to take the change." : ""
+            let note = edit.restart ? "\n\nThe instances restart to take the change." : ""
             context.console.print(DeploymentsCommand.render(edit.deployment) + note)
-            return .success
+            guard waiting.wait else { return .success }
+            return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
         }
     }
 }
@@ -224,11 +243,13 @@ struct ScaleDeployment: AsyncParsableCommand {
     @Option(help: "Instances wanted.")
     var replicas: Int
 
+    @OptionGroup var waiting: DeploymentWaitOptions
+
     func run() async throws {
         try await global.run { context in
             let answer = try await context.orchestrator.send(
                 .POST, DeploymentsCommand.path(name, "/scale"), body: .object(["replicas": .number(Double(replicas))]))
-            return try DeploymentsCommand.print(answer, context)
+            return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
 }
@@ -258,9 +279,12 @@ struct StartDeployment: AsyncParsableCommand {
     @Argument(help: "The deployment's name.")
     var name: String
 
+    @OptionGroup var waiting: DeploymentWaitOptions
+
     func run() async throws {
         try await global.run { context in
-            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/start")), context)
+            try await DeploymentsCommand.print(
+                try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/start")), context, waiting: waiting)
         }
     }
 }

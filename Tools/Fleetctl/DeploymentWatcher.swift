@@ -1,0 +1,74 @@
+import ArgumentParser
+import FleetContract
+import Foundation
+
+/// `--wait` of the deployment commands that start instances: a live view of the deployment until
+/// every placed instance answers its health check (pending ones, waiting for room, are not
+/// waited for), or until the timeout.
+struct DeploymentWaitOptions: ParsableArguments {
+    @Flag(help: "Follow the instances until every placed one is ready (a live view on stderr).")
+    var wait = false
+
+    @Option(help: "With --wait: give up after this many seconds (exit status 1).")
+    var waitTimeout: Int = 120
+
+    func validate() throws {
+        guard (1...86_400).contains(waitTimeout) else { throw ValidationError("--wait-timeout must be 1 to 86400 seconds") }
+    }
+}
+
+enum DeploymentWatcher {
+    /// One line of the live view: how many instances stand where.
+    static func line(_ deployment: DeploymentSummary) -> String {
+        let states = Dictionary(grouping: deployment.instances, by: \.state).mapValues(\.count)
+        let placed = deployment.replicas.desired - deployment.replicas.pending
+        var parts = ["\(deployment.name): \(deployment.replicas.ready)/\(placed) placed instance(s) ready"]
+        for state in ["assigned", "starting", "failed", "pending"] where states[state, default: 0] > 0 {
+            parts.append("\(states[state]!) \(state)")
+        }
+        return parts.joined(separator: ", ")
+    }
+
+    /// Every placed instance ready.
+    static func settled(_ deployment: DeploymentSummary) -> Bool {
+        deployment.instances.allSatisfy { $0.state == "ready" || $0.state == "pending" }
+    }
+
+    /// Follows `name` until it settles; prints the deployment then. `.success`, or exit status 1
+    /// after the timeout with the instances that are not ready and why.
+    static func follow(_ name: String, _ context: CommandContext, timeout: Duration) async throws -> ExitCode {
+        let deadline = ContinuousClock.now + timeout
+        var last = ""
+        while true {
+            let deployment = try await context.orchestrator.get(DeploymentsCommand.path(name), as: DeploymentSummary.self)
+            let line = line(deployment)
+            if line != last {
+                context.console.error(line)
+                last = line
+            }
+            if settled(deployment) {
+                try await show(deployment, context)
+                return .success
+            }
+            if ContinuousClock.now >= deadline {
+                try await show(deployment, context)
+                let waiting = deployment.instances.filter { $0.state != "ready" && $0.state != "pending" }
+                context.console.error(
+                    "not every instance is ready after \(timeout.components.seconds) s: "
+                        + waiting.map { "\($0.id) \($0.state)\($0.reason.map { " (\($0))" } ?? "")" }.joined(separator: "; "))
+                return ExitStatus.devicesFailed
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// The deployment as it stands, in the output asked for.
+    private static func show(_ deployment: DeploymentSummary, _ context: CommandContext) async throws {
+        if context.output == .json {
+            let answer = try await context.orchestrator.send(.GET, DeploymentsCommand.path(deployment.name))
+            context.console.printJSON(try answer.decode(JSONValue.self, from: context.orchestrator.name))
+        } else {
+            context.console.print(DeploymentsCommand.render(deployment))
+        }
+    }
+}
