@@ -86,9 +86,11 @@ final class EdgeAgent: Service, Sendable {
         await resume()
         // Made before the client connects, so it is in place for the retained document.
         let desired = try mqtt.makeSubscription(to: Topic.agent(agentID, .desired).path, qos: .atLeastOnce)
+        let requests = try mqtt.makeSubscription(to: Topic.agent(agentID, .request).path, qos: .atLeastOnce)
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { for await message in desired { await self.receive(message) } }
+                group.addTask { for await message in requests { await self.answer(message) } }
                 group.addTask { await self.every(self.configuration.heartbeatSeconds) { await self.sendHeartbeat() } }
                 // Again now and then, besides after each connect: a control plane that missed it
                 // (a gateway or registry restarting at that moment) learns of this server anyway.
@@ -205,6 +207,50 @@ final class EdgeAgent: Service, Sendable {
                 "generation": "\(envelope.payload.generation)", "pipelines": "\(desired.count)", "failed": "\(failed)",
                 "instances": "\(envelope.payload.instances?.count ?? 0)",
             ])
+    }
+
+    // MARK: Requests
+
+    /// Answers a request from the gateway (an instance's logs) on the response channel.
+    private func answer(_ message: MQTTMessage) async {
+        let request: AgentMessage.Request
+        do {
+            _ = try DeviceProtocolSchemas.shared.schema(for: .request).validate(json: message.payload)
+            request = try Envelope<AgentMessage.Request>.decode(from: message.payload).payload
+        } catch {
+            logger.error("ignoring an invalid request", metadata: ["error": "\(error)"])
+            return
+        }
+        guard request.agentID == configuration.agentID else { return }
+        var response = AgentMessage.Response(agentID: configuration.agentID, requestID: request.requestID)
+        switch request.kind {
+        case .instanceLogs:
+            if let lines = await instances.logs(of: request.instanceID, tail: request.tail) {
+                response.lines = Self.fitted(lines)
+            } else {
+                response.error = "no instance \(request.instanceID) runs on this server"
+            }
+        }
+        await publish(response, on: .response, qos: .atLeastOnce)
+    }
+
+    /// Lines as a response carries them: NULs (which the protocol refuses) taken out, each cut to
+    /// its longest, the oldest left out beyond 1 MiB in all, so the response stays within the
+    /// gateway's limit.
+    static func fitted(_ lines: [String]) -> [String] {
+        var kept: [String] = []
+        var bytes = 0
+        for line in lines.reversed() {
+            var scalars = String.UnicodeScalarView(line.unicodeScalars.lazy.filter { $0 != "\u{0}" })
+            if scalars.count > AgentMessage.Response.maximumLineLength {
+                scalars = String.UnicodeScalarView(scalars.prefix(AgentMessage.Response.maximumLineLength))
+            }
+            let cut = String(scalars)
+            bytes += cut.utf8.count + 8
+            if bytes > 1 << 20 { break }
+            kept.append(cut)
+        }
+        return kept.reversed()
     }
 
     // MARK: Publishing

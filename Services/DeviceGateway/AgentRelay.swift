@@ -139,7 +139,7 @@ struct AgentRelay: Service {
             case .hello: await forwardHello(validated, at: moment)
             case .report: await forward(validated, to: Topic.agentReportEvents, qos: .atLeastOnce)
             case .telemetry: await publishTelemetry([validated])
-            case .presence, .heartbeat, .desired: break
+            case .presence, .heartbeat, .desired, .request, .response: break
             }
         }
     }
@@ -241,7 +241,9 @@ struct AgentRelay: Service {
         case .report, .telemetry:
             // Any message says the agent is there, whichever comes first after a silence.
             return table.markAlive(agentID, at: moment)
-        case .desired:
+        case .response:
+            return nil  // handled by AgentRequests, which waits for them
+        case .desired, .request:
             return nil  // not inbound; the router refused it
         }
     }

@@ -24,7 +24,10 @@ func buildGateway(_ context: ServiceContext) throws -> ServiceParts {
     let state = GatewayState(instance: context.configuration.instanceID, limits: configuration.limits)
     let api = GatewayAPI(state: state)
     var parts = ServiceParts()
-    parts.services = [AgentRelay(mqtt: context.mqtt, state: state, validator: validator, logger: context.logger)]
+    parts.services = [
+        AgentRelay(mqtt: context.mqtt, state: state, validator: validator, logger: context.logger),
+        AgentRequests(mqtt: context.mqtt, state: state, validator: validator, logger: context.logger),
+    ]
     parts.readinessChecks = [state.subscribed.readinessCheck(name: "agent-subscriptions")]
     parts.routes = { router in api.addRoutes(to: router) }
     return parts

@@ -48,6 +48,21 @@ enum GatewayMetrics {
         Counter(label: "gateway_desired_states_total", dimensions: [("outcome", outcome.rawValue)])
     }
 
+    /// What became of a request for an agent (``AgentRequests``).
+    enum RequestOutcome: String {
+        case answered
+        /// The agent is not online (on any replica's table: presence reaches every replica).
+        case offline
+        /// No response within ``AgentRequests/timeout``.
+        case timedOut = "timed_out"
+        /// Not a request this gateway understands.
+        case invalid
+    }
+
+    static func requests(_ outcome: RequestOutcome) -> Counter {
+        Counter(label: "gateway_agent_requests_total", dimensions: [("outcome", outcome.rawValue)])
+    }
+
     static func presenceEvents(_ state: AgentPresence.State) -> Counter {
         Counter(label: "gateway_presence_events_total", dimensions: [("state", state.rawValue)])
     }

@@ -116,6 +116,18 @@ struct DeploymentArtifact: Codable, Sendable, Equatable {
     }
 }
 
+extension DeploymentSpec {
+    /// Whether going from `old` to this spec changes what the agents run for an instance (its
+    /// resources, environment, runtime or health check path): agents restart such instances.
+    func restartsInstances(comparedTo old: DeploymentSpec) -> Bool {
+        let artifact = DeploymentArtifact(modelName: "", artifactURI: "", sha256: "")
+        func entry(_ spec: DeploymentSpec) -> DesiredState.Instance {
+            DesiredState.Instance(spec: spec, artifact: artifact, instanceID: "", deployment: "", revision: 1, version: "")
+        }
+        return entry(self) != entry(old)
+    }
+}
+
 extension DesiredState.Instance {
     /// The instance as an agent runs it: the deployment's spec now, at the instance's version.
     init(spec: DeploymentSpec, artifact: DeploymentArtifact, instanceID: String, deployment: String, revision: Int, version: String) {

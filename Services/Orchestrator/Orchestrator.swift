@@ -39,7 +39,7 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
         OrchestratorResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
     parts.readinessChecks = [subscribed.readinessCheck(name: "agent-reports"), loops.readinessCheck(name: "loops")]
-    let deployments = DeploymentAPI(store: deploymentStore, registry: registry, logger: context.logger)
+    let deployments = DeploymentAPI(store: deploymentStore, registry: registry, logs: GatewayLogClient(mqtt: context.mqtt), logger: context.logger)
     parts.services.append(
         PendingPlacement(
             mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry,

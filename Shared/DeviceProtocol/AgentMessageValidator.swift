@@ -58,9 +58,13 @@ package struct AgentMessageValidator: Sendable {
         }
     }
 
-    /// Size limits per channel, in bytes: a hello carries up to 10,000 devices.
+    /// Size limits per channel, in bytes: a hello carries up to 10,000 devices, a response up to
+    /// 1,000 log lines.
     package static func sizeLimit(of channel: Topic.AgentChannel) -> Int {
-        channel == .hello ? 2 * 1024 * 1024 : 256 * 1024
+        switch channel {
+        case .hello, .response: 2 * 1024 * 1024
+        default: 256 * 1024
+        }
     }
 
     private let schemas: DeviceProtocolSchemas
@@ -85,7 +89,7 @@ package struct AgentMessageValidator: Sendable {
         }
         let scalars: ScalarMembers
         switch channel {
-        case .hello, .report:
+        case .hello, .report, .response:
             // Their rules need the tree (device keys across a hello, two members of a pipeline in a
             // report); they are rare messages, so the tree costs little here.
             let document: JSONValue
@@ -135,6 +139,10 @@ package struct AgentMessageValidator: Sendable {
                 if case .object(let fields) = device, case .string(let key)? = fields["key"], !seen.insert(key).inserted {
                     throw ContractError(field: "payload.devices[\(index)].key", reason: "'\(key)' is listed twice")
                 }
+            }
+        case .response:
+            if (body["lines"] == nil) == (body["error"] == nil) {
+                throw ContractError(field: "payload.lines", reason: "a response has either lines or error")
             }
         case .report:
             if case .array(let instances)? = body["instances"] {
@@ -191,6 +199,8 @@ package struct DeviceProtocolSchemas: Sendable {
         case .telemetry: PackageResources.telemetry_schema_json
         case .report: PackageResources.report_schema_json
         case .desired: PackageResources.desired_schema_json
+        case .request: PackageResources.request_schema_json
+        case .response: PackageResources.response_schema_json
         }
     }
 

@@ -307,6 +307,66 @@ package enum AgentMessage {
     }
 }
 
+extension AgentMessage {
+    /// `agents/<id>/request`, from the gateway: a question the agent answers with a ``Response``
+    /// of the same `requestID`.
+    package struct Request: ContractPayload, Equatable {
+        package static let messageType = "agent.request"
+
+        package enum Kind: String, ClosedSet {
+            /// The last `tail` lines of the output of deployment instance `instanceID`.
+            case instanceLogs = "instance_logs"
+        }
+
+        package var agentID: String
+        package var requestID: UUID
+        package var kind: Kind
+        package var instanceID: String
+        package var tail: Int
+
+        package init(agentID: String, requestID: UUID, kind: Kind, instanceID: String, tail: Int) {
+            self.agentID = agentID
+            self.requestID = requestID
+            self.kind = kind
+            self.instanceID = instanceID
+            self.tail = tail
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case requestID = "request_id"
+            case instanceID = "instance_id"
+            case kind, tail
+        }
+    }
+
+    /// `agents/<id>/response`: the answer to a ``Request``: `lines`, or `error`.
+    package struct Response: ContractPayload, Equatable {
+        package static let messageType = "agent.response"
+
+        /// The longest line a response carries; longer ones are cut.
+        package static let maximumLineLength = 2_048
+
+        package var agentID: String
+        package var requestID: UUID
+        package var lines: [String]?
+        package var error: String?
+
+        package init(agentID: String, requestID: UUID, lines: [String]? = nil, error: String? = nil) {
+            self.agentID = agentID
+            self.requestID = requestID
+            self.lines = lines
+            self.error = error
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case agentID = "agent_id"
+            case requestID = "request_id"
+            case lines, error
+        }
+    }
+}
+
 /// `agents/<id>/desired`, retained: everything the agent should run, as one document. The agent
 /// applies it whole and idempotently; `generation` only grows, and a document not newer than the
 /// one applied is ignored.

@@ -16,9 +16,13 @@ extension Topic {
         case report
         /// Gateway → agent, retained, QoS 1: the one desired-state document of the agent.
         case desired
+        /// Gateway → agent, QoS 1: a question (an instance's logs), answered on ``response``.
+        case request
+        /// Agent → gateway, QoS 1: the answer to a ``request``.
+        case response
 
-        /// The channels on which agents publish (all but ``desired``).
-        package static let inbound: [AgentChannel] = [.presence, .hello, .heartbeat, .telemetry, .report]
+        /// The channels on which agents publish (all but ``desired`` and ``request``).
+        package static let inbound: [AgentChannel] = [.presence, .hello, .heartbeat, .telemetry, .report, .response]
     }
 
     /// `modelfleet/v1/agents`, under which each agent has its own topics.
@@ -65,4 +69,7 @@ extension Topic {
     /// New desired-state documents from the orchestrator (QoS 1, not retained). Every gateway
     /// replica subscribes; the one that owns the agent publishes the document to the agent.
     package static let agentDesiredStateRequests = root.appending("internal").appending("agents").appending("desired")
+    /// MQTT 5 requests for agents (an instance's logs), served by the gateway replicas together
+    /// (`$share/device-gateway/…`): the gateway asks the agent and answers with what it said.
+    package static let agentRequests = root.appending("internal").appending("agents").appending("requests")
 }

@@ -23,7 +23,7 @@ func documentedExamples() throws -> [String: Data] {
 
 let channelsByType: [String: Topic.AgentChannel] = [
     "agent.presence": .presence, "agent.hello": .hello, "agent.heartbeat": .heartbeat, "agent.telemetry": .telemetry,
-    "agent.report": .report, "agent.desired-state": .desired,
+    "agent.report": .report, "agent.desired-state": .desired, "agent.request": .request, "agent.response": .response,
 ]
 
 /// Documents that are not JSON (also run through the streaming validator, which must refuse them alike).
@@ -169,6 +169,8 @@ struct DeviceProtocolContractTests {
             case .telemetry: _ = try Envelope<AgentMessage.Telemetry>.decode(from: json)
             case .report: _ = try Envelope<AgentMessage.Report>.decode(from: json)
             case .desired: _ = try Envelope<DesiredState>.decode(from: json)
+            case .request: _ = try Envelope<AgentMessage.Request>.decode(from: json)
+            case .response: _ = try Envelope<AgentMessage.Response>.decode(from: json)
             }
         }
     }
@@ -221,7 +223,50 @@ struct DeviceProtocolContractTests {
                                         postProcessors: [.init(name: "nms")])
                                 ])
                         ])
+                ],
+                instances: [
+                    .init(
+                        instanceID: "people-api-0a1b2", deployment: "people-api", revision: 1, modelID: UUID(), modelName: "yolo", version: "1.2.0",
+                        artifactURI: "s3://models/yolo.onnx", sha256: String(repeating: "0f", count: 32),
+                        resources: .init(cpuCores: 0.5, memoryBytes: 1 << 30, gpuCount: 1, gpuType: "t4"), env: ["SIM_LATENCY_MS": "5"],
+                        runtime: .init(kind: .process, command: ["python3", "serve.py"]), healthCheckPath: "/healthz")
                 ]), .desired)
+        try check(
+            AgentMessage.Report(
+                agentID: "edge-1", generation: 5, devices: [],
+                instances: [
+                    .init(instanceID: "people-api-0a1b2", state: .ready, address: "10.0.0.7:41234", version: "1.2.0", restarts: 2),
+                    .init(instanceID: "people-api-0a1b3", state: .failed, reason: "exited with status 3; restarting in 1 s", version: "1.2.0"),
+                ]),
+            .report)
+        try check(
+            AgentMessage.Request(agentID: "edge-1", requestID: UUID(), kind: .instanceLogs, instanceID: "people-api-0a1b2", tail: 200), .request)
+        try check(AgentMessage.Response(agentID: "edge-1", requestID: UUID(), lines: ["listening", "ready"]), .response)
+        try check(AgentMessage.Response(agentID: "edge-1", requestID: UUID(), error: "no instance people-api-0a1b2 runs on this server"), .response)
+    }
+
+    @Test("a failed instance without a reason, and a response with both or neither of lines and error, are refused by name")
+    func instanceRules() throws {
+        let validator = AgentMessageValidator(schemas: try DeviceProtocolSchemas())
+        func field(_ channel: Topic.AgentChannel, _ payload: some ContractPayload) throws -> String? {
+            let data = try Envelope(payload: payload).encoded()
+            guard case .failure(let failure) = validator.validate(topic: "modelfleet/v1/agents/edge-1/\(channel.rawValue)", payload: data) else {
+                return nil
+            }
+            return failure.detail
+        }
+        let failed = AgentMessage.Report(
+            agentID: "edge-1", generation: 5, devices: [], instances: [.init(instanceID: "a-00000", state: .failed, version: "1.0.0")])
+        #expect(try field(.report, failed)?.contains("payload.instances[0].reason") == true)
+        #expect(try field(.response, AgentMessage.Response(agentID: "edge-1", requestID: UUID()))?.contains("either lines or error") == true)
+        #expect(
+            try field(.response, AgentMessage.Response(agentID: "edge-1", requestID: UUID(), lines: [], error: "x"))?.contains(
+                "either lines or error")
+                == true)
+        #expect(try field(.response, AgentMessage.Response(agentID: "edge-1", requestID: UUID(), lines: ["ok"])) == nil)
+        // The gateway never takes a request from an agent: it is not an inbound channel.
+        let request = AgentMessage.Request(agentID: "edge-1", requestID: UUID(), kind: .instanceLogs, instanceID: "a-00000", tail: 1)
+        #expect(try field(.request, request)?.contains("inbound") == true)
     }
 }
 

@@ -174,6 +174,13 @@ struct DeploymentProcessTests {
             let events = try await fleet.api.get("/v1/deployments/infer-api/events").items.compactMap { $0["message"] as? String }
             #expect(events.filter { $0.contains(" ready on \(fleet.prefix)-") }.count == 3, "\(events)")
 
+            // Its logs, from its agent through the gateway: the request just served is the last line.
+            let first = try #require(ready.first?["id"] as? String)
+            let logs = try await fleet.api.get("/v1/deployments/infer-api/instances/\(first)/logs?tail=3")
+            let lines = logs.json?["lines"] as? [String] ?? []
+            #expect(logs.status == 200 && lines.count == 3 && lines.last?.contains("POST /v1/infer 200") == true, "\(logs.body)")
+            #expect(lines.contains { $0.hasSuffix(" ready") }, "\(lines)")
+
             // An edit of the environment restarts the instances with it: every inference now fails.
             let edited = try await fleet.api.send("PATCH", "/v1/deployments/infer-api", json: ["env": ["SIM_ERROR_RATE": "1"]])
             #expect(edited.json?["restart"] as? Bool == true, "\(edited.body)")
@@ -231,6 +238,10 @@ struct DeploymentProcessTests {
             let events = try await fleet.api.get("/v1/deployments/crashy/events").items.compactMap { $0["message"] as? String }
             #expect(events.contains { $0.contains("failed on \(fleet.prefix)-0001: exited with status 3; restarting in") }, "\(events)")
             #expect(events.filter { $0.contains(" ready on ") }.count >= 2, "ready, crashed, ready again: \(events)")
+            // The process's own output, across its restarts.
+            let id = try #require(restarted.first?["id"] as? String)
+            let lines = try await fleet.api.get("/v1/deployments/crashy/instances/\(id)/logs").json?["lines"] as? [String] ?? []
+            #expect(lines.filter { $0 == "serving \(id)" }.count >= 2, "\(lines)")
         }
     }
 

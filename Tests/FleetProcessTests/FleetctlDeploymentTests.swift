@@ -5,7 +5,7 @@ import Testing
 /// `fleetctl deployments` as an operator runs it, each step checked through the orchestrator's API.
 @Suite("fleetctl deployments")
 struct FleetctlDeploymentTests {
-    @Test("create from the example YAML, list, show, scale, edit, stop, start, events, revisions, and delete only with --yes")
+    @Test("create from the example YAML, list, show, scale and wait, logs, edit, stop, start, events, revisions, and delete only with --yes")
     func lifecycle() async throws {
         try await withFleet { fleet in
             let agents = try await fleet.startAgents(1, devices: 1)
@@ -24,16 +24,32 @@ struct FleetctlDeploymentTests {
             let json = try await fleetctl(["deployments", "list", "people-api", "--output", "json"], fleet: fleet)
             #expect(json.object["name"] as? String == "people-api", "\(json.output)")
 
-            let scaled = try await fleetctl(["deployments", "scale", "people-api", "--replicas", "3"], fleet: fleet)
-            #expect(scaled.status == 0 && scaled.stdout.contains("of 3 wanted"), "\(scaled.output)")
+            let scaled = try await fleetctl(["deployments", "scale", "people-api", "--replicas", "3", "--wait"], fleet: fleet)
+            #expect(scaled.status == 0 && scaled.stdout.contains("instances: 3 ready of 3 wanted"), "\(scaled.output)")
+            #expect(scaled.stderr.contains("people-api: 3/3 placed instance(s) ready"), "the live view: \(scaled.output)")
+            let instances = try await fleet.api.get("/v1/deployments/people-api").json?["instances"] as? [[String: Any]]
+            let instance = try #require(instances?.first?["id"] as? String)
+            let logs = try await fleetctl(["deployments", "logs", "people-api", instance, "--tail", "5"], fleet: fleet)
+            #expect(logs.status == 0 && logs.stdout.contains(" listening on 127.0.0.1:") && logs.stdout.contains(" ready"), "\(logs.output)")
+            let noInstance = try await fleetctl(["deployments", "logs", "people-api", "people-api-zzzzz"], fleet: fleet)
+            #expect(noInstance.status == 2 && noInstance.stderr.contains("has no instance 'people-api-zzzzz'"), "\(noInstance.output)")
             let tooMany = try await fleetctl(["deployments", "scale", "people-api", "--replicas", "9"], fleet: fleet)
             #expect(tooMany.status == 2 && tooMany.stderr.contains("(field: replicas)"), "\(tooMany.output)")
             let edited = try await fleetctl(["deployments", "edit", "people-api", "--description", "at the gates"], fleet: fleet)
             #expect(edited.status == 0 && edited.stdout.contains("at the gates") && !edited.stdout.contains("restart"), "\(edited.output)")
 
+            // Instances that never answer their health check: --wait gives up and says which.
+            let slow = try TestEnvironment.current().makeScratchDirectory("fleetctl-deployments").appendingPathComponent("slow.yaml")
+            try Data("env:\n  SIM_STARTUP_SECONDS: \"3600\"\n".utf8).write(to: slow)
+            let restarted = try await fleetctl(["deployments", "edit", "people-api", "--file", slow.path], fleet: fleet)
+            #expect(restarted.status == 0 && restarted.stdout.contains("The instances restart"), "\(restarted.output)")
+            let gaveUp = try await fleetctl(["deployments", "list", "people-api", "--wait", "--wait-timeout", "3"], fleet: fleet)
+            #expect(gaveUp.status == 1 && gaveUp.stderr.contains("not every instance is ready after 3 s: people-api-"), "\(gaveUp.output)")
+            #expect(gaveUp.stderr.contains(" starting"), "\(gaveUp.output)")
+
             #expect(try await fleetctl(["deployments", "stop", "people-api"], fleet: fleet).stdout.contains("stopped"))
             #expect(try await fleetctl(["deployments", "start", "people-api"], fleet: fleet).status == 0)
-            let events = try await fleetctl(["deployments", "events", "people-api"], fleet: fleet)
+            let events = try await fleetctl(["deployments", "events", "people-api", "--limit", "1000"], fleet: fleet)
             #expect(events.stdout.contains("started") && events.stdout.contains("scaled from 2 to 3"), "\(events.output)")
             let revisions = try await fleetctl(["deployments", "revisions", "people-api"], fleet: fleet)
             #expect(revisions.stdout.contains("edited description") && revisions.stdout.contains("created"), "\(revisions.output)")

@@ -36,8 +36,50 @@ struct DeploymentHandlerTests {
             }
             let router = Router()
             router.add(middleware: APIErrorMiddleware())
-            DeploymentAPI(store: PostgresDeploymentStore(client: client, logger: logger), registry: registry, logger: logger).addRoutes(to: router)
+            DeploymentAPI(store: PostgresDeploymentStore(client: client, logger: logger), registry: registry, logs: CannedLogs(), logger: logger)
+                .addRoutes(to: router)
             try await Application(router: router).test(.router) { client in try await body(RouterClient(client), registry) }
+        }
+    }
+
+    /// Each instance's log is one line naming it and its server; the agent of edge-02 does not answer.
+    struct CannedLogs: InstanceLogSource {
+        func lines(of instanceID: String, on agentID: String, tail: Int) async throws -> [String] {
+            guard agentID != "edge-02" else { throw DomainError.unavailable(code: "agent_unavailable", "agent edge-02 did not answer within 5 s") }
+            return Array(["\(instanceID) on \(agentID)", "tail \(tail)"].suffix(tail))
+        }
+    }
+
+    @Test("an instance's logs: from its agent, tail checked, unknown or pending instances and a silent agent answered clearly")
+    func logs() async throws {
+        try await withDeployments { api, _ in
+            let created = try await api.call(
+                .post, "/v1/deployments",
+                Self.new("logs-api", #", "resources": {"cpu_cores": 3}, "scaling": {"min_replicas": 4, "max_replicas": 4}"#))
+            let instances = created.instances
+            let onEdge01 = try #require(instances.first { $0["server_id"] as? String == "edge-01" }?["id"] as? String)
+            let logs = try await api.get("/v1/deployments/logs-api/instances/\(onEdge01)/logs?tail=2")
+            #expect(logs.status == .ok && logs.json?["lines"] as? [String] == ["\(onEdge01) on edge-01", "tail 2"], "\(logs.body)")
+            #expect(logs.json?["server_id"] as? String == "edge-01" && logs.json?["instance_id"] as? String == onEdge01)
+            #expect(
+                try await api.get("/v1/deployments/logs-api/instances/\(onEdge01)/logs").json?["lines"] as? [String] == [
+                    "\(onEdge01) on edge-01", "tail 200",
+                ])
+
+            for tail in ["0", "1001", "many"] {
+                let bad = try await api.get("/v1/deployments/logs-api/instances/\(onEdge01)/logs?tail=\(tail)")
+                #expect(bad.status == .badRequest && bad.errorField == "tail", "\(tail): \(bad.body)")
+            }
+            #expect(try await api.get("/v1/deployments/logs-api/instances/logs-api-zzzzz/logs").status == .notFound)
+            #expect(try await api.get("/v1/deployments/nothing/instances/\(onEdge01)/logs").status == .notFound)
+
+            // 8 + 4 cores hold three instances of 3: the fourth is pending and has no logs.
+            let pending = try #require(instances.first { $0["state"] as? String == "pending" }?["id"] as? String)
+            let notPlaced = try await api.get("/v1/deployments/logs-api/instances/\(pending)/logs")
+            #expect(notPlaced.status == .conflict && notPlaced.errorCode == "instance_not_placed", "\(notPlaced.body)")
+            let onEdge02 = try #require(instances.first { $0["server_id"] as? String == "edge-02" }?["id"] as? String)
+            let silent = try await api.get("/v1/deployments/logs-api/instances/\(onEdge02)/logs")
+            #expect(silent.status == .serviceUnavailable && silent.errorCode == "agent_unavailable", "\(silent.body)")
         }
     }
 

@@ -50,7 +50,8 @@ struct Fleetctl: AsyncParsableCommand {
 /// The exit statuses `fleetctl` uses besides 0, documented in `docs/fleetctl.md`; scripts rely on
 /// them, so they never change meaning.
 enum ExitStatus {
-    /// The operation finished, and some devices failed or timed out.
+    /// The operation finished, and some devices failed or timed out; or, with `--wait`, a
+    /// deployment's instances were not all ready in time.
     static let devicesFailed = ExitCode(1)
     /// The request could not be made or was refused (HTTP error, unreachable service, bad input).
     static let error = ExitCode(2)

@@ -10,6 +10,7 @@ import ServiceRuntime
 struct DeploymentAPI: Sendable {
     let store: PostgresDeploymentStore
     let registry: any RegistryLookup
+    let logs: any InstanceLogSource
     let logger: Logger
 
     typealias Route = APIRoute<DeploymentAPI>
@@ -25,6 +26,9 @@ struct DeploymentAPI: Sendable {
         Route(.post, "/v1/deployments/{deployment}/start") { api, request, context in try await api.setStopped(false, request, context) },
         Route(.get, "/v1/deployments/{deployment}/events") { api, request, context in try await api.events(request, context) },
         Route(.get, "/v1/deployments/{deployment}/revisions") { api, request, context in try await api.revisions(request, context) },
+        Route(.get, "/v1/deployments/{deployment}/instances/{instance}/logs") { api, request, context in
+            try await api.instanceLogs(request, context)
+        },
     ]
 
     func addRoutes(to router: Router<BasicRequestContext>) {
@@ -103,7 +107,7 @@ struct DeploymentAPI: Sendable {
                 name: current.name, spec: spec, actor: OrchestratorAPI.actor, change: "edited \(changed.joined(separator: ", "))",
                 servers: servers.map(\.placement))
         else { throw Self.notFound(current.name) }
-        let restart = spec.resources != current.spec.resources || spec.env != current.spec.env || spec.runtime != current.spec.runtime
+        let restart = spec.restartsInstances(comparedTo: current.spec)
         return try respond(EditAnswer(deployment: DeploymentView(deployment: deployment), restart: restart), .ok, request, context)
     }
 
@@ -178,6 +182,38 @@ struct DeploymentAPI: Sendable {
         let name = try Self.name(context)
         guard let revisions = try await store.revisions(of: name) else { throw Self.notFound(name) }
         return try respond(Page(items: revisions, nextCursor: nil), .ok, request, context)
+    }
+
+    private struct LogsAnswer: Encodable, Sendable {
+        var instanceID: String
+        var serverID: String
+        var lines: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case instanceID = "instance_id"
+            case serverID = "server_id"
+            case lines
+        }
+    }
+
+    /// The last lines of an instance's output, from its agent.
+    func instanceLogs(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let deployment = try await existing(context)
+        guard let id = context.parameters.get("instance") else { throw APIError.invalid(field: "instance", "an instance id is required") }
+        var tail = 200
+        if let text = request.uri.queryParameters["tail"] {
+            guard let value = Int(String(text)), (1...1_000).contains(value) else { throw APIError.invalid(field: "tail", "must be 1 to 1000") }
+            tail = value
+        }
+        guard let instance = deployment.instances.first(where: { $0.id == id }) else {
+            throw APIError.notFound("deployment '\(deployment.name)' has no instance '\(id)'")
+        }
+        guard let server = instance.serverID else {
+            throw APIError(
+                .conflict, code: "instance_not_placed", message: "instance \(id) is pending (\(instance.reason ?? "no server")): it has no logs yet")
+        }
+        let lines = try await logs.lines(of: id, on: server, tail: tail)
+        return try respond(LogsAnswer(instanceID: id, serverID: server, lines: lines), .ok, request, context)
     }
 
     // MARK: Helpers

@@ -61,11 +61,20 @@ struct PostgresDeploymentStore: Sendable {
     func update(name: String, spec: DeploymentSpec, actor: String, change: String, servers: [Placement.Server]) async throws -> Deployment? {
         let found = try await inPlacementTransaction { connection -> Bool in
             guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
+            let before = try await currentSpec(id, on: connection)
             try await connection.query(
                 """
                 UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1), updated_at = now()
                 WHERE id = \(id)
                 """, logger: logger)
+            if spec.restartsInstances(comparedTo: before) {
+                // Their agents restart them: not ready until they say so again.
+                try await connection.query(
+                    """
+                    UPDATE orchestrator.deployment_instances SET state = 'assigned', address = NULL, reason = NULL, updated_at = now()
+                    WHERE deployment_id = \(id) AND server_id IS NOT NULL
+                    """, logger: logger)
+            }
             try await recordRevision(of: id, revision + 1, spec: spec, actor: actor, change: change, on: connection)
             try await record(id, [(change.hasPrefix("scaled") ? "scaled" : "edited", "\(change) (revision \(revision + 1))", actor)], on: connection)
             try await reconcile(id, name: name, spec: spec, revision: revision + 1, stopped: stopped, servers: servers, actor: actor, on: connection)

@@ -9,7 +9,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
         commandName: "deployments", abstract: "Deploy model versions on the fleet's servers and manage them.",
         subcommands: [
             ListDeployments.self, CreateDeployment.self, EditDeployment.self, ScaleDeployment.self, StopDeployment.self,
-            StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self, DeploymentRevisions.self,
+            StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self, DeploymentRevisions.self, InstanceLogs.self,
         ],
         defaultSubcommand: ListDeployments.self)
 
@@ -368,5 +368,37 @@ extension JSONValue {
     fileprivate var objectMembers: [String: JSONValue]? {
         if case .object(let members) = self { return members }
         return nil
+    }
+}
+
+/// `fleetctl deployments logs NAME INSTANCE [--tail N]`.
+struct InstanceLogs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "The last lines of an instance's output, from its agent.",
+        discussion: "The instance ids are in `fleetctl deployments list NAME`.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Argument(help: "The instance's id.")
+    var instance: String
+
+    @Option(help: "How many of the last lines (1 to 1000).")
+    var tail = 200
+
+    private struct Lines: Decodable, Sendable {
+        var lines: [String]
+    }
+
+    func run() async throws {
+        try await global.run { context in
+            try await context.printObject(
+                context.orchestrator, DeploymentsCommand.path(name, "/instances/\(ServiceClient.segment(instance))/logs"),
+                query: [("tail", "\(tail)")], as: Lines.self
+            ) { $0.lines.joined(separator: "\n") }
+            return .success
+        }
     }
 }
