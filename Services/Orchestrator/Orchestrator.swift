@@ -26,7 +26,8 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     let wake = OutboxPublisher.Wake()
     let api = OrchestratorAPI(
         store: store, registry: registry, resolver: PipelineResolver(registry: registry), committed: { wake.signal() }, logger: context.logger)
-    let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger, wake: wake)
+    let viewsChanged = OutboxPublisher.Wake()
+    let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger, wake: wake, viewsChanged: viewsChanged)
     let subscribed = SubscriptionFlag()
     let bound = context.configuration.databaseStepTimeout
     let loops = LoopHealth(stuckAfter: bound)
@@ -44,6 +45,8 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
         PendingPlacement(
             mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry,
             offlineGrace: try PendingPlacement.offlineGrace(environment: ProcessInfo.processInfo.environment), logger: context.logger))
+    parts.services.append(
+        LoadBalancerPublisher(mqtt: context.mqtt, database: database, store: deploymentStore, wake: viewsChanged, logger: context.logger))
     parts.routes = { router in
         api.addRoutes(to: router)
         deployments.addRoutes(to: router)

@@ -208,6 +208,38 @@ struct DeploymentProcessTests {
         }
     }
 
+    @Test("the orchestrator killed during a create, and right after a scale: restarted, it converges to every instance ready")
+    func orchestratorKilledMidCreate() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(2, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let body =
+                #"{"name": "survivor", "model_id": "\#(model)", "model_version": "1.0.0", "scaling": {"min_replicas": 1, "max_replicas": 6, "replicas": 3}}"#
+            // SIGKILL while the create is under way: it committed or it did not, nothing between.
+            let api = fleet.api
+            let request = Task { try? await api.send("POST", "/v1/deployments", json: body) }
+            try await Task.sleep(for: .milliseconds(15))
+            try await fleet.restartOrchestrator(killing: SIGKILL)
+            _ = await request.value
+            if try await fleet.api.get("/v1/deployments/survivor").status == 404 {
+                #expect(try await fleet.api.send("POST", "/v1/deployments", json: body).status == 201, "the operator's retry")
+            }
+            let ready = try await instances(of: "survivor", in: fleet) { list in
+                list.count == 3 && list.allSatisfy { $0["state"] as? String == "ready" }
+            }
+            #expect(ready.count == 3 && ready.allSatisfy { $0["state"] as? String == "ready" }, "\(ready)")
+
+            // Killed right after a scale was answered, before or after its documents went out.
+            #expect(try await fleet.api.send("POST", "/v1/deployments/survivor/scale", json: ["replicas": 6]).status == 200)
+            try await fleet.restartOrchestrator(killing: SIGKILL)
+            let scaled = try await instances(of: "survivor", in: fleet) { list in
+                list.count == 6 && list.allSatisfy { $0["state"] as? String == "ready" }
+            }
+            #expect(scaled.count == 6 && scaled.allSatisfy { $0["state"] as? String == "ready" }, "\(scaled)")
+        }
+    }
+
     @Test("a process instance gets its port in PORT, is ready when its health check answers, and is restarted after it crashes")
     func processInstanceRestarted() async throws {
         try await withFleet { fleet in

@@ -51,6 +51,28 @@ struct Deployment: Sendable, Equatable {
     var instances: [DeploymentInstance]
 
     var ready: Int { instances.count { $0.state == .ready } }
+
+    /// Where the load balancers serve it.
+    var endpointPath: String { "/d/\(name)/" }
+
+    /// What the load balancers serve for it: its ready instances, or a stop.
+    var loadBalancerView: LoadBalancerView {
+        let balancer = spec.loadBalancer
+        let algorithm: LoadBalancerView.Algorithm
+        switch balancer.algorithm {
+        case .roundRobin: algorithm = .roundRobin
+        case .leastConnections: algorithm = .leastConnections
+        case .ipHash: algorithm = .ipHash
+        }
+        let servers = instances.compactMap { instance -> LoadBalancerView.Server? in
+            guard instance.state == .ready, let address = instance.address else { return nil }
+            return LoadBalancerView.Server(instanceID: instance.id, address: address, weight: instance.weight, version: instance.modelVersion)
+        }
+        return LoadBalancerView(
+            deployment: name, state: !balancer.enabled ? .disabled : stopped ? .stopped : .serving, algorithm: algorithm,
+            healthCheckPath: balancer.healthCheckPath, healthCheckIntervalSeconds: balancer.healthCheckIntervalSeconds,
+            stickySessions: balancer.stickySessions, servers: servers)
+    }
     var pending: Int { instances.count { $0.state == .pending } }
 
     var status: Status {
@@ -65,7 +87,7 @@ struct DeploymentView: Encodable, Sendable {
     var deployment: Deployment
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, revision, status, replicas, instances
+        case id, name, revision, status, replicas, instances, endpoint
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }
@@ -86,6 +108,7 @@ struct DeploymentView: Encodable, Sendable {
         let desired = deployment.stopped ? 0 : deployment.spec.scaling.replicas
         try container.encode(Replicas(desired: desired, ready: deployment.ready, pending: deployment.pending), forKey: .replicas)
         try container.encode(deployment.instances, forKey: .instances)
+        try container.encode(deployment.spec.loadBalancer.enabled ? deployment.endpointPath : nil, forKey: .endpoint)
         try container.encode(deployment.createdAt, forKey: .createdAt)
         try container.encode(deployment.updatedAt, forKey: .updatedAt)
     }

@@ -14,6 +14,8 @@ struct PostgresDeploymentStore: Sendable {
     let logger: Logger
     /// Told after a change wrote documents to the outbox, so that they go out at once.
     var wake: OutboxPublisher.Wake? = nil
+    /// Told after any change the load balancers' views may show (``LoadBalancerPublisher``).
+    var viewsChanged: OutboxPublisher.Wake? = nil
 
     /// Who the events of the orchestrator's own decisions name.
     static let orchestratorActor = "orchestrator"
@@ -205,7 +207,7 @@ struct PostgresDeploymentStore: Sendable {
         }
         guard !reported.isEmpty else { return 0 }
         let ids = reported.keys.sorted()
-        return try await Self.unwrappingRefusals {
+        let changed = try await Self.unwrappingRefusals {
             try await client.withTransaction(logger: logger) { connection in
                 var changes: [(id: String, deployment: UUID, server: String, report: AgentMessage.Report.InstanceReport)] = []
                 var events: [UUID: [(kind: String, message: String, actor: String)]] = [:]
@@ -248,6 +250,8 @@ struct PostgresDeploymentStore: Sendable {
                 return changes.count
             }
         }
+        if changed > 0 { viewsChanged?.signal() }
+        return changed
     }
 
     // MARK: Steps
@@ -268,6 +272,7 @@ struct PostgresDeploymentStore: Sendable {
             }
         }
         if documents > 0 { wake?.signal() }
+        viewsChanged?.signal()
         return result
     }
 
@@ -418,10 +423,10 @@ struct PostgresDeploymentStore: Sendable {
             // `<name>-<5 hex digits>`, unique among the deployment's instances (the only ones with
             // its prefix): short enough to read, drawn again on the rare collision.
             var taken = Set(instances.map(\.id))
-            let ids = (0..<missing).map { _ in
-                var id: String
-                repeat { id = "\(name)-\(String(UUID().uuidString.lowercased().prefix(5)))" } while !taken.insert(id).inserted
-                return id
+            var ids: [String] = []
+            while ids.count < missing {
+                let id = Self.instanceID(of: name)
+                if taken.insert(id).inserted { ids.append(id) }
             }
             let targets: [String?] = placed.servers + Array(repeating: nil, count: placed.unplaced)
             try await connection.query(
@@ -441,6 +446,11 @@ struct PostgresDeploymentStore: Sendable {
             }
         }
         try await record(id, events, on: connection)
+    }
+
+    /// `<name>-<5 hex digits>`, a new one at each call.
+    private static func instanceID(of name: String) -> String {
+        name + "-" + String(UUID().uuidString.lowercased().prefix(5))
     }
 
     // MARK: Reads
@@ -482,6 +492,27 @@ struct PostgresDeploymentStore: Sendable {
             client.query(
                 "SELECT \(unescaped: Self.columns) FROM orchestrator.deployments d WHERE d.name = \(name) AND d.deleted_at IS NULL", logger: logger)
         ).first
+    }
+
+    /// Every live deployment, for the load balancers' views.
+    func allLive() async throws -> [Deployment] {
+        try await deployments(
+            client.query(
+                "SELECT \(unescaped: Self.columns) FROM orchestrator.deployments d WHERE d.deleted_at IS NULL ORDER BY d.seq", logger: logger))
+    }
+
+    /// The names of deleted deployments that no live one has taken again.
+    func deletedNames() async throws -> [String] {
+        var names: [String] = []
+        for try await name in try await client.query(
+            """
+            SELECT DISTINCT name FROM orchestrator.deployments d WHERE deleted_at IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM orchestrator.deployments l WHERE l.name = d.name AND l.deleted_at IS NULL)
+            """, logger: logger
+        ).decode(String.self) {
+            names.append(name)
+        }
+        return names
     }
 
     /// Live deployments in creation order after position `after`; `next` is the last position
