@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "autoscaler", targets: ["Autoscaler"]),
         .executable(name: "metrics-aggregator", targets: ["MetricsAggregator"]),
         .executable(name: "device-gateway", targets: ["DeviceGateway"]),
+        .executable(name: "load-balancer", targets: ["LoadBalancer"]),
         .executable(name: "edge-agent", targets: ["EdgeAgent"]),
         .executable(name: "fleetctl", targets: ["Fleetctl"]),
         .executable(name: "mqtt-bench", targets: ["MQTTBenchmark"]),
@@ -136,6 +137,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/DeviceGateway",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "LoadBalancer",
+            dependencies: [
+                "ServiceRuntime", "FleetContract", "MQTT", "ChildProcesses",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/LoadBalancer",
+            exclude: ["openapi.yaml"],
             swiftSettings: swiftSettings
         ),
 
@@ -273,5 +288,6 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT", "FleetContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "FleetContract", "ChildProcesses"], swiftSettings: swiftSettings),
     ]
 )

@@ -10,7 +10,8 @@ import Synchronization
 /// The built-in runtime's model server: one Hummingbird server per instance, on a port the
 /// kernel picks. `GET <health path>` answers 200 once ready (503 before); `POST /v1/infer` runs
 /// a synthetic model over its body, with work in proportion to the body's size. A test or a
-/// demo shapes it through the deployment's environment (``Knobs``).
+/// demo shapes it through the deployment's environment (``Knobs``), and one instance at a time
+/// through `PUT /sim` (`{"latency_ms": 500, "error_rate": 0.5, "healthy": false}`).
 struct BuiltInModelServer: Sendable {
     /// What the deployment's environment asks of the built-in server.
     struct Knobs: Sendable, Equatable {
@@ -20,6 +21,8 @@ struct BuiltInModelServer: Sendable {
         var errorRate: Double = 0
         /// How long the health check answers 503 after the server listens (`SIM_STARTUP_SECONDS`, 0 to 3600).
         var startupSeconds: Double = 0
+        /// Whether the health check answers 200 once ready (only `PUT /sim` changes it).
+        var healthy = true
 
         init() {}
 
@@ -38,14 +41,35 @@ struct BuiltInModelServer: Sendable {
     }
 
     let definition: DesiredState.Instance
-    let knobs: Knobs
     let instance: ManagedInstance
     private let ready = ReadyFlag()
+    private let knobs: KnobBox
 
     init(definition: DesiredState.Instance, knobs: Knobs, instance: ManagedInstance) {
         self.definition = definition
-        self.knobs = knobs
+        self.knobs = KnobBox(knobs)
         self.instance = instance
+    }
+
+    /// The knobs, changed at run time by `PUT /sim`.
+    final class KnobBox: Sendable {
+        private let value: Mutex<Knobs>
+        init(_ knobs: Knobs) { value = Mutex(knobs) }
+        var current: Knobs { value.withLock { $0 } }
+        func update(_ body: (inout Knobs) -> Void) { value.withLock { body(&$0) } }
+    }
+
+    /// `PUT /sim`'s body: the knobs to change for this instance alone.
+    private struct KnobChange: Decodable {
+        var latencyMs: Double?
+        var errorRate: Double?
+        var healthy: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case latencyMs = "latency_ms"
+            case errorRate = "error_rate"
+            case healthy
+        }
     }
 
     final class ReadyFlag: Sendable {
@@ -62,8 +86,10 @@ struct BuiltInModelServer: Sendable {
     /// Serves until cancelled; `running` is called with the port once the server listens.
     func run(host: String, running: @escaping @Sendable (Int) async -> Void) async throws {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        // Its own lines go to the instance's log; Hummingbird's, at the stop of a cancelled server
+        // ("Waiting on child channel: CancellationError()"), say nothing wrong.
         var logger = Logger(label: "modelfleet.instance")
-        logger.logLevel = .warning
+        logger.logLevel = .critical
         let application = Application(
             router: router(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: 0), serverName: "modelfleet-builtin"),
@@ -110,8 +136,39 @@ struct BuiltInModelServer: Sendable {
         let router = Router()
         let (definition, knobs, instance, ready) = (self.definition, self.knobs, self.instance, self.ready)
         router.get(RouterPath(definition.healthCheckPath)) { _, _ -> Response in
-            let (status, text) = ready.isSet ? (HTTPResponse.Status.ok, #"{"status":"ready"}"#) : (.serviceUnavailable, #"{"status":"starting"}"#)
+            let (status, text): (HTTPResponse.Status, String)
+            if !ready.isSet {
+                (status, text) = (.serviceUnavailable, #"{"status":"starting"}"#)
+            } else if instance.isStopping {
+                (status, text) = (.serviceUnavailable, #"{"status":"stopping"}"#)
+            } else if !knobs.current.healthy {
+                (status, text) = (.serviceUnavailable, #"{"status":"unhealthy"}"#)
+            } else {
+                (status, text) = (.ok, #"{"status":"ready"}"#)
+            }
             return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        router.put("/sim") { request, context -> Response in
+            let change: KnobChange
+            do {
+                change = try await request.decode(as: KnobChange.self, context: context)
+            } catch {
+                return try Self.json(Problem(error: "a JSON object of latency_ms, error_rate and healthy"), status: .badRequest, request, context)
+            }
+            if let latency = change.latencyMs, !(0...60_000).contains(latency) {
+                return try Self.json(Problem(error: "latency_ms must be 0 to 60000"), status: .badRequest, request, context)
+            }
+            if let rate = change.errorRate, !(0...1).contains(rate) {
+                return try Self.json(Problem(error: "error_rate must be 0 to 1"), status: .badRequest, request, context)
+            }
+            knobs.update { knobs in
+                if let latency = change.latencyMs { knobs.latencyMilliseconds = latency }
+                if let rate = change.errorRate { knobs.errorRate = rate }
+                if let healthy = change.healthy { knobs.healthy = healthy }
+            }
+            let now = knobs.current
+            instance.log("PUT /sim: latency \(now.latencyMilliseconds) ms, error rate \(now.errorRate), healthy \(now.healthy)")
+            return Response(status: .noContent)
         }
         router.post("/v1/infer") { request, context -> Response in
             let clock = ContinuousClock()
@@ -123,6 +180,7 @@ struct BuiltInModelServer: Sendable {
                 instance.log("POST /v1/infer 413: the body is over \(Self.maximumInput) bytes")
                 return try Self.json(Problem(error: "the input is over \(Self.maximumInput) bytes"), status: .contentTooLarge, request, context)
             }
+            let knobs = knobs.current
             let score = Self.infer(body.readableBytesView)
             if knobs.latencyMilliseconds > 0 { try await Task.sleep(for: .milliseconds(Int64(knobs.latencyMilliseconds))) }
             let elapsed = clock.now - started

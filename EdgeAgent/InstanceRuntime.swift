@@ -43,10 +43,14 @@ actor InstanceRuntime {
     func apply(_ desired: [DesiredState.Instance]) async {
         let wanted = Dictionary(desired.map { ($0.instanceID, $0) }, uniquingKeysWith: { first, _ in first })
         stopped = []
-        for (id, entry) in running where wanted[id] != entry.definition {
+        // Stopped together: each drains for a moment first.
+        let leaving = running.filter { wanted[$0.key] != $0.value.definition }
+        for (id, entry) in leaving {
             running[id] = nil
-            await entry.instance.stop()
             if wanted[id] == nil { stopped.append(entry.definition) }
+        }
+        await withDiscardingTaskGroup { group in
+            for entry in leaving.values { group.addTask { await entry.instance.stop() } }
         }
         for (id, definition) in wanted.sorted(by: { $0.key < $1.key }) where running[id] == nil {
             let instance = ManagedInstance(
@@ -70,9 +74,14 @@ actor InstanceRuntime {
         running[id]?.instance.logs(tail: tail)
     }
 
+    /// The agent stopping: every instance at once, without a drain (a simulated fleet stops
+    /// hundreds of agents one after the other).
     func stopAll() async {
-        for entry in running.values { await entry.instance.stop() }
+        let all = running.values.map(\.instance)
         running = [:]
+        await withDiscardingTaskGroup { group in
+            for instance in all { group.addTask { await instance.stop(draining: false) } }
+        }
         notify.finish()
     }
 }
@@ -97,6 +106,14 @@ final class ManagedInstance: Sendable {
     private let changed: AsyncStream<Void>.Continuation
     private let status = Mutex(Status())
     private let supervisor = Mutex<Task<Void, Never>?>(nil)
+    private let stopping = Atomic<Bool>(false)
+
+    /// How long a ready built-in instance keeps serving once asked to stop, its health check
+    /// answering 503: load balancers stop sending it requests, and those under way finish.
+    static let drainTime = Duration.seconds(2)
+
+    /// Asked to stop: draining.
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
     init(
         definition: DesiredState.Instance, settings: InstanceRuntime.Settings, artifacts: ArtifactStore, directory: URL, logger: Logger,
@@ -113,11 +130,20 @@ final class ManagedInstance: Sendable {
     }
 
     func start() {
-        supervisor.withLock { $0 = Task { await self.supervise() } }
+        // Detached: the agent's graceful shutdown must not reach the instance's server through
+        // the task-local shutdown context (Hummingbird would stop it at once, and the supervisor
+        // take that for a crash); the agent stops its instances itself, draining them.
+        supervisor.withLock { $0 = Task.detached { await self.supervise() } }
     }
 
-    func stop() async {
+    /// Stops it; a ready built-in one drains first unless `draining` is false.
+    func stop(draining: Bool = true) async {
         guard let task = supervisor.withLock({ $0 }) else { return }
+        stopping.store(true, ordering: .releasing)
+        if draining, definition.runtime.kind == .builtin, status.withLock({ $0.state == .ready }) {
+            log("stopping: draining for \(Self.drainTime.components.seconds) s")
+            try? await Task.sleep(for: Self.drainTime)
+        }
         task.cancel()
         await task.value
     }

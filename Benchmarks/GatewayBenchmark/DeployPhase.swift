@@ -15,15 +15,17 @@ struct Deploy: AsyncParsableCommand {
         discussion: """
             Starts the fleet as connect does (one device per agent) and creates a model version. Baseline: one instance on each of \
             INSTANCES agents, published straight to the gateways' internal topic as generation 1 documents, timed until the agents \
-            have reported every instance ready: the floor of transport and agents. It is then removed (generation 2). An untimed \
-            warm-up deployment with one instance on every agent, then deleted, takes the orchestrator's generations past the \
-            baseline's. Timed: POST /v1/deployments with INSTANCES replicas, polled until the orchestrator shows every instance \
+            have reported every instance ready: the floor of transport and agents. It is then removed (generation 2). The \
+            orchestrator is paused (SIGSTOP) meanwhile: it would answer the agents' reports of generations it never sent with \
+            documents of its own (drift repair), stopping the baseline's instances; resumed, it does so, and the run waits for it \
+            to settle. Timed: POST /v1/deployments with INSTANCES replicas, polled until the orchestrator shows every instance \
             ready, then every instance's health check asked over HTTP; then POST .../scale to twice as many, timed the same way.
             """)
 
     @OptionGroup var fleet: FleetOptions
     @Option(help: "Orchestrator base URL.") var orchestratorURL = "http://127.0.0.1:8082"
     @Option(help: "Instances of the timed deployment (the scale doubles them).") var instances = 200
+    @Option(help: "The orchestrator's pid, paused during the baseline.") var orchestratorPid: Int32
 
     func validate() throws {
         guard (1...fleet.agents).contains(instances) else { throw ValidationError("instances must be 1 to the number of agents") }
@@ -50,12 +52,21 @@ struct Deploy: AsyncParsableCommand {
                 running.registrySeconds, running.gatewaySeconds))
         do {
             let model = try BenchModel.create(in: registry)
-            let baseline = try await measureBaseline(client: client, model: model, tracker: tracker, running: running)
+            kill(orchestratorPid, SIGSTOP)
+            let baseline: Double
+            do {
+                baseline = try await measureBaseline(client: client, model: model, tracker: tracker, running: running)
+            } catch {
+                kill(orchestratorPid, SIGCONT)
+                throw error
+            }
+            // The baseline's removal reaches the agents before the orchestrator wakes up.
+            try await Task.sleep(for: .seconds(2))
+            kill(orchestratorPid, SIGCONT)
             say(String(format: "baseline: %d instances straight to the gateways, every one reported ready after %.3f s", instances, baseline))
-
-            let warmup = try await deploy("bench-warmup", replicas: fleet.agents, model: model, orchestrator: orchestrator, running: running)
-            try deleteDeployment("bench-warmup", orchestrator)
-            say(String(format: "warm-up: %d instances, one per agent, ready after %.3f s, then deleted", fleet.agents, warmup.seconds))
+            // The orchestrator answers the baseline's reports (drift repair) and settles.
+            try await Task.sleep(for: .seconds(5))
+            try orchestrator.checkReady("orchestrator")
 
             let created = try await deploy("bench-api", replicas: instances, model: model, orchestrator: orchestrator, running: running)
             let healthy = try healthChecks(of: created.addresses)
@@ -73,7 +84,7 @@ struct Deploy: AsyncParsableCommand {
             say(String(format: "ratio orchestrator / baseline: %.2f", ratio))
             say(
                 "result phase=deploy agents=\(fleet.agents) instances=\(instances)"
-                    + String(format: " baseline_seconds=%.3f warmup_seconds=%.3f", baseline, warmup.seconds)
+                    + String(format: " baseline_seconds=%.3f", baseline)
                     + String(format: " create_api_seconds=%.3f create_seconds=%.3f healthy=%d", created.apiSeconds, created.seconds, healthy)
                     + String(format: " scale_api_seconds=%.3f scale_seconds=%.3f scaled_healthy=%d", scaled.apiSeconds, scaled.seconds, healthyAfter)
                     + String(format: " ratio=%.3f polls=%d dropped_messages=%d", ratio, created.polls + scaled.polls, reports.droppedCount))
@@ -150,7 +161,8 @@ struct Deploy: AsyncParsableCommand {
             "name": .string(name), "model_id": .string(model.modelID), "model_version": .string(model.version),
             "resources": .object(["cpu_cores": .number(1), "memory_gb": .number(1)]),
             "scaling": .object([
-                "min_replicas": .number(1), "max_replicas": .number(Double(max(replicas * 2, fleet.agents))), "replicas": .number(Double(replicas)),
+                "min_replicas": .number(1), "max_replicas": .number(Double(min(1_000, max(replicas * 2, fleet.agents)))),
+                "replicas": .number(Double(replicas)),
             ]),
         ])
         let start = now()
@@ -170,11 +182,6 @@ struct Deploy: AsyncParsableCommand {
         guard status == 200 else { throw BenchError("scale answered \(status): \(String(decoding: answer.prefix(300), as: UTF8.self))") }
         return try await waitUntilReady(
             name, replicas: replicas, since: start, apiSeconds: now() - start, orchestrator: orchestrator, running: running)
-    }
-
-    private func deleteDeployment(_ name: String, _ orchestrator: HTTPService) throws {
-        let (status, _) = try orchestrator.send("DELETE", "/v1/deployments/\(name)?confirm=true", timeoutSeconds: 60)
-        guard status == 204 else { throw BenchError("DELETE \(name) answered \(status)") }
     }
 
     /// Polls the deployment every `pollInterval` until `replicas` instances are ready.

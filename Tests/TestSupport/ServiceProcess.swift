@@ -149,15 +149,28 @@ package struct HTTPRequestError: Error, CustomStringConvertible {
     package var description: String
 }
 
-/// A plain HTTP/1.1 request on 127.0.0.1 with `Connection: close`, enough for the services' APIs.
+/// A plain HTTP/1.1 request on 127.0.0.1 with `Connection: close`, enough for the services' APIs;
+/// `headers` are added, and `source` (another loopback address, `127.0.0.7`) is the client's
+/// address, as another machine would be to a load balancer hashing on it.
 /// It stops reading at the end of the body, not at the end of the connection. A service under
 /// the load of the whole suite on two cores can take seconds to answer a large request, so the
 /// bound on each read is 30 s: a bound for a hang, not a measure of speed.
-package func httpRequest(port: Int, method: String, path: String, body: Data? = nil) async throws -> HTTPResult {
+package func httpRequest(
+    port: Int, method: String, path: String, body: Data? = nil, headers extra: [String: String] = [:], source: String? = nil
+) async throws -> HTTPResult {
     try await Task.detached {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EMFILE) }
         defer { close(fd) }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
+        }
         var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
@@ -170,6 +183,7 @@ package func httpRequest(port: Int, method: String, path: String, body: Data? = 
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
         var requestHead = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         if let body { requestHead += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        for (name, value) in extra.sorted(by: { $0.key < $1.key }) { requestHead += "\(name): \(value)\r\n" }
         let request = Array((requestHead + "\r\n").utf8) + (body.map { Array($0) } ?? [])
         guard write(fd, request, request.count) == request.count else { throw POSIXError(.EPIPE) }
         var response: [UInt8] = []

@@ -65,10 +65,12 @@ struct DeploymentSummary: Decodable, Sendable {
     var scaling: Scaling
     var replicas: Replicas
     var instances: [Instance]
+    /// The load balancers' path for it (`/d/<name>/`); nil when its load balancer is off.
+    var endpoint: String?
     var createdAt: Date
 
     enum CodingKeys: String, CodingKey {
-        case name, description, environment, revision, status, resources, scaling, replicas, instances
+        case name, description, environment, revision, status, resources, scaling, replicas, instances, endpoint
         case modelID = "model_id"
         case modelVersion = "model_version"
         case createdAt = "created_at"

@@ -21,6 +21,9 @@ STACK = ROOT / "scripts" / "stack"
 
 # Variables that are optional by design: documented, and named in a comment of compose.yaml and of
 # the manifests (how to turn them on), rather than set there. A variable added here needs a reason.
+# Ports a service publishes besides its HTTP API, by the variable that sets each: the load
+# balancer's HAProxy serves the deployments on its traffic port.
+EXTRA_PORTS = {"load-balancer": ["MODELFLEET_LB_TRAFFIC_PORT"]}
 OPTIONAL_VARIABLES = {
     # TLS to the broker: only with an mqtts:// URL; the local stack's broker speaks plain MQTT.
     "MODELFLEET_MQTT_CA_FILE",

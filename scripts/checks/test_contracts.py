@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = {
     "registry": ROOT / "Services" / "Registry" / "openapi.yaml",
     "orchestrator": ROOT / "Services" / "Orchestrator" / "openapi.yaml",
+    "load-balancer": ROOT / "Services" / "LoadBalancer" / "openapi.yaml",
 }
 # Every service serves these besides its API (docs/configuration.md); they are outside the
 # contracts.

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deployment_files import (
-    APP_UID, BASE, COMPOSE, DOCKERFILE, DOCKERIGNORE, EDGE_PRODUCTS, OPTIONAL_VARIABLES, POD_KINDS,
+    APP_UID, BASE, COMPOSE, DOCKERFILE, DOCKERIGNORE, EDGE_PRODUCTS, EXTRA_PORTS, OPTIONAL_VARIABLES, POD_KINDS,
     ROOT, SECRETS_EXAMPLE, STACK, compose_environment, compose_services, dockerfile_products,
     has_database_env, kind_name, linked_docs, load_yaml, load_yaml_documents, pod_containers,
     pod_spec, rel, rendered_base,
@@ -284,9 +284,11 @@ def compose_service_problems(products):
         port = str(environment.get("MODELFLEET_HTTP_PORT", ""))
         compose_ports[name] = port
         published = [str(p) for p in service.get("ports") or []]
-        if published != [f"127.0.0.1:{port}:{port}"]:
-            problems.append(f"compose {name}: ports {published}, expected "
-                            f"[127.0.0.1:{port}:{port}] (MODELFLEET_HTTP_PORT={port})")
+        expected = [f"127.0.0.1:{port}:{port}"] + [
+            f"127.0.0.1:{environment.get(variable)}:{environment.get(variable)}" for variable in EXTRA_PORTS.get(name, [])]
+        if published != expected:
+            problems.append(f"compose {name}: ports {published}, expected {expected} "
+                            f"(MODELFLEET_HTTP_PORT={port}, then {', '.join(EXTRA_PORTS.get(name, [])) or 'nothing else'})")
         if not (service.get("healthcheck") or {}).get("test"):
             problems.append(f"compose {name}: no healthcheck")
         depends = service.get("depends_on") or {}

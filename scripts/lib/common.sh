@@ -8,8 +8,9 @@ MF_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export MF_REPO_ROOT
 
 # Debian packages the scripts and the Swift build need (libmosquitto-dev for the CMosquitto
-# system-library target, curl for the stack's health checks).
-MF_PACKAGES=(mosquitto mosquitto-clients libmosquitto-dev postgresql curl)
+# system-library target, curl for the stack's health checks, haproxy for the load-balancer, wrk
+# for its benchmark).
+MF_PACKAGES=(mosquitto mosquitto-clients libmosquitto-dev postgresql curl haproxy wrk)
 
 mf_log() {
     printf '%s: %s\n' "${MF_LOG_PREFIX:-$(basename "$0")}" "$*" >&2

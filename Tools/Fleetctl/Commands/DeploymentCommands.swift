@@ -38,6 +38,9 @@ struct DeploymentsCommand: AsyncParsableCommand {
             "instances: \(deployment.replicas.ready) ready of \(deployment.replicas.desired) wanted (\(deployment.scaling.minReplicas) to "
                 + "\(deployment.scaling.maxReplicas)), \(deployment.replicas.pending) pending",
         ]
+        lines.append(
+            deployment.endpoint.map { "endpoint: \($0) on the load balancer (GET /v1/endpoints there gives its URL)" }
+                ?? "endpoint: none (its load balancer is off)")
         if !deployment.description.isEmpty { lines.insert(deployment.description, at: 1) }
         var table = TextTable("instance", "server", "state", "address", "version", "reason")
         for instance in deployment.instances {

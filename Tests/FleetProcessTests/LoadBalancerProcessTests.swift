@@ -1,0 +1,264 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The load-balancer with its real HAProxy in front of real instances run by simulated agents:
+/// the traffic goes through HAProxy, the instance that answered says who it is.
+@Suite("Load balancer end to end", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy")))
+struct LoadBalancerProcessTests {
+    /// A load-balancer replica and its HAProxy's traffic port.
+    struct Balancer {
+        let service: ServiceProcess
+        let traffic: Int
+
+        /// Through HAProxy: `POST /d/<deployment>/v1/infer`.
+        func infer(_ deployment: String, headers: [String: String] = [:], source: String? = nil) async throws -> HTTPResult {
+            try await httpRequest(
+                port: traffic, method: "POST", path: "/d/\(deployment)/v1/infer", body: Data("frame".utf8), headers: headers, source: source)
+        }
+    }
+
+    /// A short folder: HAProxy's socket path must fit in 108 bytes.
+    private func balancerDirectory() -> String { "/tmp/mflb-\(UUID().uuidString.prefix(8))" }
+
+    private func startBalancer(_ fleet: Fleet, name: String = "lb-1", traffic: Int? = nil, directory: String? = nil) async throws -> Balancer {
+        let port = try traffic ?? freePort()
+        let directory = directory ?? balancerDirectory()
+        let service = try ServiceProcess(
+            "load-balancer",
+            environment: [
+                "MODELFLEET_MQTT_URL": fleet.broker.url, "MODELFLEET_INSTANCE_ID": name, "MODELFLEET_LB_TRAFFIC_HOST": "127.0.0.1",
+                "MODELFLEET_LB_TRAFFIC_PORT": "\(port)", "MODELFLEET_LB_ADMIN_PORT": "\(try freePort())", "MODELFLEET_LB_STATE_DIR": directory,
+            ])
+        try await service.waitUntilReady()
+        return Balancer(service: service, traffic: port)
+    }
+
+    /// A deployment of the built-in runtime with `replicas` instances, once all are ready and
+    /// the balancer has each one up.
+    private func deploy(
+        _ name: String, replicas: Int, balancer: Balancer, fleet: Fleet, model: String,
+        loadBalancer: String = #"{"health_check_interval_seconds": 1}"#
+    ) async throws {
+        let body = #"""
+            {"name": "\#(name)", "model_id": "\#(model)", "model_version": "1.0.0", "resources": {"cpu_cores": 0.5, "memory_gb": 0.5},
+             "scaling": {"min_replicas": 1, "max_replicas": 8, "replicas": \#(replicas)}, "load_balancer": \#(loadBalancer)}
+            """#
+        let created = try await fleet.api.send("POST", "/v1/deployments", json: body)
+        #expect(created.status == 201, "\(created.body)")
+        #expect(created.json?["endpoint"] as? String == "/d/\(name)/")
+        try await waitForServers(name, count: replicas, balancer: balancer)
+    }
+
+    /// Until the balancer has `count` servers of the deployment, every one UP.
+    private func waitForServers(_ name: String, count: Int, balancer: Balancer) async throws {
+        let up = await eventually(timeout: .seconds(60), interval: .milliseconds(200)) {
+            let servers = (try? await balancer.service.get("/v1/endpoints/\(name)").json?["servers"] as? [[String: Any]]) ?? []
+            return servers.count == count && servers.allSatisfy { $0["health"] as? String == "UP" }
+        }
+        let seen = try await balancer.service.get("/v1/endpoints/\(name)").body
+        #expect(up, "\(count) servers of \(name) up: \(seen)")
+    }
+
+    /// Which instance answered each of `count` requests.
+    private func spread(_ name: String, count: Int, balancer: Balancer, headers: [String: String] = [:]) async throws -> [String: Int] {
+        var answered: [String: Int] = [:]
+        for _ in 0..<count {
+            let answer = try await balancer.infer(name, headers: headers)
+            answered[answer.json?["instance_id"] as? String ?? "status \(answer.status)", default: 0] += 1
+        }
+        return answered
+    }
+
+    @Test("round robin spreads evenly; a stopped deployment answers 503 JSON, an unknown or deleted one 404 JSON; /v1/endpoints says so")
+    func roundRobinAndLifecycle() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let balancer = try await startBalancer(fleet)
+            let model = try await fleet.createModel()
+            try await deploy("rr", replicas: 3, balancer: balancer, fleet: fleet, model: model)
+
+            let answered = try await spread("rr", count: 90, balancer: balancer)
+            #expect(answered.count == 3 && answered.values.allSatisfy { (27...33).contains($0) }, "\(answered)")
+            let endpoint = try await balancer.service.get("/v1/endpoints/rr").json ?? [:]
+            #expect(endpoint["url"] as? String == "http://127.0.0.1:\(balancer.traffic)/d/rr/" && endpoint["algorithm"] as? String == "round_robin")
+
+            #expect(try await fleet.api.send("POST", "/v1/deployments/rr/stop").status == 200)
+            let stopped = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 503 }
+            let answer = try await balancer.infer("rr")
+            #expect(stopped && answer.json?["error"] as? [String: String] == ["code": "deployment_stopped", "message": "deployment 'rr' is stopped"])
+            #expect(answer.headers["content-type"] == "application/json")
+
+            let unknown = try await balancer.infer("nothing-here")
+            #expect(unknown.status == 404 && (unknown.json?["error"] as? [String: String])?["code"] == "not_found", "\(unknown.body)")
+            #expect(try await httpRequest(port: balancer.traffic, method: "GET", path: "/").status == 404)
+
+            #expect(try await fleet.api.send("DELETE", "/v1/deployments/rr?confirm=true").status == 204)
+            let gone = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 404 }
+            #expect(gone, "a deleted deployment is unknown to the load balancer")
+            #expect(try await balancer.service.get("/v1/endpoints/rr").status == 404)
+        }
+    }
+
+    @Test("least connections avoids a slow instance; ip_hash keeps each client on one instance; a sticky cookie keeps a session")
+    func algorithms() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let balancer = try await startBalancer(fleet)
+            let model = try await fleet.createModel()
+
+            // Least connections: one instance answers in 300 ms, the others at once.
+            try await deploy(
+                "least", replicas: 3, balancer: balancer, fleet: fleet, model: model,
+                loadBalancer: #"{"algorithm": "least_connections", "health_check_interval_seconds": 1}"#)
+            let instances = try await fleet.api.get("/v1/deployments/least").json?["instances"] as? [[String: Any]] ?? []
+            let slow = try #require(instances.first)
+            let slowPort = try #require((slow["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) })
+            #expect(try await httpRequest(port: slowPort, method: "PUT", path: "/sim", body: Data(#"{"latency_ms": 300}"#.utf8)).status == 204)
+            let counts = await withTaskGroup(of: String?.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        var seen: [String] = []
+                        for _ in 0..<10 { seen.append((try? await balancer.infer("least").json?["instance_id"] as? String) ?? "none") }
+                        return seen.joined(separator: ",")
+                    }
+                }
+                var counts: [String: Int] = [:]
+                for await batch in group { for id in (batch ?? "").split(separator: ",") { counts[String(id), default: 0] += 1 } }
+                return counts
+            }
+            let slowID = try #require(slow["id"] as? String)
+            let others = counts.filter { $0.key != slowID }.values.reduce(0, +)
+            #expect(counts[slowID, default: 0] * 4 < others, "the slow instance gets far fewer requests: \(counts)")
+
+            // ip_hash: twenty clients (loopback addresses), each always on the same instance.
+            try await deploy(
+                "hash", replicas: 3, balancer: balancer, fleet: fleet, model: model,
+                loadBalancer: #"{"algorithm": "ip_hash", "health_check_interval_seconds": 1}"#)
+            var owner: [String: String] = [:]
+            for client in 2...21 {
+                var seen: Set<String> = []
+                for _ in 0..<4 {
+                    seen.insert(try await balancer.infer("hash", source: "127.0.0.\(client)").json?["instance_id"] as? String ?? "none")
+                }
+                #expect(seen.count == 1, "client 127.0.0.\(client) went to \(seen)")
+                owner["127.0.0.\(client)"] = seen.first
+            }
+            #expect(Set(owner.values).count >= 2, "the clients are spread: \(owner)")
+            // One instance leaves: only its clients move.
+            #expect(try await fleet.api.send("POST", "/v1/deployments/hash/scale", json: ["replicas": 2]).status == 200)
+            try await waitForServers("hash", count: 2, balancer: balancer)
+            let listed = try await fleet.api.get("/v1/deployments/hash").json?["instances"] as? [[String: Any]] ?? []
+            let remaining = Set(listed.compactMap { $0["id"] as? String })
+            for (client, instance) in owner.sorted(by: { $0.key < $1.key }) where remaining.contains(instance) {
+                let now = try await balancer.infer("hash", source: client).json?["instance_id"] as? String
+                #expect(now == instance, "\(client) stays on \(instance), not \(now ?? "none")")
+            }
+
+            // Sticky sessions: the cookie of the first answer keeps the next ones on its instance.
+            try await deploy(
+                "sticky", replicas: 3, balancer: balancer, fleet: fleet, model: model,
+                loadBalancer: #"{"sticky_sessions": true, "health_check_interval_seconds": 1}"#)
+            let first = try await balancer.infer("sticky")
+            let cookie = try #require(first.headers["set-cookie"]?.split(separator: ";").first.map(String.init), "\(first.headers)")
+            #expect(cookie.hasPrefix("MF_sticky=") && cookie.count > "MF_sticky=".count, "\(cookie)")
+            let session = try await spread("sticky", count: 12, balancer: balancer, headers: ["Cookie": cookie])
+            #expect(session == [first.json?["instance_id"] as? String ?? "?": 12], "\(session)")
+            let without = try await spread("sticky", count: 12, balancer: balancer)
+            #expect(without.count == 3, "without the cookie, round robin: \(without)")
+        }
+    }
+
+    @Test("an instance failing its health check gets no traffic, and gets it again once it passes")
+    func healthChecks() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let balancer = try await startBalancer(fleet)
+            let model = try await fleet.createModel()
+            try await deploy("health", replicas: 2, balancer: balancer, fleet: fleet, model: model)
+            let instances = try await fleet.api.get("/v1/deployments/health").json?["instances"] as? [[String: Any]] ?? []
+            let sick = try #require(instances.first)
+            let sickID = try #require(sick["id"] as? String)
+            let sickPort = try #require((sick["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) })
+            #expect(try await httpRequest(port: sickPort, method: "PUT", path: "/sim", body: Data(#"{"healthy": false}"#.utf8)).status == 204)
+            // Interval 1 s × fall 3: down within about 3 s (6 s allowed for a loaded machine).
+            let down = await eventually(timeout: .seconds(6), interval: .milliseconds(250)) {
+                let servers = (try? await balancer.service.get("/v1/endpoints/health").json?["servers"] as? [[String: Any]]) ?? []
+                return servers.first { $0["instance_id"] as? String == sickID }?["health"] as? String == "DOWN"
+            }
+            #expect(down)
+            let avoided = try await spread("health", count: 20, balancer: balancer)
+            #expect(avoided[sickID] == nil && avoided.values.reduce(0, +) == 20, "\(avoided)")
+            #expect(try await httpRequest(port: sickPort, method: "PUT", path: "/sim", body: Data(#"{"healthy": true}"#.utf8)).status == 204)
+            try await waitForServers("health", count: 2, balancer: balancer)
+            let back = try await spread("health", count: 20, balancer: balancer)
+            #expect(back[sickID, default: 0] >= 8, "back in the rotation: \(back)")
+        }
+    }
+
+    @Test("scaling 3 → 6 → 2 under constant load loses no request; HAProxy or the load-balancer killed come back to the same endpoints")
+    func scalingAndRestarts() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(2, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let traffic = try freePort()
+            let directory = balancerDirectory()
+            var balancer = try await startBalancer(fleet, traffic: traffic, directory: directory)
+            let model = try await fleet.createModel()
+            try await deploy("steady", replicas: 3, balancer: balancer, fleet: fleet, model: model)
+
+            let load = Task { [balancer] in
+                var failures: [String] = []
+                var total = 0
+                while !Task.isCancelled {
+                    total += 1
+                    do {
+                        let answer = try await balancer.infer("steady")
+                        if answer.status != 200 { failures.append("\(answer.status) \(answer.body)") }
+                    } catch {
+                        failures.append("\(error)")
+                    }
+                }
+                return (total, failures)
+            }
+            #expect(try await fleet.api.send("POST", "/v1/deployments/steady/scale", json: ["replicas": 6]).status == 200)
+            try await waitForServers("steady", count: 6, balancer: balancer)
+            #expect(try await fleet.api.send("POST", "/v1/deployments/steady/scale", json: ["replicas": 2]).status == 200)
+            try await waitForServers("steady", count: 2, balancer: balancer)
+            try await Task.sleep(for: .seconds(3))  // the removed instances' drain and stop
+            load.cancel()
+            let (total, failures) = await load.value
+            #expect(total > 50 && failures.isEmpty, "\(failures.count) of \(total) requests failed: \(failures.prefix(5))")
+
+            // HAProxy killed: the load-balancer starts it again with the same servers.
+            let haproxy = try #require(try await childPID(of: balancer.service.process.pid, named: "haproxy"))
+            kill(haproxy, SIGKILL)
+            let back = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("steady").status) == 200 }
+            #expect(back, "HAProxy restarted into the same endpoints")
+
+            // The load-balancer killed (its HAProxy left running): a new one on the same folder
+            // stops that HAProxy and rebuilds everything from the retained views.
+            balancer.service.process.send(SIGKILL)
+            _ = await balancer.service.process.waitForExit(timeout: .seconds(10))
+            balancer = try await startBalancer(fleet, traffic: traffic, directory: directory)
+            try await waitForServers("steady", count: 2, balancer: balancer)
+            #expect(try await balancer.infer("steady").status == 200)
+        }
+    }
+
+    /// The pid of a child of `parent` whose command is `name` (HAProxy's master).
+    private func childPID(of parent: pid_t, named name: String) async throws -> pid_t? {
+        for entry in try FileManager.default.contentsOfDirectory(atPath: "/proc") {
+            guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8) else { continue }
+            // pid (comm) state ppid …
+            guard let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            let command = stat[stat.index(after: stat.firstIndex(of: "(")!)..<close]
+            if command == name, fields.count > 1, Int32(fields[1]) == parent { return pid }
+        }
+        return nil
+    }
+}
