@@ -73,7 +73,7 @@ final class Balancer: Service, Sendable {
         } else {
             do {
                 let view = try Envelope<LoadBalancerView>.decode(from: message.payload).payload
-                guard view.deployment == name, view.servers.allSatisfy(Self.acceptable) else {
+                guard view.deployment == name, LoadBalancerView.isSafePath(view.healthCheckPath), view.servers.allSatisfy(Self.acceptable) else {
                     throw HAProxy.Failure(description: "a view whose deployment or servers cannot be served")
                 }
                 state.withLock { $0.wanted[name] = view }

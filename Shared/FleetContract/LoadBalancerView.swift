@@ -62,6 +62,16 @@ package struct LoadBalancerView: ContractPayload, Equatable {
         self.servers = servers
     }
 
+    /// A health check path HAProxy's configuration can carry as it is: no space, quote, `#` or
+    /// backslash, which its parser would read as syntax.
+    package static func isSafePath(_ path: String) -> Bool {
+        path.hasPrefix("/") && path.utf8.count <= 256
+            && path.utf8.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "/._~-%?=&".utf8.contains(byte)
+            }
+    }
+
     private enum CodingKeys: String, CodingKey {
         case deployment, state, algorithm, servers
         case healthCheckPath = "health_check_path"

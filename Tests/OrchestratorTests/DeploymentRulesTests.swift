@@ -43,6 +43,10 @@ struct DeploymentRulesTests {
             (#", "scaling": {"target_cpu_percent": 0}"#, "scaling.target_cpu_percent"),
             (#", "scaling": {"target_gpu_percent": 50}"#, "scaling.target_gpu_percent"),
             (#", "load_balancer": {"health_check_path": "health"}"#, "load_balancer.health_check_path"),
+            // What HAProxy's configuration would read as syntax: a quote, a comment, a backslash.
+            (#", "load_balancer": {"health_check_path": "/health\"x"}"#, "load_balancer.health_check_path"),
+            (#", "load_balancer": {"health_check_path": "/health#x"}"#, "load_balancer.health_check_path"),
+            (#", "load_balancer": {"health_check_path": "/a\\b"}"#, "load_balancer.health_check_path"),
             (#", "load_balancer": {"health_check_interval_seconds": 0}"#, "load_balancer.health_check_interval_seconds"),
             (#", "update_strategy": {"max_surge_percent": 0, "max_unavailable_percent": 0}"#, "update_strategy.max_surge_percent"),
             (#", "update_strategy": {"type": "canary", "canary_steps": [50, 20, 100]}"#, "update_strategy.canary_steps"),

@@ -298,9 +298,10 @@ extension DeploymentSpec {
         }
 
         let balancer = spec.loadBalancer
-        guard balancer.healthCheckPath.hasPrefix("/"), balancer.healthCheckPath.count <= 256,
-            balancer.healthCheckPath.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f })
-        else { throw .unacceptable("load_balancer.health_check_path", "must be a path starting with '/', printable ASCII, at most 256") }
+        guard LoadBalancerView.isSafePath(balancer.healthCheckPath) else {
+            throw .unacceptable(
+                "load_balancer.health_check_path", "must be a path starting with '/', at most 256 of letters, digits and / . _ ~ - % ? = &")
+        }
         guard (1...3_600).contains(balancer.healthCheckIntervalSeconds) else {
             throw .unacceptable("load_balancer.health_check_interval_seconds", "must be 1 to 3600")
         }
