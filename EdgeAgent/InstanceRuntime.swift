@@ -43,6 +43,13 @@ actor InstanceRuntime {
     func apply(_ desired: [DesiredState.Instance]) async {
         let wanted = Dictionary(desired.map { ($0.instanceID, $0) }, uniquingKeysWith: { first, _ in first })
         stopped = []
+        // Only the revision number changed (an edit that needs no restart): kept running.
+        for (id, entry) in running {
+            if let new = wanted[id], new != entry.definition, new.runsLike(entry.definition) {
+                entry.instance.specRevision = new.specRevision
+                running[id] = (new, entry.instance)
+            }
+        }
         // Stopped together: each drains for a moment first.
         let leaving = running.filter { wanted[$0.key] != $0.value.definition }
         for (id, entry) in leaving {
@@ -63,7 +70,9 @@ actor InstanceRuntime {
     /// Every instance's state, and those the last apply stopped.
     func reports() -> [AgentMessage.Report.InstanceReport] {
         let live = running.values.map { $0.instance.report() }
-        let gone = stopped.map { AgentMessage.Report.InstanceReport(instanceID: $0.instanceID, state: .stopped, version: $0.version) }
+        let gone = stopped.map {
+            AgentMessage.Report.InstanceReport(instanceID: $0.instanceID, state: .stopped, version: $0.version, specRevision: $0.specRevision)
+        }
         return (live + gone).sorted { $0.instanceID < $1.instanceID }
     }
 
@@ -107,6 +116,13 @@ final class ManagedInstance: Sendable {
     private let status = Mutex(Status())
     private let supervisor = Mutex<Task<Void, Never>?>(nil)
     private let stopping = Atomic<Bool>(false)
+    private let runsRevision: Atomic<Int>
+
+    /// The `spec_revision` it reports: its entry's, moved on by edits that need no restart.
+    var specRevision: Int {
+        get { runsRevision.load(ordering: .acquiring) }
+        set { runsRevision.store(newValue, ordering: .releasing) }
+    }
 
     /// How long a ready built-in instance keeps serving once asked to stop, its health check
     /// answering 503: load balancers stop sending it requests, and those under way finish.
@@ -120,6 +136,7 @@ final class ManagedInstance: Sendable {
         changed: AsyncStream<Void>.Continuation
     ) {
         self.definition = definition
+        self.runsRevision = Atomic(definition.specRevision)
         self.settings = settings
         self.artifacts = artifacts
         self.directory = directory
@@ -152,7 +169,7 @@ final class ManagedInstance: Sendable {
         status.withLock {
             AgentMessage.Report.InstanceReport(
                 instanceID: definition.instanceID, state: $0.state, reason: $0.reason.map { String($0.prefix(1024)) }, address: $0.address,
-                version: definition.version, restarts: $0.restarts)
+                version: definition.version, restarts: $0.restarts, specRevision: specRevision)
         }
     }
 
@@ -338,6 +355,16 @@ struct LogLines: Sendable {
         if lines.last == "" { lines.removeLast() }
         if start > 0, !lines.isEmpty { lines.removeFirst() }  // cut mid-line
         return Array(lines.suffix(count))
+    }
+}
+
+extension DesiredState.Instance {
+    /// Whether `other` runs the same (everything but the revision numbers): no restart between them.
+    func runsLike(_ other: DesiredState.Instance) -> Bool {
+        var same = other
+        same.specRevision = specRevision
+        same.revision = revision
+        return same == self
     }
 }
 

@@ -107,7 +107,7 @@ struct Deploy: AsyncParsableCommand {
         }
         let entries = (0..<instances).map { index in
             DesiredState.Instance(
-                instanceID: "baseline-\(index)", deployment: "baseline", revision: 1, modelID: UUID(uuidString: model.modelID)!,
+                instanceID: "baseline-\(index)", deployment: "baseline", revision: 1, specRevision: 1, modelID: UUID(uuidString: model.modelID)!,
                 modelName: model.name, version: model.version, artifactURI: model.artifactURI, sha256: model.sha256,
                 resources: .init(cpuCores: 1, memoryBytes: 1 << 30, gpuCount: 0, gpuType: nil), env: [:], runtime: .init(kind: .builtin),
                 healthCheckPath: "/health")

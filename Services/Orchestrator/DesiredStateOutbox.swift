@@ -66,27 +66,28 @@ struct DesiredStateOutbox: Sendable {
     }
 
     /// The instances placed on each of `agents` of deployments that run (not stopped, not
-    /// deleted), in id order, each with its deployment's current spec.
+    /// deleted), in id order, each with the spec of the revision it runs (`spec_revision`).
     private func instances(of agents: [String], on connection: PostgresConnection) async throws -> [String: [DesiredState.Instance]] {
         var found: [String: [DesiredState.Instance]] = [:]
         var specs: [String: DeploymentSpec] = [:]
         var artifacts: [String: DeploymentArtifact] = [:]
-        for try await (server, id, name, revision, version, specText, artifactText) in try await connection.query(
+        for try await (server, id, name, revision, specRevision, version, specText, artifactText) in try await connection.query(
             """
-            SELECT i.server_id, i.id, d.name, i.revision, i.model_version, d.spec::text, d.artifact::text
+            SELECT i.server_id, i.id, d.name, i.revision, i.spec_revision, i.model_version, r.spec::text, d.artifact::text
             FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
+            JOIN orchestrator.deployment_revisions r ON r.deployment_id = i.deployment_id AND r.revision = i.spec_revision
             WHERE i.server_id = ANY(\(agents)) AND NOT d.stopped AND d.deleted_at IS NULL AND d.artifact IS NOT NULL
             ORDER BY i.id
             """, logger: logger
-        ).decode((String, String, String, Int, String, String, String).self) {
+        ).decode((String, String, String, Int, Int, String, String, String).self) {
             if specs[specText] == nil { specs[specText] = try ContractCoding.decoder.decode(DeploymentSpec.self, from: Data(specText.utf8)) }
             if artifacts[artifactText] == nil {
                 artifacts[artifactText] = try ContractCoding.decoder.decode(DeploymentArtifact.self, from: Data(artifactText.utf8))
             }
             found[server, default: []].append(
                 DesiredState.Instance(
-                    spec: specs[specText]!, artifact: artifacts[artifactText]!, instanceID: id, deployment: name, revision: revision, version: version
-                ))
+                    spec: specs[specText]!, artifact: artifacts[artifactText]!, instanceID: id, deployment: name, revision: revision,
+                    specRevision: specRevision, version: version))
         }
         return found
     }
@@ -122,7 +123,7 @@ extension DeploymentSpec {
     func restartsInstances(comparedTo old: DeploymentSpec) -> Bool {
         let artifact = DeploymentArtifact(modelName: "", artifactURI: "", sha256: "")
         func entry(_ spec: DeploymentSpec) -> DesiredState.Instance {
-            DesiredState.Instance(spec: spec, artifact: artifact, instanceID: "", deployment: "", revision: 1, version: "")
+            DesiredState.Instance(spec: spec, artifact: artifact, instanceID: "", deployment: "", revision: 1, specRevision: 1, version: "")
         }
         return entry(self) != entry(old)
     }
@@ -130,10 +131,13 @@ extension DeploymentSpec {
 
 extension DesiredState.Instance {
     /// The instance as an agent runs it: the deployment's spec now, at the instance's version.
-    init(spec: DeploymentSpec, artifact: DeploymentArtifact, instanceID: String, deployment: String, revision: Int, version: String) {
+    init(
+        spec: DeploymentSpec, artifact: DeploymentArtifact, instanceID: String, deployment: String, revision: Int, specRevision: Int, version: String
+    ) {
         let resources = spec.resources
         self.init(
-            instanceID: instanceID, deployment: deployment, revision: revision, modelID: spec.modelID, modelName: artifact.modelName,
+            instanceID: instanceID, deployment: deployment, revision: revision, specRevision: specRevision, modelID: spec.modelID,
+            modelName: artifact.modelName,
             version: version, artifactURI: artifact.artifactURI, sha256: artifact.sha256,
             resources: Resources(
                 cpuCores: resources.cpuCores, memoryBytes: resources.memoryBytes, gpuCount: resources.gpuCount,

@@ -27,7 +27,9 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     let api = OrchestratorAPI(
         store: store, registry: registry, resolver: PipelineResolver(registry: registry), committed: { wake.signal() }, logger: context.logger)
     let viewsChanged = OutboxPublisher.Wake()
-    let deploymentStore = PostgresDeploymentStore(client: database.client, logger: context.logger, wake: wake, viewsChanged: viewsChanged)
+    let instancesChanged = OutboxPublisher.Wake()
+    let deploymentStore = PostgresDeploymentStore(
+        client: database.client, logger: context.logger, wake: wake, viewsChanged: viewsChanged, instancesChanged: instancesChanged)
     let subscribed = SubscriptionFlag()
     let bound = context.configuration.databaseStepTimeout
     let loops = LoopHealth(stuckAfter: bound)
@@ -47,6 +49,7 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
             offlineGrace: try PendingPlacement.offlineGrace(environment: ProcessInfo.processInfo.environment), logger: context.logger))
     parts.services.append(
         LoadBalancerPublisher(mqtt: context.mqtt, database: database, store: deploymentStore, wake: viewsChanged, logger: context.logger))
+    parts.services.append(RestartRoller(database: database, store: deploymentStore, wake: instancesChanged, logger: context.logger))
     parts.routes = { router in
         api.addRoutes(to: router)
         deployments.addRoutes(to: router)

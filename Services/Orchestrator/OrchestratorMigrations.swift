@@ -254,5 +254,19 @@ enum OrchestratorMigrations {
                 "ALTER TABLE orchestrator.deployment_instances ADD COLUMN restarts integer NOT NULL DEFAULT 0",
             ]
         ),
+        Migration(
+            version: 9,
+            name: "instances run a revision's spec",
+            statements: [
+                // The deployment revision whose spec (environment, resources, runtime) the
+                // instance runs: behind the deployment's while an edit restarts instances one by one.
+                "ALTER TABLE orchestrator.deployment_instances ADD COLUMN spec_revision integer",
+                """
+                UPDATE orchestrator.deployment_instances i SET spec_revision = d.revision
+                FROM orchestrator.deployments d WHERE d.id = i.deployment_id
+                """,
+                "ALTER TABLE orchestrator.deployment_instances ALTER COLUMN spec_revision SET NOT NULL",
+            ]
+        ),
     ]
 }

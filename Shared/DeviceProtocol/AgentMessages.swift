@@ -267,20 +267,26 @@ package enum AgentMessage {
             package var address: String?
             package var version: String
             package var restarts: Int
+            /// The `spec_revision` of the entry it runs; nil from agents that do not say.
+            package var specRevision: Int?
 
-            package init(instanceID: String, state: InstanceState, reason: String? = nil, address: String? = nil, version: String, restarts: Int = 0)
-            {
+            package init(
+                instanceID: String, state: InstanceState, reason: String? = nil, address: String? = nil, version: String, restarts: Int = 0,
+                specRevision: Int? = nil
+            ) {
                 self.instanceID = instanceID
                 self.state = state
                 self.reason = reason
                 self.address = address
                 self.version = version
                 self.restarts = restarts
+                self.specRevision = specRevision
             }
 
             private enum CodingKeys: String, CodingKey {
                 case instanceID = "instance_id"
                 case state, reason, address, version, restarts
+                case specRevision = "spec_revision"
             }
         }
 
@@ -493,6 +499,8 @@ package struct DesiredState: ContractPayload, Equatable {
         package var instanceID: String
         package var deployment: String
         package var revision: Int
+        /// The deployment revision whose spec this entry carries; reported back by the agent.
+        package var specRevision: Int
         package var modelID: UUID
         package var modelName: String
         package var version: String
@@ -504,12 +512,13 @@ package struct DesiredState: ContractPayload, Equatable {
         package var healthCheckPath: String
 
         package init(
-            instanceID: String, deployment: String, revision: Int, modelID: UUID, modelName: String, version: String, artifactURI: String,
-            sha256: String, resources: Resources, env: [String: String], runtime: Runtime, healthCheckPath: String
+            instanceID: String, deployment: String, revision: Int, specRevision: Int, modelID: UUID, modelName: String, version: String,
+            artifactURI: String, sha256: String, resources: Resources, env: [String: String], runtime: Runtime, healthCheckPath: String
         ) {
             self.instanceID = instanceID
             self.deployment = deployment
             self.revision = revision
+            self.specRevision = specRevision
             self.modelID = modelID
             self.modelName = modelName
             self.version = version
@@ -524,6 +533,7 @@ package struct DesiredState: ContractPayload, Equatable {
         private enum CodingKeys: String, CodingKey {
             case instanceID = "instance_id"
             case deployment, revision
+            case specRevision = "spec_revision"
             case modelID = "model_id"
             case modelName = "model_name"
             case version

@@ -226,7 +226,8 @@ struct DeviceProtocolContractTests {
                 ],
                 instances: [
                     .init(
-                        instanceID: "people-api-0a1b2", deployment: "people-api", revision: 1, modelID: UUID(), modelName: "yolo", version: "1.2.0",
+                        instanceID: "people-api-0a1b2", deployment: "people-api", revision: 1, specRevision: 2, modelID: UUID(), modelName: "yolo",
+                        version: "1.2.0",
                         artifactURI: "s3://models/yolo.onnx", sha256: String(repeating: "0f", count: 32),
                         resources: .init(cpuCores: 0.5, memoryBytes: 1 << 30, gpuCount: 1, gpuType: "t4"), env: ["SIM_LATENCY_MS": "5"],
                         runtime: .init(kind: .process, command: ["python3", "serve.py"]), healthCheckPath: "/healthz")
@@ -235,7 +236,7 @@ struct DeviceProtocolContractTests {
             AgentMessage.Report(
                 agentID: "edge-1", generation: 5, devices: [],
                 instances: [
-                    .init(instanceID: "people-api-0a1b2", state: .ready, address: "10.0.0.7:41234", version: "1.2.0", restarts: 2),
+                    .init(instanceID: "people-api-0a1b2", state: .ready, address: "10.0.0.7:41234", version: "1.2.0", restarts: 2, specRevision: 2),
                     .init(instanceID: "people-api-0a1b3", state: .failed, reason: "exited with status 3; restarting in 1 s", version: "1.2.0"),
                 ]),
             .report)

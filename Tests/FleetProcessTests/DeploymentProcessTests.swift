@@ -129,6 +129,20 @@ struct DeploymentProcessTests {
         return instances
     }
 
+    /// Polls a deployment every 100 ms until every instance is ready on `revision`: whether it got
+    /// there within 60 s, and the most instances seen out of service (not ready) at once.
+    private func rollOut(_ name: String, to revision: Int, in fleet: Fleet) async throws -> (done: Bool, mostOut: Int) {
+        var mostOut = 0
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let list = try await fleet.api.get("/v1/deployments/\(name)").json?["instances"] as? [[String: Any]] ?? []
+            mostOut = max(mostOut, list.count { $0["state"] as? String != "ready" })
+            if list.allSatisfy({ $0["state"] as? String == "ready" && $0["runs_revision"] as? Int == revision }) { return (true, mostOut) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return (false, mostOut)
+    }
+
     /// The port of an instance's `host:port` address.
     private func port(of instance: [String: Any]) -> Int? {
         (instance["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) }
@@ -181,16 +195,21 @@ struct DeploymentProcessTests {
             #expect(logs.status == 200 && lines.count == 3 && lines.last?.contains("POST /v1/infer 200") == true, "\(logs.body)")
             #expect(lines.contains { $0.hasSuffix(" ready") }, "\(lines)")
 
-            // An edit of the environment restarts the instances with it: every inference now fails.
+            // An edit of the environment restarts the instances with it, one at a time (never two
+            // out of service at once): afterwards every inference fails.
             let edited = try await fleet.api.send("PATCH", "/v1/deployments/infer-api", json: ["env": ["SIM_ERROR_RATE": "1"]])
             #expect(edited.json?["restart"] as? Bool == true, "\(edited.body)")
-            let failing = await eventually(timeout: .seconds(30)) {
-                let list = (try? await self.instances(of: "infer-api", in: fleet, timeout: .zero) { _ in true }) ?? []
-                guard list.count == 3, list.allSatisfy({ $0["state"] as? String == "ready" }) else { return false }
-                for instance in list where await self.infer(instance, body: "x")?.status != 500 { return false }
-                return true
+            let revision = try #require((edited.json?["deployment"] as? [String: Any])?["revision"] as? Int)
+            let (done, mostOut) = try await rollOut("infer-api", to: revision, in: fleet)
+            #expect(done, "every instance restarted on revision \(revision)")
+            #expect(mostOut == 1, "one instance out of service at a time, at most: \(mostOut)")
+            for instance in try await instances(of: "infer-api", in: fleet, timeout: .zero, until: { _ in true }) {
+                let answer = await infer(instance, body: "x")
+                let events = try await fleet.api.get("/v1/deployments/infer-api/events?limit=40").items.compactMap { $0["message"] as? String }
+                #expect(answer?.status == 500, "restarted with SIM_ERROR_RATE=1: \(instance) answered \(answer?.body ?? "nothing"); \(events)")
             }
-            #expect(failing, "restarted with SIM_ERROR_RATE=1, every instance answers 500")
+            let restartEvents = try await fleet.api.get("/v1/deployments/infer-api/events").items.compactMap { $0["kind"] as? String }
+            #expect(restartEvents.filter { $0 == "restarting" }.count == 3, "\(restartEvents)")
 
             // Stopped: nothing answers at the addresses; started: ready again.
             let addresses = try await instances(of: "infer-api", in: fleet, timeout: .zero) { _ in true }

@@ -34,6 +34,24 @@ struct LoadBalancerProcessTests {
         return Balancer(service: service, traffic: port)
     }
 
+    /// Runs `body` with a load-balancer, stopped with SIGTERM afterwards whatever happens, so that
+    /// it stops its HAProxy (a SIGKILL would leave that running).
+    private func withBalancer(_ fleet: Fleet, _ body: (Balancer) async throws -> Void) async throws {
+        let balancer = try await startBalancer(fleet)
+        do {
+            try await body(balancer)
+        } catch {
+            await stop(balancer)
+            throw error
+        }
+        await stop(balancer)
+    }
+
+    private func stop(_ balancer: Balancer) async {
+        balancer.service.process.send(SIGTERM)
+        _ = await balancer.service.process.waitForExit(timeout: .seconds(15))
+    }
+
     /// A deployment of the built-in runtime with `replicas` instances, once all are ready and
     /// the balancer has each one up.
     private func deploy(
@@ -75,30 +93,33 @@ struct LoadBalancerProcessTests {
         try await withFleet { fleet in
             let agents = try await fleet.startAgents(1, devices: 1)
             defer { agents.process.send(SIGKILL) }
-            let balancer = try await startBalancer(fleet)
-            let model = try await fleet.createModel()
-            try await deploy("rr", replicas: 3, balancer: balancer, fleet: fleet, model: model)
-
-            let answered = try await spread("rr", count: 90, balancer: balancer)
-            #expect(answered.count == 3 && answered.values.allSatisfy { (27...33).contains($0) }, "\(answered)")
-            let endpoint = try await balancer.service.get("/v1/endpoints/rr").json ?? [:]
-            #expect(endpoint["url"] as? String == "http://127.0.0.1:\(balancer.traffic)/d/rr/" && endpoint["algorithm"] as? String == "round_robin")
-
-            #expect(try await fleet.api.send("POST", "/v1/deployments/rr/stop").status == 200)
-            let stopped = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 503 }
-            let answer = try await balancer.infer("rr")
-            #expect(stopped && answer.json?["error"] as? [String: String] == ["code": "deployment_stopped", "message": "deployment 'rr' is stopped"])
-            #expect(answer.headers["content-type"] == "application/json")
-
-            let unknown = try await balancer.infer("nothing-here")
-            #expect(unknown.status == 404 && (unknown.json?["error"] as? [String: String])?["code"] == "not_found", "\(unknown.body)")
-            #expect(try await httpRequest(port: balancer.traffic, method: "GET", path: "/").status == 404)
-
-            #expect(try await fleet.api.send("DELETE", "/v1/deployments/rr?confirm=true").status == 204)
-            let gone = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 404 }
-            #expect(gone, "a deleted deployment is unknown to the load balancer")
-            #expect(try await balancer.service.get("/v1/endpoints/rr").status == 404)
+            try await withBalancer(fleet) { balancer in try await checkRoundRobin(balancer, fleet) }
         }
+    }
+
+    private func checkRoundRobin(_ balancer: Balancer, _ fleet: Fleet) async throws {
+        let model = try await fleet.createModel()
+        try await deploy("rr", replicas: 3, balancer: balancer, fleet: fleet, model: model)
+
+        let answered = try await spread("rr", count: 90, balancer: balancer)
+        #expect(answered.count == 3 && answered.values.allSatisfy { (27...33).contains($0) }, "\(answered)")
+        let endpoint = try await balancer.service.get("/v1/endpoints/rr").json ?? [:]
+        #expect(endpoint["url"] as? String == "http://127.0.0.1:\(balancer.traffic)/d/rr/" && endpoint["algorithm"] as? String == "round_robin")
+
+        #expect(try await fleet.api.send("POST", "/v1/deployments/rr/stop").status == 200)
+        let stopped = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 503 }
+        let answer = try await balancer.infer("rr")
+        #expect(stopped && answer.json?["error"] as? [String: String] == ["code": "deployment_stopped", "message": "deployment 'rr' is stopped"])
+        #expect(answer.headers["content-type"] == "application/json")
+
+        let unknown = try await balancer.infer("nothing-here")
+        #expect(unknown.status == 404 && (unknown.json?["error"] as? [String: String])?["code"] == "not_found", "\(unknown.body)")
+        #expect(try await httpRequest(port: balancer.traffic, method: "GET", path: "/").status == 404)
+
+        #expect(try await fleet.api.send("DELETE", "/v1/deployments/rr?confirm=true").status == 204)
+        let gone = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 404 }
+        #expect(gone, "a deleted deployment is unknown to the load balancer")
+        #expect(try await balancer.service.get("/v1/endpoints/rr").status == 404)
     }
 
     @Test("least connections avoids a slow instance; ip_hash keeps each client on one instance; a sticky cookie keeps a session")
@@ -106,69 +127,72 @@ struct LoadBalancerProcessTests {
         try await withFleet { fleet in
             let agents = try await fleet.startAgents(1, devices: 1)
             defer { agents.process.send(SIGKILL) }
-            let balancer = try await startBalancer(fleet)
-            let model = try await fleet.createModel()
-
-            // Least connections: one instance answers in 300 ms, the others at once.
-            try await deploy(
-                "least", replicas: 3, balancer: balancer, fleet: fleet, model: model,
-                loadBalancer: #"{"algorithm": "least_connections", "health_check_interval_seconds": 1}"#)
-            let instances = try await fleet.api.get("/v1/deployments/least").json?["instances"] as? [[String: Any]] ?? []
-            let slow = try #require(instances.first)
-            let slowPort = try #require((slow["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) })
-            #expect(try await httpRequest(port: slowPort, method: "PUT", path: "/sim", body: Data(#"{"latency_ms": 300}"#.utf8)).status == 204)
-            let counts = await withTaskGroup(of: String?.self) { group in
-                for _ in 0..<8 {
-                    group.addTask {
-                        var seen: [String] = []
-                        for _ in 0..<10 { seen.append((try? await balancer.infer("least").json?["instance_id"] as? String) ?? "none") }
-                        return seen.joined(separator: ",")
-                    }
-                }
-                var counts: [String: Int] = [:]
-                for await batch in group { for id in (batch ?? "").split(separator: ",") { counts[String(id), default: 0] += 1 } }
-                return counts
-            }
-            let slowID = try #require(slow["id"] as? String)
-            let others = counts.filter { $0.key != slowID }.values.reduce(0, +)
-            #expect(counts[slowID, default: 0] * 4 < others, "the slow instance gets far fewer requests: \(counts)")
-
-            // ip_hash: twenty clients (loopback addresses), each always on the same instance.
-            try await deploy(
-                "hash", replicas: 3, balancer: balancer, fleet: fleet, model: model,
-                loadBalancer: #"{"algorithm": "ip_hash", "health_check_interval_seconds": 1}"#)
-            var owner: [String: String] = [:]
-            for client in 2...21 {
-                var seen: Set<String> = []
-                for _ in 0..<4 {
-                    seen.insert(try await balancer.infer("hash", source: "127.0.0.\(client)").json?["instance_id"] as? String ?? "none")
-                }
-                #expect(seen.count == 1, "client 127.0.0.\(client) went to \(seen)")
-                owner["127.0.0.\(client)"] = seen.first
-            }
-            #expect(Set(owner.values).count >= 2, "the clients are spread: \(owner)")
-            // One instance leaves: only its clients move.
-            #expect(try await fleet.api.send("POST", "/v1/deployments/hash/scale", json: ["replicas": 2]).status == 200)
-            try await waitForServers("hash", count: 2, balancer: balancer)
-            let listed = try await fleet.api.get("/v1/deployments/hash").json?["instances"] as? [[String: Any]] ?? []
-            let remaining = Set(listed.compactMap { $0["id"] as? String })
-            for (client, instance) in owner.sorted(by: { $0.key < $1.key }) where remaining.contains(instance) {
-                let now = try await balancer.infer("hash", source: client).json?["instance_id"] as? String
-                #expect(now == instance, "\(client) stays on \(instance), not \(now ?? "none")")
-            }
-
-            // Sticky sessions: the cookie of the first answer keeps the next ones on its instance.
-            try await deploy(
-                "sticky", replicas: 3, balancer: balancer, fleet: fleet, model: model,
-                loadBalancer: #"{"sticky_sessions": true, "health_check_interval_seconds": 1}"#)
-            let first = try await balancer.infer("sticky")
-            let cookie = try #require(first.headers["set-cookie"]?.split(separator: ";").first.map(String.init), "\(first.headers)")
-            #expect(cookie.hasPrefix("MF_sticky=") && cookie.count > "MF_sticky=".count, "\(cookie)")
-            let session = try await spread("sticky", count: 12, balancer: balancer, headers: ["Cookie": cookie])
-            #expect(session == [first.json?["instance_id"] as? String ?? "?": 12], "\(session)")
-            let without = try await spread("sticky", count: 12, balancer: balancer)
-            #expect(without.count == 3, "without the cookie, round robin: \(without)")
+            try await withBalancer(fleet) { balancer in try await checkAlgorithms(balancer, fleet) }
         }
+    }
+
+    private func checkAlgorithms(_ balancer: Balancer, _ fleet: Fleet) async throws {
+        let model = try await fleet.createModel()
+
+        // Least connections: one instance answers in a second, the others at once.
+        try await deploy(
+            "least", replicas: 3, balancer: balancer, fleet: fleet, model: model,
+            loadBalancer: #"{"algorithm": "least_connections", "health_check_interval_seconds": 1}"#)
+        let instances = try await fleet.api.get("/v1/deployments/least").json?["instances"] as? [[String: Any]] ?? []
+        let slow = try #require(instances.first)
+        let slowPort = try #require((slow["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) })
+        #expect(try await httpRequest(port: slowPort, method: "PUT", path: "/sim", body: Data(#"{"latency_ms": 1000}"#.utf8)).status == 204)
+        let counts = await withTaskGroup(of: String?.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var seen: [String] = []
+                    for _ in 0..<10 { seen.append((try? await balancer.infer("least").json?["instance_id"] as? String) ?? "none") }
+                    return seen.joined(separator: ",")
+                }
+            }
+            var counts: [String: Int] = [:]
+            for await batch in group { for id in (batch ?? "").split(separator: ",") { counts[String(id), default: 0] += 1 } }
+            return counts
+        }
+        let slowID = try #require(slow["id"] as? String)
+        let others = counts.filter { $0.key != slowID }.values.reduce(0, +)
+        #expect(counts[slowID, default: 0] * 3 < others, "the slow instance gets far fewer requests: \(counts)")
+
+        // ip_hash: twenty clients (loopback addresses), each always on the same instance.
+        try await deploy(
+            "hash", replicas: 3, balancer: balancer, fleet: fleet, model: model,
+            loadBalancer: #"{"algorithm": "ip_hash", "health_check_interval_seconds": 1}"#)
+        var owner: [String: String] = [:]
+        for client in 2...21 {
+            var seen: Set<String> = []
+            for _ in 0..<4 {
+                seen.insert(try await balancer.infer("hash", source: "127.0.0.\(client)").json?["instance_id"] as? String ?? "none")
+            }
+            #expect(seen.count == 1, "client 127.0.0.\(client) went to \(seen)")
+            owner["127.0.0.\(client)"] = seen.first
+        }
+        #expect(Set(owner.values).count >= 2, "the clients are spread: \(owner)")
+        // One instance leaves: only its clients move.
+        #expect(try await fleet.api.send("POST", "/v1/deployments/hash/scale", json: ["replicas": 2]).status == 200)
+        try await waitForServers("hash", count: 2, balancer: balancer)
+        let listed = try await fleet.api.get("/v1/deployments/hash").json?["instances"] as? [[String: Any]] ?? []
+        let remaining = Set(listed.compactMap { $0["id"] as? String })
+        for (client, instance) in owner.sorted(by: { $0.key < $1.key }) where remaining.contains(instance) {
+            let now = try await balancer.infer("hash", source: client).json?["instance_id"] as? String
+            #expect(now == instance, "\(client) stays on \(instance), not \(now ?? "none")")
+        }
+
+        // Sticky sessions: the cookie of the first answer keeps the next ones on its instance.
+        try await deploy(
+            "sticky", replicas: 3, balancer: balancer, fleet: fleet, model: model,
+            loadBalancer: #"{"sticky_sessions": true, "health_check_interval_seconds": 1}"#)
+        let first = try await balancer.infer("sticky")
+        let cookie = try #require(first.headers["set-cookie"]?.split(separator: ";").first.map(String.init), "\(first.headers)")
+        #expect(cookie.hasPrefix("MF_sticky=") && cookie.count > "MF_sticky=".count, "\(cookie)")
+        let session = try await spread("sticky", count: 12, balancer: balancer, headers: ["Cookie": cookie])
+        #expect(session == [first.json?["instance_id"] as? String ?? "?": 12], "\(session)")
+        let without = try await spread("sticky", count: 12, balancer: balancer)
+        #expect(without.count == 3, "without the cookie, round robin: \(without)")
     }
 
     @Test("an instance failing its health check gets no traffic, and gets it again once it passes")
@@ -176,27 +200,30 @@ struct LoadBalancerProcessTests {
         try await withFleet { fleet in
             let agents = try await fleet.startAgents(1, devices: 1)
             defer { agents.process.send(SIGKILL) }
-            let balancer = try await startBalancer(fleet)
-            let model = try await fleet.createModel()
-            try await deploy("health", replicas: 2, balancer: balancer, fleet: fleet, model: model)
-            let instances = try await fleet.api.get("/v1/deployments/health").json?["instances"] as? [[String: Any]] ?? []
-            let sick = try #require(instances.first)
-            let sickID = try #require(sick["id"] as? String)
-            let sickPort = try #require((sick["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) })
-            #expect(try await httpRequest(port: sickPort, method: "PUT", path: "/sim", body: Data(#"{"healthy": false}"#.utf8)).status == 204)
-            // Interval 1 s × fall 3: down within about 3 s (6 s allowed for a loaded machine).
-            let down = await eventually(timeout: .seconds(6), interval: .milliseconds(250)) {
-                let servers = (try? await balancer.service.get("/v1/endpoints/health").json?["servers"] as? [[String: Any]]) ?? []
-                return servers.first { $0["instance_id"] as? String == sickID }?["health"] as? String == "DOWN"
-            }
-            #expect(down)
-            let avoided = try await spread("health", count: 20, balancer: balancer)
-            #expect(avoided[sickID] == nil && avoided.values.reduce(0, +) == 20, "\(avoided)")
-            #expect(try await httpRequest(port: sickPort, method: "PUT", path: "/sim", body: Data(#"{"healthy": true}"#.utf8)).status == 204)
-            try await waitForServers("health", count: 2, balancer: balancer)
-            let back = try await spread("health", count: 20, balancer: balancer)
-            #expect(back[sickID, default: 0] >= 8, "back in the rotation: \(back)")
+            try await withBalancer(fleet) { balancer in try await checkHealth(balancer, fleet) }
         }
+    }
+
+    private func checkHealth(_ balancer: Balancer, _ fleet: Fleet) async throws {
+        let model = try await fleet.createModel()
+        try await deploy("health", replicas: 2, balancer: balancer, fleet: fleet, model: model)
+        let instances = try await fleet.api.get("/v1/deployments/health").json?["instances"] as? [[String: Any]] ?? []
+        let sick = try #require(instances.first)
+        let sickID = try #require(sick["id"] as? String)
+        let sickPort = try #require((sick["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) })
+        #expect(try await httpRequest(port: sickPort, method: "PUT", path: "/sim", body: Data(#"{"healthy": false}"#.utf8)).status == 204)
+        // Interval 1 s × fall 3: down within about 3 s (6 s allowed for a loaded machine).
+        let down = await eventually(timeout: .seconds(6), interval: .milliseconds(250)) {
+            let servers = (try? await balancer.service.get("/v1/endpoints/health").json?["servers"] as? [[String: Any]]) ?? []
+            return servers.first { $0["instance_id"] as? String == sickID }?["health"] as? String == "DOWN"
+        }
+        #expect(down)
+        let avoided = try await spread("health", count: 20, balancer: balancer)
+        #expect(avoided[sickID] == nil && avoided.values.reduce(0, +) == 20, "\(avoided)")
+        #expect(try await httpRequest(port: sickPort, method: "PUT", path: "/sim", body: Data(#"{"healthy": true}"#.utf8)).status == 204)
+        try await waitForServers("health", count: 2, balancer: balancer)
+        let back = try await spread("health", count: 20, balancer: balancer)
+        #expect(back[sickID, default: 0] >= 8, "back in the rotation: \(back)")
     }
 
     @Test("scaling 3 → 6 → 2 under constant load loses no request; HAProxy or the load-balancer killed come back to the same endpoints")
@@ -244,8 +271,15 @@ struct LoadBalancerProcessTests {
             balancer.service.process.send(SIGKILL)
             _ = await balancer.service.process.waitForExit(timeout: .seconds(10))
             balancer = try await startBalancer(fleet, traffic: traffic, directory: directory)
-            try await waitForServers("steady", count: 2, balancer: balancer)
-            #expect(try await balancer.infer("steady").status == 200)
+            let restarted = balancer
+            do {
+                try await waitForServers("steady", count: 2, balancer: restarted)
+                #expect(try await restarted.infer("steady").status == 200)
+            } catch {
+                await stop(restarted)
+                throw error
+            }
+            await stop(restarted)
         }
     }
 

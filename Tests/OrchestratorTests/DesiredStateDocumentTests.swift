@@ -42,7 +42,7 @@ struct DesiredStateDocumentTests {
         let instance = DesiredState.Instance(
             spec: spec,
             artifact: DeploymentArtifact(modelName: "people", artifactURI: "s3://models/people.onnx", sha256: String(repeating: "ab", count: 32)),
-            instanceID: "people-api-0a1b2", deployment: "people-api", revision: 3, version: "1.2.0")
+            instanceID: "people-api-0a1b2", deployment: "people-api", revision: 3, specRevision: 4, version: "1.2.0")
         let text = try DesiredStateDocument.encode(
             agentID: "edge-7", generation: 12, devices: [("cam-1", try coder.json(people)), ("cam \"2\"", stored), ("cam-3", try coder.json([]))],
             instances: [instance], correlationID: correlation, messageID: id, sentAt: sentAt)

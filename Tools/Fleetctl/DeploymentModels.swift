@@ -46,11 +46,14 @@ struct DeploymentSummary: Decodable, Sendable {
         var address: String?
         var modelVersion: String
         var revision: Int
+        /// The revision whose spec it runs (behind during a restart).
+        var runsRevision: Int?
 
         enum CodingKeys: String, CodingKey {
             case id, state, reason, address, revision
             case serverID = "server_id"
             case modelVersion = "model_version"
+            case runsRevision = "runs_revision"
         }
     }
 

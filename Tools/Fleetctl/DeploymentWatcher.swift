@@ -26,12 +26,16 @@ enum DeploymentWatcher {
         for state in ["assigned", "starting", "failed", "pending"] where states[state, default: 0] > 0 {
             parts.append("\(states[state]!) \(state)")
         }
+        let behind = deployment.instances.count { ($0.runsRevision ?? deployment.revision) < deployment.revision }
+        if behind > 0 { parts.append("\(behind) to restart for revision \(deployment.revision)") }
         return parts.joined(separator: ", ")
     }
 
-    /// Every placed instance ready.
+    /// Every placed instance ready, on the deployment's revision (an edit's restart done).
     static func settled(_ deployment: DeploymentSummary) -> Bool {
-        deployment.instances.allSatisfy { $0.state == "ready" || $0.state == "pending" }
+        deployment.instances.allSatisfy {
+            ($0.state == "ready" || $0.state == "pending") && ($0.runsRevision ?? deployment.revision) >= deployment.revision
+        }
     }
 
     /// Follows `name` until it settles; prints the deployment then. `.success`, or exit status 1
@@ -52,7 +56,9 @@ enum DeploymentWatcher {
             }
             if ContinuousClock.now >= deadline {
                 try await show(deployment, context)
-                let waiting = deployment.instances.filter { $0.state != "ready" && $0.state != "pending" }
+                let waiting = deployment.instances.filter {
+                    ($0.state != "ready" && $0.state != "pending") || ($0.runsRevision ?? deployment.revision) < deployment.revision
+                }
                 context.console.error(
                     "not every instance is ready after \(timeout.components.seconds) s: "
                         + waiting.map { "\($0.id) \($0.state)\($0.reason.map { " (\($0))" } ?? "")" }.joined(separator: "; "))

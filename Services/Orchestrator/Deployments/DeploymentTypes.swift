@@ -21,6 +21,9 @@ struct DeploymentInstance: Codable, Sendable, Equatable {
     var address: String?
     var modelVersion: String
     var revision: Int
+    /// The revision whose spec (environment, resources, runtime) it runs: behind `revision` of
+    /// its deployment while an edit restarts the instances one by one.
+    var runsRevision: Int
     var weight: Int
     /// How many times its agent restarted it after a crash.
     var restarts: Int
@@ -28,6 +31,7 @@ struct DeploymentInstance: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case id, state, reason, address, revision, weight, restarts
+        case runsRevision = "runs_revision"
         case serverID = "server_id"
         case modelVersion = "model_version"
         case updatedAt = "updated_at"
@@ -38,6 +42,8 @@ struct DeploymentInstance: Codable, Sendable, Equatable {
 struct Deployment: Sendable, Equatable {
     enum Status: String, Codable, Sendable {
         case deploying, running, degraded, stopped
+        /// An edit's restart goes through the instances one by one.
+        case restarting
     }
 
     var id: UUID
@@ -78,6 +84,7 @@ struct Deployment: Sendable, Equatable {
     var status: Status {
         if stopped { return .stopped }
         if instances.contains(where: { $0.state == .failed || $0.state == .pending }) { return .degraded }
+        if instances.contains(where: { $0.runsRevision < revision }) { return .restarting }
         return ready >= spec.scaling.replicas ? .running : .deploying
     }
 }

@@ -16,6 +16,8 @@ struct PostgresDeploymentStore: Sendable {
     var wake: OutboxPublisher.Wake? = nil
     /// Told after any change the load balancers' views may show (``LoadBalancerPublisher``).
     var viewsChanged: OutboxPublisher.Wake? = nil
+    /// Told after documents went out or instances changed state (``RestartRoller``).
+    var instancesChanged: OutboxPublisher.Wake? = nil
 
     /// Who the events of the orchestrator's own decisions name.
     static let orchestratorActor = "orchestrator"
@@ -69,14 +71,13 @@ struct PostgresDeploymentStore: Sendable {
                 UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1), updated_at = now()
                 WHERE id = \(id)
                 """, logger: logger)
-            if spec.restartsInstances(comparedTo: before) {
-                // Their agents restart them: not ready until they say so again.
+            if !spec.restartsInstances(comparedTo: before) {
+                // Nothing an agent runs changes: every instance runs the new revision as it is.
                 try await connection.query(
-                    """
-                    UPDATE orchestrator.deployment_instances SET state = 'assigned', address = NULL, reason = NULL, updated_at = now()
-                    WHERE deployment_id = \(id) AND server_id IS NOT NULL
-                    """, logger: logger)
+                    "UPDATE orchestrator.deployment_instances SET spec_revision = \(revision + 1) WHERE deployment_id = \(id)", logger: logger)
             }
+            // Otherwise the instances keep their revision's spec; `advanceRestarts` moves them to
+            // the new one, one at a time.
             try await recordRevision(of: id, revision + 1, spec: spec, actor: actor, change: change, on: connection)
             try await record(id, [(change.hasPrefix("scaled") ? "scaled" : "edited", "\(change) (revision \(revision + 1))", actor)], on: connection)
             try await reconcile(id, name: name, spec: spec, revision: revision + 1, stopped: stopped, servers: servers, actor: actor, on: connection)
@@ -193,6 +194,72 @@ struct PostgresDeploymentStore: Sendable {
         return placedCount
     }
 
+    // MARK: Restarts
+
+    /// Moves the instances of running deployments that run an older revision's spec to the
+    /// current one: all at once where nothing an agent runs changed, otherwise one instance at a
+    /// time, the next once the one before is ready again. Returns how many instances moved.
+    @discardableResult
+    func advanceRestarts() async throws -> Int {
+        try await inPlacementTransaction { connection in
+            var behind: [(deployment: UUID, name: String, revision: Int, spec: String, instance: String, runs: Int, runsSpec: String)] = []
+            for try await row in try await connection.query(
+                """
+                SELECT d.id, d.name, d.revision, d.spec::text, i.id, i.spec_revision, r.spec::text
+                FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
+                JOIN orchestrator.deployment_revisions r ON r.deployment_id = i.deployment_id AND r.revision = i.spec_revision
+                WHERE d.deleted_at IS NULL AND NOT d.stopped AND i.spec_revision < d.revision
+                ORDER BY d.id, i.created_at, i.id
+                """, logger: logger
+            ).decode((UUID, String, Int, String, String, Int, String).self) {
+                behind.append(row)
+            }
+            guard !behind.isEmpty else { return 0 }
+            var moved = 0
+            for (deployment, instances) in Dictionary(grouping: behind, by: \.deployment).sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
+                let current = try spec(instances[0].spec)
+                let revision = instances[0].revision
+                let (silent, restarting) = try instances.reduce(into: ([String](), [String]())) { lists, instance in
+                    if current.restartsInstances(comparedTo: try spec(instance.runsSpec)) {
+                        lists.1.append(instance.instance)
+                    } else {
+                        lists.0.append(instance.instance)
+                    }
+                }
+                if !silent.isEmpty {
+                    try await connection.query(
+                        "UPDATE orchestrator.deployment_instances SET spec_revision = \(revision) WHERE id = ANY(\(silent))", logger: logger)
+                    moved += silent.count
+                }
+                guard let next = restarting.first else { continue }
+                // One at a time: wait while an instance already on this revision is not ready.
+                var waiting = 0
+                for try await count in try await connection.query(
+                    """
+                    SELECT count(*)::int FROM orchestrator.deployment_instances
+                    WHERE deployment_id = \(deployment) AND spec_revision = \(revision) AND server_id IS NOT NULL AND state <> 'ready'
+                    """, logger: logger
+                ).decode(Int.self) {
+                    waiting = count
+                }
+                guard waiting == 0 else { continue }
+                try await connection.query(
+                    """
+                    UPDATE orchestrator.deployment_instances SET spec_revision = \(revision),
+                        state = CASE WHEN server_id IS NULL THEN state ELSE 'assigned' END, address = NULL, updated_at = now()
+                    WHERE id = \(next)
+                    """, logger: logger)
+                let left = restarting.count - 1
+                try await record(
+                    deployment,
+                    [("restarting", "restarting instance \(next) for revision \(revision) (\(left) more after it)", Self.orchestratorActor)],
+                    on: connection)
+                moved += 1
+            }
+            return moved
+        }
+    }
+
     // MARK: Agents' reports
 
     /// What agents said of their instances: each instance's state, address, reason and restarts,
@@ -211,13 +278,15 @@ struct PostgresDeploymentStore: Sendable {
             try await client.withTransaction(logger: logger) { connection in
                 var changes: [(id: String, deployment: UUID, server: String, report: AgentMessage.Report.InstanceReport)] = []
                 var events: [UUID: [(kind: String, message: String, actor: String)]] = [:]
-                for try await (id, deployment, server, state, address, reason, restarts) in try await connection.query(
+                for try await (id, deployment, server, state, address, reason, restarts, specRevision) in try await connection.query(
                     """
-                    SELECT id, deployment_id, server_id, state, address, reason, restarts FROM orchestrator.deployment_instances
+                    SELECT id, deployment_id, server_id, state, address, reason, restarts, spec_revision FROM orchestrator.deployment_instances
                     WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE
                     """, logger: logger
-                ).decode((String, UUID, String?, String, String?, String?, Int).self) {
+                ).decode((String, UUID, String?, String, String?, String?, Int, Int).self) {
                     guard let (agent, report) = reported[id], server == agent else { continue }
+                    // A report about the entry an instance had before its restart says nothing of it now.
+                    if let reported = report.specRevision, reported < specRevision { continue }
                     guard state != report.state.rawValue || address != report.address || reason != report.reason || restarts != report.restarts
                     else { continue }
                     changes.append((id, deployment, agent, report))
@@ -250,7 +319,10 @@ struct PostgresDeploymentStore: Sendable {
                 return changes.count
             }
         }
-        if changed > 0 { viewsChanged?.signal() }
+        if changed > 0 {
+            viewsChanged?.signal()
+            instancesChanged?.signal()
+        }
         return changed
     }
 
@@ -271,7 +343,10 @@ struct PostgresDeploymentStore: Sendable {
                 return (result, changed.count)
             }
         }
-        if documents > 0 { wake?.signal() }
+        if documents > 0 {
+            wake?.signal()
+            instancesChanged?.signal()
+        }
         viewsChanged?.signal()
         return result
     }
@@ -286,8 +361,8 @@ struct PostgresDeploymentStore: Sendable {
         }
     }
 
-    /// What an agent's document says of an instance: where it runs and the revision of its
-    /// deployment (whose spec the document carries).
+    /// What an agent's document says of an instance: where it runs and the revision whose spec
+    /// the document carries.
     struct RunningInstance: Hashable, Sendable {
         var server: String
         var revision: Int
@@ -298,7 +373,7 @@ struct PostgresDeploymentStore: Sendable {
         var running: [String: RunningInstance] = [:]
         for try await (id, server, revision) in try await connection.query(
             """
-            SELECT i.id, i.server_id, d.revision FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
+            SELECT i.id, i.server_id, i.spec_revision FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
             WHERE i.server_id IS NOT NULL AND NOT d.stopped AND d.deleted_at IS NULL
             """, logger: logger
         ).decode((String, String, Int).self) {
@@ -432,8 +507,9 @@ struct PostgresDeploymentStore: Sendable {
             try await connection.query(
                 """
                 INSERT INTO orchestrator.deployment_instances
-                    (id, deployment_id, revision, model_version, server_id, state, reason, cpu_cores, memory_bytes, gpu_count, gpu_type)
-                SELECT i, \(id), \(revision), \(spec.modelVersion), NULLIF(s, ''), CASE WHEN s = '' THEN 'pending' ELSE 'assigned' END,
+                    (id, deployment_id, revision, spec_revision, model_version, server_id, state, reason, cpu_cores, memory_bytes, gpu_count,
+                     gpu_type)
+                SELECT i, \(id), \(revision), \(revision), \(spec.modelVersion), NULLIF(s, ''), CASE WHEN s = '' THEN 'pending' ELSE 'assigned' END,
                        CASE WHEN s = '' THEN \(placed.reason) END, \(demand.cpuCores), \(demand.memoryBytes), \(demand.gpuCount),
                        \(demand.gpuType)
                 FROM unnest(\(ids)::text[], \(targets.map { $0 ?? "" })::text[]) AS t (i, s)
@@ -469,16 +545,18 @@ struct PostgresDeploymentStore: Sendable {
         }
         guard !found.isEmpty else { return [] }
         var instances: [UUID: [DeploymentInstance]] = [:]
-        for try await (deployment, id, server, state, reason, address, version, revision, weight, restarts, updated) in try await client.query(
-            """
-            SELECT deployment_id, id, server_id, state, reason, address, model_version, revision, weight, restarts, updated_at
-            FROM orchestrator.deployment_instances WHERE deployment_id = ANY(\(found.map(\.id))) ORDER BY created_at, id
-            """, logger: logger
-        ).decode((UUID, String, String?, String, String?, String?, String, Int, Int, Int, Date).self) {
+        for try await (deployment, id, server, state, reason, address, version, revision, specRevision, weight, restarts, updated)
+            in try await client.query(
+                """
+                SELECT deployment_id, id, server_id, state, reason, address, model_version, revision, spec_revision, weight, restarts, updated_at
+                FROM orchestrator.deployment_instances WHERE deployment_id = ANY(\(found.map(\.id))) ORDER BY created_at, id
+                """, logger: logger
+            ).decode((UUID, String, String?, String, String?, String?, String, Int, Int, Int, Int, Date).self)
+        {
             instances[deployment, default: []].append(
                 DeploymentInstance(
                     id: id, serverID: server, state: InstanceState(rawValue: state) ?? .pending, reason: reason, address: address,
-                    modelVersion: version, revision: revision, weight: weight, restarts: restarts, updatedAt: updated))
+                    modelVersion: version, revision: revision, runsRevision: specRevision, weight: weight, restarts: restarts, updatedAt: updated))
         }
         return found.map { deployment in
             var deployment = deployment

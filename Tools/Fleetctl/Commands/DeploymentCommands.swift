@@ -225,7 +225,7 @@ struct EditDeployment: AsyncParsableCommand {
                 return .success
             }
             let edit = try answer.decode(DeploymentEditAnswer.self, from: context.orchestrator.name)
-            let note = edit.restart ? "\n\nThe instances restart to take the change." : ""
+            let note = edit.restart ? "\n\nThe instances restart one by one to take the change (--wait follows them)." : ""
             context.console.print(DeploymentsCommand.render(edit.deployment) + note)
             guard waiting.wait else { return .success }
             return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
