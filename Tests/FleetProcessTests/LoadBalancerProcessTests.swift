@@ -36,8 +36,8 @@ struct LoadBalancerProcessTests {
 
     /// Runs `body` with a load-balancer, stopped with SIGTERM afterwards whatever happens, so that
     /// it stops its HAProxy (a SIGKILL would leave that running).
-    private func withBalancer(_ fleet: Fleet, _ body: (Balancer) async throws -> Void) async throws {
-        let balancer = try await startBalancer(fleet)
+    private func withBalancer(_ fleet: Fleet, name: String = "lb-1", _ body: (Balancer) async throws -> Void) async throws {
+        let balancer = try await startBalancer(fleet, name: name)
         do {
             try await body(balancer)
         } catch {
@@ -88,7 +88,7 @@ struct LoadBalancerProcessTests {
         return answered
     }
 
-    @Test("round robin spreads evenly; a stopped deployment answers 503 JSON, an unknown or deleted one 404 JSON; /v1/endpoints says so")
+    @Test("round robin spreads evenly; a second replica serves the same; stopped answers 503 JSON, unknown or deleted 404 JSON")
     func roundRobinAndLifecycle() async throws {
         try await withFleet { fleet in
             let agents = try await fleet.startAgents(1, devices: 1)
@@ -105,6 +105,13 @@ struct LoadBalancerProcessTests {
         #expect(answered.count == 3 && answered.values.allSatisfy { (27...33).contains($0) }, "\(answered)")
         let endpoint = try await balancer.service.get("/v1/endpoints/rr").json ?? [:]
         #expect(endpoint["url"] as? String == "http://127.0.0.1:\(balancer.traffic)/d/rr/" && endpoint["algorithm"] as? String == "round_robin")
+
+        // A second replica, started now, serves the same endpoint from the retained views.
+        try await withBalancer(fleet, name: "lb-2") { second in
+            try await waitForServers("rr", count: 3, balancer: second)
+            let through = try await spread("rr", count: 30, balancer: second)
+            #expect(through.count == 3 && through.values.reduce(0, +) == 30, "\(through)")
+        }
 
         #expect(try await fleet.api.send("POST", "/v1/deployments/rr/stop").status == 200)
         let stopped = await eventually(timeout: .seconds(20)) { (try? await balancer.infer("rr").status) == 503 }
