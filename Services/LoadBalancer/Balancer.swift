@@ -116,7 +116,9 @@ final class Balancer: Service, Sendable {
                 return
             } catch {
                 LoadBalancerMetrics.syncFailures.increment()
-                logger.warning("could not bring HAProxy in step; trying again", metadata: ["error": "\(error)"])
+                logger.warning("could not bring HAProxy in step; reloading it whole next", metadata: ["error": "\(error)"])
+                // What HAProxy has is not known any more: the next pass rewrites and reloads it all.
+                state.withLock { $0.applied = [:] }
             }
         }
     }
