@@ -76,8 +76,6 @@ actor InstanceRuntime {
         return (live + gone).sorted { $0.instanceID < $1.instanceID }
     }
 
-    var isEmpty: Bool { running.isEmpty && stopped.isEmpty }
-
     /// The last `tail` lines of an instance's output; nil for an instance this agent does not run.
     func logs(of id: String, tail: Int) -> [String]? {
         running[id]?.instance.logs(tail: tail)
