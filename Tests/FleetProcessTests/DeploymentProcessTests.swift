@@ -5,7 +5,7 @@ import Testing
 /// Deployments through the real registry and orchestrator, with servers registered by simulated
 /// agents (8 cores, 16 GB and one `nvidia-t4` each). The answers are recorded and checked against
 /// the contract by `scripts/check-contracts`.
-@Suite("Deployments end to end")
+@Suite("Deployments end to end", .serialized)
 struct DeploymentProcessTests {
     /// One more simulated agent (its server `<prefix>-late-0001`) in a process of its own.
     private func secondServer(of fleet: Fleet) throws -> ServiceProcess {

@@ -4,7 +4,7 @@ import Testing
 
 /// The load-balancer with its real HAProxy in front of real instances run by simulated agents:
 /// the traffic goes through HAProxy, the instance that answered says who it is.
-@Suite("Load balancer end to end", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy")))
+@Suite("Load balancer end to end", .serialized, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy")))
 struct LoadBalancerProcessTests {
     /// A load-balancer replica and its HAProxy's traffic port.
     struct Balancer {
@@ -265,7 +265,7 @@ struct LoadBalancerProcessTests {
             try await Task.sleep(for: .seconds(3))  // the removed instances' drain and stop
             load.cancel()
             let (total, failures) = await load.value
-            #expect(total > 50 && failures.isEmpty, "\(failures.count) of \(total) requests failed: \(failures.prefix(5))")
+            #expect(total > 20 && failures.isEmpty, "\(failures.count) of \(total) requests failed: \(failures.prefix(5))")
 
             // HAProxy killed: the load-balancer starts it again with the same servers.
             let haproxy = try #require(try await childPID(of: balancer.service.process.pid, named: "haproxy"))
