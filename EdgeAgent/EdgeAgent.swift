@@ -113,11 +113,22 @@ final class EdgeAgent: Service, Sendable {
                 group.addTask {
                     for await _ in self.instances.changes { await self.sendReport() }
                 }
+                // Instances' states again now and then, besides at each change: a report lost on
+                // the way (an orchestrator restarting, a transaction it could not commit) would
+                // otherwise leave an instance shown as starting until its next change.
+                group.addTask {
+                    await self.every(Self.instanceReportSeconds) {
+                        if !(await self.instances.reports().isEmpty) { await self.sendReport() }
+                    }
+                }
             }
         }
         await runtime.stopAll()
         await instances.stopAll()
     }
+
+    /// How often an agent running instances repeats its report.
+    static let instanceReportSeconds = 10.0
 
     // MARK: Desired state
 

@@ -265,15 +265,22 @@ struct DeliveryTracker: Service {
         if !instances.isEmpty { await recordInstances(instances) }
     }
 
-    /// Records what agents said of their deployment instances, once: every report carries each
-    /// instance's whole state, so the next one (an agent reports at each change) repairs a loss.
+    /// Records what agents said of their deployment instances, tried again while the database
+    /// refuses it (a lost connection, a deadlock): every report carries each instance's whole
+    /// state, and agents running instances repeat theirs every 10 s, so a loss is repaired soon.
     private func recordInstances(_ reports: [(agentID: String, instances: [AgentMessage.Report.InstanceReport])]) async {
-        do {
-            _ = try await loops.step(Loop.reports, within: stepTimeout) { try await deployments.recordInstanceReports(reports) }
-        } catch is CancellationError {
-            return
-        } catch {
-            logger.warning("deployment instance reports not recorded", metadata: ["agents": "\(reports.count)", "error": "\(error)"])
+        for attempt in 1...Self.reportAttempts {
+            do {
+                _ = try await loops.step(Loop.reports, within: stepTimeout) { try await deployments.recordInstanceReports(reports) }
+                return
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning(
+                    "deployment instance reports not recorded",
+                    metadata: ["agents": "\(reports.count)", "attempt": "\(attempt)", "error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(200))
+            }
         }
     }
 
