@@ -14,7 +14,7 @@ from jsonschema.exceptions import ValidationError
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "Shared" / "DeviceProtocol" / "Schemas"
 DOC = ROOT / "docs" / "device-protocol.md"
-KINDS = ["presence", "hello", "heartbeat", "telemetry", "report", "desired"]
+KINDS = ["presence", "hello", "heartbeat", "telemetry", "report", "desired", "request", "response"]
 
 
 def rel(path):

@@ -209,12 +209,14 @@ def pattern_problems(value, at):
 @each_kind
 def test_schema_objects_refuse_unknown_fields(kind, note):
     """Every object with properties refuses others (additionalProperties false), so that a
-    misspelt field is an error rather than a value silently dropped; only `settings` objects and
-    the items of `deployments` are free-form, and say so (additionalProperties true)."""
+    misspelt field is an error rather than a value silently dropped; only `settings` objects are
+    free-form, and say so (additionalProperties true); a map whose values have a schema (an
+    instance's `env`: names to strings) has no fields to misspell."""
     objects = walk_objects(schema_of(kind), "", [])
     problems, free_form = [], 0
     for where, node in objects:
-        closed = node.get("additionalProperties") is False
+        closed = node.get("additionalProperties") is False or (
+            isinstance(node.get("additionalProperties"), dict) and "properties" not in node)
         if free_form_allowed(where) and "properties" not in node:
             free_form += 1
             if node.get("additionalProperties", True) is not True:
@@ -223,7 +225,7 @@ def test_schema_objects_refuse_unknown_fields(kind, note):
             problems.append(f"{where or '/'}: an object without additionalProperties false")
     fail_on(problems, f"{len(problems)} object(s) accept unknown fields")
     note(f"{len(objects) - free_form} object(s) refuse unknown fields; "
-         f"{free_form} free-form (settings, deployments)")
+         f"{free_form} free-form (settings)")
 
 
 def walk_objects(node, where, found):
@@ -245,7 +247,7 @@ def walk_objects(node, where, found):
 
 
 def free_form_allowed(where):
-    return where.endswith("/settings") or where.endswith("/properties/deployments/items")
+    return where.endswith("/settings")
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,7 +376,6 @@ POSITIVES = {
     "desired": [
         ("free-form stage settings", "/payload/devices/0/pipelines/0/stages/0/settings",
          {"anything": {"nested": [1, "two", None]}, "input_size": [640, 480]}),
-        ("free-form deployments", "/payload/deployments", [{"id": "d-1", "any": {"thing": True}}]),
         ("no deployments", "/payload/deployments", DELETE),
         ("no devices", "/payload/devices", []),
     ],
