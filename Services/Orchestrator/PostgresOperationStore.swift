@@ -62,7 +62,7 @@ struct PostgresOperationStore: OperationRepository {
         var coder = PipelineListCoder()
         let after = try changes.map { try coder.json($0.after) }
         let lists = Lists(after: after, before: try changes.map { try coder.json($0.before) })
-        return try await Self.unwrappingRefusals {
+        return try await unwrappingRefusals {
             try await client.withTransaction(logger: logger) { connection in
                 let createdAt = try await insertOperation(operation, on: connection)
                 try await lockDevices(of: operation, on: connection)
@@ -87,17 +87,6 @@ struct PostgresOperationStore: OperationRepository {
                     retries: operation.retries, watchdogSeconds: operation.watchdogSeconds, counts: counts, devices: changes.count, finished: false)
                 return (generations, summary)
             }
-        }
-    }
-
-    /// A refusal thrown inside a transaction, as itself: PostgresNIO wraps whatever the body
-    /// throws in a `PostgresTransactionError`, which would answer 500 instead of the 409.
-    private static func unwrappingRefusals<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
-        do {
-            return try await body()
-        } catch let error as PostgresTransactionError {
-            if let refusal = error.closureError as? DomainError { throw refusal }
-            throw error
         }
     }
 
@@ -604,5 +593,18 @@ extension PostgresTransactionError {
     /// Aborted by PostgreSQL to break a deadlock (SQLSTATE 40P01), in the body or at commit.
     fileprivate var isDeadlock: Bool {
         [closureError, commitError].contains { ($0 as? PSQLError)?.serverInfo?[.sqlState] == "40P01" }
+    }
+}
+
+/// A refusal thrown inside a transaction, as itself: PostgresNIO wraps whatever the body throws in
+/// a `PostgresTransactionError`, which would answer 500 instead of the 409 of a `DomainError`, and
+/// hide a `PSQLError` (a unique violation) from the caller that turns it into one.
+func unwrappingRefusals<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+    do {
+        return try await body()
+    } catch let error as PostgresTransactionError {
+        if let refusal = error.closureError as? DomainError { throw refusal }
+        if let refusal = error.closureError as? PSQLError { throw refusal }
+        throw error
     }
 }

@@ -274,7 +274,7 @@ struct PostgresDeploymentStore: Sendable {
         }
         guard !reported.isEmpty else { return 0 }
         let ids = reported.keys.sorted()
-        let changed = try await Self.unwrappingRefusals {
+        let changed = try await unwrappingRefusals {
             try await client.withTransaction(logger: logger) { connection in
                 var changes: [(id: String, deployment: UUID, server: String, report: AgentMessage.Report.InstanceReport)] = []
                 var events: [UUID: [(kind: String, message: String, actor: String)]] = [:]
@@ -332,7 +332,7 @@ struct PostgresDeploymentStore: Sendable {
     /// servers whose instances the body changed (placed, removed, moved, stopped, or of a
     /// deployment whose revision changed) get new desired-state documents before it commits.
     private func inPlacementTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        let (result, documents) = try await Self.unwrappingRefusals {
+        let (result, documents) = try await unwrappingRefusals {
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.placementLock))", logger: logger)
                 let before = try await runningInstances(on: connection)
@@ -349,16 +349,6 @@ struct PostgresDeploymentStore: Sendable {
         }
         viewsChanged?.signal()
         return result
-    }
-
-    private static func unwrappingRefusals<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
-        do {
-            return try await body()
-        } catch let error as PostgresTransactionError {
-            if let inner = error.closureError as? DomainError { throw inner }
-            if let inner = error.closureError as? PSQLError { throw inner }
-            throw error
-        }
     }
 
     /// What an agent's document says of an instance: where it runs and the revision whose spec
