@@ -65,6 +65,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "ChildProcesses", path: "Shared/ChildProcesses", swiftSettings: swiftSettings),
+        .systemLibrary(name: "CZlib", path: "Shared/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // HdrHistogram's layout, merging and standard V2 encoding: what agents send and the
+        // metrics aggregator adds up.
+        .target(name: "Histograms", dependencies: ["CZlib"], path: "Shared/Histograms", swiftSettings: swiftSettings),
         .target(
             name: "DeviceProtocol",
             dependencies: ["FleetContract"],
@@ -243,6 +247,7 @@ let package = Package(
         ),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetContractTests", dependencies: ["FleetContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "HistogramsTests", dependencies: ["Histograms"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceProtocolTests", dependencies: ["DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceGatewayTests", dependencies: ["DeviceGateway", "DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
         .testTarget(

@@ -10,7 +10,7 @@ export MF_REPO_ROOT
 # Debian packages the scripts and the Swift build need (libmosquitto-dev for the CMosquitto
 # system-library target, curl for the stack's health checks, haproxy for the load-balancer, wrk
 # for its benchmark).
-MF_PACKAGES=(mosquitto mosquitto-clients libmosquitto-dev postgresql curl haproxy wrk)
+MF_PACKAGES=(mosquitto mosquitto-clients libmosquitto-dev zlib1g-dev postgresql curl haproxy wrk prometheus)
 
 mf_log() {
     printf '%s: %s\n' "${MF_LOG_PREFIX:-$(basename "$0")}" "$*" >&2
