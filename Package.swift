@@ -163,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "EdgeAgent",
             dependencies: [
-                "DeviceProtocol", "FleetContract", "MQTT", "ChildProcesses",
+                "DeviceProtocol", "FleetContract", "MQTT", "ChildProcesses", "Histograms",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

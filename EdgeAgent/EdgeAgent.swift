@@ -103,6 +103,7 @@ final class EdgeAgent: Service, Sendable {
                     }
                 }
                 group.addTask { await self.every(self.configuration.telemetrySeconds) { await self.sendTelemetry() } }
+                group.addTask { await self.every(Self.instanceFiguresSeconds) { await self.sendInstanceFigures() } }
                 group.addTask {
                     for await _ in self.runtime.changes {
                         let statuses = await self.runtime.statuses()
@@ -318,8 +319,24 @@ final class EdgeAgent: Service, Sendable {
         }
         let sample = host.sample()
         let telemetry = AgentMessage.Telemetry(
-            agentID: configuration.agentID, intervalSeconds: configuration.telemetrySeconds,
+            agentID: configuration.agentID, siteID: configuration.site.id, intervalSeconds: configuration.telemetrySeconds,
             host: .init(cpuPercent: sample.cpuPercent, memoryUsedBytes: sample.memoryUsedBytes), pipelines: pipelines)
+        await publish(telemetry, on: .telemetry, qos: .atMostOnce)
+    }
+
+    /// How often an agent running deployment instances sends their figures (the metrics
+    /// aggregator's resolution).
+    static let instanceFiguresSeconds = 1.0
+
+    /// The instances' figures of the last second, in a telemetry message of their own (pipelines
+    /// keep their slower one); nothing while the agent runs no instance.
+    private func sendInstanceFigures() async {
+        let figures = await instances.figures()
+        guard !figures.isEmpty else { return }
+        let sample = host.sample()
+        let telemetry = AgentMessage.Telemetry(
+            agentID: configuration.agentID, siteID: configuration.site.id, intervalSeconds: Self.instanceFiguresSeconds,
+            host: .init(cpuPercent: sample.cpuPercent, memoryUsedBytes: sample.memoryUsedBytes), pipelines: [], instances: figures)
         await publish(telemetry, on: .telemetry, qos: .atMostOnce)
     }
 

@@ -77,6 +77,13 @@ actor InstanceRuntime {
     }
 
     /// The last `tail` lines of an instance's output; nil for an instance this agent does not run.
+    /// Each running instance's figures since the last call (``InstanceMeter``).
+    func figures() -> [AgentMessage.Telemetry.Instance] {
+        running.keys.sorted().compactMap { id in
+            running[id].map { $0.instance.meter.collect(definition: $0.definition, ready: $0.instance.isReady) }
+        }
+    }
+
     func logs(of id: String, tail: Int) -> [String]? {
         running[id]?.instance.logs(tail: tail)
     }
@@ -115,6 +122,8 @@ final class ManagedInstance: Sendable {
     private let supervisor = Mutex<Task<Void, Never>?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let runsRevision: Atomic<Int>
+    /// Its requests and resource use, collected into the agent's telemetry every second.
+    let meter = InstanceMeter()
 
     /// The `spec_revision` it reports: its entry's, moved on by edits that need no restart.
     var specRevision: Int {
@@ -128,6 +137,9 @@ final class ManagedInstance: Sendable {
 
     /// Asked to stop: draining.
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Passed its health check and not stopping.
+    var isReady: Bool { !isStopping && status.withLock { $0.state == .ready } }
 
     init(
         definition: DesiredState.Instance, settings: InstanceRuntime.Settings, artifacts: ArtifactStore, directory: URL, logger: Logger,
@@ -286,7 +298,9 @@ final class ManagedInstance: Sendable {
         }
         let address = "\(settings.host):\(port)"
         set(.starting, address: address)
+        meter.watch(processID: process.pid)
         defer {
+            meter.watch(processID: 0)
             if process.isRunning {
                 process.send(SIGTERM)
                 Task.detached {

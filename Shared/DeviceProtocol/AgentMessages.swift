@@ -168,22 +168,87 @@ package enum AgentMessage {
             }
         }
 
+        /// One deployment instance's figures over the interval: what the metrics aggregator adds up.
+        package struct Instance: Codable, Sendable, Equatable {
+            package var instanceID: String
+            package var deployment: String
+            package var version: String
+            /// Whether the instance passed its health check at the end of the interval.
+            package var ready: Bool
+            /// Requests answered in the interval; nil where the agent does not see them (the
+            /// process runtime serves its port itself).
+            package var requests: Int?
+            /// Of ``requests``, those answered 5xx or failed.
+            package var errors: Int?
+            /// The requests' latencies in microseconds: HdrHistogram V2 compressed, base64, 3
+            /// significant digits, lowest discernible value 1 (absent when no request was answered).
+            package var latencyUs: String?
+            /// Cores used on average over the interval.
+            package var cpuCores: Double?
+            /// The cores it asked for (its deployment's resources).
+            package var cpuRequestedCores: Double?
+            /// Resident memory at the end of the interval.
+            package var memoryBytes: Int64?
+            /// The memory it asked for.
+            package var memoryRequestedBytes: Int64?
+            /// GPU use over the interval, as a fraction of the instance's GPUs (0 to 1).
+            package var gpuUtilization: Double?
+
+            package init(
+                instanceID: String, deployment: String, version: String, ready: Bool, requests: Int?, errors: Int?, latencyUs: String?,
+                cpuCores: Double?, cpuRequestedCores: Double?, memoryBytes: Int64?, memoryRequestedBytes: Int64?, gpuUtilization: Double? = nil
+            ) {
+                self.instanceID = instanceID
+                self.deployment = deployment
+                self.version = version
+                self.ready = ready
+                self.requests = requests
+                self.errors = errors
+                self.latencyUs = latencyUs
+                self.cpuCores = cpuCores
+                self.cpuRequestedCores = cpuRequestedCores
+                self.memoryBytes = memoryBytes
+                self.memoryRequestedBytes = memoryRequestedBytes
+                self.gpuUtilization = gpuUtilization
+            }
+
+            private enum CodingKeys: String, CodingKey {
+                case instanceID = "instance_id"
+                case deployment, version, ready, requests, errors
+                case latencyUs = "latency_us"
+                case cpuCores = "cpu_cores"
+                case cpuRequestedCores = "cpu_requested_cores"
+                case memoryBytes = "memory_bytes"
+                case memoryRequestedBytes = "memory_requested_bytes"
+                case gpuUtilization = "gpu_utilization"
+            }
+        }
+
         package var agentID: String
+        /// The agent's site (its configuration's `site_id`), so that figures add up per site.
+        package var siteID: String?
         package var intervalSeconds: Double
         package var host: Host
         package var pipelines: [Pipeline]
+        /// Deployment instances' figures: in the one-second messages of an agent that runs instances.
+        package var instances: [Instance]?
 
-        package init(agentID: String, intervalSeconds: Double, host: Host, pipelines: [Pipeline]) {
+        package init(
+            agentID: String, siteID: String? = nil, intervalSeconds: Double, host: Host, pipelines: [Pipeline], instances: [Instance]? = nil
+        ) {
             self.agentID = agentID
+            self.siteID = siteID
             self.intervalSeconds = intervalSeconds
             self.host = host
             self.pipelines = pipelines
+            self.instances = instances
         }
 
         private enum CodingKeys: String, CodingKey {
             case agentID = "agent_id"
+            case siteID = "site_id"
             case intervalSeconds = "interval_seconds"
-            case host, pipelines
+            case host, pipelines, instances
         }
     }
 
