@@ -21,6 +21,8 @@ struct HAProxyConfig: Sendable, Equatable {
         /// Health checks: up after `rise` passes, down after `fall` failures.
         var rise = 2
         var fall = 3
+        /// HAProxy's threads; nil: its default, one per core.
+        var threads: Int?
 
         var socketPath: String { "\(directory)/admin.sock" }
         var stateFile: String { "\(directory)/server-state" }
@@ -66,6 +68,9 @@ struct HAProxyConfig: Sendable, Equatable {
             "    stats socket \(settings.socketPath) mode 600 level admin expose-fd listeners",
             "    server-state-file \(settings.stateFile)",
             "    hard-stop-after 30s",
+        ]
+        if let threads = settings.threads { lines.append("    nbthread \(threads)") }
+        lines += [
             "",
             "defaults",
             "    mode http",

@@ -32,6 +32,9 @@ struct LoadBalancerSettings: Sendable {
         config.trafficPort = Int(try env.number("MODELFLEET_LB_TRAFFIC_PORT", default: 8088, in: 1...65_535))
         config.adminHost = env["MODELFLEET_LB_ADMIN_HOST"] ?? "127.0.0.1"
         config.adminPort = Int(try env.number("MODELFLEET_LB_ADMIN_PORT", default: 8089, in: 1...65_535))
+        if env["MODELFLEET_LB_HAPROXY_THREADS"] != nil {
+            config.threads = Int(try env.number("MODELFLEET_LB_HAPROXY_THREADS", default: 1, in: 1...64))
+        }
         config.cookieKey = env["MODELFLEET_LB_COOKIE_KEY"] ?? "modelfleet"
         guard config.cookieKey.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw ConfigurationError(variable: "MODELFLEET_LB_COOKIE_KEY", reason: "letters, digits, '-' and '_' only")

@@ -40,6 +40,7 @@ struct HAProxyConfigTests {
         let firstRoute = try #require(frontend.firstIndex { $0.hasPrefix("use_backend") })
         #expect(lastAnswer < firstRoute, "HAProxy runs http-request rules first whatever their place: they are written first")
         #expect(text.contains(#"deployment 'old' is stopped"#) && text.contains("status 503"))
+        #expect(!text.contains("nbthread"), "HAProxy's own thread count unless one is set")
     }
 
     @Test("HAProxy itself accepts the configuration (haproxy -c)", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy")))
@@ -50,9 +51,11 @@ struct HAProxyConfigTests {
         try HAProxyConfig.noInstanceAnswer.write(to: directory.appendingPathComponent("no-instance.http"), atomically: true, encoding: .utf8)
         try "1\n".write(to: directory.appendingPathComponent("server-state"), atomically: true, encoding: .utf8)
         let file = directory.appendingPathComponent("haproxy.cfg")
+        var settings = HAProxyConfig.Settings(directory: directory.path)
+        settings.threads = 1
         let text = HAProxyConfig.render(
-            [Self.view("people-api", algorithm: .ipHash, sticky: true, servers: Self.servers), Self.view("old", .stopped)],
-            settings: HAProxyConfig.Settings(directory: directory.path))
+            [Self.view("people-api", algorithm: .ipHash, sticky: true, servers: Self.servers), Self.view("old", .stopped)], settings: settings)
+        #expect(text.contains("\n    nbthread 1\n"))
         try text.write(to: file, atomically: true, encoding: .utf8)
         let checker = try ChildProcess(
             executable: "/usr/sbin/haproxy", arguments: ["-c", "-f", file.path], environment: [:],
