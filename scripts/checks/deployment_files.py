@@ -32,6 +32,9 @@ OPTIONAL_VARIABLES = {
     # Names a replica on the bus. Its default (host name + pid) is unique per container; a fixed
     # value in compose.yaml would collide under `--scale`. deploy/base sets it to the pod's name.
     "MODELFLEET_INSTANCE_ID",
+    # HAProxy's thread count: its default (one per core) suits every environment; the setting is
+    # for a machine whose cores the load balancer shares with instances or clients (benchmarks).
+    "MODELFLEET_LB_HAPROXY_THREADS",
 }
 # Executables of the image that are not control-plane services. The edge agent runs on the
 # users' edge servers, not in the cluster, so deploy/base has no Deployment for it; it has no HTTP
