@@ -130,7 +130,18 @@ let package = Package(
         ),
         .executableTarget(name: "Autoscaler", dependencies: ["ServiceRuntime"], path: "Services/Autoscaler", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "MetricsAggregator", dependencies: ["ServiceRuntime"], path: "Services/MetricsAggregator", swiftSettings: swiftSettings),
+            name: "MetricsAggregator",
+            dependencies: [
+                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/MetricsAggregator",
+            exclude: ["openapi.yaml"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "DeviceGateway",
             dependencies: [
@@ -226,6 +237,7 @@ let package = Package(
                 "FleetContract",
                 "DeviceProtocol",
                 "ChildProcesses",
+                "Histograms",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -248,6 +260,9 @@ let package = Package(
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetContractTests", dependencies: ["FleetContract"], swiftSettings: swiftSettings),
         .testTarget(name: "HistogramsTests", dependencies: ["Histograms"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MetricsAggregatorTests", dependencies: ["MetricsAggregator", "Histograms", "DeviceProtocol", "FleetContract", "TestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "DeviceProtocolTests", dependencies: ["DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceGatewayTests", dependencies: ["DeviceGateway", "DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
         .testTarget(

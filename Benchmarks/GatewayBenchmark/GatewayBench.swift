@@ -30,7 +30,7 @@ struct GatewayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway-bench",
         abstract: "Time a simulated fleet's connect through the device gateway, its telemetry forwarding rate, or an assignment to it.",
-        subcommands: [Connect.self, TelemetryLoad.self, Assign.self, Deploy.self, ValidationSpeed.self]
+        subcommands: [Connect.self, TelemetryLoad.self, Assign.self, Deploy.self, ValidationSpeed.self, MetricsLoad.self]
     )
 }
 

@@ -16,6 +16,9 @@ package struct ServiceContext: Sendable {
     package let mqtt: MQTTClient
     /// The database and its migration state, for services that own a schema.
     package let database: DatabaseService?
+    /// The registry `/metrics` serves, for figures whose series come and go (the aggregator's
+    /// per-deployment gauges); fixed metrics go through swift-metrics.
+    package let metrics: PrometheusCollectorRegistry
 }
 
 /// What a service adds to the runtime: more routes and readiness checks, and its own services
@@ -97,7 +100,7 @@ package enum ServiceMain {
             database = service
         }
 
-        let parts = try setup(ServiceContext(configuration: configuration, logger: logger, mqtt: mqtt, database: database))
+        let parts = try setup(ServiceContext(configuration: configuration, logger: logger, mqtt: mqtt, database: database, metrics: metrics))
         services += parts.services
         checks += parts.readinessChecks
 

@@ -1,9 +1,10 @@
 import FleetContract
 
-/// What a command works with: both services, the output format and the terminal.
+/// What a command works with: the services, the output format and the terminal.
 struct CommandContext: Sendable {
     let registry: ServiceClient
     let orchestrator: ServiceClient
+    let metrics: ServiceClient
     let output: OutputFormat
     let console: Console
 

@@ -17,6 +17,11 @@ struct GlobalOptions: ParsableArguments {
         help: "The orchestrator's URL (default: $FLEETCTL_ORCHESTRATOR_URL, else \(Endpoints.defaultOrchestrator)).")
     var orchestratorURL: String?
 
+    @Option(
+        name: .customLong("metrics"),
+        help: "The metrics-aggregator's URL (default: $FLEETCTL_METRICS_URL, else \(Endpoints.defaultMetrics)).")
+    var metricsURL: String?
+
     @Option(help: "table (for people) or json (for scripts).")
     var output: OutputFormat = .table
 
@@ -24,13 +29,14 @@ struct GlobalOptions: ParsableArguments {
         _ = try endpoints()
     }
 
-    /// The two services' base URLs: the flag, else the environment, else the local default.
+    /// The services' base URLs: the flag, else the environment, else the local default.
     func endpoints(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Endpoints {
         Endpoints(
             registry: try Endpoints.baseURL(
                 registryURL ?? environment["FLEETCTL_REGISTRY_URL"] ?? Endpoints.defaultRegistry, option: "--registry"),
             orchestrator: try Endpoints.baseURL(
-                orchestratorURL ?? environment["FLEETCTL_ORCHESTRATOR_URL"] ?? Endpoints.defaultOrchestrator, option: "--orchestrator")
+                orchestratorURL ?? environment["FLEETCTL_ORCHESTRATOR_URL"] ?? Endpoints.defaultOrchestrator, option: "--orchestrator"),
+            metrics: try Endpoints.baseURL(metricsURL ?? environment["FLEETCTL_METRICS_URL"] ?? Endpoints.defaultMetrics, option: "--metrics")
         )
     }
 
@@ -49,6 +55,7 @@ struct GlobalOptions: ParsableArguments {
         let context = CommandContext(
             registry: ServiceClient(name: "registry", baseURL: endpoints.registry, http: http),
             orchestrator: ServiceClient(name: "orchestrator", baseURL: endpoints.orchestrator, http: http),
+            metrics: ServiceClient(name: "metrics-aggregator", baseURL: endpoints.metrics, http: http),
             output: output,
             console: console
         )
@@ -76,9 +83,11 @@ struct GlobalOptions: ParsableArguments {
 struct Endpoints: Sendable, Equatable {
     static let defaultRegistry = "http://127.0.0.1:8081"
     static let defaultOrchestrator = "http://127.0.0.1:8082"
+    static let defaultMetrics = "http://127.0.0.1:8084"
 
     var registry: String
     var orchestrator: String
+    var metrics: String
 
     /// Checks that `text` is an http(s) URL with a host, and drops a trailing slash.
     static func baseURL(_ text: String, option: String) throws -> String {

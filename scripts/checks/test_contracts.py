@@ -30,6 +30,7 @@ CONTRACTS = {
     "registry": ROOT / "Services" / "Registry" / "openapi.yaml",
     "orchestrator": ROOT / "Services" / "Orchestrator" / "openapi.yaml",
     "load-balancer": ROOT / "Services" / "LoadBalancer" / "openapi.yaml",
+    "metrics-aggregator": ROOT / "Services" / "MetricsAggregator" / "openapi.yaml",
 }
 # Every service serves these besides its API (docs/configuration.md); they are outside the
 # contracts.

@@ -10,6 +10,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
         subcommands: [
             ListDeployments.self, CreateDeployment.self, EditDeployment.self, ScaleDeployment.self, StopDeployment.self,
             StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self, DeploymentRevisions.self, InstanceLogs.self,
+            DeploymentMetricsCommand.self,
         ],
         defaultSubcommand: ListDeployments.self)
 
@@ -403,5 +404,86 @@ struct InstanceLogs: AsyncParsableCommand {
             ) { $0.lines.joined(separator: "\n") }
             return .success
         }
+    }
+}
+
+struct DeploymentMetricsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "A deployment's live figures: request rate, errors, latency, resource use.",
+        discussion: """
+            From the metrics-aggregator (--metrics): the window before the current second, overall, \
+            per model version and per instance. A dash is a figure with nothing to compute it from \
+            (no requests, nothing reporting memory); a stale instance has not reported for 3 s.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Option(help: "The window: 10s, 1m or 5m (1 s to 5 min).")
+    var window = "1m"
+
+    struct Instance: Decodable, Sendable {
+        var instanceID: String
+        var version: String
+        var server: String
+        var ready: Bool
+        var stale: Bool
+        var ageSeconds: Double
+        var figures: MetricsFigures?
+
+        enum CodingKeys: String, CodingKey {
+            case instanceID = "instance_id"
+            case version, server, ready, stale, figures
+            case ageSeconds = "age_seconds"
+        }
+    }
+
+    struct Answer: Decodable, Sendable {
+        var snapshot: DeploymentMetricsSnapshot
+        var instances: [Instance]
+
+        enum CodingKeys: String, CodingKey { case instances = "instance_figures" }
+
+        init(from decoder: any Decoder) throws {
+            snapshot = try DeploymentMetricsSnapshot(from: decoder)
+            instances = try decoder.container(keyedBy: CodingKeys.self).decode([Instance].self, forKey: .instances)
+        }
+    }
+
+    func run() async throws {
+        try await global.run { context in
+            try await context.printObject(
+                context.metrics, "/v1/deployments/\(ServiceClient.segment(name))/metrics", query: [("window", window)], as: Answer.self,
+                render: Self.render)
+            return .success
+        }
+    }
+
+    static func render(_ answer: Answer) -> String {
+        let snapshot = answer.snapshot
+        var table = TextTable("of", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "cpu", "memory", "state", numeric: [1, 2, 3, 4, 5, 6, 7])
+        func cells(_ figures: MetricsFigures?) -> [String] {
+            guard let figures else { return Array(repeating: "-", count: 7) }
+            let percent = { (value: Double?) in value.map { String(format: "%.1f%%", 100 * $0) } ?? "-" }
+            let milliseconds = { (value: Double?) in value.map { String(format: "%.1f", $0) } ?? "-" }
+            return [
+                String(format: "%.1f", figures.requestsPerSecond), percent(figures.errorRatio), milliseconds(figures.latencyMs?.p50),
+                milliseconds(figures.latencyMs?.p95), milliseconds(figures.latencyMs?.p99), percent(figures.cpuUtilization),
+                percent(figures.memoryUtilization),
+            ]
+        }
+        table.add(["all"] + cells(snapshot.figures) + ["\(snapshot.readyInstances)/\(snapshot.instances) ready"])
+        for version in snapshot.versions {
+            table.add(["version \(version.version)"] + cells(version.figures) + ["\(version.readyInstances)/\(version.instances) ready"])
+        }
+        for instance in answer.instances {
+            let state = instance.stale ? String(format: "stale, %.0f s", instance.ageSeconds) : instance.ready ? "ready" : "not ready"
+            table.add(["\(instance.instanceID) (\(instance.server))"] + cells(instance.figures) + [state])
+        }
+        let heading = String(
+            format: "%@: last %d s; newest data %.1f s old", snapshot.deployment, snapshot.figures.windowSeconds, snapshot.newestDataAgeSeconds)
+        return heading + "\n" + table.render()
     }
 }

@@ -1,27 +1,27 @@
-/// Which gateway replica speaks for which agent.
+/// Which replica of a service speaks for which key: the gateway's agents, the metrics
+/// aggregator's deployments.
 ///
-/// Every replica sees every agent's presence and heartbeats (plain subscriptions), so each can
-/// tell when an agent goes online or offline; only the agent's owner announces it, so two
-/// replicas never send the same event. Ownership is rendezvous hashing over the replicas that are
-/// online, as their retained service statuses say: when a replica stops or dies (its last will),
-/// only its own agents move, each to the replica that ranks next for it.
-struct ReplicaMembership: Sendable {
-    let me: String
-    private(set) var peers: Set<String> = []
+/// Every replica sees the same inputs, so each could act on every key; only the key's owner does,
+/// so two replicas never send the same thing. Ownership is rendezvous hashing over the replicas
+/// that are online, as their retained service statuses say: when a replica stops or dies (its
+/// last will), only its own keys move, each to the replica that ranks next for it.
+package struct ReplicaMembership: Sendable {
+    package let me: String
+    package private(set) var peers: Set<String> = []
 
-    init(me: String) {
+    package init(me: String) {
         self.me = me
     }
 
     /// The online replicas, this one included, sorted.
-    var replicas: [String] { (peers.union([me])).sorted() }
+    package var replicas: [String] { (peers.union([me])).sorted() }
 
-    mutating func update(instance: String, online: Bool) {
+    package mutating func update(instance: String, online: Bool) {
         guard instance != me else { return }
         if online { peers.insert(instance) } else { peers.remove(instance) }
     }
 
-    func owner(of agentID: String) -> String {
+    package func owner(of agentID: String) -> String {
         var best = me
         var bestScore = Self.score(me, agentID)
         for peer in peers {
@@ -34,11 +34,11 @@ struct ReplicaMembership: Sendable {
         return best
     }
 
-    func owns(_ agentID: String) -> Bool { owner(of: agentID) == me }
+    package func owns(_ agentID: String) -> Bool { owner(of: agentID) == me }
 
     /// FNV-1a over "replica NUL agent", finished with a SplitMix64 step so that similar ids spread
     /// evenly. Stable across processes and builds (unlike `Hasher`).
-    static func score(_ replica: String, _ agentID: String) -> UInt64 {
+    package static func score(_ replica: String, _ agentID: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in replica.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         hash = (hash ^ 0) &* 0x100_0000_01b3
