@@ -9,11 +9,13 @@ requirements-deploy.txt into .build-tools/venv), or on their own:
 CHECK_DEPLOY_K8S_VERSION picks the Kubernetes schema version (default 1.33).
 """
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -476,6 +478,287 @@ def test_env_vars_are_documented_and_set_everywhere(note):
             + stack_note)
     note(f"{len(used)} variable(s) the sources read are documented and set in compose "
          f"and deploy/base{stack_note}")
+
+
+# --------------------------------------------------------------------------------------------
+# monitoring
+# --------------------------------------------------------------------------------------------
+
+MONITORING = ROOT / "deploy" / "monitoring"
+PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
+ALERT_RULES = MONITORING / "alerts.yml"
+ALERT_TESTS = MONITORING / "alerts.test.yml"
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+DEPLOYMENT_DOCS = ROOT / "docs" / "deploy.md"
+AGGREGATOR_SOURCES = ROOT / "Services" / "MetricsAggregator"
+# What the metrics-aggregator exposes for the dashboard and the alerts: the per-deployment gauges
+# (label deployment) and its own counters. Each must still be in its Swift sources.
+AGGREGATOR_METRICS = {
+    "modelfleet_deployment_requests_per_second",
+    "modelfleet_deployment_error_ratio",
+    "modelfleet_deployment_latency_seconds",
+    "modelfleet_deployment_cpu_utilization",
+    "modelfleet_deployment_memory_utilization",
+    "modelfleet_deployment_gpu_utilization",
+    "modelfleet_deployment_instances",
+    "modelfleet_deployment_ready_instances",
+    "modelfleet_deployment_data_age_seconds",
+    "metrics_aggregator_dropped_total",
+    "metrics_aggregator_instance_samples_total",
+}
+# Prometheus's own series that the alerts may use besides the aggregator's.
+PROMETHEUS_SERIES = {"up"}
+# The dashboard's deployment variable: the deployments that have figures.
+DEPLOYMENT_VARIABLE_QUERY = "label_values(modelfleet_deployment_requests_per_second, deployment)"
+ALERT_SEVERITIES = {"critical", "warning", "info"}
+# HAProxy's exporter, on the load-balancer's admin port, is scraped as a job of its own.
+HAPROXY_JOB = ("modelfleet-haproxy", "load-balancer", "MODELFLEET_LB_ADMIN_PORT")
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                   "unless", "bool", "offset", "inf", "nan"}
+
+
+def promtool():
+    """promtool's path; fails the check, saying how to install it, where it is missing."""
+    path = shutil.which("promtool")
+    if not path:
+        pytest.fail("promtool is not installed. It comes with Debian's prometheus package: "
+                    "apt-get install prometheus (scripts/check-deploy installs the packages of "
+                    "scripts/lib/common.sh's MF_PACKAGES, prometheus among them, when it runs "
+                    "as root or with sudo)", pytrace=False)
+    return path
+
+
+def run_promtool(*arguments):
+    """(promtool's result, its version) for `promtool ARGUMENTS...`, run from the repository."""
+    tool = promtool()
+    result = subprocess.run([tool, *arguments], capture_output=True, text=True, cwd=ROOT)
+    version = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout
+    return result, (version.splitlines() or ["promtool"])[0].split(" (")[0]
+
+
+def promql_metric_names(expr):
+    """The metric names a PromQL expression selects: not its functions, keywords, label names
+    (in matchers and in by/without/on/ignoring/group_* lists), strings, numbers, durations or
+    Grafana variables."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.:$])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        if match.group(0).lower() in PROMQL_KEYWORDS or text[match.end():].lstrip().startswith("("):
+            continue
+        names.add(match.group(0))
+    return names
+
+
+def aggregator_metric_problems():
+    """The names of AGGREGATOR_METRICS that the metrics-aggregator's sources no longer name."""
+    sources = "\n".join(path.read_text(encoding="utf-8", errors="replace")
+                        for path in sorted(AGGREGATOR_SOURCES.rglob("*.swift")))
+    return [f"{name} (listed in AGGREGATOR_METRICS of scripts/checks/test_deploy.py) is not in "
+            f"{rel(AGGREGATOR_SOURCES)}'s Swift sources: renamed or gone?"
+            for name in sorted(AGGREGATOR_METRICS) if f'"{name}"' not in sources]
+
+
+def test_prometheus_config_scrapes_every_service(note):
+    """deploy/monitoring/prometheus.yml passes `promtool check config` (which also checks the
+    rule files it names, relative to itself), names alerts.yml in rule_files, and scrapes each
+    control-plane service of Dockerfile PRODUCTS as job modelfleet-<service> at 127.0.0.1 on its
+    compose.yaml port (what scripts/stack uses), plus HAProxy's exporter on the load-balancer's
+    admin port: a service added to the fleet but not to the scrape configuration has no
+    ModelFleetServiceDown alert."""
+    result, version = run_promtool("check", "config", rel(PROMETHEUS_CONFIG))
+    if result.returncode != 0:
+        fail_on(output_lines(result)[:20] or ["(no output)"],
+                f"promtool check config {rel(PROMETHEUS_CONFIG)} failed")
+    config = load_yaml(PROMETHEUS_CONFIG) or {}
+    problems = []
+    if "alerts.yml" not in (config.get("rule_files") or []):
+        problems.append("rule_files does not name alerts.yml")
+    _, _, ours = compose_services()
+    expected = {}
+    for product in dockerfile_products():
+        if product not in EDGE_PRODUCTS:
+            port = compose_environment(ours.get(product, {})).get("MODELFLEET_HTTP_PORT")
+            expected[f"modelfleet-{product}"] = [f"127.0.0.1:{port}"]
+    job, service, variable = HAPROXY_JOB
+    expected[job] = [f"127.0.0.1:{compose_environment(ours.get(service, {})).get(variable)}"]
+    jobs = {}
+    for scrape in config.get("scrape_configs") or []:
+        targets = [target for static in scrape.get("static_configs") or []
+                   for target in static.get("targets") or []]
+        jobs[scrape.get("job_name")] = targets
+        if scrape.get("metrics_path", "/metrics") != "/metrics":
+            problems.append(f"job {scrape.get('job_name')}: metrics_path is not /metrics")
+    for name, targets in expected.items():
+        if name not in jobs:
+            problems.append(f"no job {name} (targets {targets})")
+        elif jobs[name] != targets:
+            problems.append(f"job {name}: targets {jobs[name]}, expected {targets} "
+                            "(the port compose.yaml and scripts/stack use)")
+    problems += [f"job {name} is not a ModelFleet service (modelfleet-<service> of Dockerfile "
+                 f"PRODUCTS, or {job})" for name in jobs if name not in expected]
+    fail_on(problems, f"{len(problems)} problem(s) in {rel(PROMETHEUS_CONFIG)}")
+    note(f"{rel(PROMETHEUS_CONFIG)} valid ({version}); {len(jobs)} jobs, one per service "
+         "and HAProxy, on compose.yaml's ports")
+
+
+def test_alert_rules_are_valid_and_documented(note):
+    """deploy/monitoring/alerts.yml passes `promtool check rules`; every alert has a severity
+    label (critical, warning or info) and summary and description annotations, those of the
+    per-deployment alerts naming the deployment ({{ $labels.deployment }}); the expressions select
+    only what the metrics-aggregator exposes (AGGREGATOR_METRICS, each still in its sources) and
+    Prometheus's `up`; every alert is described in docs/deploy.md, and alerts.test.yml shows it
+    both firing and not firing."""
+    result, version = run_promtool("check", "rules", rel(ALERT_RULES))
+    if result.returncode != 0:
+        fail_on(output_lines(result)[:20] or ["(no output)"],
+                f"promtool check rules {rel(ALERT_RULES)} failed")
+    rules = [rule for group in (load_yaml(ALERT_RULES) or {}).get("groups") or []
+             for rule in group.get("rules") or [] if "alert" in rule]
+    tests = [case for test in (load_yaml(ALERT_TESTS) or {}).get("tests") or []
+             for case in test.get("alert_rule_test") or []]
+    docs = DEPLOYMENT_DOCS.read_text() if DEPLOYMENT_DOCS.exists() else ""
+    problems = aggregator_metric_problems()
+    if not rules:
+        problems.append(f"{rel(ALERT_RULES)} has no alerting rule")
+    for rule in rules:
+        name = rule["alert"]
+        severity = (rule.get("labels") or {}).get("severity")
+        if severity not in ALERT_SEVERITIES:
+            problems.append(f"{name}: severity {severity!r} is not one of "
+                            f"{sorted(ALERT_SEVERITIES)}")
+        annotations = rule.get("annotations") or {}
+        names = promql_metric_names(str(rule.get("expr", "")))
+        for key in ("summary", "description"):
+            if not annotations.get(key):
+                problems.append(f"{name}: no {key} annotation")
+            elif any(n.startswith("modelfleet_deployment_") for n in names) and \
+                    "$labels.deployment" not in annotations[key]:
+                problems.append(f"{name}: its {key} does not name the deployment "
+                                "({{ $labels.deployment }})")
+        unknown = sorted(names - AGGREGATOR_METRICS - PROMETHEUS_SERIES)
+        if unknown:
+            problems.append(f"{name}: selects {', '.join(unknown)}, which neither the "
+                            "metrics-aggregator nor Prometheus exposes")
+        if not re.search(rf"\b{name}\b", docs):
+            problems.append(f"{name}: not described in {rel(DEPLOYMENT_DOCS)}")
+        evaluations = [case for case in tests if case.get("alertname") == name]
+        if not any(case.get("exp_alerts") for case in evaluations):
+            problems.append(f"{name}: {rel(ALERT_TESTS)} never expects it to fire")
+        if not any(not case.get("exp_alerts") for case in evaluations):
+            problems.append(f"{name}: {rel(ALERT_TESTS)} never expects it not to fire")
+    fail_on(problems, f"{len(problems)} problem(s) with the alerting rules")
+    note(f"{len(rules)} alerts valid ({version}), documented and tested both ways, on "
+         f"{len(AGGREGATOR_METRICS)} aggregator metrics that its sources still name")
+
+
+def test_alert_rules_pass_their_unit_tests(note):
+    """`promtool test rules deploy/monitoring/alerts.test.yml`: each alert fires on the series
+    that should fire it (after its `for`), and not on healthy series, on spikes shorter than its
+    `for`, or where the aggregator publishes no series (an idle deployment has no error ratio or
+    latency)."""
+    result, version = run_promtool("test", "rules", rel(ALERT_TESTS))
+    if result.returncode != 0:
+        fail_on(output_lines(result)[:40] or ["(no output)"],
+                f"promtool test rules {rel(ALERT_TESTS)} failed")
+    groups = len((load_yaml(ALERT_TESTS) or {}).get("tests") or [])
+    note(f"{rel(ALERT_TESTS)}: {groups} test groups pass ({version})")
+
+
+def test_dashboard_queries_the_aggregator_gauges(note):
+    """deploy/monitoring/grafana-dashboard.json is valid JSON with a Prometheus data source
+    variable and the `deployment` variable (label_values over the aggregator's request rate);
+    panel ids are unique; every panel has targets, each of which selects only the metrics the
+    aggregator exposes (AGGREGATOR_METRICS), filters on deployment=~"$deployment", uses the data
+    source variable, and parses as PromQL (promtool check rules on a rule file of the
+    expressions, the variable replaced): a renamed gauge would otherwise show as an empty panel."""
+    try:
+        dashboard = json.loads(DASHBOARD.read_text())
+    except (OSError, ValueError) as error:
+        pytest.fail(f"{rel(DASHBOARD)} is not valid JSON: {error}", pytrace=False)
+    problems = aggregator_metric_problems()
+    variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list") or []}
+    datasource = variables.get("datasource") or {}
+    if datasource.get("type") != "datasource" or datasource.get("query") != "prometheus":
+        problems.append("no `datasource` variable of type datasource for prometheus")
+    deployment = variables.get("deployment") or {}
+    query = deployment.get("query")
+    query = query.get("query") if isinstance(query, dict) else query
+    if deployment.get("type") != "query" or query != DEPLOYMENT_VARIABLE_QUERY:
+        problems.append(f"no `deployment` query variable with {DEPLOYMENT_VARIABLE_QUERY}")
+    if not isinstance(dashboard.get("schemaVersion"), int):
+        problems.append("no schemaVersion")
+
+    def all_panels(panels):
+        for panel in panels or []:
+            yield panel
+            yield from all_panels(panel.get("panels"))  # a collapsed row holds its panels
+
+    panels = list(all_panels(dashboard.get("panels")))
+    ids = [panel.get("id") for panel in panels]
+    problems += [f"panel id {i} is used {ids.count(i)} times" for i in sorted(
+        {i for i in ids if ids.count(i) > 1}, key=str)]
+    problems += [f"panel {panel.get('title')!r} has no id" for panel in panels
+                 if panel.get("id") is None]
+    uses_variable = re.compile(r'\bdeployment\s*=~\s*"\$(deployment|\{deployment(:\w+)?\})"')
+    expressions = []
+    for panel in panels:
+        if panel.get("type") == "row":
+            continue
+        where = f"panel {panel.get('id')} ({panel.get('title')})"
+        targets = panel.get("targets") or []
+        if not targets:
+            problems.append(f"{where}: no targets")
+        for target in [panel] + targets:
+            uid = (target.get("datasource") or {}).get("uid")
+            if uid not in ("${datasource}", "$datasource"):
+                problems.append(f"{where}: data source {uid!r}, not the datasource variable")
+        for target in targets:
+            expr = target.get("expr") or ""
+            ref = f"{where} target {target.get('refId')}"
+            if not expr.strip():
+                problems.append(f"{ref}: no expr")
+                continue
+            unknown = sorted(promql_metric_names(expr) - AGGREGATOR_METRICS)
+            if unknown:
+                problems.append(f"{ref}: selects {', '.join(unknown)}, which the "
+                                "metrics-aggregator does not expose")
+            if not promql_metric_names(expr):
+                problems.append(f"{ref}: selects no metric")
+            if not uses_variable.search(expr):
+                problems.append(f'{ref}: does not filter on deployment=~"$deployment"')
+            expressions.append((ref, expr))
+    problems += dashboard_promql_problems(expressions)
+    fail_on(problems, f"{len(problems)} problem(s) in {rel(DASHBOARD)}")
+    note(f"{rel(DASHBOARD)}: {len(panels)} panels, {len(expressions)} queries on the "
+         "aggregator's metrics, all filtered by $deployment and valid PromQL")
+
+
+def dashboard_promql_problems(expressions):
+    """The (where, expr) pairs that promtool does not parse, with Grafana's variables replaced."""
+    if not expressions:
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        rules = Path(folder) / "dashboard-queries.yml"
+        # Grafana's interval variables ($__rate_interval, ${__interval}...) are durations; the
+        # others (the deployment) stand in regular-expression matchers.
+        records = [{"record": f"dashboard:query_{index}",
+                    "expr": re.sub(r"\$\{?\w+(:\w+)?\}?", ".+",
+                                   re.sub(r"\$\{?__\w+\}?", "1m", expr))}
+                   for index, (_, expr) in enumerate(expressions)]
+        rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+        result, _ = run_promtool("check", "rules", str(rules))
+    if result.returncode == 0:
+        return []
+    lines = output_lines(result)
+    failing = [f"{where}: not valid PromQL: {expr} "
+               f"({line.split('could not parse expression: ')[-1]})"
+               for index, (where, expr) in enumerate(expressions)
+               for line in lines if f'"dashboard:query_{index}"' in line]
+    return failing or ["promtool check rules on the dashboard's queries failed: "] + lines[:10]
 
 
 # --------------------------------------------------------------------------------------------
