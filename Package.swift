@@ -128,7 +128,19 @@ let package = Package(
             exclude: ["openapi.yaml"],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "Autoscaler", dependencies: ["ServiceRuntime"], path: "Services/Autoscaler", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Autoscaler",
+            dependencies: [
+                "ServiceRuntime", "FleetContract", "MQTT",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Autoscaler",
+            exclude: ["openapi.yaml"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "MetricsAggregator",
             dependencies: [
@@ -260,6 +272,7 @@ let package = Package(
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetContractTests", dependencies: ["FleetContract"], swiftSettings: swiftSettings),
         .testTarget(name: "HistogramsTests", dependencies: ["Histograms"], swiftSettings: swiftSettings),
+        .testTarget(name: "AutoscalerTests", dependencies: ["Autoscaler", "FleetContract", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MetricsAggregatorTests", dependencies: ["MetricsAggregator", "Histograms", "DeviceProtocol", "FleetContract", "TestSupport"],
             swiftSettings: swiftSettings),

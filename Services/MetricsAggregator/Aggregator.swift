@@ -23,6 +23,8 @@ final class Aggregator: Service, Sendable {
 
     /// The window of the snapshots (for the autoscaler and the rollouts).
     static let snapshotWindow = 10
+    /// The snapshots' short window, for the autoscaler's burst rule.
+    static let burstWindow = 2
     /// The window of the Prometheus gauges.
     static let gaugeWindow = 60
 
@@ -166,7 +168,13 @@ final class Aggregator: Service, Sendable {
                     owned.owns(name)
                         && store.seriesByKey[.deployment(name)].map { Double($0.newest) >= moment - Double(MetricsStore.fineSeconds) } ?? false
                 }
-                let snapshots = recent.compactMap { store.snapshot(of: $0, window: Self.snapshotWindow, now: moment) }
+                let snapshots = recent.compactMap { name in
+                    store.snapshot(of: name, window: Self.snapshotWindow, now: moment).map { snapshot in
+                        var snapshot = snapshot
+                        snapshot.burst = store.figures(.deployment(name), window: Self.burstWindow, now: moment)
+                        return snapshot
+                    }
+                }
                 let gaugeFigures = recent.compactMap { store.snapshot(of: $0, window: Self.gaugeWindow, now: moment) }
                 return (snapshots, gaugeFigures)
             }

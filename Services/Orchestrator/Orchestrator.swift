@@ -48,8 +48,10 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
             mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry,
             offlineGrace: try PendingPlacement.offlineGrace(environment: ProcessInfo.processInfo.environment), logger: context.logger))
     parts.services.append(
-        LoadBalancerPublisher(mqtt: context.mqtt, database: database, store: deploymentStore, wake: viewsChanged, logger: context.logger))
+        DeploymentViewPublisher(mqtt: context.mqtt, database: database, store: deploymentStore, wake: viewsChanged, logger: context.logger))
     parts.services.append(RestartRoller(database: database, store: deploymentStore, wake: instancesChanged, logger: context.logger))
+    parts.services.append(
+        AutoscalerLink(mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry, logger: context.logger))
     parts.routes = { router in
         api.addRoutes(to: router)
         deployments.addRoutes(to: router)

@@ -108,10 +108,12 @@ package struct DeploymentMetricsSnapshot: ContractPayload, Equatable {
     package var staleAfterSeconds: Double
     package var figures: MetricsFigures
     package var versions: [Version]
+    /// The last 2 seconds alone, in the snapshots: what the autoscaler's burst rule reads.
+    package var burst: MetricsFigures?
 
     package init(
         deployment: String, at: Date, instances: Int, readyInstances: Int, newestDataAgeSeconds: Double, staleAfterSeconds: Double,
-        figures: MetricsFigures, versions: [Version]
+        figures: MetricsFigures, versions: [Version], burst: MetricsFigures? = nil
     ) {
         self.deployment = deployment
         self.at = at
@@ -121,10 +123,11 @@ package struct DeploymentMetricsSnapshot: ContractPayload, Equatable {
         self.staleAfterSeconds = staleAfterSeconds
         self.figures = figures
         self.versions = versions
+        self.burst = burst
     }
 
     private enum CodingKeys: String, CodingKey {
-        case deployment, at, instances, figures, versions
+        case deployment, at, instances, figures, versions, burst
         case readyInstances = "ready_instances"
         case newestDataAgeSeconds = "newest_data_age_seconds"
         case staleAfterSeconds = "stale_after_seconds"

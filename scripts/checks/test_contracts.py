@@ -31,6 +31,7 @@ CONTRACTS = {
     "orchestrator": ROOT / "Services" / "Orchestrator" / "openapi.yaml",
     "load-balancer": ROOT / "Services" / "LoadBalancer" / "openapi.yaml",
     "metrics-aggregator": ROOT / "Services" / "MetricsAggregator" / "openapi.yaml",
+    "autoscaler": ROOT / "Services" / "Autoscaler" / "openapi.yaml",
 }
 # Every service serves these besides its API (docs/configuration.md); they are outside the
 # contracts.

@@ -53,9 +53,12 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         var targetCPUPercent: Int? = 70
         var targetMemoryPercent: Int? = 80
         var targetGPUPercent: Int?
+        /// How long a scale-down waits: the autoscaler keeps the highest recommendation of this window.
+        var scaleDownStabilizationSeconds = 300
 
         enum CodingKeys: String, CodingKey {
             case autoscaling, replicas
+            case scaleDownStabilizationSeconds = "scale_down_stabilization_seconds"
             case minReplicas = "min_replicas"
             case maxReplicas = "max_replicas"
             case targetCPUPercent = "target_cpu_percent"
@@ -79,6 +82,8 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             targetCPUPercent = try target(.targetCPUPercent, defaults.targetCPUPercent)
             targetMemoryPercent = try target(.targetMemoryPercent, defaults.targetMemoryPercent)
             targetGPUPercent = try target(.targetGPUPercent, nil)
+            scaleDownStabilizationSeconds =
+                try container.decodeIfPresent(Int.self, forKey: .scaleDownStabilizationSeconds) ?? defaults.scaleDownStabilizationSeconds
         }
 
         /// Targets without a value are written as null, so that a stored spec reads back the same.
@@ -91,6 +96,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             try container.encode(targetCPUPercent, forKey: .targetCPUPercent)
             try container.encode(targetMemoryPercent, forKey: .targetMemoryPercent)
             try container.encode(targetGPUPercent, forKey: .targetGPUPercent)
+            try container.encode(scaleDownStabilizationSeconds, forKey: .scaleDownStabilizationSeconds)
         }
     }
 
@@ -289,6 +295,9 @@ extension DeploymentSpec {
             ("target_gpu_percent", scaling.targetGPUPercent),
         ] {
             if let value, !(1...100).contains(value) { throw .unacceptable("scaling.\(field)", "must be 1 to 100") }
+        }
+        guard (0...3_600).contains(scaling.scaleDownStabilizationSeconds) else {
+            throw .unacceptable("scaling.scale_down_stabilization_seconds", "must be 0 to 3600")
         }
         if scaling.autoscaling && scaling.targetCPUPercent == nil && scaling.targetMemoryPercent == nil && scaling.targetGPUPercent == nil {
             throw .unacceptable("scaling.autoscaling", "needs at least one target (cpu, memory or gpu percent)")

@@ -81,6 +81,16 @@ struct Deployment: Sendable, Equatable {
     }
     var pending: Int { instances.count { $0.state == .pending } }
 
+    /// What the autoscaler decides from: on only while the deployment runs.
+    var autoscalingView: AutoscalingView {
+        let scaling = spec.scaling
+        return AutoscalingView(
+            deployment: name, enabled: scaling.autoscaling && !stopped, replicas: scaling.replicas, minReplicas: scaling.minReplicas,
+            maxReplicas: scaling.maxReplicas, targetCPU: scaling.targetCPUPercent.map { Double($0) / 100 },
+            targetMemory: scaling.targetMemoryPercent.map { Double($0) / 100 }, targetGPU: scaling.targetGPUPercent.map { Double($0) / 100 },
+            scaleDownStabilizationSeconds: scaling.scaleDownStabilizationSeconds, revision: revision)
+    }
+
     var status: Status {
         if stopped { return .stopped }
         if instances.contains(where: { $0.state == .failed || $0.state == .pending }) { return .degraded }

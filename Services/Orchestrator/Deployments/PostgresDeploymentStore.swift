@@ -14,7 +14,7 @@ struct PostgresDeploymentStore: Sendable {
     let logger: Logger
     /// Told after a change wrote documents to the outbox, so that they go out at once.
     var wake: OutboxPublisher.Wake? = nil
-    /// Told after any change the load balancers' views may show (``LoadBalancerPublisher``).
+    /// Told after any change the deployments' views may show (``DeploymentViewPublisher``).
     var viewsChanged: OutboxPublisher.Wake? = nil
     /// Told after documents went out or instances changed state (``RestartRoller``).
     var instancesChanged: OutboxPublisher.Wake? = nil
@@ -417,6 +417,13 @@ struct PostgresDeploymentStore: Sendable {
             SELECT \(id), k, m, a FROM unnest(\(events.map(\.kind))::text[], \(events.map(\.message))::text[], \(events.map(\.actor))::text[])
                 AS t (k, m, a)
             """, logger: logger)
+    }
+
+    /// How many more instances of `demand` the fleet could place now, at most `wanted`, and why
+    /// not all (the autoscaler's capacity question).
+    func placeable(_ wanted: Int, demand: Placement.Demand, servers: [Placement.Server]) async throws -> Placement.Result {
+        let used = try await client.withConnection { connection in try await usage(on: connection) }
+        return Placement.place(count: wanted, demand: demand, servers: servers, used: used)
     }
 
     /// What the placed instances of every live deployment hold, per server.
