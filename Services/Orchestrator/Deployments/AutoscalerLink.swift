@@ -26,14 +26,17 @@ struct AutoscalerLink: Service {
     func run() async throws {
         try await database.waitUntilMigrated()
         let decisions = try await mqtt.subscribe(to: Topic.autoscalingDecisions.shared(by: Self.service), qos: .atLeastOnce)
-        await consumeUntilShutdown([decisions]) { group in
-            group.addTask {
-                for await message in decisions { await apply(message.payload) }
-            }
-            group.addTask {
-                await serveRequests(on: Topic.capacityRequests, sharedBy: Self.service, mqtt: mqtt, logger: logger) { message in
-                    let question = try Envelope<CapacityQuestion>.decode(from: message.payload).payload
-                    return try Envelope(payload: try await answer(question)).encoded()
+        // Cancelled as a whole at shutdown: the request server's subscription is its own.
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for await message in decisions { await apply(message.payload) }
+                }
+                group.addTask {
+                    await serveRequests(on: Topic.capacityRequests, sharedBy: Self.service, mqtt: mqtt, logger: logger) { message in
+                        let question = try Envelope<CapacityQuestion>.decode(from: message.payload).payload
+                        return try Envelope(payload: try await answer(question)).encoded()
+                    }
                 }
             }
         }
