@@ -87,6 +87,9 @@ struct ScalingPolicy: Sendable {
             window = "last 2 s"
         }
         let recommendation = min(max(driving.replicas, view.minReplicas), view.maxReplicas)
+        // A new policy (autoscaling just on, or the autoscaler just started) has no history: the
+        // replicas it finds count as recommended, so nothing goes down before a whole window.
+        if recommendations.isEmpty && view.scaleDownStabilizationSeconds > 0 { recommendations.append((now, current)) }
         Self.record(&recommendations, (now, recommendation), keeping: Double(view.scaleDownStabilizationSeconds), now: now)
         let because =
             "\(driving.metric.rawValue) at \(Self.percent(driving.utilization)) of its \(Self.percent(driving.target)) target"
@@ -97,7 +100,10 @@ struct ScalingPolicy: Sendable {
             let highest = recommendations.map(\.replicas).max() ?? recommendation
             if highest > recommendation {
                 desired = min(highest, current)
-                reason += "; down to \(desired), the highest of the last \(view.scaleDownStabilizationSeconds) s, not \(recommendation)"
+                reason +=
+                    desired == current
+                    ? "; held at \(current), the highest of the last \(view.scaleDownStabilizationSeconds) s (wanted \(recommendation))"
+                    : "; down to \(desired), the highest of the last \(view.scaleDownStabilizationSeconds) s, not \(recommendation)"
             }
         } else if recommendation > current {
             let base = history.first?.replicas ?? current

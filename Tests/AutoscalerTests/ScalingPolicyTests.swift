@@ -38,8 +38,11 @@ struct ScalingPolicyTests {
             name: "CPU at twice its target doubles", view: view(replicas: 2), observation: seen(2, cpu: 1.4), desired: 4,
             reason: "cpu at 140 % of its 70 % target"),
         Case(
-            name: "CPU at half its target halves (nothing recommended higher before)", view: view(replicas: 4), observation: seen(4, cpu: 0.35),
+            name: "CPU at half its target halves, without a window", view: view(replicas: 4, window: 0), observation: seen(4, cpu: 0.35),
             desired: 2, reason: "cpu at 35 %"),
+        Case(
+            name: "a new policy holds a scale-down for its first window", view: view(replicas: 4), observation: seen(4, cpu: 0.35), desired: 4,
+            reason: "held at 4, the highest of the last 300 s (wanted 2)"),
         Case(name: "within the tolerance: no change", view: view(replicas: 3), observation: seen(3, cpu: 0.75), desired: 3, reason: "cpu at 75 %"),
         Case(name: "just past the tolerance: a change", view: view(replicas: 3), observation: seen(3, cpu: 0.78), desired: 4, reason: "cpu at 78 %"),
         // The largest over the metrics.
@@ -55,7 +58,7 @@ struct ScalingPolicyTests {
             name: "clamped to max_replicas", view: view(replicas: 4, max: 5), observation: seen(4, cpu: 2.8), desired: 5,
             reason: "wanted 16, at max_replicas"),
         Case(
-            name: "clamped to min_replicas", view: view(replicas: 3, min: 2), observation: seen(3, cpu: 0.01), desired: 2,
+            name: "clamped to min_replicas", view: view(replicas: 3, min: 2, window: 0), observation: seen(3, cpu: 0.01), desired: 2,
             reason: "wanted 1, at min_replicas"),
         // Missing and stale metrics: hold.
         Case(name: "no metrics yet: hold", view: view(replicas: 3), observation: nil, desired: 3, reason: "no metrics yet: holding 3"),
