@@ -271,7 +271,10 @@ struct MetricsLoad: AsyncParsableCommand {
                     "aggregator CPU: %.2f cores (%.1f µs per report); seconds with every deployment's snapshot: %d of %d (min %d, max %d a second)",
                 cpu / self.seconds, 1e6 * cpu / max(counted, 1), fullSeconds, snapshotCounts.count, snapshotCounts.min() ?? 0,
                 snapshotCounts.max() ?? 0))
-        say(String(format: "aggregator resident memory: %.0f MB (every key's windows full: 5 minutes of seconds, an hour of minutes)", residentMB))
+        say(
+            String(
+                format: "aggregator resident memory: %.0f MB after %.0f s (the one-second slots fill over 5 minutes)", residentMB,
+                now() - windowStart + 3))
         say(
             String(
                 format: "target: %d instances on one core with snapshots every second: %@", instances,
