@@ -99,6 +99,7 @@ struct AutoscalerAPI: Sendable {
         targets["cpu"] = view.targetCPU
         targets["memory"] = view.targetMemory
         targets["gpu"] = view.targetGPU
+        targets["requests_per_second"] = view.targetRequestsPerSecond
         let latest = entry.latest.map { latest in
             Recommendation(
                 at: latest.at, desired: latest.decision.desired, recommendation: latest.decision.recommendation, reason: latest.decision.reason,

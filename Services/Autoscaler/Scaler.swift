@@ -101,7 +101,11 @@ final class Scaler: Service, Sendable {
         utilization[.cpu] = figures.cpuUtilization
         utilization[.memory] = figures.memoryUtilization
         utilization[.gpu] = figures.gpuUtilization
+        // Requests per second per instance, where the rate is measured at all.
+        let instances = Double(max(snapshot.instances, 1))
+        if (figures.requestSamples ?? 0) > 0 { utilization[.requests] = figures.requestsPerSecond / instances }
         var burst: [ScalingPolicy.Metric: Double] = [:]
+        if let recent = snapshot.burst, (recent.requestSamples ?? 0) > 0 { burst[.requests] = recent.requestsPerSecond / instances }
         burst[.cpu] = snapshot.burst?.cpuUtilization
         burst[.memory] = snapshot.burst?.memoryUtilization
         burst[.gpu] = snapshot.burst?.gpuUtilization

@@ -28,6 +28,8 @@ struct ScalingPolicy: Sendable {
 
     enum Metric: String, Sendable, CaseIterable {
         case cpu, memory, gpu
+        /// Requests per second per instance (its "utilisation" is the rate, its target a rate).
+        case requests
     }
 
     /// What the latest snapshot says.
@@ -92,8 +94,8 @@ struct ScalingPolicy: Sendable {
         if recommendations.isEmpty && view.scaleDownStabilizationSeconds > 0 { recommendations.append((now, current)) }
         Self.record(&recommendations, (now, recommendation), keeping: Double(view.scaleDownStabilizationSeconds), now: now)
         let because =
-            "\(driving.metric.rawValue) at \(Self.percent(driving.utilization)) of its \(Self.percent(driving.target)) target"
-            + " over \(observation.instances) instance(s)" + (window == "10 s" ? "" : " (\(window))")
+            Self.describe(driving.metric, driving.utilization, driving.target) + " over \(observation.instances) instance(s)"
+            + (window == "10 s" ? "" : " (\(window))")
         var desired = recommendation
         var reason = because
         if recommendation < current {
@@ -128,7 +130,9 @@ struct ScalingPolicy: Sendable {
         _ view: AutoscalingView, _ utilization: [Metric: Double], instances: Int
     ) -> (metric: Metric, replicas: Int, utilization: Double, target: Double)? {
         let current = view.replicas
-        let targets: [(Metric, Double?)] = [(.cpu, view.targetCPU), (.memory, view.targetMemory), (.gpu, view.targetGPU)]
+        let targets: [(Metric, Double?)] = [
+            (.cpu, view.targetCPU), (.memory, view.targetMemory), (.gpu, view.targetGPU), (.requests, view.targetRequestsPerSecond),
+        ]
         var proposals: [(metric: Metric, replicas: Int, utilization: Double, target: Double)] = []
         for case (let metric, let target?) in targets where target > 0 {
             guard let value = utilization[metric] else { continue }
@@ -160,6 +164,13 @@ struct ScalingPolicy: Sendable {
     private static func record(_ list: inout [(at: Double, replicas: Int)], _ entry: (Double, Int), keeping seconds: Double, now: Double) {
         list.append((entry.0, entry.1))
         list.removeAll { $0.at < now - seconds }
+    }
+
+    /// "cpu at 140 % of its 70 % target", "requests at 12.5/s per instance against its 10/s target".
+    static func describe(_ metric: Metric, _ value: Double, _ target: Double) -> String {
+        guard metric == .requests else { return "\(metric.rawValue) at \(percent(value)) of its \(percent(target)) target" }
+        func rate(_ value: Double) -> String { value >= 100 ? "\(Int(value.rounded()))" : "\((value * 10).rounded() / 10)" }
+        return "requests at \(rate(value))/s per instance against its \(rate(target))/s target"
     }
 
     static func percent(_ value: Double) -> String { "\(Int((value * 100).rounded())) %" }

@@ -143,6 +143,7 @@ final class Aggregator: Service, Sendable {
         }
         return InstanceSample(
             instanceID: figures.instanceID, deployment: figures.deployment, version: figures.version, server: agent, site: site, ready: figures.ready,
+            measuresRequests: figures.requests != nil,
             requests: requests, errors: errors, latencies: latencies, cpuCores: figures.cpuCores, cpuRequested: figures.cpuRequestedCores,
             memoryBytes: figures.memoryBytes.map(Double.init), memoryRequested: figures.memoryRequestedBytes.map(Double.init),
             gpuUtilization: figures.gpuUtilization)

@@ -19,6 +19,8 @@ struct InstanceSample: Sendable {
     var server: String
     var site: String?
     var ready: Bool
+    /// Whether the agent measured the instance's requests (a process instance's it does not see).
+    var measuresRequests = true
     var requests: Int
     var errors: Int
     var latencies: SparseHistogram
@@ -31,6 +33,8 @@ struct InstanceSample: Sendable {
 
 /// Sums that add up across instances and seconds.
 struct MetricSums: Sendable {
+    /// Reports that measured requests: none means the rate is unknown, not 0.
+    var requestSamples = 0
     var requests = 0
     var errors = 0
     var cpuCores = 0.0
@@ -43,6 +47,7 @@ struct MetricSums: Sendable {
     var gpuSamples = 0
 
     mutating func add(_ sample: InstanceSample) {
+        if sample.measuresRequests { requestSamples += 1 }
         requests += sample.requests
         errors += sample.errors
         if let cores = sample.cpuCores {
@@ -62,6 +67,7 @@ struct MetricSums: Sendable {
     }
 
     mutating func add(_ other: MetricSums) {
+        requestSamples += other.requestSamples
         requests += other.requests
         errors += other.errors
         cpuCores += other.cpuCores
@@ -244,7 +250,7 @@ struct MetricsStore: Sendable {
             cpuUtilization: sums.cpuRequested > 0 ? sums.cpuCores / sums.cpuRequested : nil,
             memoryBytes: sums.memorySamples > 0 ? sums.memoryBytes / Double(sums.memorySamples) : nil,
             memoryUtilization: sums.memoryRequested > 0 ? sums.memoryBytes / sums.memoryRequested : nil,
-            gpuUtilization: sums.gpuSamples > 0 ? sums.gpuUtilization / Double(sums.gpuSamples) : nil)
+            gpuUtilization: sums.gpuSamples > 0 ? sums.gpuUtilization / Double(sums.gpuSamples) : nil, requestSamples: sums.requestSamples)
     }
 
     /// The deployments with data in the last hour.

@@ -16,6 +16,8 @@ package struct AutoscalingView: ContractPayload, Equatable {
     package var targetCPU: Double?
     package var targetMemory: Double?
     package var targetGPU: Double?
+    /// Requests per second per instance; nil: not a target.
+    package var targetRequestsPerSecond: Double?
     /// How long a scale-down waits for the highest recommendation of that window.
     package var scaleDownStabilizationSeconds: Int
     /// The deployment's revision: decisions name it, so one made on an older view is refused.
@@ -23,7 +25,7 @@ package struct AutoscalingView: ContractPayload, Equatable {
 
     package init(
         deployment: String, enabled: Bool, replicas: Int, minReplicas: Int, maxReplicas: Int, targetCPU: Double?, targetMemory: Double?,
-        targetGPU: Double?, scaleDownStabilizationSeconds: Int, revision: Int
+        targetGPU: Double?, targetRequestsPerSecond: Double? = nil, scaleDownStabilizationSeconds: Int, revision: Int
     ) {
         self.deployment = deployment
         self.enabled = enabled
@@ -33,6 +35,7 @@ package struct AutoscalingView: ContractPayload, Equatable {
         self.targetCPU = targetCPU
         self.targetMemory = targetMemory
         self.targetGPU = targetGPU
+        self.targetRequestsPerSecond = targetRequestsPerSecond
         self.scaleDownStabilizationSeconds = scaleDownStabilizationSeconds
         self.revision = revision
     }
@@ -44,6 +47,7 @@ package struct AutoscalingView: ContractPayload, Equatable {
         case targetCPU = "target_cpu"
         case targetMemory = "target_memory"
         case targetGPU = "target_gpu"
+        case targetRequestsPerSecond = "target_requests_per_second"
         case scaleDownStabilizationSeconds = "scale_down_stabilization_seconds"
     }
 }

@@ -38,10 +38,13 @@ package struct MetricsFigures: Codable, Sendable, Equatable {
     package var memoryUtilization: Double?
     /// GPU use as a fraction of the GPUs of the instances that report it.
     package var gpuUtilization: Double?
+    /// The instance reports in the window that measured requests; 0: the request figures are
+    /// unknown (process instances serve their own port), not a quiet deployment.
+    package var requestSamples: Int?
 
     package init(
         windowSeconds: Int, requests: Int, requestsPerSecond: Double, errors: Int, errorRatio: Double?, latencyMs: Latency?, cpuCores: Double?,
-        cpuUtilization: Double?, memoryBytes: Double?, memoryUtilization: Double?, gpuUtilization: Double?
+        cpuUtilization: Double?, memoryBytes: Double?, memoryUtilization: Double?, gpuUtilization: Double?, requestSamples: Int? = nil
     ) {
         self.windowSeconds = windowSeconds
         self.requests = requests
@@ -54,6 +57,7 @@ package struct MetricsFigures: Codable, Sendable, Equatable {
         self.memoryBytes = memoryBytes
         self.memoryUtilization = memoryUtilization
         self.gpuUtilization = gpuUtilization
+        self.requestSamples = requestSamples
     }
 
     private enum CodingKeys: String, CodingKey {
@@ -68,6 +72,7 @@ package struct MetricsFigures: Codable, Sendable, Equatable {
         case memoryBytes = "memory_bytes"
         case memoryUtilization = "memory_utilization"
         case gpuUtilization = "gpu_utilization"
+        case requestSamples = "request_samples"
     }
 }
 

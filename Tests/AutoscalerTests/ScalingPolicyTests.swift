@@ -6,11 +6,12 @@ import Testing
 @testable import Autoscaler
 
 private func view(
-    replicas: Int, min: Int = 1, max: Int = 10, cpu: Double? = 0.7, memory: Double? = nil, gpu: Double? = nil, window: Int = 300
+    replicas: Int, min: Int = 1, max: Int = 10, cpu: Double? = 0.7, memory: Double? = nil, gpu: Double? = nil, rate: Double? = nil,
+    window: Int = 300
 ) -> AutoscalingView {
     AutoscalingView(
         deployment: "people", enabled: true, replicas: replicas, minReplicas: min, maxReplicas: max, targetCPU: cpu, targetMemory: memory,
-        targetGPU: gpu, scaleDownStabilizationSeconds: window, revision: 3)
+        targetGPU: gpu, targetRequestsPerSecond: rate, scaleDownStabilizationSeconds: window, revision: 3)
 }
 
 private func seen(_ instances: Int, cpu: Double? = nil, memory: Double? = nil, gpu: Double? = nil, age: Double = 0.5) -> ScalingPolicy.Observation {
@@ -53,6 +54,14 @@ struct ScalingPolicyTests {
             name: "a metric without a target does not count", view: view(replicas: 2, cpu: 0.7, memory: nil),
             observation: seen(2, cpu: 0.7, memory: 3),
             desired: 2, reason: "cpu at 70 %"),
+        // Requests per second per instance: total rate / target.
+        Case(
+            name: "25 requests a second per instance against 10: 2 become 5", view: view(replicas: 2, cpu: nil, rate: 10),
+            observation: ScalingPolicy.Observation(instances: 2, ready: 2, utilization: [.requests: 25], dataAgeSeconds: 0.5), desired: 5,
+            reason: "requests at 25.0/s per instance against its 10.0/s target"),
+        Case(
+            name: "a rate target where the rate is not measured (process instances): hold", view: view(replicas: 2, cpu: nil, rate: 10),
+            observation: seen(2, cpu: 3), desired: 2, reason: "no metric with a target has a value"),
         // Bounds.
         Case(
             name: "clamped to max_replicas", view: view(replicas: 4, max: 5), observation: seen(4, cpu: 2.8), desired: 5,

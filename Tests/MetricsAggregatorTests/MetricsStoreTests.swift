@@ -117,6 +117,17 @@ struct MetricsStoreTests {
         #expect(coarse.last.map { abs(($0.figures.latencyMs?.p99 ?? 0) - 1) < 0.002 } == true)
     }
 
+    @Test("request figures of instances whose requests are not measured are unknown, not 0")
+    func unmeasuredRequests() throws {
+        var store = MetricsStore()
+        var process = sample("p", deployment: "onnx", cpu: 0.5)
+        process.measuresRequests = false
+        store.add(process, now: start)
+        store.add(sample("b", requests: 3, latencies: [1_000, 1_000, 1_000]), now: start)
+        #expect(store.figures(.deployment("onnx"), window: 1, now: start + 1)?.requestSamples == 0)
+        #expect(store.figures(.deployment("people"), window: 1, now: start + 1)?.requestSamples == 1)
+    }
+
     @Test("keys without data for an hour are forgotten")
     func expiry() {
         var store = MetricsStore()

@@ -53,12 +53,15 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         var targetCPUPercent: Int? = 70
         var targetMemoryPercent: Int? = 80
         var targetGPUPercent: Int?
+        /// Requests per second per instance; nil: not a target.
+        var targetRequestsPerSecond: Double?
         /// How long a scale-down waits: the autoscaler keeps the highest recommendation of this window.
         var scaleDownStabilizationSeconds = 300
 
         enum CodingKeys: String, CodingKey {
             case autoscaling, replicas
             case scaleDownStabilizationSeconds = "scale_down_stabilization_seconds"
+            case targetRequestsPerSecond = "target_requests_per_second"
             case minReplicas = "min_replicas"
             case maxReplicas = "max_replicas"
             case targetCPUPercent = "target_cpu_percent"
@@ -82,6 +85,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             targetCPUPercent = try target(.targetCPUPercent, defaults.targetCPUPercent)
             targetMemoryPercent = try target(.targetMemoryPercent, defaults.targetMemoryPercent)
             targetGPUPercent = try target(.targetGPUPercent, nil)
+            targetRequestsPerSecond = try container.decodeIfPresent(Double.self, forKey: .targetRequestsPerSecond)
             scaleDownStabilizationSeconds =
                 try container.decodeIfPresent(Int.self, forKey: .scaleDownStabilizationSeconds) ?? defaults.scaleDownStabilizationSeconds
         }
@@ -96,6 +100,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             try container.encode(targetCPUPercent, forKey: .targetCPUPercent)
             try container.encode(targetMemoryPercent, forKey: .targetMemoryPercent)
             try container.encode(targetGPUPercent, forKey: .targetGPUPercent)
+            try container.encode(targetRequestsPerSecond, forKey: .targetRequestsPerSecond)
             try container.encode(scaleDownStabilizationSeconds, forKey: .scaleDownStabilizationSeconds)
         }
     }
@@ -299,8 +304,13 @@ extension DeploymentSpec {
         guard (0...3_600).contains(scaling.scaleDownStabilizationSeconds) else {
             throw .unacceptable("scaling.scale_down_stabilization_seconds", "must be 0 to 3600")
         }
-        if scaling.autoscaling && scaling.targetCPUPercent == nil && scaling.targetMemoryPercent == nil && scaling.targetGPUPercent == nil {
-            throw .unacceptable("scaling.autoscaling", "needs at least one target (cpu, memory or gpu percent)")
+        if let rate = scaling.targetRequestsPerSecond, !(rate > 0 && rate <= 1_000_000) {
+            throw .unacceptable("scaling.target_requests_per_second", "must be more than 0 and at most 1000000 requests a second per instance")
+        }
+        if scaling.autoscaling && scaling.targetCPUPercent == nil && scaling.targetMemoryPercent == nil && scaling.targetGPUPercent == nil
+            && scaling.targetRequestsPerSecond == nil
+        {
+            throw .unacceptable("scaling.autoscaling", "needs at least one target (cpu, memory or gpu percent, or requests per second)")
         }
         if scaling.targetGPUPercent != nil && resources.gpuCount == 0 {
             throw .unacceptable("scaling.target_gpu_percent", "needs resources.gpu_count > 0")
