@@ -17,7 +17,7 @@ struct AutoscalerProcessTests {
         let instances = (try? await deployment(fleet)["instances"] as? [[String: Any]]) ?? []
         return instances.compactMap { instance in
             guard instance["state"] as? String == "ready" else { return nil }
-            return (instance["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) }
+            return port(of: instance)
         }
     }
 

@@ -144,10 +144,6 @@ struct DeploymentProcessTests {
     }
 
     /// The port of an instance's `host:port` address.
-    private func port(of instance: [String: Any]) -> Int? {
-        (instance["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) }
-    }
-
     /// POST /v1/infer on an instance; nil when nothing answers.
     private func infer(_ instance: [String: Any], body: String) async -> HTTPResult? {
         guard let port = port(of: instance) else { return nil }

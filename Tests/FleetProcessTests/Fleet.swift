@@ -203,3 +203,8 @@ func metric(_ service: ServiceProcess, _ line: String) async throws -> Double {
     let text = try await service.get("/metrics").body
     return text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
 }
+
+/// The port of an instance as the orchestrator lists it (`"address": "host:port"`).
+func port(of instance: [String: Any]) -> Int? {
+    (instance["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) }
+}

@@ -10,10 +10,6 @@ import Testing
 /// and the aggregator's REST API, snapshots and `/metrics` must count exactly what was sent.
 @Suite("Metrics aggregator end to end", .serialized)
 struct MetricsProcessTests {
-    private func port(of instance: [String: Any]) -> Int? {
-        (instance["address"] as? String)?.split(separator: ":").last.flatMap { Int($0) }
-    }
-
     private func readyInstances(_ name: String, count: Int, in fleet: Fleet) async throws -> [[String: Any]] {
         var ready: [[String: Any]] = []
         _ = await eventually(timeout: .seconds(60), interval: .milliseconds(300)) {
