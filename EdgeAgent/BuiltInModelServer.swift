@@ -173,12 +173,15 @@ struct BuiltInModelServer: Sendable {
         router.post("/v1/infer") { request, context -> Response in
             let clock = ContinuousClock()
             let started = clock.now
+            instance.meter.begin()
+            // Ended on every path, a cancelled sleep included, so that nothing stays in flight.
+            var failed = false
+            defer { instance.meter.record(latency: clock.now - started, failed: failed) }
             let body: ByteBuffer
             do {
                 body = try await request.body.collect(upTo: Self.maximumInput)
             } catch {
                 instance.log("POST /v1/infer 413: the body is over \(Self.maximumInput) bytes")
-                instance.meter.record(latency: clock.now - started, failed: false)
                 return try Self.json(Problem(error: "the input is over \(Self.maximumInput) bytes"), status: .contentTooLarge, request, context)
             }
             let knobs = knobs.current
@@ -187,11 +190,10 @@ struct BuiltInModelServer: Sendable {
             let elapsed = clock.now - started
             let milliseconds = Double(elapsed.components.seconds) * 1_000 + Double(elapsed.components.attoseconds) / 1e15
             if knobs.errorRate > 0, Double.random(in: 0..<1) < knobs.errorRate {
-                instance.meter.record(latency: elapsed, failed: true)
+                failed = true
                 instance.log("POST /v1/infer 500 in \(String(format: "%.2f", milliseconds)) ms: injected failure (SIM_ERROR_RATE)")
                 return try Self.json(Problem(error: "inference failed (injected by SIM_ERROR_RATE)"), status: .internalServerError, request, context)
             }
-            instance.meter.record(latency: elapsed, failed: false)
             instance.log("POST /v1/infer 200 in \(String(format: "%.2f", milliseconds)) ms, \(body.readableBytes) bytes")
             return try Self.json(
                 Answer(

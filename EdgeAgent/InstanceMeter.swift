@@ -6,7 +6,9 @@ import Synchronization
 /// What one deployment instance did since the agent last collected its figures (every second):
 /// requests, errors and their latencies in an HdrHistogram, and its use of the CPU and memory.
 ///
-/// The built-in server records each request it answers; its CPU use is the time its requests
+/// The built-in server records each request it answers, and when it starts, so that the requests
+/// in flight are integrated over time (their average is the interval's request-seconds over its
+/// length, counting requests still running at its end); its CPU use is the time its requests
 /// took (the synthetic model's latency counts as work, so that its CPU follows its load, as a
 /// real model's does), and its memory, shared with the agent's process, is not measured. A
 /// process instance's requests go to its own port and are not seen here: its CPU time and
@@ -18,6 +20,16 @@ final class InstanceMeter: Sendable {
         var errors = 0
         var busy = Duration.zero
         var started = ContinuousClock.now
+        /// Requests in progress now, and the request-time they have accumulated this interval.
+        var inFlight = 0
+        var inFlightSince = ContinuousClock.now
+        var inFlightArea = Duration.zero
+
+        /// Adds the time since the last change at the current count, as of `now`.
+        mutating func accumulate(_ now: ContinuousClock.Instant) {
+            inFlightArea += (now - inFlightSince) * inFlight
+            inFlightSince = now
+        }
         /// The process's CPU seconds at the start of the interval.
         var processCPUSeconds: Double?
     }
@@ -25,10 +37,21 @@ final class InstanceMeter: Sendable {
     private let interval = Mutex(Interval())
     private let processID = Atomic<Int32>(0)
 
-    /// Counts a request answered in `latency` (`failed`: a 5xx or a failed inference).
+    /// A request starts; ``record(latency:failed:)`` ends it.
+    func begin() {
+        interval.withLock {
+            $0.accumulate(ContinuousClock.now)
+            $0.inFlight += 1
+        }
+    }
+
+    /// Counts a request answered in `latency` (`failed`: a 5xx or a failed inference), begun with
+    /// ``begin()``.
     func record(latency: Duration, failed: Bool) {
         let microseconds = max(latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000, 0)
         interval.withLock {
+            $0.accumulate(ContinuousClock.now)
+            $0.inFlight = max($0.inFlight - 1, 0)
             $0.latencies.record(UInt64(microseconds))
             $0.requests += 1
             if failed { $0.errors += 1 }
@@ -61,18 +84,21 @@ final class InstanceMeter: Sendable {
                     errors: nil, latencyUs: nil, cpuCores: cores.map { min($0, 1024) }, cpuRequestedCores: definition.resources.cpuCores,
                     memoryBytes: memory, memoryRequestedBytes: definition.resources.memoryBytes)
             } else {
+                interval.accumulate(now)
+                let area = Double(interval.inFlightArea.components.seconds) + Double(interval.inFlightArea.components.attoseconds) / 1e18
                 let busy = Double(interval.busy.components.seconds) + Double(interval.busy.components.attoseconds) / 1e18
                 figures = .init(
                     instanceID: definition.instanceID, deployment: definition.deployment, version: definition.version, ready: ready,
                     requests: interval.requests, errors: interval.errors,
                     latencyUs: interval.requests > 0 ? HdrHistogramV2.encodeBase64(interval.latencies.sparse) : nil,
                     cpuCores: min(busy / seconds, 1024), cpuRequestedCores: definition.resources.cpuCores, memoryBytes: nil,
-                    memoryRequestedBytes: definition.resources.memoryBytes)
+                    memoryRequestedBytes: definition.resources.memoryBytes, inFlight: min(area / seconds, 1_000_000))
             }
             interval.latencies.reset()
             interval.requests = 0
             interval.errors = 0
             interval.busy = .zero
+            interval.inFlightArea = .zero
             interval.started = now
             return figures
         }

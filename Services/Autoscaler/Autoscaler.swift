@@ -100,6 +100,7 @@ struct AutoscalerAPI: Sendable {
         targets["memory"] = view.targetMemory
         targets["gpu"] = view.targetGPU
         targets["requests_per_second"] = view.targetRequestsPerSecond
+        targets["in_flight_requests"] = view.targetInFlight
         let latest = entry.latest.map { latest in
             Recommendation(
                 at: latest.at, desired: latest.decision.desired, recommendation: latest.decision.recommendation, reason: latest.decision.reason,

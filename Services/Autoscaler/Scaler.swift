@@ -104,8 +104,11 @@ final class Scaler: Service, Sendable {
         // Requests per second per instance, where the rate is measured at all.
         let instances = Double(max(snapshot.instances, 1))
         if (figures.requestSamples ?? 0) > 0 { utilization[.requests] = figures.requestsPerSecond / instances }
+        // Requests in flight per instance, where they are measured (absent: the metric is missing).
+        utilization[.inFlight] = figures.inFlight.map { $0 / instances }
         var burst: [ScalingPolicy.Metric: Double] = [:]
         if let recent = snapshot.burst, (recent.requestSamples ?? 0) > 0 { burst[.requests] = recent.requestsPerSecond / instances }
+        burst[.inFlight] = snapshot.burst?.inFlight.map { $0 / instances }
         burst[.cpu] = snapshot.burst?.cpuUtilization
         burst[.memory] = snapshot.burst?.memoryUtilization
         burst[.gpu] = snapshot.burst?.gpuUtilization

@@ -30,6 +30,8 @@ struct ScalingPolicy: Sendable {
         case cpu, memory, gpu
         /// Requests per second per instance (its "utilisation" is the rate, its target a rate).
         case requests
+        /// Requests in progress per instance, on average over the window (Knative's concurrency).
+        case inFlight = "in_flight"
     }
 
     /// What the latest snapshot says.
@@ -132,6 +134,7 @@ struct ScalingPolicy: Sendable {
         let current = view.replicas
         let targets: [(Metric, Double?)] = [
             (.cpu, view.targetCPU), (.memory, view.targetMemory), (.gpu, view.targetGPU), (.requests, view.targetRequestsPerSecond),
+            (.inFlight, view.targetInFlight),
         ]
         var proposals: [(metric: Metric, replicas: Int, utilization: Double, target: Double)] = []
         for case (let metric, let target?) in targets where target > 0 {
@@ -166,11 +169,15 @@ struct ScalingPolicy: Sendable {
         list.removeAll { $0.at < now - seconds }
     }
 
-    /// "cpu at 140 % of its 70 % target", "requests at 12.5/s per instance against its 10/s target".
+    /// "cpu at 140 % of its 70 % target", "requests at 12.5/s per instance against its 10/s target",
+    /// "in-flight requests at 3.2 per instance against its 2 target".
     static func describe(_ metric: Metric, _ value: Double, _ target: Double) -> String {
-        guard metric == .requests else { return "\(metric.rawValue) at \(percent(value)) of its \(percent(target)) target" }
         func rate(_ value: Double) -> String { value >= 100 ? "\(Int(value.rounded()))" : "\((value * 10).rounded() / 10)" }
-        return "requests at \(rate(value))/s per instance against its \(rate(target))/s target"
+        switch metric {
+        case .cpu, .memory, .gpu: return "\(metric.rawValue) at \(percent(value)) of its \(percent(target)) target"
+        case .requests: return "requests at \(rate(value))/s per instance against its \(rate(target))/s target"
+        case .inFlight: return "in-flight requests at \(rate(value)) per instance against its \(rate(target)) target"
+        }
     }
 
     static func percent(_ value: Double) -> String { "\(Int((value * 100).rounded())) %" }

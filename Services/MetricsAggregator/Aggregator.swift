@@ -146,7 +146,7 @@ final class Aggregator: Service, Sendable {
             measuresRequests: figures.requests != nil,
             requests: requests, errors: errors, latencies: latencies, cpuCores: figures.cpuCores, cpuRequested: figures.cpuRequestedCores,
             memoryBytes: figures.memoryBytes.map(Double.init), memoryRequested: figures.memoryRequestedBytes.map(Double.init),
-            gpuUtilization: figures.gpuUtilization)
+            gpuUtilization: figures.gpuUtilization, inFlight: figures.inFlight)
     }
 
     // MARK: Every second
@@ -231,6 +231,7 @@ struct DeploymentGauges: Sendable {
             set("modelfleet_deployment_cpu_utilization", name, figures.cpuUtilization)
             set("modelfleet_deployment_memory_utilization", name, figures.memoryUtilization)
             set("modelfleet_deployment_gpu_utilization", name, figures.gpuUtilization)
+            set("modelfleet_deployment_in_flight_requests", name, figures.inFlight)
             set("modelfleet_deployment_instances", name, Double(snapshot.instances))
             set("modelfleet_deployment_ready_instances", name, Double(snapshot.readyInstances))
             set("modelfleet_deployment_data_age_seconds", name, snapshot.newestDataAgeSeconds)

@@ -29,6 +29,8 @@ struct InstanceSample: Sendable {
     var memoryBytes: Double?
     var memoryRequested: Double?
     var gpuUtilization: Double?
+    /// Requests in progress on average over the report's interval.
+    var inFlight: Double?
 }
 
 /// Sums that add up across instances and seconds.
@@ -45,6 +47,9 @@ struct MetricSums: Sendable {
     var memorySamples = 0
     var gpuUtilization = 0.0
     var gpuSamples = 0
+    /// Request-seconds: each report's average in flight over its second.
+    var inFlight = 0.0
+    var inFlightSamples = 0
 
     mutating func add(_ sample: InstanceSample) {
         if sample.measuresRequests { requestSamples += 1 }
@@ -64,6 +69,10 @@ struct MetricSums: Sendable {
             gpuUtilization += gpu
             gpuSamples += 1
         }
+        if let inFlight = sample.inFlight {
+            self.inFlight += inFlight
+            inFlightSamples += 1
+        }
     }
 
     mutating func add(_ other: MetricSums) {
@@ -78,6 +87,8 @@ struct MetricSums: Sendable {
         memorySamples += other.memorySamples
         gpuUtilization += other.gpuUtilization
         gpuSamples += other.gpuSamples
+        inFlight += other.inFlight
+        inFlightSamples += other.inFlightSamples
     }
 }
 
@@ -250,7 +261,8 @@ struct MetricsStore: Sendable {
             cpuUtilization: sums.cpuRequested > 0 ? sums.cpuCores / sums.cpuRequested : nil,
             memoryBytes: sums.memorySamples > 0 ? sums.memoryBytes / Double(sums.memorySamples) : nil,
             memoryUtilization: sums.memoryRequested > 0 ? sums.memoryBytes / sums.memoryRequested : nil,
-            gpuUtilization: sums.gpuSamples > 0 ? sums.gpuUtilization / Double(sums.gpuSamples) : nil, requestSamples: sums.requestSamples)
+            gpuUtilization: sums.gpuSamples > 0 ? sums.gpuUtilization / Double(sums.gpuSamples) : nil, requestSamples: sums.requestSamples,
+            inFlight: sums.inFlightSamples > 0 ? sums.inFlight / seconds : nil)
     }
 
     /// The deployments with data in the last hour.

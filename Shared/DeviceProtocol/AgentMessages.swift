@@ -183,6 +183,9 @@ package enum AgentMessage {
             /// The requests' latencies in microseconds: HdrHistogram V2 compressed, base64, 3
             /// significant digits, lowest discernible value 1 (absent when no request was answered).
             package var latencyUs: String?
+            /// Requests in progress on average over the interval (time-weighted, so a request
+            /// running through half of it counts one half); nil where the agent does not see them.
+            package var inFlight: Double?
             /// Cores used on average over the interval.
             package var cpuCores: Double?
             /// The cores it asked for (its deployment's resources).
@@ -196,7 +199,8 @@ package enum AgentMessage {
 
             package init(
                 instanceID: String, deployment: String, version: String, ready: Bool, requests: Int?, errors: Int?, latencyUs: String?,
-                cpuCores: Double?, cpuRequestedCores: Double?, memoryBytes: Int64?, memoryRequestedBytes: Int64?, gpuUtilization: Double? = nil
+                cpuCores: Double?, cpuRequestedCores: Double?, memoryBytes: Int64?, memoryRequestedBytes: Int64?, gpuUtilization: Double? = nil,
+                inFlight: Double? = nil
             ) {
                 self.instanceID = instanceID
                 self.deployment = deployment
@@ -205,6 +209,7 @@ package enum AgentMessage {
                 self.requests = requests
                 self.errors = errors
                 self.latencyUs = latencyUs
+                self.inFlight = inFlight
                 self.cpuCores = cpuCores
                 self.cpuRequestedCores = cpuRequestedCores
                 self.memoryBytes = memoryBytes
@@ -216,6 +221,7 @@ package enum AgentMessage {
                 case instanceID = "instance_id"
                 case deployment, version, ready, requests, errors
                 case latencyUs = "latency_us"
+                case inFlight = "in_flight"
                 case cpuCores = "cpu_cores"
                 case cpuRequestedCores = "cpu_requested_cores"
                 case memoryBytes = "memory_bytes"

@@ -18,6 +18,8 @@ package struct AutoscalingView: ContractPayload, Equatable {
     package var targetGPU: Double?
     /// Requests per second per instance; nil: not a target.
     package var targetRequestsPerSecond: Double?
+    /// Requests in progress per instance; nil: not a target.
+    package var targetInFlight: Double?
     /// How long a scale-down waits for the highest recommendation of that window.
     package var scaleDownStabilizationSeconds: Int
     /// The deployment's revision: decisions name it, so one made on an older view is refused.
@@ -25,7 +27,8 @@ package struct AutoscalingView: ContractPayload, Equatable {
 
     package init(
         deployment: String, enabled: Bool, replicas: Int, minReplicas: Int, maxReplicas: Int, targetCPU: Double?, targetMemory: Double?,
-        targetGPU: Double?, targetRequestsPerSecond: Double? = nil, scaleDownStabilizationSeconds: Int, revision: Int
+        targetGPU: Double?, targetRequestsPerSecond: Double? = nil, targetInFlight: Double? = nil, scaleDownStabilizationSeconds: Int,
+        revision: Int
     ) {
         self.deployment = deployment
         self.enabled = enabled
@@ -36,6 +39,7 @@ package struct AutoscalingView: ContractPayload, Equatable {
         self.targetMemory = targetMemory
         self.targetGPU = targetGPU
         self.targetRequestsPerSecond = targetRequestsPerSecond
+        self.targetInFlight = targetInFlight
         self.scaleDownStabilizationSeconds = scaleDownStabilizationSeconds
         self.revision = revision
     }
@@ -48,6 +52,7 @@ package struct AutoscalingView: ContractPayload, Equatable {
         case targetMemory = "target_memory"
         case targetGPU = "target_gpu"
         case targetRequestsPerSecond = "target_requests_per_second"
+        case targetInFlight = "target_in_flight"
         case scaleDownStabilizationSeconds = "scale_down_stabilization_seconds"
     }
 }

@@ -41,10 +41,14 @@ package struct MetricsFigures: Codable, Sendable, Equatable {
     /// The instance reports in the window that measured requests; 0: the request figures are
     /// unknown (process instances serve their own port), not a quiet deployment.
     package var requestSamples: Int?
+    /// Requests in progress on average over the window, over all the instances that report them
+    /// (the built-in runtime's); nil where none does.
+    package var inFlight: Double?
 
     package init(
         windowSeconds: Int, requests: Int, requestsPerSecond: Double, errors: Int, errorRatio: Double?, latencyMs: Latency?, cpuCores: Double?,
-        cpuUtilization: Double?, memoryBytes: Double?, memoryUtilization: Double?, gpuUtilization: Double?, requestSamples: Int? = nil
+        cpuUtilization: Double?, memoryBytes: Double?, memoryUtilization: Double?, gpuUtilization: Double?, requestSamples: Int? = nil,
+        inFlight: Double? = nil
     ) {
         self.windowSeconds = windowSeconds
         self.requests = requests
@@ -58,6 +62,7 @@ package struct MetricsFigures: Codable, Sendable, Equatable {
         self.memoryUtilization = memoryUtilization
         self.gpuUtilization = gpuUtilization
         self.requestSamples = requestSamples
+        self.inFlight = inFlight
     }
 
     private enum CodingKeys: String, CodingKey {
@@ -73,6 +78,7 @@ package struct MetricsFigures: Codable, Sendable, Equatable {
         case memoryUtilization = "memory_utilization"
         case gpuUtilization = "gpu_utilization"
         case requestSamples = "request_samples"
+        case inFlight = "in_flight"
     }
 }
 

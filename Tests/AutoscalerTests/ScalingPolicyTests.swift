@@ -7,11 +7,11 @@ import Testing
 
 private func view(
     replicas: Int, min: Int = 1, max: Int = 10, cpu: Double? = 0.7, memory: Double? = nil, gpu: Double? = nil, rate: Double? = nil,
-    window: Int = 300
+    inFlight: Double? = nil, window: Int = 300
 ) -> AutoscalingView {
     AutoscalingView(
         deployment: "people", enabled: true, replicas: replicas, minReplicas: min, maxReplicas: max, targetCPU: cpu, targetMemory: memory,
-        targetGPU: gpu, targetRequestsPerSecond: rate, scaleDownStabilizationSeconds: window, revision: 3)
+        targetGPU: gpu, targetRequestsPerSecond: rate, targetInFlight: inFlight, scaleDownStabilizationSeconds: window, revision: 3)
 }
 
 private func seen(_ instances: Int, cpu: Double? = nil, memory: Double? = nil, gpu: Double? = nil, age: Double = 0.5) -> ScalingPolicy.Observation {
@@ -62,6 +62,14 @@ struct ScalingPolicyTests {
         Case(
             name: "a rate target where the rate is not measured (process instances): hold", view: view(replicas: 2, cpu: nil, rate: 10),
             observation: seen(2, cpu: 3), desired: 2, reason: "no metric with a target has a value"),
+        // In-flight requests per instance: total in progress / target (Knative's concurrency).
+        Case(
+            name: "3 requests in flight per instance against 2: 4 become 6", view: view(replicas: 4, cpu: 0.7, inFlight: 2),
+            observation: ScalingPolicy.Observation(instances: 4, ready: 4, utilization: [.cpu: 0.7, .inFlight: 3], dataAgeSeconds: 0.5),
+            desired: 6, reason: "in-flight requests at 3.0 per instance against its 2.0 target"),
+        Case(
+            name: "in-flight requests not measured (process instances) while CPU is: CPU decides", view: view(replicas: 2, cpu: 0.5, inFlight: 2),
+            observation: seen(2, cpu: 1.0), desired: 4, reason: "cpu at 100 % of its 50 % target"),
         // Bounds.
         Case(
             name: "clamped to max_replicas", view: view(replicas: 4, max: 5), observation: seen(4, cpu: 2.8), desired: 5,

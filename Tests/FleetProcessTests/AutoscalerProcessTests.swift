@@ -103,6 +103,24 @@ struct AutoscalerProcessTests {
         #expect(shrunk, "back to min_replicas without load: \(afterShrink)")
         #expect(afterShrink.contains { $0.contains("autoscaled from") && $0.contains(" to 1: ") }, "\(afterShrink)")
 
+        // On requests in flight instead of CPU: the same 24 connections are 24 requests in progress
+        // (each sleeps 100 ms), so a target of 8 per instance asks for 3.
+        let retargeted = try await fleet.api.send(
+            "PATCH", "/v1/deployments/elastic", json: ["scaling": ["target_cpu_percent": NSNull(), "target_in_flight_requests": 8]])
+        #expect(retargeted.status == 200, "\(retargeted.body)")
+        let again = try ChildProcess(
+            executable: "/usr/bin/wrk",
+            arguments: ["-t", "2", "-c", "24", "-d", "300s", "-s", script.path, "http://127.0.0.1:\(balancer.traffic)/d/elastic/v1/infer"],
+            environment: [:], outputFile: scratch.appendingPathComponent("wrk-in-flight.log"))
+        defer { again.send(SIGKILL) }
+        var inFlightEvents: [String] = []
+        let onInFlight = await eventually(timeout: .seconds(30), interval: .milliseconds(500)) {
+            inFlightEvents = await self.events(fleet).filter { $0.contains("autoscaled from 1 to ") && $0.contains("in-flight requests at") }
+            return !inFlightEvents.isEmpty
+        }
+        let afterRetarget = await events(fleet)
+        #expect(onInFlight && inFlightEvents.allSatisfy { $0.contains("against its 8.0 target") }, "\(afterRetarget)")
+
         // Bad input: an unknown deployment is a 404.
         #expect(try await autoscaler.get("/v1/deployments/nobody/autoscaling").status == 404)
     }

@@ -69,6 +69,9 @@ struct MetricsProcessTests {
                 // Every request slept 20 ms: no percentile below it, and none absurdly above.
                 #expect((latency["p50"] ?? 0) >= 20 && (latency["p99"] ?? 0) >= (latency["p50"] ?? 0) && (latency["p99"] ?? 0) < 1_000, "\(latency)")
                 #expect((overall["cpu_utilization"] as? Double ?? 0) > 0, "built-in instances' CPU follows their requests: \(overall)")
+                // In flight on average over the minute: its request-seconds, each of the 40 at least 20 ms, one at a time.
+                let requestSeconds = (overall["in_flight"] as? Double ?? 0) * 60
+                #expect(requestSeconds >= 0.8 && requestSeconds < 20, "\(overall)")
                 #expect(figures["ready_instances"] as? Int == 2 && figures["instances"] as? Int == 2, "\(figures)")
                 let perInstance = Dictionary(
                     uniqueKeysWithValues: (figures["instance_figures"] as? [[String: Any]] ?? []).compactMap { entry in

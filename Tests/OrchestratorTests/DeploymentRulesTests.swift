@@ -42,6 +42,13 @@ struct DeploymentRulesTests {
             (#", "scaling": {"min_replicas": 1, "max_replicas": 2, "replicas": 3}"#, "scaling.replicas"),
             (#", "scaling": {"target_cpu_percent": 0}"#, "scaling.target_cpu_percent"),
             (#", "scaling": {"target_gpu_percent": 50}"#, "scaling.target_gpu_percent"),
+            (#", "scaling": {"target_requests_per_second": 0}"#, "scaling.target_requests_per_second"),
+            (#", "scaling": {"target_in_flight_requests": -1}"#, "scaling.target_in_flight_requests"),
+            (#", "scaling": {"target_in_flight_requests": 100001}"#, "scaling.target_in_flight_requests"),
+            (
+                #", "scaling": {"autoscaling": true, "target_cpu_percent": null, "target_memory_percent": null}"#,
+                "scaling.autoscaling"
+            ),
             (#", "load_balancer": {"health_check_path": "health"}"#, "load_balancer.health_check_path"),
             // What HAProxy's configuration would read as syntax: a quote, a comment, a backslash.
             (#", "load_balancer": {"health_check_path": "/health\"x"}"#, "load_balancer.health_check_path"),
@@ -61,6 +68,10 @@ struct DeploymentRulesTests {
         }
         let gpu = try spec(#", "resources": {"gpu_count": 2, "gpu_type": "t4"}, "scaling": {"target_gpu_percent": 60}"#).validated(gpuTypes: ["t4"])
         #expect(gpu.resources.gpuType == "t4" && gpu.scaling.targetGPUPercent == 60)
+        let concurrency = try spec(
+            #", "scaling": {"autoscaling": true, "target_cpu_percent": null, "target_memory_percent": null, "target_in_flight_requests": 4}"#
+        ).validated(gpuTypes: [])
+        #expect(concurrency.scaling.targetInFlightRequests == 4 && concurrency.scaling.targetCPUPercent == nil)
         #expect(throws: APIError.self) { try DeploymentSpec.validateName("People") }
         #expect(throws: APIError.self) { try DeploymentSpec.validateName("-people") }
         #expect(throws: APIError.self) { try DeploymentSpec.validateName(String(repeating: "a", count: 64)) }

@@ -55,6 +55,8 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         var targetGPUPercent: Int?
         /// Requests per second per instance; nil: not a target.
         var targetRequestsPerSecond: Double?
+        /// Requests in progress per instance on average; nil: not a target.
+        var targetInFlightRequests: Double?
         /// How long a scale-down waits: the autoscaler keeps the highest recommendation of this window.
         var scaleDownStabilizationSeconds = 300
 
@@ -62,6 +64,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             case autoscaling, replicas
             case scaleDownStabilizationSeconds = "scale_down_stabilization_seconds"
             case targetRequestsPerSecond = "target_requests_per_second"
+            case targetInFlightRequests = "target_in_flight_requests"
             case minReplicas = "min_replicas"
             case maxReplicas = "max_replicas"
             case targetCPUPercent = "target_cpu_percent"
@@ -86,6 +89,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             targetMemoryPercent = try target(.targetMemoryPercent, defaults.targetMemoryPercent)
             targetGPUPercent = try target(.targetGPUPercent, nil)
             targetRequestsPerSecond = try container.decodeIfPresent(Double.self, forKey: .targetRequestsPerSecond)
+            targetInFlightRequests = try container.decodeIfPresent(Double.self, forKey: .targetInFlightRequests)
             scaleDownStabilizationSeconds =
                 try container.decodeIfPresent(Int.self, forKey: .scaleDownStabilizationSeconds) ?? defaults.scaleDownStabilizationSeconds
         }
@@ -101,6 +105,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             try container.encode(targetMemoryPercent, forKey: .targetMemoryPercent)
             try container.encode(targetGPUPercent, forKey: .targetGPUPercent)
             try container.encode(targetRequestsPerSecond, forKey: .targetRequestsPerSecond)
+            try container.encode(targetInFlightRequests, forKey: .targetInFlightRequests)
             try container.encode(scaleDownStabilizationSeconds, forKey: .scaleDownStabilizationSeconds)
         }
     }
@@ -307,10 +312,14 @@ extension DeploymentSpec {
         if let rate = scaling.targetRequestsPerSecond, !(rate > 0 && rate <= 1_000_000) {
             throw .unacceptable("scaling.target_requests_per_second", "must be more than 0 and at most 1000000 requests a second per instance")
         }
+        if let inFlight = scaling.targetInFlightRequests, !(inFlight > 0 && inFlight <= 100_000) {
+            throw .unacceptable("scaling.target_in_flight_requests", "must be more than 0 and at most 100000 requests in progress per instance")
+        }
         if scaling.autoscaling && scaling.targetCPUPercent == nil && scaling.targetMemoryPercent == nil && scaling.targetGPUPercent == nil
-            && scaling.targetRequestsPerSecond == nil
+            && scaling.targetRequestsPerSecond == nil && scaling.targetInFlightRequests == nil
         {
-            throw .unacceptable("scaling.autoscaling", "needs at least one target (cpu, memory or gpu percent, or requests per second)")
+            throw .unacceptable(
+                "scaling.autoscaling", "needs at least one target (cpu, memory or gpu percent, requests per second or in-flight requests)")
         }
         if scaling.targetGPUPercent != nil && resources.gpuCount == 0 {
             throw .unacceptable("scaling.target_gpu_percent", "needs resources.gpu_count > 0")

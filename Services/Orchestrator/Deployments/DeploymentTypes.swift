@@ -88,7 +88,8 @@ struct Deployment: Sendable, Equatable {
             deployment: name, enabled: scaling.autoscaling && !stopped, replicas: scaling.replicas, minReplicas: scaling.minReplicas,
             maxReplicas: scaling.maxReplicas, targetCPU: scaling.targetCPUPercent.map { Double($0) / 100 },
             targetMemory: scaling.targetMemoryPercent.map { Double($0) / 100 }, targetGPU: scaling.targetGPUPercent.map { Double($0) / 100 },
-            targetRequestsPerSecond: scaling.targetRequestsPerSecond, scaleDownStabilizationSeconds: scaling.scaleDownStabilizationSeconds,
+            targetRequestsPerSecond: scaling.targetRequestsPerSecond, targetInFlight: scaling.targetInFlightRequests,
+            scaleDownStabilizationSeconds: scaling.scaleDownStabilizationSeconds,
             revision: revision)
     }
 
