@@ -151,6 +151,40 @@ struct MQTTBrokerTests {
         }
     }
 
+    /// A client stopping while messages keep arriving closes its socket with some unread (the
+    /// kernel then answers with a reset): the broker must still read the farewell and the
+    /// DISCONNECT before it, and send no will.
+    @Test("a clean disconnect while messages keep arriving does not publish the last will")
+    func noWillOnCleanDisconnectUnderLoad() async throws {
+        let root = uniqueName("busywill")
+        try await withConnectedClient(testMQTTConfiguration("watcher")) { watcher in
+            let wills = try await watcher.subscribe(to: "\(root)/status/+")
+            let flood = Task {
+                try await withConnectedClient(testMQTTConfiguration("flood")) { publisher in
+                    let body = Data(repeating: 0x61, count: 2_048)
+                    while !Task.isCancelled {
+                        for _ in 0..<50 { try await publisher.publish("\(root)/busy", payload: body) }
+                        try await Task.sleep(for: .milliseconds(1))
+                    }
+                }
+            }
+            defer { flood.cancel() }
+            let rounds = 20
+            for round in 0..<rounds {
+                let willTopic = "\(root)/status/\(round)"
+                var configuration = try testMQTTConfiguration("busy")
+                configuration.lastWill = MQTTOutgoingMessage(topic: willTopic, payload: payload("gone"), qos: .atLeastOnce)
+                configuration.farewell = { MQTTOutgoingMessage(topic: willTopic, payload: Data("bye".utf8)) }
+                try await withConnectedClient(configuration) { client in
+                    _ = try await client.subscribe(to: "\(root)/busy", qos: .atMostOnce)
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let seen = await wills.drain(for: .seconds(1)).map(\.payloadString)
+            #expect(seen.count == rounds && seen.allSatisfy { $0 == "bye" }, "only farewells, never the will: \(seen)")
+        }
+    }
+
     @Test("a client reconnects after the broker restarts, resubscribes, and receives what comes after")
     func brokerRestart() async throws {
         try await withPrivateBroker { broker in
