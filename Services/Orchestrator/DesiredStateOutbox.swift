@@ -73,7 +73,8 @@ struct DesiredStateOutbox: Sendable {
         var artifacts: [String: DeploymentArtifact] = [:]
         for try await (server, id, name, revision, specRevision, version, specText, artifactText) in try await connection.query(
             """
-            SELECT i.server_id, i.id, d.name, i.revision, i.spec_revision, i.model_version, r.spec::text, d.artifact::text
+            SELECT i.server_id, i.id, d.name, i.revision, i.spec_revision, i.model_version, r.spec::text,
+                   COALESCE(r.artifact, d.artifact)::text
             FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
             JOIN orchestrator.deployment_revisions r ON r.deployment_id = i.deployment_id AND r.revision = i.spec_revision
             WHERE i.server_id = ANY(\(agents)) AND NOT d.stopped AND d.deleted_at IS NULL AND d.artifact IS NOT NULL
@@ -123,7 +124,8 @@ extension DeploymentSpec {
     func restartsInstances(comparedTo old: DeploymentSpec) -> Bool {
         let artifact = DeploymentArtifact(modelName: "", artifactURI: "", sha256: "")
         func entry(_ spec: DeploymentSpec) -> DesiredState.Instance {
-            DesiredState.Instance(spec: spec, artifact: artifact, instanceID: "", deployment: "", revision: 1, specRevision: 1, version: "")
+            DesiredState.Instance(
+                spec: spec, artifact: artifact, instanceID: "", deployment: "", revision: 1, specRevision: 1, version: spec.modelVersion)
         }
         return entry(self) != entry(old)
     }

@@ -268,5 +268,19 @@ enum OrchestratorMigrations {
                 "ALTER TABLE orchestrator.deployment_instances ALTER COLUMN spec_revision SET NOT NULL",
             ]
         ),
+        Migration(
+            version: 10,
+            name: "revisions keep their model version's artifact",
+            statements: [
+                // What the instances of the revision fetch, so that an update to another model
+                // version rolls instance by instance and a rollback brings the old one back. The
+                // model version could not change before, so every revision had the deployment's.
+                "ALTER TABLE orchestrator.deployment_revisions ADD COLUMN artifact jsonb",
+                """
+                UPDATE orchestrator.deployment_revisions r SET artifact = d.artifact
+                FROM orchestrator.deployments d WHERE d.id = r.deployment_id
+                """,
+            ]
+        ),
     ]
 }

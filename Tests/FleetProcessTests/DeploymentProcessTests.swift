@@ -136,14 +136,20 @@ struct DeploymentProcessTests {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             let list = try await fleet.api.get("/v1/deployments/\(name)").json?["instances"] as? [[String: Any]] ?? []
-            mostOut = max(mostOut, list.count { $0["state"] as? String != "ready" })
+            let out = list.count { $0["state"] as? String != "ready" }
+            if out > 1 && out > mostOut {
+                // For the failure's message: which instances stood where, and the events so far.
+                let states = list.map { "\($0["id"] ?? "?") \($0["state"] ?? "?") r\($0["runs_revision"] ?? "?")" }
+                let events = try await fleet.api.get("/v1/deployments/\(name)/events?limit=30").items.compactMap { $0["message"] as? String }
+                print("rollOut(\(name)): \(out) out of service at once: \(states); events, newest first: \(events)")
+            }
+            mostOut = max(mostOut, out)
             if list.allSatisfy({ $0["state"] as? String == "ready" && $0["runs_revision"] as? Int == revision }) { return (true, mostOut) }
             try await Task.sleep(for: .milliseconds(100))
         }
         return (false, mostOut)
     }
 
-    /// The port of an instance's `host:port` address.
     /// POST /v1/infer on an instance; nil when nothing answers.
     private func infer(_ instance: [String: Any], body: String) async -> HTTPResult? {
         guard let port = port(of: instance) else { return nil }
@@ -220,6 +226,55 @@ struct DeploymentProcessTests {
                 list.count == 3 && list.allSatisfy { $0["state"] as? String == "ready" }
             }
             #expect(again.count == 3 && again.allSatisfy { $0["state"] as? String == "ready" }, "\(again)")
+        }
+    }
+
+    @Test("update model: the instances move to the new version one at a time and answer as it; a rollback brings the old one back")
+    func updateAndRollback() async throws {
+        try await withFleet { fleet in
+            let agents = try await fleet.startAgents(2, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            let model = try await fleet.createModel()
+            let newer = try await fleet.registry.send(
+                "POST", "/v1/models/\(model)/versions",
+                json: [
+                    "version": "1.1.0", "artifact_uri": "s3://models/people-1.1.onnx", "sha256": String(repeating: "cd", count: 32),
+                    "size_bytes": 1000,
+                ])
+            #expect(newer.status == 201, "\(newer.body)")
+            let created = try await fleet.api.send(
+                "POST", "/v1/deployments",
+                json: [
+                    "name": "versioned", "model_id": model, "model_version": "1.0.0",
+                    "scaling": ["min_replicas": 1, "max_replicas": 4, "replicas": 3],
+                ])
+            #expect(created.status == 201, "\(created.body)")
+            _ = try await instances(of: "versioned", in: fleet) { list in list.count == 3 && list.allSatisfy { $0["state"] as? String == "ready" } }
+
+            /// The version each instance says it runs when asked to infer.
+            func answeredVersions() async throws -> [String] {
+                var versions: [String] = []
+                for instance in try await instances(of: "versioned", in: fleet, timeout: .zero, until: { _ in true }) {
+                    versions.append(await infer(instance, body: "x")?.json?["version"] as? String ?? "no answer")
+                }
+                return versions.sorted()
+            }
+            #expect(try await answeredVersions() == ["1.0.0", "1.0.0", "1.0.0"])
+
+            let updated = try await fleet.api.send("POST", "/v1/deployments/versioned/update", json: ["model_version": "1.1.0"])
+            #expect(updated.status == 200, "\(updated.body)")
+            let revision = try #require(updated.json?["revision"] as? Int)
+            let (done, mostOut) = try await rollOut("versioned", to: revision, in: fleet)
+            #expect(done && mostOut == 1, "every instance on revision \(revision), one out of service at a time at most: \(mostOut)")
+            #expect(try await answeredVersions() == ["1.1.0", "1.1.0", "1.1.0"])
+
+            let back = try await fleet.api.send("POST", "/v1/deployments/versioned/rollback")
+            #expect(back.status == 200 && back.json?["model_version"] as? String == "1.0.0", "\(back.body)")
+            let (returned, _) = try await rollOut("versioned", to: try #require(back.json?["revision"] as? Int), in: fleet)
+            #expect(returned)
+            #expect(try await answeredVersions() == ["1.0.0", "1.0.0", "1.0.0"])
+            let changes = try await fleet.api.get("/v1/deployments/versioned/revisions").items.compactMap { $0["change"] as? String }
+            #expect(changes.first == "rolled back to revision 1 (model version 1.0.0)", "\(changes)")
         }
     }
 

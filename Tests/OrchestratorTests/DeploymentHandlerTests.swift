@@ -19,6 +19,13 @@ struct DeploymentHandlerTests {
 
     /// Two online servers (8 cores, 16 GB and a t4; 4 cores, 8 GB) and an offline one.
     private func withDeployments(_ body: @escaping @Sendable (RouterClient, InMemoryRegistry) async throws -> Void) async throws {
+        try await withDeploymentStore { api, registry, _, _ in try await body(api, registry) }
+    }
+
+    /// The same, with the store and the database for what the API does not show.
+    private func withDeploymentStore(
+        _ body: @escaping @Sendable (RouterClient, InMemoryRegistry, PostgresDeploymentStore, PostgresClient) async throws -> Void
+    ) async throws {
         try await withNewDatabase { client in
             let logger = testLogger("deployments")
             _ = try await MigrationRunner(schema: DatabaseSchema(name: "orchestrator", migrations: OrchestratorMigrations.all), logger: logger)
@@ -36,9 +43,9 @@ struct DeploymentHandlerTests {
             }
             let router = Router()
             router.add(middleware: APIErrorMiddleware())
-            DeploymentAPI(store: PostgresDeploymentStore(client: client, logger: logger), registry: registry, logs: CannedLogs(), logger: logger)
-                .addRoutes(to: router)
-            try await Application(router: router).test(.router) { client in try await body(RouterClient(client), registry) }
+            let store = PostgresDeploymentStore(client: client, logger: logger)
+            DeploymentAPI(store: store, registry: registry, logs: CannedLogs(), logger: logger).addRoutes(to: router)
+            try await Application(router: router).test(.router) { api in try await body(RouterClient(api), registry, store, client) }
         }
     }
 
@@ -203,6 +210,89 @@ struct DeploymentHandlerTests {
             #expect(try await api.get(path).status == .notFound)
             #expect(try await api.call(.delete, "\(path)?confirm=true").status == .notFound)
             #expect(try await api.call(.post, "/v1/deployments", Self.new("people-api")).status == .created, "the name is free again")
+        }
+    }
+
+    @Test("update model: one instance at a time onto the new version and its artifact; rollback to any earlier revision; bad input named")
+    func updateAndRollback() async throws {
+        try await withDeploymentStore { api, registry, store, database in
+            await registry.add(
+                RegistryModelVersion(
+                    modelID: Self.model, modelName: "people", version: "1.1.0", artifactURI: "https://models.example/p-1.1.onnx",
+                    sha256: String(repeating: "d", count: 64), defaultSettings: [:], status: "active"))
+            let path = "/v1/deployments/gates"
+            _ = try await api.call(
+                .post, "/v1/deployments", Self.new("gates", #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}"#))
+            func versions() async throws -> [String] {
+                try await api.get(path).instances.compactMap { $0["model_version"] as? String }.sorted()
+            }
+            func artifact(of revision: Int) async throws -> String? {
+                let rows = try await database.query(
+                    """
+                    SELECT r.artifact->>'artifact_uri' FROM orchestrator.deployment_revisions r
+                    JOIN orchestrator.deployments d ON d.id = r.deployment_id WHERE d.name = 'gates' AND r.revision = \(revision)
+                    """)
+                for try await uri in rows.decode(String?.self) { return uri }
+                return nil
+            }
+
+            let updated = try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#)
+            #expect(updated.status == .ok && updated.json?["revision"] as? Int == 2, "\(updated.body)")
+            let (first, second) = (try await artifact(of: 1), try await artifact(of: 2))
+            #expect(first == "https://models.example/p.onnx" && second == "https://models.example/p-1.1.onnx", "each revision its own")
+            #expect(try await versions() == ["1.0.0", "1.0.0"], "the instances move later, one by one")
+            // One instance at a time: the second waits until the first is ready on the new version.
+            #expect(try await store.advanceRestarts() == 1)
+            #expect(try await store.advanceRestarts() == 0)
+            #expect(try await versions() == ["1.0.0", "1.1.0"])
+            let moved = try #require(try await api.get(path).instances.first { $0["model_version"] as? String == "1.1.0" })
+            let (movedID, movedServer) = (try #require(moved["id"] as? String), try #require(moved["server_id"] as? String))
+            try await store.recordInstanceReports([
+                (movedServer, [.init(instanceID: movedID, state: .ready, address: "10.0.0.1:9000", version: "1.1.0", specRevision: 2)])
+            ])
+            #expect(try await store.advanceRestarts() == 1)
+            #expect(try await versions() == ["1.1.0", "1.1.0"])
+            let events = try await api.get("\(path)/events?limit=20").items.compactMap { $0["message"] as? String }
+            #expect(events.contains { $0.contains("model version 1.0.0 to 1.1.0, one instance at a time (revision 2)") }, "\(events)")
+
+            for (body, status, field) in [
+                (#"{"model_version": "9.9.9"}"#, HTTPResponse.Status.unprocessableContent, "model_version"),
+                (#"{"model_version": "0.9.0"}"#, .unprocessableContent, "model_version"),
+                (#"{"model_version": 2}"#, .badRequest, "model_version"),
+                (#"{}"#, .badRequest, "model_version"),
+            ] {
+                let bad = try await api.call(.post, "\(path)/update", body)
+                #expect(bad.status == status && bad.errorField == field, "\(body): \(bad.body)")
+            }
+            #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).errorCode == "no_change")
+            #expect(try await api.call(.post, "/v1/deployments/nobody/update", #"{"model_version": "1.1.0"}"#).status == .notFound)
+
+            // Rollback, by default to the newest earlier revision that ran something else: 1.
+            let scaled = try await api.call(.post, "\(path)/scale", #"{"replicas": 3}"#)
+            #expect(scaled.json?["revision"] as? Int == 3)
+            let back = try await api.call(.post, "\(path)/rollback")
+            let backSpec = back.json
+            #expect(back.status == .ok && backSpec?["revision"] as? Int == 4 && backSpec?["model_version"] as? String == "1.0.0", "\(back.body)")
+            #expect((backSpec?["scaling"] as? [String: Any])?["replicas"] as? Int == 3, "the replicas stay as they are")
+            #expect(try await artifact(of: 4) == "https://models.example/p.onnx", "the old version's artifact comes back")
+            let revisions = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
+            #expect(revisions.first == "rolled back to revision 1 (model version 1.0.0)", "\(revisions)")
+            // To a named revision; refusals name `revision`.
+            let forward = try await api.call(.post, "\(path)/rollback", #"{"revision": 2}"#)
+            #expect(forward.status == .ok && forward.json?["model_version"] as? String == "1.1.0", "\(forward.body)")
+            for (body, status) in [
+                (#"{"revision": 5}"#, HTTPResponse.Status.unprocessableContent), (#"{"revision": 99}"#, .unprocessableContent),
+                (#"{"revision": "one"}"#, .badRequest),
+            ] {
+                let bad = try await api.call(.post, "\(path)/rollback", body)
+                #expect(bad.status == status && bad.errorField == "revision", "\(body): \(bad.body)")
+            }
+            #expect(try await api.call(.post, "\(path)/rollback", #"{"revision": 3}"#).errorCode == "no_change", "revision 3 ran 1.1.0 too")
+
+            // Canary and blue-green are not built: refused, naming the strategy.
+            _ = try await api.call(.patch, path, #"{"update_strategy": {"type": "canary"}}"#)
+            let canary = try await api.call(.post, "\(path)/update", #"{"model_version": "1.0.0"}"#)
+            #expect(canary.status == .unprocessableContent && canary.errorField == "update_strategy.type", "\(canary.body)")
         }
     }
 

@@ -5,7 +5,7 @@ import Logging
 import ServiceRuntime
 
 /// The deployments' REST API (`/v1/deployments`, in `openapi.yaml`): create, read, edit, scale,
-/// stop, start and delete, with events and revisions. Every route is in ``routes``, which the
+/// stop, start and delete, update the model version and roll back, with events and revisions. Every route is in ``routes``, which the
 /// contract test reads with the orchestrator's other routes.
 struct DeploymentAPI: Sendable {
     let store: PostgresDeploymentStore
@@ -24,6 +24,8 @@ struct DeploymentAPI: Sendable {
         Route(.post, "/v1/deployments/{deployment}/scale") { api, request, context in try await api.scale(request, context) },
         Route(.post, "/v1/deployments/{deployment}/stop") { api, request, context in try await api.setStopped(true, request, context) },
         Route(.post, "/v1/deployments/{deployment}/start") { api, request, context in try await api.setStopped(false, request, context) },
+        Route(.post, "/v1/deployments/{deployment}/update") { api, request, context in try await api.updateModel(request, context) },
+        Route(.post, "/v1/deployments/{deployment}/rollback") { api, request, context in try await api.rollback(request, context) },
         Route(.get, "/v1/deployments/{deployment}/events") { api, request, context in try await api.events(request, context) },
         Route(.get, "/v1/deployments/{deployment}/revisions") { api, request, context in try await api.revisions(request, context) },
         Route(.get, "/v1/deployments/{deployment}/instances/{instance}/logs") { api, request, context in
@@ -142,6 +144,93 @@ struct DeploymentAPI: Sendable {
                 servers: servers.map(\.placement))
         else { throw Self.notFound(current.name) }
         return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+    }
+
+    private struct UpdateBody: Decodable {
+        var modelVersion: String
+
+        enum CodingKeys: String, CodingKey {
+            case modelVersion = "model_version"
+        }
+    }
+
+    /// Update Model: the deployment's instances move to another version of its model, one at a
+    /// time (each next once the one before is ready again, ``RestartRoller``).
+    func updateModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let current = try await existing(context)
+        let body = try await JSONBody.decode(UpdateBody.self, from: request, context: context)
+        try Self.refuseUnbuiltStrategy(current.spec)
+        guard body.modelVersion != current.spec.modelVersion else {
+            throw APIError(.conflict, code: "no_change", message: "deployment '\(current.name)' runs model version \(body.modelVersion) already")
+        }
+        var spec = current.spec
+        spec.modelVersion = body.modelVersion
+        let version = try await activeModelVersion(of: spec)
+        guard
+            let deployment = try await store.update(
+                name: current.name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor,
+                change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), one instance at a time",
+                servers: try await registry.servers().map(\.placement))
+        else { throw Self.notFound(current.name) }
+        logger.info("deployment update", metadata: ["deployment": "\(current.name)", "version": "\(spec.modelVersion)"])
+        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+    }
+
+    private struct RollbackBody: Decodable {
+        var revision: Int?
+    }
+
+    /// Back to what an earlier revision ran (`revision`; by default the newest earlier one that ran
+    /// something else): its model version, environment, resources and settings, as a new revision.
+    /// The replicas and autoscaling stay as they are now, as `kubectl rollout undo` keeps them.
+    func rollback(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let current = try await existing(context)
+        let body = try await JSONBody.decodeIfPresent(RollbackBody.self, from: request, context: context) ?? RollbackBody(revision: nil)
+        try Self.refuseUnbuiltStrategy(current.spec)
+        guard let revisions = try await store.revisions(of: current.name) else { throw Self.notFound(current.name) }
+        func runnable(_ spec: DeploymentSpec) -> DeploymentSpec {
+            var spec = spec
+            spec.scaling = current.spec.scaling
+            return spec
+        }
+        let target: DeploymentRevision
+        if let number = body.revision {
+            guard let found = revisions.first(where: { $0.revision == number }), number < current.revision else {
+                throw APIError.unacceptable(
+                    "revision", "deployment '\(current.name)' has no earlier revision \(number) (it is at revision \(current.revision))")
+            }
+            target = found
+        } else {
+            guard let found = revisions.first(where: { $0.revision < current.revision && runnable($0.spec) != current.spec }) else {
+                throw APIError(
+                    .conflict, code: "no_change", message: "deployment '\(current.name)' has no earlier revision that ran something else")
+            }
+            target = found
+        }
+        let spec = runnable(target.spec)
+        guard spec != current.spec else {
+            throw APIError(
+                .conflict, code: "no_change", message: "revision \(target.revision) runs what revision \(current.revision) runs (replicas are kept)")
+        }
+        guard
+            let deployment = try await store.update(
+                name: current.name, spec: spec, artifact: target.artifact, actor: OrchestratorAPI.actor,
+                change: "rolled back to revision \(target.revision) (model version \(spec.modelVersion))",
+                servers: try await registry.servers().map(\.placement))
+        else { throw Self.notFound(current.name) }
+        logger.info("deployment rolled back", metadata: ["deployment": "\(current.name)", "revision": "\(target.revision)"])
+        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+    }
+
+    /// Canary and blue-green updates are not built (issue 23): refused, naming the field, rather
+    /// than run as something else.
+    private static func refuseUnbuiltStrategy(_ spec: DeploymentSpec) throws {
+        guard spec.updateStrategy.type == .rolling else {
+            throw APIError.unacceptable(
+                "update_strategy.type",
+                "\(spec.updateStrategy.type.rawValue) updates are not built yet; set update_strategy.type to rolling to update one instance at a time"
+            )
+        }
     }
 
     func setStopped(_ stopped: Bool, _ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -148,6 +148,8 @@ struct DeploymentRevision: Codable, Sendable {
     var actor: String
     var change: String
     var createdAt: Date
+    /// What its instances fetch; kept for rollbacks, not shown (the spec names the version).
+    var artifact: DeploymentArtifact?
 
     enum CodingKeys: String, CodingKey {
         case revision, spec, actor, change

@@ -60,15 +60,19 @@ struct PostgresDeploymentStore: Sendable {
         return try await deployment(named: name)!
     }
 
-    /// A new revision with `spec`; the instances are placed or removed to match it. Nil when
-    /// there is no such deployment.
-    func update(name: String, spec: DeploymentSpec, actor: String, change: String, servers: [Placement.Server]) async throws -> Deployment? {
+    /// A new revision with `spec`, and `artifact` when the model version changes; the instances
+    /// are placed or removed to match it. Nil when there is no such deployment.
+    func update(
+        name: String, spec: DeploymentSpec, artifact: DeploymentArtifact? = nil, actor: String, change: String, servers: [Placement.Server]
+    ) async throws -> Deployment? {
+        let artifactJSON = try artifact.map { String(decoding: try ContractCoding.encoder.encode($0), as: UTF8.self) }
         let found = try await inPlacementTransaction { connection -> Bool in
             guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
             let before = try await currentSpec(id, on: connection)
             try await connection.query(
                 """
-                UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1), updated_at = now()
+                UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1),
+                    artifact = COALESCE(\(artifactJSON)::jsonb, artifact), updated_at = now()
                 WHERE id = \(id)
                 """, logger: logger)
             if !spec.restartsInstances(comparedTo: before) {
@@ -245,7 +249,7 @@ struct PostgresDeploymentStore: Sendable {
                 guard waiting == 0 else { continue }
                 try await connection.query(
                     """
-                    UPDATE orchestrator.deployment_instances SET spec_revision = \(revision),
+                    UPDATE orchestrator.deployment_instances SET spec_revision = \(revision), model_version = \(current.modelVersion),
                         state = CASE WHEN server_id IS NULL THEN state ELSE 'assigned' END, address = NULL, updated_at = now()
                     WHERE id = \(next)
                     """, logger: logger)
@@ -402,10 +406,11 @@ struct PostgresDeploymentStore: Sendable {
     private func recordRevision(
         of id: UUID, _ revision: Int, spec: DeploymentSpec, actor: String, change: String, on connection: PostgresConnection
     ) async throws {
+        // With the deployment's artifact as it is now (the model version this revision runs).
         try await connection.query(
             """
-            INSERT INTO orchestrator.deployment_revisions (deployment_id, revision, spec, actor, change)
-            VALUES (\(id), \(revision), \(try json(spec))::jsonb, \(actor), \(change))
+            INSERT INTO orchestrator.deployment_revisions (deployment_id, revision, spec, actor, change, artifact)
+            SELECT \(id), \(revision), \(try json(spec))::jsonb, \(actor), \(change), artifact FROM orchestrator.deployments WHERE id = \(id)
             """, logger: logger)
     }
 
@@ -622,13 +627,16 @@ struct PostgresDeploymentStore: Sendable {
     func revisions(of name: String) async throws -> [DeploymentRevision]? {
         guard let deployment = try await deployment(named: name) else { return nil }
         var revisions: [DeploymentRevision] = []
-        for try await (revision, text, actor, change, at) in try await client.query(
+        for try await (revision, text, actor, change, at, artifact) in try await client.query(
             """
-            SELECT revision, spec::text, actor, change, created_at FROM orchestrator.deployment_revisions
+            SELECT revision, spec::text, actor, change, created_at, artifact::text FROM orchestrator.deployment_revisions
             WHERE deployment_id = \(deployment.id) ORDER BY revision DESC
             """, logger: logger
-        ).decode((Int, String, String, String, Date).self) {
-            revisions.append(DeploymentRevision(revision: revision, spec: try spec(text), actor: actor, change: change, createdAt: at))
+        ).decode((Int, String, String, String, Date, String?).self) {
+            revisions.append(
+                DeploymentRevision(
+                    revision: revision, spec: try spec(text), actor: actor, change: change, createdAt: at,
+                    artifact: try artifact.map { try ContractCoding.decoder.decode(DeploymentArtifact.self, from: Data($0.utf8)) }))
         }
         return revisions
     }

@@ -8,8 +8,9 @@ struct DeploymentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deployments", abstract: "Deploy model versions on the fleet's servers and manage them.",
         subcommands: [
-            ListDeployments.self, CreateDeployment.self, EditDeployment.self, ScaleDeployment.self, StopDeployment.self,
-            StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self, DeploymentRevisions.self, InstanceLogs.self,
+            ListDeployments.self, CreateDeployment.self, EditDeployment.self, ScaleDeployment.self, UpdateDeployment.self,
+            RollbackDeployment.self, StopDeployment.self, StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self,
+            DeploymentRevisions.self, InstanceLogs.self,
             DeploymentMetricsCommand.self,
         ],
         defaultSubcommand: ListDeployments.self)
@@ -253,6 +254,63 @@ struct ScaleDeployment: AsyncParsableCommand {
         try await global.run { context in
             let answer = try await context.orchestrator.send(
                 .POST, DeploymentsCommand.path(name, "/scale"), body: .object(["replicas": .number(Double(replicas))]))
+            return try await DeploymentsCommand.print(answer, context, waiting: waiting)
+        }
+    }
+}
+
+/// `fleetctl deployments update NAME --model-version V [--wait]`.
+struct UpdateDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Update Model: move the instances to another version of the model, one at a time.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Option(help: "A version of the deployment's model, active in the registry.")
+    var modelVersion: String
+
+    @OptionGroup var waiting: DeploymentWaitOptions
+
+    func validate() throws {
+        guard !modelVersion.isEmpty, modelVersion.count <= 64 else { throw ValidationError("--model-version must be 1 to 64 characters") }
+    }
+
+    func run() async throws {
+        try await global.run { context in
+            let answer = try await context.orchestrator.send(
+                .POST, DeploymentsCommand.path(name, "/update"), body: .object(["model_version": .string(modelVersion)]))
+            return try await DeploymentsCommand.print(answer, context, waiting: waiting)
+        }
+    }
+}
+
+/// `fleetctl deployments rollback NAME [--to-revision N] [--wait]`.
+struct RollbackDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Go back to what an earlier revision ran (by default the newest that ran something else); replicas stay as they are.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Option(help: "The revision to go back to (see `fleetctl deployments revisions NAME`).")
+    var toRevision: Int?
+
+    @OptionGroup var waiting: DeploymentWaitOptions
+
+    func validate() throws {
+        if let toRevision, toRevision < 1 { throw ValidationError("--to-revision must be 1 or more") }
+    }
+
+    func run() async throws {
+        try await global.run { context in
+            let body: JSONValue = .object(toRevision.map { ["revision": .number(Double($0))] } ?? [:])
+            let answer = try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/rollback"), body: body)
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
