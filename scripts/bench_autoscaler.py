@@ -3,11 +3,16 @@
 a 50 % CPU target, wrk through the load balancer, and the times from each load step to the
 autoscaler's decision and to the new instances serving (UP in HAProxy). Prints a table and a
 `result` line; exits 1 only when the run itself fails (a missed target is reported, not failed).
+
+Then a steady load with ±20 % noise (5 connections ± 1, changed at random every 2 to 6 s) under the
+product's default scale-down window (300 s): the decisions it causes, how many reverse the one
+before (the target is none), and the replicas it holds against what the mean load needs.
 """
 
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -54,6 +59,7 @@ def main():
     for name in ("registry", "orchestrator", "balancer", "traffic", "autoscaler", "scratch"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--noise-seconds", type=int, default=300)
     args = parser.parse_args()
 
     until("the 4 simulated servers online", lambda: len(call("GET", f"{args.registry}/v1/servers?online=true")[1]["items"]) == 4, 60)
@@ -68,9 +74,12 @@ def main():
     def desired():
         return call("GET", f"{args.orchestrator}/v1/deployments/{DEPLOYMENT}")[1]["replicas"]["desired"]
 
-    def scaling(autoscaling, replicas):
+    def scaling(autoscaling, replicas, window=20):
         return {"min_replicas": 1, "max_replicas": 16, "replicas": replicas, "autoscaling": autoscaling, "target_cpu_percent": 50,
-                "target_memory_percent": None, "scale_down_stabilization_seconds": 20}
+                "target_memory_percent": None, "scale_down_stabilization_seconds": window}
+
+    def decisions():
+        return call("GET", f"{args.autoscaler}/v1/deployments/{DEPLOYMENT}/autoscaling")[1]["decisions"]
 
     status, created = call("POST", f"{args.orchestrator}/v1/deployments", {
         "name": DEPLOYMENT, "model_id": model["id"], "model_version": "1.0.0", "env": {"SIM_LATENCY_MS": "50"},
@@ -100,6 +109,7 @@ def main():
     call("PATCH", f"{args.orchestrator}/v1/deployments/{DEPLOYMENT}", {"scaling": scaling(True, BASE_REPLICAS)})
     base = wrk(BASE_CONNECTIONS, "wrk-base.txt")
     results = []
+    noise = None
     try:
         time.sleep(25)
         for step in range(args.steps):
@@ -122,6 +132,8 @@ def main():
                   flush=True)
             extra.send_signal(signal.SIGINT)
             extra.wait(10)
+        if args.noise_seconds > 0:
+            noise = noise_phase(args, scaling, decisions, desired, serving, wrk)
     finally:
         base.send_signal(signal.SIGINT)
         base.wait(10)
@@ -142,6 +154,50 @@ def main():
           f"serving <= 5 s (p95): {'met' if p95(servings) <= 5 else 'NOT met'}; "
           f"serving / baseline (median): {statistics.median(servings) / baseline:.2f}")
     print(f"result phase=autoscaler steps={len(results)} decision_p95_s={p95(decisions):.2f} serving_p95_s={p95(servings):.2f} baseline_s={baseline:.2f}")
+    if noise:
+        ups, downs, reversals, low, high, mean_replicas = noise
+        print()
+        print(f"steady load 5 ± 1 connections (±20 %) for {args.noise_seconds} s, default 300 s scale-down window:")
+        print(f"  decisions: {ups} up, {downs} down; direction changes: {reversals} ({'met' if reversals == 0 else 'NOT met'}: target 0)")
+        print(f"  replicas held: {low} to {high}, {mean_replicas:.1f} on average; the mean load needs {2 * NOISE_CONNECTIONS}, its peak {2 * (NOISE_CONNECTIONS + 1)}")
+        print(f"result phase=noise seconds={args.noise_seconds} ups={ups} downs={downs} direction_changes={reversals} replicas_min={low} replicas_max={high}")
+
+
+NOISE_CONNECTIONS = 5
+
+
+def noise_phase(args, scaling, decisions, desired, serving, wrk):
+    """Steady load with ±20 % noise: the base wrk at 3 connections plus a second one at 1 to 3,
+    re-drawn every 2 to 6 s (total 4 to 6, mean 5). Returns the decisions up and down, the
+    direction changes between consecutive decisions, and the replicas' range and mean."""
+    # From what the mean load needs (an operator's replicas, seeding the window), not from what
+    # the steps left.
+    call("PATCH", f"{args.orchestrator}/v1/deployments/{DEPLOYMENT}", {"scaling": scaling(True, 2 * NOISE_CONNECTIONS, window=300)})
+    until(f"{2 * NOISE_CONNECTIONS} instances serving", lambda: desired() == 2 * NOISE_CONNECTIONS and serving() == 2 * NOISE_CONNECTIONS, 120, 0.5)
+    known = len(decisions())
+    draw = random.Random(22)
+    extra, samples = None, []
+    end = time.monotonic() + args.noise_seconds
+    try:
+        while time.monotonic() < end:
+            if extra:
+                extra.send_signal(signal.SIGINT)
+                extra.wait(10)
+            connections = NOISE_CONNECTIONS - BASE_CONNECTIONS + draw.choice((-1, 0, 1))
+            extra = wrk(connections, "wrk-noise.txt")
+            hold = time.monotonic() + draw.uniform(2, 6)
+            while time.monotonic() < min(hold, end):
+                samples.append(desired())
+                time.sleep(0.5)
+    finally:
+        if extra:
+            extra.send_signal(signal.SIGINT)
+            extra.wait(10)
+    history = decisions()
+    made = list(reversed(history[: max(len(history) - known, 0)]))
+    signs = [1 if d["to"] > d["from"] else -1 for d in made]
+    reversals = sum(1 for before, after in zip(signs, signs[1:]) if before != after)
+    return signs.count(1), signs.count(-1), reversals, min(samples), max(samples), statistics.mean(samples)
 
 
 if __name__ == "__main__":

@@ -221,6 +221,45 @@ struct LoadBalancerProcessTests {
             let (total, failures) = await load.value
             #expect(total > 20 && failures.isEmpty, "\(failures.count) of \(total) requests failed: \(failures.prefix(5))")
 
+            // Update Model under constant load: the two instances restart on 1.1.0 one at a time,
+            // each drained first, and no request fails.
+            let newer = try await fleet.registry.send(
+                "POST", "/v1/models/\(model)/versions",
+                json: [
+                    "version": "1.1.0", "artifact_uri": "s3://models/people-1.1.onnx", "sha256": String(repeating: "cd", count: 32),
+                    "size_bytes": 1000,
+                ])
+            #expect(newer.status == 201, "\(newer.body)")
+            let updateLoad = Task { [balancer] in
+                var failures: [String] = []
+                var versions: [String: Int] = [:]
+                while !Task.isCancelled {
+                    do {
+                        let answer = try await balancer.infer("steady")
+                        if answer.status != 200 { failures.append("\(answer.status) \(answer.body)") }
+                        versions[answer.json?["version"] as? String ?? "?", default: 0] += 1
+                    } catch {
+                        failures.append("\(error)")
+                    }
+                }
+                return (versions, failures)
+            }
+            let updated = try await fleet.api.send("POST", "/v1/deployments/steady/update", json: ["model_version": "1.1.0"])
+            #expect(updated.status == 200, "\(updated.body)")
+            let revision = try #require(updated.json?["revision"] as? Int)
+            let rolled = await eventually(timeout: .seconds(60), interval: .milliseconds(200)) {
+                let list = (try? await fleet.api.get("/v1/deployments/steady").json?["instances"] as? [[String: Any]]) ?? []
+                return list.count == 2 && list.allSatisfy { $0["state"] as? String == "ready" && $0["runs_revision"] as? Int == revision }
+            }
+            #expect(rolled, "both instances on revision \(revision)")
+            try await waitForServers("steady", count: 2, balancer: balancer)
+            try await Task.sleep(for: .seconds(3))
+            updateLoad.cancel()
+            let (versions, updateFailures) = await updateLoad.value
+            #expect(updateFailures.isEmpty, "\(updateFailures.count) requests failed during the update: \(updateFailures.prefix(5)); \(versions)")
+            #expect((versions["1.0.0"] ?? 0) > 0 && (versions["1.1.0"] ?? 0) > 0, "served by the old version, then the new: \(versions)")
+            #expect(try await balancer.infer("steady").json?["version"] as? String == "1.1.0")
+
             // HAProxy killed: the load-balancer starts it again with the same servers.
             let haproxy = try #require(try await childPID(of: balancer.service.process.pid, named: "haproxy"))
             kill(haproxy, SIGKILL)
