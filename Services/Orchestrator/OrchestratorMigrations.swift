@@ -282,5 +282,18 @@ enum OrchestratorMigrations {
                 """,
             ]
         ),
+        Migration(
+            version: 11,
+            name: "deployments remember their last progress",
+            statements: [
+                // When the deployment last made progress: its revision changed, or the roller moved
+                // an instance to it (the one before being ready). A roll with no progress for its
+                // `progress_deadline_seconds` is rolled back.
+                "ALTER TABLE orchestrator.deployments ADD COLUMN progress_at timestamptz NOT NULL DEFAULT now()",
+                // While a change restarts instances: the last revision rolled out whole, where a
+                // stalled roll goes back to; null when no roll is under way.
+                "ALTER TABLE orchestrator.deployments ADD COLUMN rolling_from integer",
+            ]
+        ),
     ]
 }

@@ -275,6 +275,23 @@ struct DeploymentProcessTests {
             #expect(try await answeredVersions() == ["1.0.0", "1.0.0", "1.0.0"])
             let changes = try await fleet.api.get("/v1/deployments/versioned/revisions").items.compactMap { $0["change"] as? String }
             #expect(changes.first == "rolled back to revision 1 (model version 1.0.0)", "\(changes)")
+
+            // A change whose instances never become ready (their health check answers 503 for an
+            // hour) is rolled back at its 5 s progress deadline, and every instance serves again.
+            let stuck = try await fleet.api.send(
+                "PATCH", "/v1/deployments/versioned",
+                json: ["env": ["SIM_STARTUP_SECONDS": "3600"], "update_strategy": ["progress_deadline_seconds": 5]])
+            #expect(stuck.status == 200 && stuck.json?["restart"] as? Bool == true, "\(stuck.body)")
+            var latest: [String] = []
+            let rolledBack = await eventually(timeout: .seconds(40), interval: .milliseconds(500)) {
+                latest = (try? await fleet.api.get("/v1/deployments/versioned/revisions").items.compactMap { $0["change"] as? String }) ?? []
+                return latest.first?.contains("became ready within 5 s") == true
+            }
+            #expect(rolledBack, "rolled back at the deadline: \(latest)")
+            let current = try #require(try await fleet.api.get("/v1/deployments/versioned").json?["revision"] as? Int)
+            let (recovered, _) = try await rollOut("versioned", to: current, in: fleet)
+            #expect(recovered, "every instance ready again on revision \(current)")
+            #expect(try await answeredVersions() == ["1.0.0", "1.0.0", "1.0.0"])
         }
     }
 

@@ -296,6 +296,59 @@ struct DeploymentHandlerTests {
         }
     }
 
+    @Test("a change whose instance is not ready by its progress deadline is rolled back to the last revision rolled out whole")
+    func progressDeadline() async throws {
+        try await withDeploymentStore { api, registry, store, _ in
+            await registry.add(
+                RegistryModelVersion(
+                    modelID: Self.model, modelName: "people", version: "1.1.0", artifactURI: "https://models.example/p-1.1.onnx",
+                    sha256: String(repeating: "d", count: 64), defaultSettings: [:], status: "active"))
+            let path = "/v1/deployments/stuck"
+            _ = try await api.call(
+                .post, "/v1/deployments",
+                Self.new(
+                    "stuck",
+                    #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}, "update_strategy": {"progress_deadline_seconds": 1}"#
+                ))
+            func instances() async throws -> [[String: Any]] { try await api.get(path).instances }
+            for instance in try await instances() {
+                let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
+                try await store.recordInstanceReports([
+                    (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:1", version: "1.0.0", specRevision: 1)])
+                ])
+            }
+            #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
+            #expect(try await store.advanceRestarts() == 1)
+            let moved = try #require(try await instances().first { $0["model_version"] as? String == "1.1.0" })
+            let (movedID, movedServer) = (try #require(moved["id"] as? String), try #require(moved["server_id"] as? String))
+            try await store.recordInstanceReports([
+                (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.1.0", specRevision: 2)])
+            ])
+            #expect(try await store.advanceRestarts() == 0, "within the deadline: nothing moves, nothing is rolled back")
+            try await Task.sleep(for: .milliseconds(1_200))
+            #expect(try await store.advanceRestarts() >= 1)
+            let after = try await api.get(path)
+            #expect(after.json?["revision"] as? Int == 3 && after.json?["model_version"] as? String == "1.0.0", "\(after.body)")
+            let changes = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
+            #expect(
+                changes.first == "rolled back to revision 1 (model version 1.0.0): no instance of revision 2 became ready within 1 s "
+                    + "(\(movedID): exited with status 1)", "\(changes)")
+            let kinds = try await api.get("\(path)/events?limit=5").items.compactMap { $0["kind"] as? String }
+            #expect(kinds.contains("rolled_back"), "\(kinds)")
+            // The failed instance restarts on 1.0.0 at once; the other was on it all along.
+            _ = try await store.advanceRestarts()
+            let versions = try await instances().map { "\($0["model_version"] ?? "?") r\($0["runs_revision"] ?? "?")" }.sorted()
+            #expect(versions == ["1.0.0 r3", "1.0.0 r3"], "\(versions)")
+            // The rollback's own roll has no deadline: its instance failing again rolls nothing back.
+            try await store.recordInstanceReports([
+                (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.0.0", specRevision: 3)])
+            ])
+            try await Task.sleep(for: .milliseconds(1_200))
+            _ = try await store.advanceRestarts()
+            #expect(try await api.get(path).json?["revision"] as? Int == 3)
+        }
+    }
+
     @Test("the list pages in creation order; capacity freed by a stop is placed again")
     func listAndCapacity() async throws {
         try await withDeployments { api, _ in

@@ -59,6 +59,7 @@ struct DeploymentRulesTests {
             (#", "update_strategy": {"type": "canary", "canary_steps": [50, 20, 100]}"#, "update_strategy.canary_steps"),
             (#", "update_strategy": {"type": "canary", "canary_steps": [10, 50]}"#, "update_strategy.canary_steps"),
             (#", "update_strategy": {"canary_steps": [100]}"#, "update_strategy.canary_steps"),
+            (#", "update_strategy": {"progress_deadline_seconds": 0}"#, "update_strategy.progress_deadline_seconds"),
             (#", "runtime": {"kind": "process"}"#, "runtime.command"),
             (#", "runtime": {"kind": "builtin", "command": ["x"]}"#, "runtime.command"),
             (#", "description": "\#(String(repeating: "d", count: 2_001))""#, "description"),

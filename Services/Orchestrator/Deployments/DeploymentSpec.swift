@@ -162,6 +162,9 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         var stepSeconds = 60
         /// Blue-green: seconds the new set is watched before traffic switches (0: on promote only).
         var bakeSeconds = 300
+        /// Seconds a change may go without an instance of its revision becoming ready before it
+        /// is rolled back (Kubernetes' `progressDeadlineSeconds`, same default).
+        var progressDeadlineSeconds = 600
 
         enum CodingKeys: String, CodingKey {
             case type
@@ -170,6 +173,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             case canarySteps = "canary_steps"
             case stepSeconds = "step_seconds"
             case bakeSeconds = "bake_seconds"
+            case progressDeadlineSeconds = "progress_deadline_seconds"
         }
 
         init() {}
@@ -183,6 +187,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             canarySteps = try container.decodeIfPresent([Int].self, forKey: .canarySteps) ?? (type == .canary ? [10, 25, 50, 100] : nil)
             stepSeconds = try container.decodeIfPresent(Int.self, forKey: .stepSeconds) ?? defaults.stepSeconds
             bakeSeconds = try container.decodeIfPresent(Int.self, forKey: .bakeSeconds) ?? defaults.bakeSeconds
+            progressDeadlineSeconds = try container.decodeIfPresent(Int.self, forKey: .progressDeadlineSeconds) ?? defaults.progressDeadlineSeconds
         }
     }
 
@@ -349,6 +354,9 @@ extension DeploymentSpec {
             else { throw .unacceptable("update_strategy.canary_steps", "1 to 20 rising weights from 1 to 100, ending at 100") }
         }
         guard (1...86_400).contains(strategy.stepSeconds) else { throw .unacceptable("update_strategy.step_seconds", "must be 1 to 86400") }
+        guard (1...86_400).contains(strategy.progressDeadlineSeconds) else {
+            throw .unacceptable("update_strategy.progress_deadline_seconds", "must be 1 to 86400")
+        }
         guard (0...86_400).contains(strategy.bakeSeconds) else { throw .unacceptable("update_strategy.bake_seconds", "must be 0 to 86400") }
 
         switch spec.runtime.kind {

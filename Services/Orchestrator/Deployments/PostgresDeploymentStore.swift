@@ -72,13 +72,17 @@ struct PostgresDeploymentStore: Sendable {
             try await connection.query(
                 """
                 UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1),
-                    artifact = COALESCE(\(artifactJSON)::jsonb, artifact), updated_at = now()
+                    artifact = COALESCE(\(artifactJSON)::jsonb, artifact), progress_at = now(), updated_at = now()
                 WHERE id = \(id)
                 """, logger: logger)
             if !spec.restartsInstances(comparedTo: before) {
                 // Nothing an agent runs changes: every instance runs the new revision as it is.
                 try await connection.query(
                     "UPDATE orchestrator.deployment_instances SET spec_revision = \(revision + 1) WHERE deployment_id = \(id)", logger: logger)
+            } else {
+                // A roll: the revision to go back to if it stalls is the last one rolled out whole.
+                try await connection.query(
+                    "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
             }
             // Otherwise the instances keep their revision's spec; `advanceRestarts` moves them to
             // the new one, one at a time.
@@ -202,10 +206,13 @@ struct PostgresDeploymentStore: Sendable {
 
     /// Moves the instances of running deployments that run an older revision's spec to the
     /// current one: all at once where nothing an agent runs changed, otherwise one instance at a
-    /// time, the next once the one before is ready again. Returns how many instances moved.
+    /// time, the next once the one before is ready again. A roll that made no progress for its
+    /// `progress_deadline_seconds` is rolled back (``rollBackStalled``). Returns how many
+    /// instances moved.
     @discardableResult
     func advanceRestarts() async throws -> Int {
         try await inPlacementTransaction { connection in
+            var moved = try await rollBackStalled(on: connection)
             var behind: [(deployment: UUID, name: String, revision: Int, spec: String, instance: String, runs: Int, runsSpec: String)] = []
             for try await row in try await connection.query(
                 """
@@ -218,8 +225,7 @@ struct PostgresDeploymentStore: Sendable {
             ).decode((UUID, String, Int, String, String, Int, String).self) {
                 behind.append(row)
             }
-            guard !behind.isEmpty else { return 0 }
-            var moved = 0
+            guard !behind.isEmpty else { return try await finishRolls(on: connection) + moved }
             for (deployment, instances) in Dictionary(grouping: behind, by: \.deployment).sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
                 let current = try spec(instances[0].spec)
                 let revision = instances[0].revision
@@ -253,6 +259,7 @@ struct PostgresDeploymentStore: Sendable {
                         state = CASE WHEN server_id IS NULL THEN state ELSE 'assigned' END, address = NULL, updated_at = now()
                     WHERE id = \(next)
                     """, logger: logger)
+                try await connection.query("UPDATE orchestrator.deployments SET progress_at = now() WHERE id = \(deployment)", logger: logger)
                 let left = restarting.count - 1
                 try await record(
                     deployment,
@@ -260,8 +267,93 @@ struct PostgresDeploymentStore: Sendable {
                     on: connection)
                 moved += 1
             }
-            return moved
+            return try await finishRolls(on: connection) + moved
         }
+    }
+
+    /// Ends the rolls that are done: every instance on its deployment's revision and every
+    /// placed one ready. Returns 0 (nothing moves), for the callers' sums.
+    private func finishRolls(on connection: PostgresConnection) async throws -> Int {
+        try await connection.query(
+            """
+            UPDATE orchestrator.deployments d SET rolling_from = NULL
+            WHERE rolling_from IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM orchestrator.deployment_instances i
+                WHERE i.deployment_id = d.id AND (i.spec_revision < d.revision OR (i.server_id IS NOT NULL AND i.state <> 'ready')))
+            """, logger: logger)
+        return 0
+    }
+
+    /// Rolls back each roll that made no progress for its `progress_deadline_seconds` (600 in
+    /// specs stored before the field) while one of its instances is placed and not ready.
+    private func rollBackStalled(on connection: PostgresConnection) async throws -> Int {
+        var stalled: [(id: UUID, name: String, revision: Int, from: Int, deadline: Int, instance: String, state: String, reason: String?)] = []
+        for try await row in try await connection.query(
+            """
+            SELECT DISTINCT ON (d.id) d.id, d.name, d.revision, d.rolling_from,
+                   COALESCE((d.spec->'update_strategy'->>'progress_deadline_seconds')::int, 600), i.id, i.state, i.reason
+            FROM orchestrator.deployments d JOIN orchestrator.deployment_instances i
+                ON i.deployment_id = d.id AND i.spec_revision = d.revision AND i.server_id IS NOT NULL AND i.state <> 'ready'
+            WHERE d.rolling_from IS NOT NULL AND d.deleted_at IS NULL AND NOT d.stopped
+              AND d.progress_at < now() - make_interval(secs => COALESCE((d.spec->'update_strategy'->>'progress_deadline_seconds')::int, 600))
+            ORDER BY d.id, i.id
+            """, logger: logger
+        ).decode((UUID, String, Int, Int, Int, String, String, String?).self) {
+            stalled.append(row)
+        }
+        var moved = 0
+        for roll in stalled {
+            let why =
+                "no instance of revision \(roll.revision) became ready within \(roll.deadline) s (\(roll.instance): \(roll.reason ?? roll.state))"
+            moved += try await rollBack(roll.id, name: roll.name, from: roll.revision, to: roll.from, because: why, on: connection)
+        }
+        return moved
+    }
+
+    /// Rolls a stalled change back: a new revision with the spec and artifact of `target` (the
+    /// last revision rolled out whole) and the scaling of now, whose own roll has no deadline
+    /// (nothing older to go back to); the instances of the stalled revision that are not ready
+    /// restart on it at once (they serve nothing), those ready move back one at a time as for any
+    /// change. Returns how many instances moved now.
+    private func rollBack(
+        _ id: UUID, name: String, from stalled: Int, to target: Int, because why: String, on connection: PostgresConnection
+    ) async throws -> Int {
+        var found: (spec: String, artifact: String?)?
+        for try await row in try await connection.query(
+            """
+            SELECT spec::text, artifact::text FROM orchestrator.deployment_revisions WHERE deployment_id = \(id) AND revision = \(target)
+            """, logger: logger
+        ).decode((String, String?).self) {
+            found = row
+        }
+        guard let found else { return 0 }
+        let current = try await currentSpec(id, on: connection)
+        var spec = try spec(found.spec)
+        spec.scaling = current.scaling
+        let revision = stalled + 1
+        try await connection.query(
+            """
+            UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision),
+                artifact = COALESCE(\(found.artifact)::jsonb, artifact), progress_at = now(), rolling_from = NULL, updated_at = now()
+            WHERE id = \(id)
+            """, logger: logger)
+        let change = "rolled back to revision \(target) (model version \(spec.modelVersion)): \(why)"
+        try await recordRevision(of: id, revision, spec: spec, actor: Self.orchestratorActor, change: change, on: connection)
+        try await record(id, [("rolled_back", "\(change) (revision \(revision))", Self.orchestratorActor)], on: connection)
+        var moved = 0
+        for try await count in try await connection.query(
+            """
+            WITH moved AS (
+                UPDATE orchestrator.deployment_instances SET spec_revision = \(revision), model_version = \(spec.modelVersion),
+                    state = CASE WHEN server_id IS NULL THEN state ELSE 'assigned' END, address = NULL, updated_at = now()
+                WHERE deployment_id = \(id) AND spec_revision = \(stalled) AND state <> 'ready' RETURNING 1
+            ) SELECT count(*)::int FROM moved
+            """, logger: logger
+        ).decode(Int.self) {
+            moved = count
+        }
+        logger.warning("deployment rolled back", metadata: ["deployment": "\(name)", "revision": "\(target)", "reason": "\(why)"])
+        return moved
     }
 
     // MARK: Agents' reports
