@@ -35,6 +35,8 @@ final class EdgeAgent: Service, Sendable {
     private let logger: Logger
     private let applied = Locked(Applied())
     private let startedAt = ContinuousClock.now
+    /// Reports go one at a time, each composed at its turn (``sendReport()``).
+    private let reportQueue = SerialQueue()
 
     private var stateFile: URL { configuration.stateDirectory.appendingPathComponent("desired-state.json") }
 
@@ -267,7 +269,16 @@ final class EdgeAgent: Service, Sendable {
 
     // MARK: Publishing
 
+    /// Sends the agent's report: every pipeline's and instance's state now. Reports are asked for
+    /// by several tasks at once (a change, the 10 s repeat, an apply); each is composed and
+    /// published in turn, so an older picture never reaches the orchestrator after a newer one (an
+    /// instance reported `starting` after it was reported `ready` would look out of service
+    /// again, and a roll would move the next one too early).
     private func sendReport() async {
+        await reportQueue.run { [self] in await composeAndSendReport() }
+    }
+
+    private func composeAndSendReport() async {
         let instanceReports = await instances.reports()
         let (report, correlationID) = applied.withLock { state in
             var byDevice: [String: [AgentMessage.Report.PipelineReport]] = [:]
@@ -383,4 +394,28 @@ final class Locked<Value: Sendable>: Sendable {
     init(_ value: Value) { mutex = Mutex(value) }
 
     func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
+}
+
+/// Runs closures one at a time, in the order they were handed in, each to its end (its awaits
+/// included) before the next starts: what an actor does not promise across its awaits.
+final class SerialQueue: Sendable {
+    private let last = Mutex<Task<Void, Never>?>(nil)
+
+    /// Runs `body` after everything handed in before it, and returns once it has.
+    func run(_ body: @escaping @Sendable () async -> Void) async {
+        await enqueue(body).value
+    }
+
+    /// Hands `body` in now; the task ends when it has run.
+    func enqueue(_ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        last.withLock { last in
+            let previous = last
+            let next = Task {
+                await previous?.value
+                await body()
+            }
+            last = next
+            return next
+        }
+    }
 }
