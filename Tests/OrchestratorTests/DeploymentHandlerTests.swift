@@ -252,6 +252,20 @@ struct DeploymentHandlerTests {
             ])
             #expect(try await store.advanceRestarts() == 1)
             #expect(try await versions() == ["1.1.0", "1.1.0"])
+            #expect(try await api.get(path).json?["rollout"] is [String: Any], "under way until the last is ready")
+            let last = try #require(try await api.get(path).instances.first { $0["id"] as? String != movedID })
+            try await store.recordInstanceReports([
+                (
+                    try #require(last["server_id"] as? String),
+                    [
+                        .init(
+                            instanceID: try #require(last["id"] as? String), state: .ready, address: "10.0.0.2:9000", version: "1.1.0",
+                            specRevision: 2)
+                    ]
+                )
+            ])
+            #expect(try await store.advanceRestarts() == 0)
+            #expect(try await api.get(path).json?["rollout"] is NSNull, "done: every instance on revision 2 and ready")
             let events = try await api.get("\(path)/events?limit=20").items.compactMap { $0["message"] as? String }
             #expect(events.contains { $0.contains("model version 1.0.0 to 1.1.0, one instance at a time (revision 2)") }, "\(events)")
 
@@ -298,17 +312,21 @@ struct DeploymentHandlerTests {
 
     @Test("a change whose instance is not ready by its progress deadline is rolled back to the last revision rolled out whole")
     func progressDeadline() async throws {
-        try await withDeploymentStore { api, registry, store, _ in
+        try await withDeploymentStore { api, registry, store, database in
             await registry.add(
                 RegistryModelVersion(
                     modelID: Self.model, modelName: "people", version: "1.1.0", artifactURI: "https://models.example/p-1.1.onnx",
                     sha256: String(repeating: "d", count: 64), defaultSettings: [:], status: "active"))
             let path = "/v1/deployments/stuck"
+            /// The deadline passed, without waiting for it: the last progress moved 61 s back.
+            func deadlinePassed() async throws {
+                try await database.query("UPDATE orchestrator.deployments SET progress_at = now() - interval '61 seconds' WHERE name = 'stuck'")
+            }
             _ = try await api.call(
                 .post, "/v1/deployments",
                 Self.new(
                     "stuck",
-                    #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}, "update_strategy": {"progress_deadline_seconds": 1}"#
+                    #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}, "update_strategy": {"progress_deadline_seconds": 60}"#
                 ))
             func instances() async throws -> [[String: Any]] { try await api.get(path).instances }
             for instance in try await instances() {
@@ -319,19 +337,26 @@ struct DeploymentHandlerTests {
             }
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
             #expect(try await store.advanceRestarts() == 1)
+            // The roll as the API shows it: how far, and its deadline.
+            let rollout = try await api.get(path).json?["rollout"] as? [String: Any]
+            #expect(
+                rollout?["from_revision"] as? Int == 1 && rollout?["to_revision"] as? Int == 2 && rollout?["moved"] as? Int == 1
+                    && rollout?["instances"] as? Int == 2 && rollout?["versions"] as? [String: Int] == ["1.0.0": 1, "1.1.0": 1]
+                    && rollout?["progress_deadline_at"] is String, "\(rollout ?? [:])")
             let moved = try #require(try await instances().first { $0["model_version"] as? String == "1.1.0" })
             let (movedID, movedServer) = (try #require(moved["id"] as? String), try #require(moved["server_id"] as? String))
             try await store.recordInstanceReports([
                 (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.1.0", specRevision: 2)])
             ])
             #expect(try await store.advanceRestarts() == 0, "within the deadline: nothing moves, nothing is rolled back")
-            try await Task.sleep(for: .milliseconds(1_200))
+            try await deadlinePassed()
             #expect(try await store.advanceRestarts() >= 1)
             let after = try await api.get(path)
             #expect(after.json?["revision"] as? Int == 3 && after.json?["model_version"] as? String == "1.0.0", "\(after.body)")
+            #expect(after.json?["rollout"] is NSNull, "a rollback's roll has no deadline and shows none: \(after.body)")
             let changes = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
             #expect(
-                changes.first == "rolled back to revision 1 (model version 1.0.0): no instance of revision 2 became ready within 1 s "
+                changes.first == "rolled back to revision 1 (model version 1.0.0): no instance of revision 2 became ready within 60 s "
                     + "(\(movedID): exited with status 1)", "\(changes)")
             let kinds = try await api.get("\(path)/events?limit=5").items.compactMap { $0["kind"] as? String }
             #expect(kinds.contains("rolled_back"), "\(kinds)")
@@ -343,7 +368,7 @@ struct DeploymentHandlerTests {
             try await store.recordInstanceReports([
                 (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.0.0", specRevision: 3)])
             ])
-            try await Task.sleep(for: .milliseconds(1_200))
+            try await deadlinePassed()
             _ = try await store.advanceRestarts()
             #expect(try await api.get(path).json?["revision"] as? Int == 3)
         }

@@ -55,8 +55,41 @@ struct Deployment: Sendable, Equatable {
     var createdAt: Date
     var updatedAt: Date
     var instances: [DeploymentInstance]
+    /// While a change restarts instances: the last revision rolled out whole, where the roll
+    /// goes back to if it stalls.
+    var rollingFrom: Int? = nil
+    /// The roll's last progress: the revision's change, or the last instance moved to it.
+    var progressAt: Date? = nil
 
     var ready: Int { instances.count { $0.state == .ready } }
+
+    /// A roll under way, as the API shows it: how far it is, and when it is rolled back
+    /// without progress.
+    struct Rollout: Encodable, Sendable, Equatable {
+        var fromRevision: Int
+        var toRevision: Int
+        /// Instances on `toRevision`, ready or not, of ``instances``.
+        var moved: Int
+        var instances: Int
+        /// Instances per model version.
+        var versions: [String: Int]
+        var progressDeadlineAt: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case moved, instances, versions
+            case fromRevision = "from_revision"
+            case toRevision = "to_revision"
+            case progressDeadlineAt = "progress_deadline_at"
+        }
+    }
+
+    var rollout: Rollout? {
+        guard let rollingFrom, !stopped else { return nil }
+        return Rollout(
+            fromRevision: rollingFrom, toRevision: revision, moved: instances.count { $0.runsRevision >= revision }, instances: instances.count,
+            versions: Dictionary(grouping: instances, by: \.modelVersion).mapValues(\.count),
+            progressDeadlineAt: progressAt?.addingTimeInterval(Double(spec.updateStrategy.progressDeadlineSeconds)))
+    }
 
     /// Where the load balancers serve it.
     var endpointPath: String { "/d/\(name)/" }
@@ -106,7 +139,7 @@ struct DeploymentView: Encodable, Sendable {
     var deployment: Deployment
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, revision, status, replicas, instances, endpoint
+        case id, name, revision, status, replicas, instances, endpoint, rollout
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }
@@ -128,6 +161,7 @@ struct DeploymentView: Encodable, Sendable {
         try container.encode(Replicas(desired: desired, ready: deployment.ready, pending: deployment.pending), forKey: .replicas)
         try container.encode(deployment.instances, forKey: .instances)
         try container.encode(deployment.spec.loadBalancer.enabled ? deployment.endpointPath : nil, forKey: .endpoint)
+        try container.encode(deployment.rollout, forKey: .rollout)
         try container.encode(deployment.createdAt, forKey: .createdAt)
         try container.encode(deployment.updatedAt, forKey: .updatedAt)
     }

@@ -625,17 +625,18 @@ struct PostgresDeploymentStore: Sendable {
 
     // MARK: Reads
 
-    private static let columns = "d.id, d.seq, d.name, d.revision, d.spec::text, d.stopped, d.created_at, d.updated_at"
+    private static let columns =
+        "d.id, d.seq, d.name, d.revision, d.spec::text, d.stopped, d.created_at, d.updated_at, d.rolling_from, d.progress_at"
 
     private func deployments(_ rows: PostgresRowSequence) async throws -> [Deployment] {
         var found: [Deployment] = []
-        for try await (id, seq, name, revision, text, stopped, created, updated) in rows.decode(
-            (UUID, Int64, String, Int, String, Bool, Date, Date).self)
+        for try await (id, seq, name, revision, text, stopped, created, updated, rollingFrom, progressAt) in rows.decode(
+            (UUID, Int64, String, Int, String, Bool, Date, Date, Int?, Date).self)
         {
             found.append(
                 Deployment(
                     id: id, seq: seq, name: name, revision: revision, spec: try spec(text), stopped: stopped, createdAt: created, updatedAt: updated,
-                    instances: []))
+                    instances: [], rollingFrom: rollingFrom, progressAt: progressAt))
         }
         guard !found.isEmpty else { return [] }
         var instances: [UUID: [DeploymentInstance]] = [:]

@@ -43,6 +43,13 @@ struct DeploymentsCommand: AsyncParsableCommand {
         lines.append(
             deployment.endpoint.map { "endpoint: \($0) on the load balancer (GET /v1/endpoints there gives its URL)" }
                 ?? "endpoint: none (its load balancer is off)")
+        if let rollout = deployment.rollout {
+            let versions = rollout.versions.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            let deadline = rollout.progressDeadlineAt.map { ", rolled back if none is ready by \(Format.date($0))" } ?? ""
+            lines.append(
+                "rollout: revision \(rollout.fromRevision) to \(rollout.toRevision), \(rollout.moved) of \(rollout.instances) instance(s) moved "
+                    + "(\(versions))\(deadline)")
+        }
         if !deployment.description.isEmpty { lines.insert(deployment.description, at: 1) }
         var table = TextTable("instance", "server", "state", "address", "version", "reason")
         for instance in deployment.instances {
