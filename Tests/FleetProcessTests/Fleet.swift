@@ -117,6 +117,17 @@ final class Fleet: Sendable {
         return id
     }
 
+    /// Another version of `model`, active, for Update Model.
+    func addModelVersion(_ version: String, to model: String) async throws {
+        let added = try await registry.send(
+            "POST", "/v1/models/\(model)/versions",
+            json: [
+                "version": version, "artifact_uri": "s3://models/people-\(version).onnx", "sha256": String(repeating: "cd", count: 32),
+                "size_bytes": 1000,
+            ])
+        #expect(added.status == 201, "\(added.body)")
+    }
+
     /// A model artifact in a file, which agents check against its sha256 before they start a
     /// pipeline of it.
     struct FileArtifact {

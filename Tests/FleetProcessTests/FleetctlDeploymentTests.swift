@@ -48,6 +48,11 @@ struct FleetctlDeploymentTests {
             // The first instance restarts (and never gets ready); the others wait for it.
             #expect(gaveUp.stderr.contains("to restart for revision"), "\(gaveUp.output)")
             #expect(gaveUp.stderr.contains(" assigned") || gaveUp.stderr.contains(" starting"), "\(gaveUp.output)")
+            // The roll under way, with its deadline.
+            #expect(
+                gaveUp.output.contains("rollout: revision ")
+                    && gaveUp.output.contains(" instance(s) moved (1.0.0: 3), rolled back if none is ready by "),
+                "\(gaveUp.output)")
 
             #expect(try await fleetctl(["deployments", "stop", "people-api"], fleet: fleet).stdout.contains("stopped"))
             #expect(try await fleetctl(["deployments", "start", "people-api"], fleet: fleet).status == 0)

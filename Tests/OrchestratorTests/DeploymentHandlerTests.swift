@@ -90,6 +90,14 @@ struct DeploymentHandlerTests {
         }
     }
 
+    /// Another active version of the model, with an artifact of its own.
+    private static func addVersion(_ version: String, to registry: InMemoryRegistry) async {
+        await registry.add(
+            RegistryModelVersion(
+                modelID: model, modelName: "people", version: version, artifactURI: "https://models.example/p-\(version).onnx",
+                sha256: String(repeating: "d", count: 64), defaultSettings: [:], status: "active"))
+    }
+
     private static func new(_ name: String, _ fields: String = "") -> String {
         #"{"name": "\#(name)", "model_id": "\#(model.lowercasedString)", "model_version": "1.0.0"\#(fields)}"#
     }
@@ -216,10 +224,7 @@ struct DeploymentHandlerTests {
     @Test("update model: one instance at a time onto the new version and its artifact; rollback to any earlier revision; bad input named")
     func updateAndRollback() async throws {
         try await withDeploymentStore { api, registry, store, database in
-            await registry.add(
-                RegistryModelVersion(
-                    modelID: Self.model, modelName: "people", version: "1.1.0", artifactURI: "https://models.example/p-1.1.onnx",
-                    sha256: String(repeating: "d", count: 64), defaultSettings: [:], status: "active"))
+            await Self.addVersion("1.1.0", to: registry)
             let path = "/v1/deployments/gates"
             _ = try await api.call(
                 .post, "/v1/deployments", Self.new("gates", #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}"#))
@@ -239,7 +244,7 @@ struct DeploymentHandlerTests {
             let updated = try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#)
             #expect(updated.status == .ok && updated.json?["revision"] as? Int == 2, "\(updated.body)")
             let (first, second) = (try await artifact(of: 1), try await artifact(of: 2))
-            #expect(first == "https://models.example/p.onnx" && second == "https://models.example/p-1.1.onnx", "each revision its own")
+            #expect(first == "https://models.example/p.onnx" && second == "https://models.example/p-1.1.0.onnx", "each revision its own")
             #expect(try await versions() == ["1.0.0", "1.0.0"], "the instances move later, one by one")
             // One instance at a time: the second waits until the first is ready on the new version.
             #expect(try await store.advanceRestarts() == 1)
@@ -313,10 +318,7 @@ struct DeploymentHandlerTests {
     @Test("a change whose instance is not ready by its progress deadline is rolled back to the last revision rolled out whole")
     func progressDeadline() async throws {
         try await withDeploymentStore { api, registry, store, database in
-            await registry.add(
-                RegistryModelVersion(
-                    modelID: Self.model, modelName: "people", version: "1.1.0", artifactURI: "https://models.example/p-1.1.onnx",
-                    sha256: String(repeating: "d", count: 64), defaultSettings: [:], status: "active"))
+            await Self.addVersion("1.1.0", to: registry)
             let path = "/v1/deployments/stuck"
             /// The deadline passed, without waiting for it: the last progress moved 61 s back.
             func deadlinePassed() async throws {

@@ -57,23 +57,6 @@ struct DeploymentSummary: Decodable, Sendable {
         }
     }
 
-    /// A roll under way: how far, and when it is rolled back without progress.
-    struct Rollout: Decodable, Sendable {
-        var fromRevision: Int
-        var toRevision: Int
-        var moved: Int
-        var instances: Int
-        var versions: [String: Int]
-        var progressDeadlineAt: Date?
-
-        enum CodingKeys: String, CodingKey {
-            case moved, instances, versions
-            case fromRevision = "from_revision"
-            case toRevision = "to_revision"
-            case progressDeadlineAt = "progress_deadline_at"
-        }
-    }
-
     var name: String
     var description: String
     var modelID: UUID
@@ -87,7 +70,8 @@ struct DeploymentSummary: Decodable, Sendable {
     var instances: [Instance]
     /// The load balancers' path for it (`/d/<name>/`); nil when its load balancer is off.
     var endpoint: String?
-    var rollout: Rollout?
+    /// A roll under way: how far, and when it is rolled back without progress.
+    var rollout: DeploymentRollout?
     var createdAt: Date
 
     enum CodingKeys: String, CodingKey {

@@ -87,8 +87,11 @@ struct DeploymentAPI: Sendable {
         if let unknown = patch.keys.sorted().first(where: { !Self.editable.contains($0) && $0 != "model_id" && $0 != "model_version" }) {
             throw APIError.invalid(field: unknown, "is not a field of a deployment")
         }
-        for field in ["model_id", "model_version"] where patch[field] != nil {
-            throw APIError.unacceptable(field, "use Update Model to change the model version of a deployment")
+        if patch["model_id"] != nil {
+            throw APIError.unacceptable("model_id", "cannot be changed: a deployment serves one model; create another deployment for another")
+        }
+        if patch["model_version"] != nil {
+            throw APIError.unacceptable("model_version", "is changed by Update Model: POST /v1/deployments/\(current.name)/update")
         }
         let merged = Self.merge(try JSONValue(encoding: current.spec), with: body)
         let edited: DeploymentSpec

@@ -65,27 +65,9 @@ struct Deployment: Sendable, Equatable {
 
     /// A roll under way, as the API shows it: how far it is, and when it is rolled back
     /// without progress.
-    struct Rollout: Encodable, Sendable, Equatable {
-        var fromRevision: Int
-        var toRevision: Int
-        /// Instances on `toRevision`, ready or not, of ``instances``.
-        var moved: Int
-        var instances: Int
-        /// Instances per model version.
-        var versions: [String: Int]
-        var progressDeadlineAt: Date?
-
-        enum CodingKeys: String, CodingKey {
-            case moved, instances, versions
-            case fromRevision = "from_revision"
-            case toRevision = "to_revision"
-            case progressDeadlineAt = "progress_deadline_at"
-        }
-    }
-
-    var rollout: Rollout? {
+    var rollout: DeploymentRollout? {
         guard let rollingFrom, !stopped else { return nil }
-        return Rollout(
+        return DeploymentRollout(
             fromRevision: rollingFrom, toRevision: revision, moved: instances.count { $0.runsRevision >= revision }, instances: instances.count,
             versions: Dictionary(grouping: instances, by: \.modelVersion).mapValues(\.count),
             progressDeadlineAt: progressAt?.addingTimeInterval(Double(spec.updateStrategy.progressDeadlineSeconds)))
