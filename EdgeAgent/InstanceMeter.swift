@@ -25,8 +25,10 @@ final class InstanceMeter: Sendable {
         var inFlightSince = ContinuousClock.now
         var inFlightArea = Duration.zero
 
-        /// Adds the time since the last change at the current count, as of `now`.
+        /// Adds the time since the last change at the current count, as of `now` (an instant read
+        /// before a change that took the lock first adds nothing, rather than a negative time).
         mutating func accumulate(_ now: ContinuousClock.Instant) {
+            guard now > inFlightSince else { return }
             inFlightArea += (now - inFlightSince) * inFlight
             inFlightSince = now
         }
