@@ -296,6 +296,8 @@ struct DeploymentHandlerTests {
             #expect(try await artifact(of: 4) == "https://models.example/p.onnx", "the old version's artifact comes back")
             let revisions = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
             #expect(revisions.first == "rolled back to revision 1 (model version 1.0.0)", "\(revisions)")
+            let kinds = try await api.get("\(path)/events?limit=100").items.compactMap { $0["kind"] as? String }
+            #expect(kinds.contains("updated") && kinds.first == "rolled_back" && kinds.contains("scaled"), "\(kinds)")
             // To a named revision; refusals name `revision`.
             let forward = try await api.call(.post, "\(path)/rollback", #"{"revision": 2}"#)
             #expect(forward.status == .ok && forward.json?["model_version"] as? String == "1.1.0", "\(forward.body)")

@@ -74,7 +74,7 @@ struct AutoscalerLink: Service {
             spec.scaling.replicas = decision.to
             let servers = try await registry.servers().map(\.placement)
             _ = try await store.update(
-                name: current.name, spec: spec, actor: "autoscaler",
+                name: current.name, spec: spec, actor: "autoscaler", kind: "scaled",
                 change: "autoscaled from \(decision.from) to \(decision.to): \(decision.reason)", servers: servers)
             AutoscalerLinkMetrics.applied.increment()
         } catch {

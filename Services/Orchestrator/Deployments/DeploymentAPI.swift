@@ -109,7 +109,7 @@ struct DeploymentAPI: Sendable {
         guard !changed.isEmpty else { throw APIError(.conflict, code: "no_change", message: "the edit changes nothing") }
         guard
             let deployment = try await store.update(
-                name: current.name, spec: spec, actor: OrchestratorAPI.actor, change: "edited \(changed.joined(separator: ", "))",
+                name: current.name, spec: spec, actor: OrchestratorAPI.actor, kind: "edited", change: "edited \(changed.joined(separator: ", "))",
                 servers: servers.map(\.placement))
         else { throw Self.notFound(current.name) }
         let restart = spec.restartsInstances(comparedTo: current.spec)
@@ -143,7 +143,8 @@ struct DeploymentAPI: Sendable {
         let servers = try await registry.servers()
         guard
             let deployment = try await store.update(
-                name: current.name, spec: spec, actor: OrchestratorAPI.actor, change: "scaled from \(scaling.replicas) to \(body.replicas)",
+                name: current.name, spec: spec, actor: OrchestratorAPI.actor, kind: "scaled",
+                change: "scaled from \(scaling.replicas) to \(body.replicas)",
                 servers: servers.map(\.placement))
         else { throw Self.notFound(current.name) }
         return try respond(DeploymentView(deployment: deployment), .ok, request, context)
@@ -172,7 +173,7 @@ struct DeploymentAPI: Sendable {
         guard
             let deployment = try await store.update(
                 name: current.name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor,
-                change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), one instance at a time",
+                kind: "updated", change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), one instance at a time",
                 servers: try await registry.servers().map(\.placement))
         else { throw Self.notFound(current.name) }
         logger.info("deployment update", metadata: ["deployment": "\(current.name)", "version": "\(spec.modelVersion)"])
@@ -218,7 +219,7 @@ struct DeploymentAPI: Sendable {
         guard
             let deployment = try await store.update(
                 name: current.name, spec: spec, artifact: target.artifact, actor: OrchestratorAPI.actor,
-                change: "rolled back to revision \(target.revision) (model version \(spec.modelVersion))",
+                kind: "rolled_back", change: "rolled back to revision \(target.revision) (model version \(spec.modelVersion))",
                 servers: try await registry.servers().map(\.placement))
         else { throw Self.notFound(current.name) }
         logger.info("deployment rolled back", metadata: ["deployment": "\(current.name)", "revision": "\(target.revision)"])

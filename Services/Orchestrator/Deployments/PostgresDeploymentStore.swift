@@ -61,33 +61,28 @@ struct PostgresDeploymentStore: Sendable {
     }
 
     /// A new revision with `spec`, and `artifact` when the model version changes; the instances
-    /// are placed or removed to match it. Nil when there is no such deployment.
+    /// are placed or removed to match it; `kind` and `change` are its event. Nil when there is no
+    /// such deployment.
     func update(
-        name: String, spec: DeploymentSpec, artifact: DeploymentArtifact? = nil, actor: String, change: String, servers: [Placement.Server]
+        name: String, spec: DeploymentSpec, artifact: DeploymentArtifact? = nil, actor: String, kind: String, change: String,
+        servers: [Placement.Server]
     ) async throws -> Deployment? {
         let artifactJSON = try artifact.map { String(decoding: try ContractCoding.encoder.encode($0), as: UTF8.self) }
         let found = try await inPlacementTransaction { connection -> Bool in
             guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
             let before = try await currentSpec(id, on: connection)
-            try await connection.query(
-                """
-                UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision + 1),
-                    artifact = COALESCE(\(artifactJSON)::jsonb, artifact), progress_at = now(), updated_at = now()
-                WHERE id = \(id)
-                """, logger: logger)
-            if !spec.restartsInstances(comparedTo: before) {
+            if spec.restartsInstances(comparedTo: before) {
+                // A roll: the instances keep their revision's spec and `advanceRestarts` moves them
+                // one at a time; if it stalls it goes back to the last revision rolled out whole.
+                try await connection.query(
+                    "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
+            } else {
                 // Nothing an agent runs changes: every instance runs the new revision as it is.
                 try await connection.query(
                     "UPDATE orchestrator.deployment_instances SET spec_revision = \(revision + 1) WHERE deployment_id = \(id)", logger: logger)
-            } else {
-                // A roll: the revision to go back to if it stalls is the last one rolled out whole.
-                try await connection.query(
-                    "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
             }
-            // Otherwise the instances keep their revision's spec; `advanceRestarts` moves them to
-            // the new one, one at a time.
-            try await recordRevision(of: id, revision + 1, spec: spec, actor: actor, change: change, on: connection)
-            try await record(id, [(change.hasPrefix("scaled") ? "scaled" : "edited", "\(change) (revision \(revision + 1))", actor)], on: connection)
+            try await writeRevision(
+                of: id, revision + 1, spec: spec, artifactJSON: artifactJSON, actor: actor, kind: kind, change: change, on: connection)
             try await reconcile(id, name: name, spec: spec, revision: revision + 1, stopped: stopped, servers: servers, actor: actor, on: connection)
             try await placePending(servers: servers, on: connection)
             return true
@@ -225,7 +220,10 @@ struct PostgresDeploymentStore: Sendable {
             ).decode((UUID, String, Int, String, String, Int, String).self) {
                 behind.append(row)
             }
-            guard !behind.isEmpty else { return try await finishRolls(on: connection) + moved }
+            guard !behind.isEmpty else {
+                try await finishRolls(on: connection)
+                return moved
+            }
             for (deployment, instances) in Dictionary(grouping: behind, by: \.deployment).sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
                 let current = try spec(instances[0].spec)
                 let revision = instances[0].revision
@@ -267,13 +265,14 @@ struct PostgresDeploymentStore: Sendable {
                     on: connection)
                 moved += 1
             }
-            return try await finishRolls(on: connection) + moved
+            try await finishRolls(on: connection)
+            return moved
         }
     }
 
     /// Ends the rolls that are done: every instance on its deployment's revision and every
-    /// placed one ready. Returns 0 (nothing moves), for the callers' sums.
-    private func finishRolls(on connection: PostgresConnection) async throws -> Int {
+    /// placed one ready.
+    private func finishRolls(on connection: PostgresConnection) async throws {
         try await connection.query(
             """
             UPDATE orchestrator.deployments d SET rolling_from = NULL
@@ -281,7 +280,6 @@ struct PostgresDeploymentStore: Sendable {
                 SELECT 1 FROM orchestrator.deployment_instances i
                 WHERE i.deployment_id = d.id AND (i.spec_revision < d.revision OR (i.server_id IS NOT NULL AND i.state <> 'ready')))
             """, logger: logger)
-        return 0
     }
 
     /// Rolls back each roll that made no progress for its `progress_deadline_seconds` (600 in
@@ -331,15 +329,10 @@ struct PostgresDeploymentStore: Sendable {
         var spec = try spec(found.spec)
         spec.scaling = current.scaling
         let revision = stalled + 1
-        try await connection.query(
-            """
-            UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision),
-                artifact = COALESCE(\(found.artifact)::jsonb, artifact), progress_at = now(), rolling_from = NULL, updated_at = now()
-            WHERE id = \(id)
-            """, logger: logger)
-        let change = "rolled back to revision \(target) (model version \(spec.modelVersion)): \(why)"
-        try await recordRevision(of: id, revision, spec: spec, actor: Self.orchestratorActor, change: change, on: connection)
-        try await record(id, [("rolled_back", "\(change) (revision \(revision))", Self.orchestratorActor)], on: connection)
+        try await connection.query("UPDATE orchestrator.deployments SET rolling_from = NULL WHERE id = \(id)", logger: logger)
+        try await writeRevision(
+            of: id, revision, spec: spec, artifactJSON: found.artifact, actor: Self.orchestratorActor, kind: "rolled_back",
+            change: "rolled back to revision \(target) (model version \(spec.modelVersion)): \(why)", on: connection)
         var moved = 0
         for try await count in try await connection.query(
             """
@@ -493,6 +486,22 @@ struct PostgresDeploymentStore: Sendable {
             return try spec(text)
         }
         throw DomainError.conflict("deployment \(id.lowercasedString) vanished during the change; try again")
+    }
+
+    /// Makes `revision` the deployment's with `spec` (and `artifactJSON`, when the model version
+    /// changes), its progress starting now, with its revision row and its event.
+    private func writeRevision(
+        of id: UUID, _ revision: Int, spec: DeploymentSpec, artifactJSON: String?, actor: String, kind: String, change: String,
+        on connection: PostgresConnection
+    ) async throws {
+        try await connection.query(
+            """
+            UPDATE orchestrator.deployments SET spec = \(try json(spec))::jsonb, revision = \(revision),
+                artifact = COALESCE(\(artifactJSON)::jsonb, artifact), progress_at = now(), updated_at = now()
+            WHERE id = \(id)
+            """, logger: logger)
+        try await recordRevision(of: id, revision, spec: spec, actor: actor, change: change, on: connection)
+        try await record(id, [(kind, "\(change) (revision \(revision))", actor)], on: connection)
     }
 
     private func recordRevision(
