@@ -345,7 +345,8 @@ extension MQTTClient {
                         sessionExpiry: configuration.sessionExpiry
                     )
                     var outcome = Mosquitto.Outcome(code: 0, errno: 0)
-                    var disconnecting = false
+                    /// When the DISCONNECT went: the broker closes the connection, which ends the loop.
+                    var goodbyeSaid: ContinuousClock.Instant?
                     while outcome.succeeded {
                         outcome = mosquitto.loop(timeout: .milliseconds(200))
                         // After a message, the rest of what already arrived, before the next
@@ -354,11 +355,15 @@ extension MQTTClient {
                             outcome = mosquitto.readWaiting(maximumPackets: Core.maximumBatch) { thread.delivered }
                         }
                         if thread.pendingCount > 0 && mosquitto.bytesWaiting == 0 { flushReceived() }
-                        if outcome.succeeded && !disconnecting && stopRequested {
+                        guard outcome.succeeded && stopRequested else { continue }
+                        if let goodbyeSaid {
+                            // A broker that does not close within two seconds is not waited for.
+                            if ContinuousClock.now - goodbyeSaid > .seconds(2) { break }
+                        } else {
                             // Here, on the network thread, so nothing else is reading the socket.
                             let connected = state.withLock { $0.connection.isConnected }
-                            mosquitto.disconnectCleanly(farewell: connected ? configuration.farewell?() : nil)
-                            disconnecting = true
+                            if !connected || !mosquitto.sayGoodbye(farewell: configuration.farewell?()) { mosquitto.disconnect() }
+                            goodbyeSaid = .now
                         }
                     }
                     flushReceived()

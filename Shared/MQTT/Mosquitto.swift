@@ -185,23 +185,53 @@ final class Mosquitto: @unchecked Sendable {
         return Outcome(code: MOSQ_ERR_SUCCESS.rawValue, errno: 0)
     }
 
-    /// Publishes the farewell (if any) and sends DISCONNECT with reason 0, so that the broker
-    /// discards the last will. Call it on the network thread only, between loop rounds: it turns
-    /// threaded mode off so that both packets are written to the socket right here, in order,
-    /// instead of waiting in the queue for a loop round that a failing read could pre-empt
-    /// (libmosquitto then closes the socket without DISCONNECT, and the broker sends the will).
+    /// Publishes the farewell (if any), sends DISCONNECT with reason 0 (so that the broker
+    /// discards the last will) and shuts the socket for writing only. The caller goes on running
+    /// `loop` until the broker closes the connection, which ends it. Call it on the network
+    /// thread only, between loop rounds. Returns false if the DISCONNECT could not be written; the
+    /// caller then falls back on ``disconnect()``.
     ///
-    /// The farewell goes at QoS 0 whatever its configured QoS: the broker would answer a QoS 1
-    /// farewell with a PUBACK on a socket the client has already closed, fail to write it, and
-    /// treat the disconnect as unclean, publishing the will after all (seen with mosquitto 2.0 on
-    /// most of a thousand agents stopping together). The broker reads the PUBLISH before the
+    /// Not `mosquitto_disconnect`, which closes the socket as soon as DISCONNECT is written:
+    /// mosquitto 2.0 writes to a client before it reads from it, so a message routed to the
+    /// client after that close fails to be written, and the broker drops the connection as lost,
+    /// publishing the will, with the farewell and DISCONNECT unread in its socket (a raw-socket
+    /// client closing like that under a flood got its will in 12 to 21 stops of 200). A client
+    /// that stops writing but reads until the broker closes (TCP's orderly release) leaves it
+    /// nothing to fail on. libmosquitto has no call for that, so the DISCONNECT is written here,
+    /// after its queue is flushed: two bytes, type 0xE0 and remaining length 0, which MQTT 5 reads
+    /// as reason 0 without properties. Only this thread writes to the socket (other threads'
+    /// publishes are queued in threaded mode), so nothing can come between the flush and it; a
+    /// publish queued after it fails on the closed write side and ends the loop.
+    ///
+    /// The farewell goes at QoS 0 whatever its configured QoS: a QoS 1 farewell would have the
+    /// broker write a PUBACK to a client on its way out, the same race again (seen with mosquitto
+    /// 2.0 on most of a thousand agents stopping together). The broker reads the PUBLISH before the
     /// DISCONNECT on the same connection, so the retained farewell is stored all the same.
-    func disconnectCleanly(farewell: MQTTOutgoingMessage?) {
-        _ = mosquitto_threaded_set(handle, false)
+    func sayGoodbye(farewell: MQTTOutgoingMessage?) -> Bool {
         if let farewell {
             _ = try? publish(
                 topic: farewell.topic, payload: farewell.payload, qos: .atMostOnce, retain: farewell.retain, properties: farewell.properties)
         }
+        // Flush libmosquitto's queue, the farewell last; a full socket buffer gets a second.
+        let deadline = ContinuousClock.now + .seconds(1)
+        while mosquitto_want_write(handle) {
+            guard mosquitto_loop_write(handle, 1) == MOSQ_ERR_SUCCESS.rawValue, ContinuousClock.now < deadline else { return false }
+            if mosquitto_want_write(handle) { Thread.sleep(forTimeInterval: 0.001) }
+        }
+        let socket = mosquitto_socket(handle)
+        guard socket >= 0 else { return false }
+        let disconnect: [UInt8] = [0xE0, 0x00]
+        let written = disconnect.withUnsafeBytes { write(socket, $0.baseAddress, $0.count) }
+        guard written == disconnect.count else { return false }
+        _ = shutdown(socket, Int32(SHUT_WR))
+        return true
+    }
+
+    /// Sends DISCONNECT through libmosquitto, which closes the socket right after writing it: for a
+    /// connection not yet acknowledged (no will to discard yet), or when ``sayGoodbye(farewell:)``
+    /// could not write. Network thread only, between loop rounds.
+    func disconnect() {
+        _ = mosquitto_threaded_set(handle, false)
         _ = mosquitto_disconnect_v5(handle, 0, nil)
     }
 
