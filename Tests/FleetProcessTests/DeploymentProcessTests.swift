@@ -130,24 +130,27 @@ struct DeploymentProcessTests {
     }
 
     /// Polls a deployment every 100 ms until every instance is ready on `revision`: whether it got
-    /// there within 60 s, and the most instances seen out of service (not ready) at once.
-    private func rollOut(_ name: String, to revision: Int, in fleet: Fleet) async throws -> (done: Bool, mostOut: Int) {
-        var mostOut = 0
+    /// there within 60 s, the fewest instances seen ready at once, and the most seen at once.
+    private func rollOut(_ name: String, to revision: Int, in fleet: Fleet) async throws -> (done: Bool, fewestReady: Int, most: Int) {
+        var (fewestReady, most) = (Int.max, 0)
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             let list = try await fleet.api.get("/v1/deployments/\(name)").json?["instances"] as? [[String: Any]] ?? []
-            let out = list.count { $0["state"] as? String != "ready" }
-            if out > 1 && out > mostOut {
+            let ready = list.count { $0["state"] as? String == "ready" }
+            if ready < fewestReady && fewestReady != .max {
                 // For the failure's message: which instances stood where, and the events so far.
                 let states = list.map { "\($0["id"] ?? "?") \($0["state"] ?? "?") r\($0["runs_revision"] ?? "?")" }
                 let events = try await fleet.api.get("/v1/deployments/\(name)/events?limit=30").items.compactMap { $0["message"] as? String }
-                print("rollOut(\(name)): \(out) out of service at once: \(states); events, newest first: \(events)")
+                print("rollOut(\(name)): \(ready) ready: \(states); events, newest first: \(events)")
             }
-            mostOut = max(mostOut, out)
-            if list.allSatisfy({ $0["state"] as? String == "ready" && $0["runs_revision"] as? Int == revision }) { return (true, mostOut) }
+            fewestReady = min(fewestReady, ready)
+            most = max(most, list.count)
+            if list.allSatisfy({ $0["state"] as? String == "ready" && $0["runs_revision"] as? Int == revision }) {
+                return (true, fewestReady, most)
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
-        return (false, mostOut)
+        return (false, fewestReady, most)
     }
 
     /// POST /v1/infer on an instance; nil when nothing answers.
@@ -197,21 +200,21 @@ struct DeploymentProcessTests {
             #expect(logs.status == 200 && lines.count == 3 && lines.last?.contains("POST /v1/infer 200") == true, "\(logs.body)")
             #expect(lines.contains { $0.hasSuffix(" ready") }, "\(lines)")
 
-            // An edit of the environment restarts the instances with it, one at a time (never two
-            // out of service at once): afterwards every inference fails.
+            // An edit of the environment replaces the instances by a rolling update (one new beside
+            // the three old at a time, never fewer than three ready): afterwards every inference fails.
             let edited = try await fleet.api.send("PATCH", "/v1/deployments/infer-api", json: ["env": ["SIM_ERROR_RATE": "1"]])
             #expect(edited.json?["restart"] as? Bool == true, "\(edited.body)")
             let revision = try #require((edited.json?["deployment"] as? [String: Any])?["revision"] as? Int)
-            let (done, mostOut) = try await rollOut("infer-api", to: revision, in: fleet)
-            #expect(done, "every instance restarted on revision \(revision)")
-            #expect(mostOut == 1, "one instance out of service at a time, at most: \(mostOut)")
+            let (done, fewestReady, most) = try await rollOut("infer-api", to: revision, in: fleet)
+            #expect(done, "every instance replaced by one of revision \(revision)")
+            #expect(fewestReady == 3 && most == 4, "never fewer than 3 ready (\(fewestReady)), never more than 4 in all (\(most))")
             for instance in try await instances(of: "infer-api", in: fleet, timeout: .zero, until: { _ in true }) {
                 let answer = await infer(instance, body: "x")
                 let events = try await fleet.api.get("/v1/deployments/infer-api/events?limit=40").items.compactMap { $0["message"] as? String }
                 #expect(answer?.status == 500, "restarted with SIM_ERROR_RATE=1: \(instance) answered \(answer?.body ?? "nothing"); \(events)")
             }
             let restartEvents = try await fleet.api.get("/v1/deployments/infer-api/events").items.compactMap { $0["kind"] as? String }
-            #expect(restartEvents.filter { $0 == "restarting" }.count == 3, "\(restartEvents)")
+            #expect(restartEvents.filter { $0 == "replaced" }.count == 3, "\(restartEvents)")
 
             // Stopped: nothing answers at the addresses; started: ready again.
             let addresses = try await instances(of: "infer-api", in: fleet, timeout: .zero) { _ in true }
@@ -229,7 +232,7 @@ struct DeploymentProcessTests {
         }
     }
 
-    @Test("update model: the instances move to the new version one at a time and answer as it; a rollback brings the old one back")
+    @Test("update model: new instances of the new version replace the old, never fewer ready, and answer as it; a rollback brings the old one back")
     func updateAndRollback() async throws {
         try await withFleet { fleet in
             let agents = try await fleet.startAgents(2, devices: 1)
@@ -258,13 +261,13 @@ struct DeploymentProcessTests {
             let updated = try await fleet.api.send("POST", "/v1/deployments/versioned/update", json: ["model_version": "1.1.0"])
             #expect(updated.status == 200, "\(updated.body)")
             let revision = try #require(updated.json?["revision"] as? Int)
-            let (done, mostOut) = try await rollOut("versioned", to: revision, in: fleet)
-            #expect(done && mostOut == 1, "every instance on revision \(revision), one out of service at a time at most: \(mostOut)")
+            let (done, fewestReady, most) = try await rollOut("versioned", to: revision, in: fleet)
+            #expect(done && fewestReady == 3 && most == 4, "every instance on revision \(revision), \(fewestReady) ready at least, \(most) at most")
             #expect(try await answeredVersions() == ["1.1.0", "1.1.0", "1.1.0"])
 
             let back = try await fleet.api.send("POST", "/v1/deployments/versioned/rollback")
             #expect(back.status == 200 && back.json?["model_version"] as? String == "1.0.0", "\(back.body)")
-            let (returned, _) = try await rollOut("versioned", to: try #require(back.json?["revision"] as? Int), in: fleet)
+            let (returned, _, _) = try await rollOut("versioned", to: try #require(back.json?["revision"] as? Int), in: fleet)
             #expect(returned)
             #expect(try await answeredVersions() == ["1.0.0", "1.0.0", "1.0.0"])
             let changes = try await fleet.api.get("/v1/deployments/versioned/revisions").items.compactMap { $0["change"] as? String }
@@ -283,7 +286,7 @@ struct DeploymentProcessTests {
             }
             #expect(rolledBack, "rolled back at the deadline: \(latest)")
             let current = try #require(try await fleet.api.get("/v1/deployments/versioned").json?["revision"] as? Int)
-            let (recovered, _) = try await rollOut("versioned", to: current, in: fleet)
+            let (recovered, _, _) = try await rollOut("versioned", to: current, in: fleet)
             #expect(recovered, "every instance ready again on revision \(current)")
             #expect(try await answeredVersions() == ["1.0.0", "1.0.0", "1.0.0"])
         }

@@ -349,7 +349,16 @@ struct DeviceGatewayProcessTests {
                 let offline = events.filter { $0["state"] as? String == "offline" }.compactMap { $0["agent_id"] as? String }
                 #expect(offline.count == count && Set(offline).count == count, "\(offline.sorted())")
                 let online = events.filter { $0["state"] as? String == "online" }.compactMap { $0["agent_id"] as? String }
-                #expect(Set(online).count == online.count, "an online event was announced twice")
+                // Seen about once in six CI runs (22 online events for 20 agents), not explained yet:
+                // the duplicated agents' events and both replicas' logs say more the next time.
+                let twice = Set(online.filter { id in online.count { $0 == id } > 1 })
+                #expect(
+                    twice.isEmpty,
+                    """
+                    an online event was announced twice for \(twice.sorted()): \(events.filter { twice.contains($0["agent_id"] as? String ?? "") })
+                    gw-a: \(twice.isEmpty ? "" : String(first.process.output.suffix(6_000)))
+                    gw-b: \(twice.isEmpty ? "" : String(second.process.output.suffix(6_000)))
+                    """)
                 #expect(await hellos.drain(for: .milliseconds(500)).isEmpty, "no hello twice")
             }
             await stop(first)

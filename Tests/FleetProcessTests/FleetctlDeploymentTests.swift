@@ -45,13 +45,13 @@ struct FleetctlDeploymentTests {
             #expect(restarted.status == 0 && restarted.stdout.contains("The instances restart"), "\(restarted.output)")
             let gaveUp = try await fleetctl(["deployments", "list", "people-api", "--wait", "--wait-timeout", "3"], fleet: fleet)
             #expect(gaveUp.status == 1 && gaveUp.stderr.contains("not every instance is ready after 3 s: people-api-"), "\(gaveUp.output)")
-            // The first instance restarts (and never gets ready); the others wait for it.
-            #expect(gaveUp.stderr.contains("to restart for revision"), "\(gaveUp.output)")
+            // A new instance starts beside the three old ones (and never gets ready); they wait for it.
+            #expect(gaveUp.stderr.contains("3 to replace by revision"), "\(gaveUp.output)")
             #expect(gaveUp.stderr.contains(" assigned") || gaveUp.stderr.contains(" starting"), "\(gaveUp.output)")
             // The roll under way, with its deadline.
             #expect(
                 gaveUp.output.contains("rollout: revision ")
-                    && gaveUp.output.contains(" instance(s) moved (1.0.0: 3), rolled back if none is ready by "),
+                    && gaveUp.output.contains("1 of 4 instance(s) moved (1.0.0: 4), rolled back if none is ready by "),
                 "\(gaveUp.output)")
 
             #expect(try await fleetctl(["deployments", "stop", "people-api"], fleet: fleet).stdout.contains("stopped"))

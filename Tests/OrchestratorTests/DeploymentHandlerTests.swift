@@ -221,7 +221,7 @@ struct DeploymentHandlerTests {
         }
     }
 
-    @Test("update model: one instance at a time onto the new version and its artifact; rollback to any earlier revision; bad input named")
+    @Test("update model: new instances beside the old within the surge, the old removed as the new become ready; rollback; bad input named")
     func updateAndRollback() async throws {
         try await withDeploymentStore { api, registry, store, database in
             await Self.addVersion("1.1.0", to: registry)
@@ -240,39 +240,45 @@ struct DeploymentHandlerTests {
                 for try await uri in rows.decode(String?.self) { return uri }
                 return nil
             }
+            func roll() async throws -> Int { try await store.advanceRestarts(servers: await registry.servers().map(\.placement)) }
+            /// Reports every instance of `version` ready, as its agent would.
+            func ready(_ version: String, revision: Int) async throws {
+                for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
+                    let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
+                    try await store.recordInstanceReports([
+                        (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
+                    ])
+                }
+            }
+            try await ready("1.0.0", revision: 1)
 
             let updated = try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#)
             #expect(updated.status == .ok && updated.json?["revision"] as? Int == 2, "\(updated.body)")
             let (first, second) = (try await artifact(of: 1), try await artifact(of: 2))
             #expect(first == "https://models.example/p.onnx" && second == "https://models.example/p-1.1.0.onnx", "each revision its own")
-            #expect(try await versions() == ["1.0.0", "1.0.0"], "the instances move later, one by one")
-            // One instance at a time: the second waits until the first is ready on the new version.
-            #expect(try await store.advanceRestarts() == 1)
-            #expect(try await store.advanceRestarts() == 0)
-            #expect(try await versions() == ["1.0.0", "1.1.0"])
-            let moved = try #require(try await api.get(path).instances.first { $0["model_version"] as? String == "1.1.0" })
-            let (movedID, movedServer) = (try #require(moved["id"] as? String), try #require(moved["server_id"] as? String))
-            try await store.recordInstanceReports([
-                (movedServer, [.init(instanceID: movedID, state: .ready, address: "10.0.0.1:9000", version: "1.1.0", specRevision: 2)])
-            ])
-            #expect(try await store.advanceRestarts() == 1)
-            #expect(try await versions() == ["1.1.0", "1.1.0"])
+            #expect(try await versions() == ["1.0.0", "1.0.0"], "the roll happens later, step by step")
+            // 2 replicas, max_surge 25 % (1, rounded up), max_unavailable 0: one new instance beside
+            // the two old; an old one goes only when the new one is ready, and then the next starts.
+            #expect(try await roll() == 1)
+            #expect(try await roll() == 0, "nothing more until the new instance is ready")
+            #expect(try await versions() == ["1.0.0", "1.0.0", "1.1.0"])
+            try await ready("1.1.0", revision: 2)
+            #expect(try await roll() == 2, "one old removed, the second new started")
+            #expect(try await versions() == ["1.0.0", "1.1.0", "1.1.0"])
             #expect(try await api.get(path).json?["rollout"] is [String: Any], "under way until the last is ready")
-            let last = try #require(try await api.get(path).instances.first { $0["id"] as? String != movedID })
-            try await store.recordInstanceReports([
-                (
-                    try #require(last["server_id"] as? String),
-                    [
-                        .init(
-                            instanceID: try #require(last["id"] as? String), state: .ready, address: "10.0.0.2:9000", version: "1.1.0",
-                            specRevision: 2)
-                    ]
-                )
-            ])
-            #expect(try await store.advanceRestarts() == 0)
+            #expect(try await roll() == 0)
+            try await ready("1.1.0", revision: 2)
+            #expect(try await roll() == 1, "the last old one removed")
+            #expect(try await versions() == ["1.1.0", "1.1.0"])
+            #expect(try await roll() == 0)
             #expect(try await api.get(path).json?["rollout"] is NSNull, "done: every instance on revision 2 and ready")
             let events = try await api.get("\(path)/events?limit=20").items.compactMap { $0["message"] as? String }
-            #expect(events.contains { $0.contains("model version 1.0.0 to 1.1.0, one instance at a time (revision 2)") }, "\(events)")
+            #expect(
+                events.contains {
+                    $0.contains("model version 1.0.0 to 1.1.0, rolling, 1 new instance(s) beside the old at a time, none unavailable")
+                },
+                "\(events)")
+            #expect(events.contains { $0.hasPrefix("removed instance gates-") && $0.hasSuffix("replaced by revision 2") }, "\(events)")
 
             for (body, status, field) in [
                 (#"{"model_version": "9.9.9"}"#, HTTPResponse.Status.unprocessableContent, "model_version"),
@@ -339,22 +345,23 @@ struct DeploymentHandlerTests {
                     (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:1", version: "1.0.0", specRevision: 1)])
                 ])
             }
+            func roll() async throws -> Int { try await store.advanceRestarts(servers: await registry.servers().map(\.placement)) }
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
-            #expect(try await store.advanceRestarts() == 1)
+            #expect(try await roll() == 1)
             // The roll as the API shows it: how far, and its deadline.
             let rollout = try await api.get(path).json?["rollout"] as? [String: Any]
             #expect(
                 rollout?["from_revision"] as? Int == 1 && rollout?["to_revision"] as? Int == 2 && rollout?["moved"] as? Int == 1
-                    && rollout?["instances"] as? Int == 2 && rollout?["versions"] as? [String: Int] == ["1.0.0": 1, "1.1.0": 1]
+                    && rollout?["instances"] as? Int == 3 && rollout?["versions"] as? [String: Int] == ["1.0.0": 2, "1.1.0": 1]
                     && rollout?["progress_deadline_at"] is String, "\(rollout ?? [:])")
             let moved = try #require(try await instances().first { $0["model_version"] as? String == "1.1.0" })
             let (movedID, movedServer) = (try #require(moved["id"] as? String), try #require(moved["server_id"] as? String))
             try await store.recordInstanceReports([
                 (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.1.0", specRevision: 2)])
             ])
-            #expect(try await store.advanceRestarts() == 0, "within the deadline: nothing moves, nothing is rolled back")
+            #expect(try await roll() == 0, "within the deadline: nothing moves, nothing is rolled back")
             try await deadlinePassed()
-            #expect(try await store.advanceRestarts() >= 1)
+            #expect(try await roll() == 3, "the failed instance removed; the two old ones run revision 3 as they are")
             let after = try await api.get(path)
             #expect(after.json?["revision"] as? Int == 3 && after.json?["model_version"] as? String == "1.0.0", "\(after.body)")
             #expect(after.json?["rollout"] is NSNull, "a rollback's roll has no deadline and shows none: \(after.body)")
@@ -364,16 +371,26 @@ struct DeploymentHandlerTests {
                     + "(\(movedID): exited with status 1)", "\(changes)")
             let kinds = try await api.get("\(path)/events?limit=5").items.compactMap { $0["kind"] as? String }
             #expect(kinds.contains("rolled_back"), "\(kinds)")
-            // The failed instance restarts on 1.0.0 at once; the other was on it all along.
-            _ = try await store.advanceRestarts()
+            // The failed instance is gone; the two old ones run revision 1's spec, which is 3's.
+            _ = try await roll()
             let versions = try await instances().map { "\($0["model_version"] ?? "?") r\($0["runs_revision"] ?? "?")" }.sorted()
             #expect(versions == ["1.0.0 r3", "1.0.0 r3"], "\(versions)")
-            // The rollback's own roll has no deadline: its instance failing again rolls nothing back.
+            #expect(try await instances().allSatisfy { $0["id"] as? String != movedID && $0["state"] as? String == "ready" })
+            #expect(try await api.get(path).json?["rollout"] is NSNull)
+            // The rollback's own roll has no deadline: an instance failing now rolls nothing back.
+            let stays = try #require(try await instances().first)
             try await store.recordInstanceReports([
-                (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.0.0", specRevision: 3)])
+                (
+                    try #require(stays["server_id"] as? String),
+                    [
+                        .init(
+                            instanceID: try #require(stays["id"] as? String), state: .failed, reason: "exited with status 1", version: "1.0.0",
+                            specRevision: 3)
+                    ]
+                )
             ])
             try await deadlinePassed()
-            _ = try await store.advanceRestarts()
+            _ = try await roll()
             #expect(try await api.get(path).json?["revision"] as? Int == 3)
         }
     }

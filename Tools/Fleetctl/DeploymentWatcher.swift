@@ -27,7 +27,7 @@ enum DeploymentWatcher {
             parts.append("\(states[state]!) \(state)")
         }
         let behind = deployment.instances.count { ($0.runsRevision ?? deployment.revision) < deployment.revision }
-        if behind > 0 { parts.append("\(behind) to restart for revision \(deployment.revision)") }
+        if behind > 0 { parts.append("\(behind) to replace by revision \(deployment.revision)") }
         return parts.joined(separator: ", ")
     }
 

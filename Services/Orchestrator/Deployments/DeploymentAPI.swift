@@ -173,7 +173,7 @@ struct DeploymentAPI: Sendable {
         guard
             let deployment = try await store.update(
                 name: current.name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor,
-                kind: "updated", change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), one instance at a time",
+                kind: "updated", change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), \(Self.rollingDescription(spec))",
                 servers: try await registry.servers().map(\.placement))
         else { throw Self.notFound(current.name) }
         logger.info("deployment update", metadata: ["deployment": "\(current.name)", "version": "\(spec.modelVersion)"])
@@ -232,7 +232,7 @@ struct DeploymentAPI: Sendable {
         guard spec.updateStrategy.type == .rolling else {
             throw APIError.unacceptable(
                 "update_strategy.type",
-                "\(spec.updateStrategy.type.rawValue) updates are not built yet; set update_strategy.type to rolling to update one instance at a time"
+                "\(spec.updateStrategy.type.rawValue) updates are not built yet; set update_strategy.type to rolling for a rolling update"
             )
         }
     }
@@ -314,6 +314,14 @@ struct DeploymentAPI: Sendable {
     private static func name(_ context: BasicRequestContext) throws -> String {
         guard let name = context.parameters.get("deployment") else { throw APIError.invalid(field: "deployment", "a deployment name is required") }
         return name
+    }
+
+    /// How a rolling update of `spec` goes, for its event: "rolling, 1 new instance(s) beside the
+    /// old at a time, none unavailable".
+    static func rollingDescription(_ spec: DeploymentSpec) -> String {
+        let roll = RollingUpdate(replicas: spec.scaling.replicas, strategy: spec.updateStrategy)
+        let surge = roll.maxSurge == 0 ? "no instance above \(roll.replicas)" : "\(roll.maxSurge) new instance(s) beside the old at a time"
+        return "rolling, \(surge), \(roll.maxUnavailable == 0 ? "none" : "at most \(roll.maxUnavailable)") unavailable"
     }
 
     private static func notFound(_ name: String) -> APIError { APIError.notFound("no deployment named '\(name)'") }

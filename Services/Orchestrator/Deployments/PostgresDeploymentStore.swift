@@ -72,8 +72,8 @@ struct PostgresDeploymentStore: Sendable {
             guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
             let before = try await currentSpec(id, on: connection)
             if spec.restartsInstances(comparedTo: before) {
-                // A roll: the instances keep their revision's spec and `advanceRestarts` moves them
-                // one at a time; if it stalls it goes back to the last revision rolled out whole.
+                // A roll: the instances keep their revision's spec and `advanceRestarts` replaces
+                // them (a rolling update); if it stalls it goes back to the last revision rolled out whole.
                 try await connection.query(
                     "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
             } else {
@@ -200,14 +200,15 @@ struct PostgresDeploymentStore: Sendable {
     // MARK: Restarts
 
     /// Moves the instances of running deployments that run an older revision's spec to the
-    /// current one: all at once where nothing an agent runs changed, otherwise one instance at a
-    /// time, the next once the one before is ready again. A roll that made no progress for its
+    /// current one: all at once where nothing an agent runs changed (the same instance goes on),
+    /// otherwise as a rolling update (``RollingUpdate``): new instances start beside the old, placed
+    /// on `servers`, and old ones go as the new become ready. A roll that made no progress for its
     /// `progress_deadline_seconds` is rolled back (``rollBackStalled``). Returns how many
-    /// instances moved.
+    /// instances were moved, started or removed.
     @discardableResult
-    func advanceRestarts() async throws -> Int {
+    func advanceRestarts(servers: [Placement.Server]) async throws -> Int {
         try await inPlacementTransaction { connection in
-            var moved = try await rollBackStalled(on: connection)
+            var moved = try await rollBackStalled(servers: servers, on: connection)
             var behind: [(deployment: UUID, name: String, revision: Int, spec: String, instance: String, runs: Int, runsSpec: String)] = []
             for try await row in try await connection.query(
                 """
@@ -219,10 +220,6 @@ struct PostgresDeploymentStore: Sendable {
                 """, logger: logger
             ).decode((UUID, String, Int, String, String, Int, String).self) {
                 behind.append(row)
-            }
-            guard !behind.isEmpty else {
-                try await finishRolls(on: connection)
-                return moved
             }
             for (deployment, instances) in Dictionary(grouping: behind, by: \.deployment).sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
                 let current = try spec(instances[0].spec)
@@ -239,35 +236,73 @@ struct PostgresDeploymentStore: Sendable {
                         "UPDATE orchestrator.deployment_instances SET spec_revision = \(revision) WHERE id = ANY(\(silent))", logger: logger)
                     moved += silent.count
                 }
-                guard let next = restarting.first else { continue }
-                // One at a time: wait while an instance already on this revision is not ready.
-                var waiting = 0
-                for try await count in try await connection.query(
-                    """
-                    SELECT count(*)::int FROM orchestrator.deployment_instances
-                    WHERE deployment_id = \(deployment) AND spec_revision = \(revision) AND server_id IS NOT NULL AND state <> 'ready'
-                    """, logger: logger
-                ).decode(Int.self) {
-                    waiting = count
-                }
-                guard waiting == 0 else { continue }
-                try await connection.query(
-                    """
-                    UPDATE orchestrator.deployment_instances SET spec_revision = \(revision), model_version = \(current.modelVersion),
-                        state = CASE WHEN server_id IS NULL THEN state ELSE 'assigned' END, address = NULL, updated_at = now()
-                    WHERE id = \(next)
-                    """, logger: logger)
-                try await connection.query("UPDATE orchestrator.deployments SET progress_at = now() WHERE id = \(deployment)", logger: logger)
-                let left = restarting.count - 1
-                try await record(
-                    deployment,
-                    [("restarting", "restarting instance \(next) for revision \(revision) (\(left) more after it)", Self.orchestratorActor)],
+                guard !restarting.isEmpty else { continue }
+                moved += try await replaceStep(
+                    deployment, name: instances[0].name, replacing: Set(restarting), spec: current, revision: revision, servers: servers,
                     on: connection)
-                moved += 1
             }
             try await finishRolls(on: connection)
             return moved
         }
+    }
+
+    /// Whether any running deployment has instances behind its revision: the roller asks before
+    /// it fetches the servers from the registry.
+    func hasInstancesBehind() async throws -> Bool {
+        try await client.withConnection { connection in
+            for try await found in try await connection.query(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
+                    WHERE d.deleted_at IS NULL AND NOT d.stopped AND i.spec_revision < d.revision)
+                """, logger: logger
+            ).decode(Bool.self) {
+                return found
+            }
+            return false
+        }
+    }
+
+    /// One step of a deployment's rolling update (``RollingUpdate/step(_:)``): old instances that
+    /// are not ready go first (pending ones first), then ready ones, oldest first, then new ones
+    /// start. Each change restarts the progress deadline's clock.
+    private func replaceStep(
+        _ id: UUID, name: String, replacing old: Set<String>, spec: DeploymentSpec, revision: Int, servers: [Placement.Server],
+        on connection: PostgresConnection
+    ) async throws -> Int {
+        var instances: [(id: String, revision: Int, placed: Bool, ready: Bool)] = []
+        for try await row in try await connection.query(
+            """
+            SELECT id, spec_revision, server_id IS NOT NULL, state = 'ready' FROM orchestrator.deployment_instances
+            WHERE deployment_id = \(id) ORDER BY created_at, id
+            """, logger: logger
+        ).decode((String, Int, Bool, Bool).self) {
+            instances.append(row)
+        }
+        let olds = instances.filter { old.contains($0.id) }
+        let news = instances.filter { $0.revision == revision }
+        let counts = RollingUpdate.Counts(
+            oldReady: olds.count(where: \.ready), oldNotReady: olds.count { !$0.ready }, newReady: news.count(where: \.ready),
+            newNotReady: news.count { !$0.ready })
+        let roll = RollingUpdate(replicas: spec.scaling.replicas, strategy: spec.updateStrategy)
+        let step = roll.step(counts)
+        let removed =
+            olds.filter { !$0.ready }.sorted { ($0.placed ? 1 : 0) < ($1.placed ? 1 : 0) }.prefix(step.removeOldNotReady).map(\.id)
+            + olds.filter(\.ready).prefix(step.removeOldReady).map(\.id)
+        guard !removed.isEmpty || step.add > 0 else { return 0 }
+        if !removed.isEmpty {
+            try await connection.query("DELETE FROM orchestrator.deployment_instances WHERE id = ANY(\(removed))", logger: logger)
+            try await record(
+                id, removed.map { ("replaced", "removed instance \($0), replaced by revision \(revision)", Self.orchestratorActor) },
+                on: connection)
+        }
+        if step.add > 0 {
+            try await addInstances(
+                step.add, to: id, name: name, spec: spec, revision: revision, servers: servers, existing: Set(instances.map(\.id)),
+                on: connection)
+        }
+        try await connection.query("UPDATE orchestrator.deployments SET progress_at = now() WHERE id = \(id)", logger: logger)
+        return removed.count + step.add
     }
 
     /// Ends the rolls that are done: every instance on its deployment's revision and every
@@ -284,7 +319,7 @@ struct PostgresDeploymentStore: Sendable {
 
     /// Rolls back each roll that made no progress for its `progress_deadline_seconds` (600 in
     /// specs stored before the field) while one of its instances is placed and not ready.
-    private func rollBackStalled(on connection: PostgresConnection) async throws -> Int {
+    private func rollBackStalled(servers: [Placement.Server], on connection: PostgresConnection) async throws -> Int {
         var stalled: [(id: UUID, name: String, revision: Int, from: Int, deadline: Int, instance: String, state: String, reason: String?)] = []
         for try await row in try await connection.query(
             """
@@ -303,18 +338,21 @@ struct PostgresDeploymentStore: Sendable {
         for roll in stalled {
             let why =
                 "no instance of revision \(roll.revision) became ready within \(roll.deadline) s (\(roll.instance): \(roll.reason ?? roll.state))"
-            moved += try await rollBack(roll.id, name: roll.name, from: roll.revision, to: roll.from, because: why, on: connection)
+            moved += try await rollBack(
+                roll.id, name: roll.name, from: roll.revision, to: roll.from, because: why, servers: servers, on: connection)
         }
         return moved
     }
 
     /// Rolls a stalled change back: a new revision with the spec and artifact of `target` (the
     /// last revision rolled out whole) and the scaling of now, whose own roll has no deadline
-    /// (nothing older to go back to); the instances of the stalled revision that are not ready
-    /// restart on it at once (they serve nothing), those ready move back one at a time as for any
-    /// change. Returns how many instances moved now.
+    /// (nothing older to go back to). The instances of the stalled revision that are not ready
+    /// are removed at once (they serve nothing) and as many start on the new revision, placed on
+    /// `servers`; the old revision's instances run its spec already and stay; those of the stalled
+    /// revision that are ready are replaced as for any change. Returns how many instances went.
     private func rollBack(
-        _ id: UUID, name: String, from stalled: Int, to target: Int, because why: String, on connection: PostgresConnection
+        _ id: UUID, name: String, from stalled: Int, to target: Int, because why: String, servers: [Placement.Server],
+        on connection: PostgresConnection
     ) async throws -> Int {
         var found: (spec: String, artifact: String?)?
         for try await row in try await connection.query(
@@ -333,20 +371,21 @@ struct PostgresDeploymentStore: Sendable {
         try await writeRevision(
             of: id, revision, spec: spec, artifactJSON: found.artifact, actor: Self.orchestratorActor, kind: "rolled_back",
             change: "rolled back to revision \(target) (model version \(spec.modelVersion)): \(why)", on: connection)
-        var moved = 0
+        var removed = 0
         for try await count in try await connection.query(
             """
-            WITH moved AS (
-                UPDATE orchestrator.deployment_instances SET spec_revision = \(revision), model_version = \(spec.modelVersion),
-                    state = CASE WHEN server_id IS NULL THEN state ELSE 'assigned' END, address = NULL, updated_at = now()
-                WHERE deployment_id = \(id) AND spec_revision = \(stalled) AND state <> 'ready' RETURNING 1
-            ) SELECT count(*)::int FROM moved
+            WITH removed AS (
+                DELETE FROM orchestrator.deployment_instances WHERE deployment_id = \(id) AND spec_revision = \(stalled) AND state <> 'ready'
+                RETURNING 1
+            ) SELECT count(*)::int FROM removed
             """, logger: logger
         ).decode(Int.self) {
-            moved = count
+            removed = count
         }
+        try await reconcile(
+            id, name: name, spec: spec, revision: revision, stopped: false, servers: servers, actor: Self.orchestratorActor, on: connection)
         logger.warning("deployment rolled back", metadata: ["deployment": "\(name)", "revision": "\(target)", "reason": "\(why)"])
-        return moved
+        return removed
     }
 
     // MARK: Agents' reports
@@ -553,25 +592,40 @@ struct PostgresDeploymentStore: Sendable {
     /// Makes the deployment's instances what its spec wants: the surplus removed (pending ones
     /// first, then the newest), pending ones placed where they fit now, the missing ones placed
     /// or left pending with the reason. Each decision is an event.
+    /// Places or removes instances so that the deployment has its wanted count, or while a roll
+    /// replaces instances of older revisions, up to its surge above it. Surplus goes in this order:
+    /// pending instances, older revisions', those not ready, the newest.
     private func reconcile(
         _ id: UUID, name: String, spec: DeploymentSpec, revision: Int, stopped: Bool, servers: [Placement.Server], actor: String,
         on connection: PostgresConnection
     ) async throws {
-        var instances: [(id: String, server: String?)] = []
+        var instances: [(id: String, server: String?, revision: Int, ready: Bool)] = []
         for try await row in try await connection.query(
-            "SELECT id, server_id FROM orchestrator.deployment_instances WHERE deployment_id = \(id) ORDER BY created_at, id", logger: logger
-        ).decode((String, String?).self) {
+            """
+            SELECT id, server_id, spec_revision, state = 'ready' FROM orchestrator.deployment_instances WHERE deployment_id = \(id)
+            ORDER BY created_at, id
+            """, logger: logger
+        ).decode((String, String?, Int, Bool).self) {
             instances.append(row)
         }
         let wanted = stopped ? 0 : spec.scaling.replicas
+        let surge = stopped ? 0 : RollingUpdate(replicas: wanted, strategy: spec.updateStrategy).maxSurge
         var events: [(kind: String, message: String, actor: String)] = []
 
-        if instances.count > wanted {
-            let surplus = instances.count - wanted
-            let order = instances.enumerated().sorted { a, b in
-                (a.element.server == nil ? 0 : 1, -a.offset) < (b.element.server == nil ? 0 : 1, -b.offset)
-            }
-            let removed = order.prefix(surplus).map(\.element.id)
+        let order = instances.enumerated().sorted { a, b in
+            let left = (a.element.server == nil ? 0 : 1, a.element.revision < revision ? 0 : 1, a.element.ready ? 1 : 0, -a.offset)
+            let right = (b.element.server == nil ? 0 : 1, b.element.revision < revision ? 0 : 1, b.element.ready ? 1 : 0, -b.offset)
+            return left < right
+        }.map(\.element)
+        var removed: [String] = []
+        var kept = instances.count
+        var older = instances.count { $0.revision < revision }
+        for instance in order where kept > wanted + min(surge, older) {
+            removed.append(instance.id)
+            kept -= 1
+            if instance.revision < revision { older -= 1 }
+        }
+        if !removed.isEmpty {
             try await connection.query("DELETE FROM orchestrator.deployment_instances WHERE id = ANY(\(removed))", logger: logger)
             if !stopped { events += removed.map { ("removed", "removed instance \($0)", actor) } }
             instances.removeAll { removed.contains($0.id) }
@@ -594,35 +648,59 @@ struct PostgresDeploymentStore: Sendable {
                 spread[server, default: 0] += 1
             }
         }
+        try await record(id, events, on: connection)
 
         let missing = wanted - instances.count
         if missing > 0 {
-            let placed = Placement.place(count: missing, demand: demand, servers: servers, used: used, spread: spread)
-            // `<name>-<5 hex digits>`, unique among the deployment's instances (the only ones with
-            // its prefix): short enough to read, drawn again on the rare collision.
-            var taken = Set(instances.map(\.id))
-            var ids: [String] = []
-            while ids.count < missing {
-                let id = Self.instanceID(of: name)
-                if taken.insert(id).inserted { ids.append(id) }
-            }
-            let targets: [String?] = placed.servers + Array(repeating: nil, count: placed.unplaced)
-            try await connection.query(
-                """
-                INSERT INTO orchestrator.deployment_instances
-                    (id, deployment_id, revision, spec_revision, model_version, server_id, state, reason, cpu_cores, memory_bytes, gpu_count,
-                     gpu_type)
-                SELECT i, \(id), \(revision), \(revision), \(spec.modelVersion), NULLIF(s, ''), CASE WHEN s = '' THEN 'pending' ELSE 'assigned' END,
-                       CASE WHEN s = '' THEN \(placed.reason) END, \(demand.cpuCores), \(demand.memoryBytes), \(demand.gpuCount),
-                       \(demand.gpuType)
-                FROM unnest(\(ids)::text[], \(targets.map { $0 ?? "" })::text[]) AS t (i, s)
-                """, logger: logger)
-            for (instance, server) in zip(ids, targets) {
-                if let server { events.append(("placed", "placed instance \(instance) on \(server)", Self.orchestratorActor)) }
-            }
-            if placed.unplaced > 0, let reason = placed.reason {
-                events.append(("pending", "\(placed.unplaced) instance(s) pending: \(reason)", Self.orchestratorActor))
-            }
+            try await addInstances(
+                missing, to: id, name: name, spec: spec, revision: revision, servers: servers, existing: Set(instances.map(\.id)),
+                on: connection)
+        }
+    }
+
+    /// Adds `count` instances of `revision`, placed on `servers` where they fit (spread over them)
+    /// and pending, with the reason, where they do not.
+    private func addInstances(
+        _ count: Int, to id: UUID, name: String, spec: DeploymentSpec, revision: Int, servers: [Placement.Server], existing: Set<String>,
+        on connection: PostgresConnection
+    ) async throws {
+        let demand = Placement.Demand(spec.resources)
+        let used = try await usage(on: connection)
+        var spread: [String: Int] = [:]
+        for try await (server, instances) in try await connection.query(
+            """
+            SELECT server_id, count(*)::int FROM orchestrator.deployment_instances
+            WHERE deployment_id = \(id) AND server_id IS NOT NULL GROUP BY server_id
+            """, logger: logger
+        ).decode((String, Int).self) {
+            spread[server] = instances
+        }
+        let placed = Placement.place(count: count, demand: demand, servers: servers, used: used, spread: spread)
+        // `<name>-<5 hex digits>`, unique among the deployment's instances (the only ones with
+        // its prefix): short enough to read, drawn again on the rare collision.
+        var taken = existing
+        var ids: [String] = []
+        while ids.count < count {
+            let id = Self.instanceID(of: name)
+            if taken.insert(id).inserted { ids.append(id) }
+        }
+        let targets: [String?] = placed.servers + Array(repeating: nil, count: placed.unplaced)
+        try await connection.query(
+            """
+            INSERT INTO orchestrator.deployment_instances
+                (id, deployment_id, revision, spec_revision, model_version, server_id, state, reason, cpu_cores, memory_bytes, gpu_count,
+                 gpu_type)
+            SELECT i, \(id), \(revision), \(revision), \(spec.modelVersion), NULLIF(s, ''), CASE WHEN s = '' THEN 'pending' ELSE 'assigned' END,
+                   CASE WHEN s = '' THEN \(placed.reason) END, \(demand.cpuCores), \(demand.memoryBytes), \(demand.gpuCount),
+                   \(demand.gpuType)
+            FROM unnest(\(ids)::text[], \(targets.map { $0 ?? "" })::text[]) AS t (i, s)
+            """, logger: logger)
+        var events: [(kind: String, message: String, actor: String)] = []
+        for (instance, server) in zip(ids, targets) {
+            if let server { events.append(("placed", "placed instance \(instance) on \(server)", Self.orchestratorActor)) }
+        }
+        if placed.unplaced > 0, let reason = placed.reason {
+            events.append(("pending", "\(placed.unplaced) instance(s) pending: \(reason)", Self.orchestratorActor))
         }
         try await record(id, events, on: connection)
     }

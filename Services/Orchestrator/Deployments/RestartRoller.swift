@@ -3,12 +3,15 @@ import Logging
 import ServiceLifecycle
 import ServiceRuntime
 
-/// Restarts the instances of an edited deployment one by one (``PostgresDeploymentStore/advanceRestarts()``):
-/// after documents went out or an instance changed state, and every 2 s anyway. Replicas of the
-/// orchestrator may run it together: each step is one transaction under the placement lock.
+/// Moves the instances of edited deployments to their revision (``PostgresDeploymentStore/advanceRestarts(servers:)``),
+/// a rolling update where they restart: after documents went out or an instance changed state,
+/// and every 2 s anyway. The servers for new instances come from the registry, asked only while
+/// some instance is behind its revision. Replicas of the orchestrator may run it together: each
+/// step is one transaction under the placement lock.
 struct RestartRoller: Service {
     let database: DatabaseService
     let store: PostgresDeploymentStore
+    let registry: any RegistryLookup
     let wake: OutboxPublisher.Wake
     let logger: Logger
 
@@ -18,8 +21,10 @@ struct RestartRoller: Service {
             while !Task.isCancelled {
                 await wake.wait(timeout: .seconds(2))
                 do {
-                    let moved = try await store.advanceRestarts()
-                    if moved > 0 { logger.info("deployment instances moved to their deployment's revision", metadata: ["instances": "\(moved)"]) }
+                    guard try await store.hasInstancesBehind() else { continue }
+                    let servers = try await registry.servers().map(\.placement)
+                    let moved = try await store.advanceRestarts(servers: servers)
+                    if moved > 0 { logger.info("deployment instances moved toward their deployment's revision", metadata: ["instances": "\(moved)"]) }
                 } catch is CancellationError {
                     return
                 } catch {

@@ -234,7 +234,8 @@ struct EditDeployment: AsyncParsableCommand {
                 return .success
             }
             let edit = try answer.decode(DeploymentEditAnswer.self, from: context.orchestrator.name)
-            let note = edit.restart ? "\n\nThe instances restart one by one to take the change (--wait follows them)." : ""
+            let note =
+                edit.restart ? "\n\nThe instances restart to take the change: new ones replace them, a rolling update (--wait follows it)." : ""
             context.console.print(DeploymentsCommand.render(edit.deployment) + note)
             guard waiting.wait else { return .success }
             return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
@@ -269,7 +270,7 @@ struct ScaleDeployment: AsyncParsableCommand {
 /// `fleetctl deployments update NAME --model-version V [--wait]`.
 struct UpdateDeployment: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "update", abstract: "Update Model: move the instances to another version of the model, one at a time.")
+        commandName: "update", abstract: "Update Model: replace the instances by ones of another version of the model, a rolling update.")
 
     @OptionGroup var global: GlobalOptions
 
