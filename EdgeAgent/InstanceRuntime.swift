@@ -253,7 +253,7 @@ final class ManagedInstance: Sendable {
     /// Serves until cancelled (then returns normally, and the supervisor stops) or until the
     /// server fails (the reason, for a restart).
     private func runBuiltIn(model: URL?) async throws -> String {
-        let knobs = try BuiltInModelServer.Knobs(environment: definition.env)
+        let knobs = try BuiltInModelServer.Knobs(environment: definition.env, version: definition.version)
         let server = BuiltInModelServer(definition: definition, knobs: knobs, instance: self)
         try await server.run(host: settings.host) { port in
             self.set(.starting, address: "\(self.settings.host):\(port)")

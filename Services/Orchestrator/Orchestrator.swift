@@ -49,7 +49,11 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
             offlineGrace: try PendingPlacement.offlineGrace(environment: ProcessInfo.processInfo.environment), logger: context.logger))
     parts.services.append(
         DeploymentViewPublisher(mqtt: context.mqtt, database: database, store: deploymentStore, wake: viewsChanged, logger: context.logger))
-    parts.services.append(RestartRoller(database: database, store: deploymentStore, registry: registry, wake: instancesChanged, logger: context.logger))
+    let canaryFigures = CanaryFigures(mqtt: context.mqtt, logger: context.logger)
+    parts.services.append(canaryFigures)
+    parts.services.append(
+        RestartRoller(
+            database: database, store: deploymentStore, registry: registry, figures: canaryFigures, wake: instancesChanged, logger: context.logger))
     parts.services.append(
         AutoscalerLink(mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry, logger: context.logger))
     parts.routes = { router in

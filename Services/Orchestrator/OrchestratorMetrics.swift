@@ -32,6 +32,8 @@ enum OrchestratorMetrics {
     static var driftRepairs: Counter { Counter(label: "orchestrator_drift_repairs_total") }
     /// Devices the watchdog gave up on.
     static var devicesTimedOut: Counter { Counter(label: "orchestrator_devices_timed_out_total") }
+    /// Metrics snapshots for the canary analysis that were not snapshots (dropped).
+    static var snapshotsDropped: Counter { Counter(label: "orchestrator_metrics_snapshots_dropped_total") }
     /// Transactions run again after PostgreSQL aborted them to break a deadlock.
     static var transactionsRetried: Counter { Counter(label: "orchestrator_transactions_retried_total") }
 }

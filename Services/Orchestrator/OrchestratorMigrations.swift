@@ -295,5 +295,18 @@ enum OrchestratorMigrations {
                 "ALTER TABLE orchestrator.deployments ADD COLUMN rolling_from integer",
             ]
         ),
+        Migration(
+            version: 12,
+            name: "canary updates keep their step",
+            statements: [
+                // A canary update under way: the index of its step in `update_strategy.canary_steps`
+                // (null otherwise), when the step began, whether an operator paused it, and the
+                // last analysis of the new version's figures, for the deployment's status.
+                "ALTER TABLE orchestrator.deployments ADD COLUMN canary_step integer",
+                "ALTER TABLE orchestrator.deployments ADD COLUMN step_at timestamptz",
+                "ALTER TABLE orchestrator.deployments ADD COLUMN paused boolean NOT NULL DEFAULT false",
+                "ALTER TABLE orchestrator.deployments ADD COLUMN analysis text",
+            ]
+        ),
     ]
 }

@@ -13,6 +13,37 @@ package struct DeploymentRollout: Codable, Sendable, Equatable {
     /// Instances per model version.
     package var versions: [String: Int]
     package var progressDeadlineAt: Date?
+    /// A canary update's step; absent for a rolling update.
+    package var canary: Canary?
+
+    /// Where a canary update stands.
+    package struct Canary: Codable, Sendable, Equatable {
+        /// 1-based, of ``steps``.
+        package var step: Int
+        package var steps: Int
+        /// The new version's share of the requests, in percent.
+        package var weight: Int
+        package var paused: Bool
+        /// When the step's time is up (the next step follows once its instances are ready and
+        /// the analysis passes); absent while paused or when it ends as soon as they are ready.
+        package var stepEndsAt: Date?
+        /// The last analysis of the new version's figures.
+        package var analysis: String?
+
+        package init(step: Int, steps: Int, weight: Int, paused: Bool, stepEndsAt: Date?, analysis: String?) {
+            self.step = step
+            self.steps = steps
+            self.weight = weight
+            self.paused = paused
+            self.stepEndsAt = stepEndsAt
+            self.analysis = analysis
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case step, steps, weight, paused, analysis
+            case stepEndsAt = "step_ends_at"
+        }
+    }
 
     package init(fromRevision: Int, toRevision: Int, moved: Int, instances: Int, versions: [String: Int], progressDeadlineAt: Date?) {
         self.fromRevision = fromRevision
@@ -24,7 +55,7 @@ package struct DeploymentRollout: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case moved, instances, versions
+        case moved, instances, versions, canary
         case fromRevision = "from_revision"
         case toRevision = "to_revision"
         case progressDeadlineAt = "progress_deadline_at"

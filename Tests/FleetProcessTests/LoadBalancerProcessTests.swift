@@ -42,6 +42,68 @@ struct LoadBalancerProcessTests {
         return answered
     }
 
+    @Test("canary: a version that answers 500 to a fifth of its requests is rolled back at its first step; errors stay in its share")
+    func canaryRolledBack() async throws {
+        try await withFleet { fleet in
+            let aggregator = try ServiceProcess("metrics-aggregator", environment: ["MODELFLEET_MQTT_URL": fleet.broker.url])
+            defer { aggregator.process.send(SIGKILL) }
+            try await aggregator.waitUntilReady()
+            let agents = try await fleet.startAgents(1, devices: 1)
+            defer { agents.process.send(SIGKILL) }
+            try await withBalancer(fleet) { balancer in try await checkCanary(balancer, fleet) }
+        }
+    }
+
+    private func checkCanary(_ balancer: Balancer, _ fleet: Fleet) async throws {
+        let model = try await fleet.createModel()
+        try await fleet.addModelVersion("1.1.0", to: model)
+        let body = #"""
+            {"name": "birds", "model_id": "\#(model)", "model_version": "1.0.0", "resources": {"cpu_cores": 0.5, "memory_gb": 0.5},
+             "scaling": {"min_replicas": 1, "max_replicas": 8, "replicas": 3}, "load_balancer": {"health_check_interval_seconds": 1},
+             "env": {"SIM_ERROR_RATE": "0.2", "SIM_ERROR_VERSION": "1.1.0"},
+             "update_strategy": {"type": "canary", "canary_steps": [25, 100], "step_seconds": 600,
+                                 "analysis": {"max_error_percent": 5, "min_requests": 20}}}
+            """#
+        let created = try await fleet.api.send("POST", "/v1/deployments", json: body)
+        #expect(created.status == 201, "\(created.body)")
+        try await waitForServers("birds", count: 3, balancer: balancer)
+
+        // Constant load through HAProxy, each answer counted by version, errors by the time they came.
+        let load = Task { [balancer] in
+            var answers: [String: Int] = [:]
+            while !Task.isCancelled {
+                let answer = try? await balancer.infer("birds")
+                let key = answer.map { $0.status == 200 ? ($0.json?["version"] as? String ?? "?") : "status \($0.status)" } ?? "no answer"
+                answers[key, default: 0] += 1
+            }
+            return answers
+        }
+        let updated = try await fleet.api.send("POST", "/v1/deployments/birds/update", json: ["model_version": "1.1.0"])
+        #expect(updated.status == 200, "\(updated.body)")
+        var changes: [String] = []
+        let rolledBack = await eventually(timeout: .seconds(60), interval: .milliseconds(250)) {
+            changes = (try? await fleet.api.get("/v1/deployments/birds/revisions").items.compactMap { $0["change"] as? String }) ?? []
+            return changes.first?.contains("canary analysis at 25 % (step 1 of 2): errors ") == true
+        }
+        #expect(rolledBack, "rolled back by the analysis: \(changes.prefix(2))")
+        try await waitForServers("birds", count: 3, balancer: balancer)
+        load.cancel()
+        let answers = await load.value
+        let total = answers.values.reduce(0, +)
+        let errors = answers["status 500"] ?? 0
+        // The canary had a quarter of the requests, a fifth of those failed: errors are about 5 %
+        // of the requests while it served, and fewer over the whole run; none was a refusal.
+        #expect((answers["1.1.0"] ?? 0) > 0 && errors > 0, "the canary served, and failed some: \(answers)")
+        #expect(Double(errors) < Double(total) * 0.1, "errors only in the canary's share: \(answers)")
+        #expect(answers.keys.allSatisfy { ["1.0.0", "1.1.0", "status 500"].contains($0) }, "\(answers)")
+        let after = try await fleet.api.get("/v1/deployments/birds")
+        #expect(after.json?["model_version"] as? String == "1.0.0" && after.json?["rollout"] is NSNull, "\(after.body)")
+        for _ in 0..<30 {
+            let answer = try await balancer.infer("birds")
+            #expect(answer.status == 200 && answer.json?["version"] as? String == "1.0.0", "\(answer.status) \(answer.body)")
+        }
+    }
+
     @Test("round robin spreads evenly; a second replica serves the same; stopped answers 503 JSON, unknown or deleted 404 JSON")
     func roundRobinAndLifecycle() async throws {
         try await withFleet { fleet in
@@ -221,8 +283,8 @@ struct LoadBalancerProcessTests {
             let (total, failures) = await load.value
             #expect(total > 20 && failures.isEmpty, "\(failures.count) of \(total) requests failed: \(failures.prefix(5))")
 
-            // Update Model under constant load: the two instances restart on 1.1.0 one at a time,
-            // each drained first, and no request fails.
+            // Update Model under constant load: 1.1.0 instances replace the two, each old one
+            // drained once a new one is ready, and no request fails.
             try await fleet.addModelVersion("1.1.0", to: model)
             let updateLoad = Task { [balancer] in
                 var failures: [String] = []

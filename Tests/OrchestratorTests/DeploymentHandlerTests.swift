@@ -316,10 +316,110 @@ struct DeploymentHandlerTests {
             }
             #expect(try await api.call(.post, "\(path)/rollback", #"{"revision": 3}"#).errorCode == "no_change", "revision 3 ran 1.1.0 too")
 
-            // Canary and blue-green are not built: refused, naming the strategy.
-            _ = try await api.call(.patch, path, #"{"update_strategy": {"type": "canary"}}"#)
-            let canary = try await api.call(.post, "\(path)/update", #"{"model_version": "1.0.0"}"#)
-            #expect(canary.status == .unprocessableContent && canary.errorField == "update_strategy.type", "\(canary.body)")
+            // Blue-green is not built: refused, naming the strategy.
+            _ = try await api.call(.patch, path, #"{"update_strategy": {"type": "blue_green"}}"#)
+            let blueGreen = try await api.call(.post, "\(path)/update", #"{"model_version": "1.0.0"}"#)
+            #expect(blueGreen.status == .unprocessableContent && blueGreen.errorField == "update_strategy.type", "\(blueGreen.body)")
+        }
+    }
+
+    @Test("canary: each step's new instances take its share through their weights; promote, pause, resume; a failed analysis rolls back")
+    func canaryUpdate() async throws {
+        try await withDeploymentStore { api, registry, store, _ in
+            await Self.addVersion("1.1.0", to: registry)
+            await Self.addVersion("1.2.0", to: registry)
+            let path = "/v1/deployments/birds"
+            let created = try await api.call(
+                .post, "/v1/deployments",
+                Self.new(
+                    "birds",
+                    #", "scaling": {"min_replicas": 1, "max_replicas": 6, "replicas": 4}, "update_strategy": {"type": "canary", "canary_steps": [25, 50, 100], "analysis": {"min_requests": 10}}"#
+                ))
+            #expect(created.status == .created, "\(created.body)")
+            func roll(_ snapshot: DeploymentMetricsSnapshot? = nil) async throws -> Int {
+                try await store.advanceRestarts(servers: await registry.servers().map(\.placement), figures: snapshot.map { ["birds": $0] } ?? [:])
+            }
+            func ready(_ version: String, revision: Int) async throws {
+                for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
+                    let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
+                    try await store.recordInstanceReports([
+                        (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
+                    ])
+                }
+            }
+            /// Each version's instance count and weights, e.g. "1.0.0 x4 w192".
+            func sides() async throws -> [String] {
+                let instances = try await api.get(path).instances
+                return Dictionary(grouping: instances) { $0["model_version"] as? String ?? "?" }.map { version, list in
+                    "\(version) x\(list.count) w\(Set(list.compactMap { $0["weight"] as? Int }).sorted().map(String.init).joined(separator: ","))"
+                }.sorted()
+            }
+            func canary() async throws -> [String: Any]? { (try await api.get(path).json?["rollout"] as? [String: Any])?["canary"] as? [String: Any] }
+            func snapshot(_ version: String, requests: Int, errors: Int, age: Double = 0) -> DeploymentMetricsSnapshot {
+                let figures = MetricsFigures(
+                    windowSeconds: 10, requests: requests, requestsPerSecond: Double(requests) / 10, errors: errors,
+                    errorRatio: Double(errors) / Double(requests), latencyMs: .init(p50: 10, p95: 20, p99: 30, mean: 12), cpuCores: nil,
+                    cpuUtilization: nil, memoryBytes: nil, memoryUtilization: nil, gpuUtilization: nil)
+                return DeploymentMetricsSnapshot(
+                    deployment: "birds", at: Date().addingTimeInterval(-age), instances: 6, readyInstances: 6, newestDataAgeSeconds: 0.5,
+                    staleAfterSeconds: 5, figures: figures, versions: [.init(version: version, instances: 2, readyInstances: 2, figures: figures)])
+            }
+            try await ready("1.0.0", revision: 1)
+            let none = try await api.call(.post, "\(path)/promote")
+            #expect(none.status == .conflict && none.errorCode == "no_canary", "\(none.body)")
+            #expect(try await api.call(.post, "/v1/deployments/nobody/pause").status == .notFound)
+
+            // Step 1, 25 %: one new instance beside the four stable ones, weighted to a quarter of the requests.
+            let updated = try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#)
+            #expect(updated.status == .ok, "\(updated.body)")
+            #expect(try await roll() == 1)
+            #expect(try await sides() == ["1.0.0 x4 w192", "1.1.0 x1 w256"])
+            let first = try await canary()
+            #expect(first?["step"] as? Int == 1 && first?["weight"] as? Int == 25 && first?["step_ends_at"] is String, "\(first ?? [:])")
+            try await ready("1.1.0", revision: 2)
+            #expect(try await roll(snapshot("1.1.0", requests: 40, errors: 0)) == 0, "the step's 60 s are not up")
+            #expect(try await canary()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
+
+            // promote ends the step: 50 %, two new instances.
+            #expect(try await api.call(.post, "\(path)/promote").status == .ok)
+            _ = try await roll()
+            let second = try await canary()
+            #expect(second?["step"] as? Int == 2 && second?["weight"] as? Int == 50, "\(second ?? [:])")
+            #expect(try await roll() == 1)
+            #expect(try await sides() == ["1.0.0 x4 w128", "1.1.0 x2 w256"])
+            #expect(try await api.call(.post, "\(path)/pause").status == .ok)
+            #expect(try await canary()?["paused"] as? Bool == true)
+            #expect(try await api.call(.post, "\(path)/resume").status == .ok)
+            #expect(try await canary()?["paused"] as? Bool == false)
+
+            // Failing figures that are stale judge nothing; fresh ones roll the change back at once.
+            try await ready("1.1.0", revision: 2)
+            _ = try await roll(snapshot("1.1.0", requests: 40, errors: 10, age: 30))
+            #expect(try await canary()?["step"] as? Int == 2)
+            #expect(try await roll(snapshot("1.1.0", requests: 40, errors: 10)) == 6, "both new instances removed, the 4 stable on revision 3")
+            let back = try await api.get(path)
+            #expect(back.json?["revision"] as? Int == 3 && back.json?["model_version"] as? String == "1.0.0" && back.json?["rollout"] is NSNull)
+            #expect(try await sides() == ["1.0.0 x4 w100"])
+            let changes = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
+            #expect(
+                changes.first
+                    == "rolled back to revision 1 (model version 1.0.0): canary analysis at 50 % (step 2 of 3): errors 25 % of 40 requests, "
+                    + "above 5 %", "\(changes)")
+            #expect(try await api.get(path).instances.allSatisfy { $0["runs_revision"] as? Int == 3 }, "the stable ones run revision 3 as they are")
+
+            // A full promote: every instance to 1.2.0 once the new ones are ready, then the old go.
+            #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.2.0"}"#).status == .ok)
+            #expect(try await api.call(.post, "\(path)/promote", #"{"full": true}"#).status == .ok)
+            #expect(try await roll() == 4)
+            #expect(try await sides() == ["1.0.0 x4 w0", "1.2.0 x4 w256"], "at 100 % the stable instances get no new requests")
+            try await ready("1.2.0", revision: 4)
+            #expect(try await roll() == 4, "the four stable instances removed")
+            #expect(try await sides() == ["1.2.0 x4 w100"])
+            #expect(try await api.get(path).json?["rollout"] is NSNull)
+            let kinds = try await api.get("\(path)/events?limit=60").items.compactMap { $0["kind"] as? String }
+            #expect(["promoted", "paused", "resumed", "canary_step", "rolled_back"].allSatisfy(kinds.contains), "\(kinds)")
+            let badPromote = try await api.call(.post, "\(path)/promote", #"{"full": "yes"}"#)
+            #expect(badPromote.status == .badRequest && badPromote.errorField == "full", "\(badPromote.body)")
         }
     }
 

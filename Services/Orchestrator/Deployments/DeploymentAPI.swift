@@ -26,6 +26,9 @@ struct DeploymentAPI: Sendable {
         Route(.post, "/v1/deployments/{deployment}/start") { api, request, context in try await api.setStopped(false, request, context) },
         Route(.post, "/v1/deployments/{deployment}/update") { api, request, context in try await api.updateModel(request, context) },
         Route(.post, "/v1/deployments/{deployment}/rollback") { api, request, context in try await api.rollback(request, context) },
+        Route(.post, "/v1/deployments/{deployment}/promote") { api, request, context in try await api.canary(.promote, request, context) },
+        Route(.post, "/v1/deployments/{deployment}/pause") { api, request, context in try await api.canary(.pause, request, context) },
+        Route(.post, "/v1/deployments/{deployment}/resume") { api, request, context in try await api.canary(.resume, request, context) },
         Route(.get, "/v1/deployments/{deployment}/events") { api, request, context in try await api.events(request, context) },
         Route(.get, "/v1/deployments/{deployment}/revisions") { api, request, context in try await api.revisions(request, context) },
         Route(.get, "/v1/deployments/{deployment}/instances/{instance}/logs") { api, request, context in
@@ -158,12 +161,13 @@ struct DeploymentAPI: Sendable {
         }
     }
 
-    /// Update Model: the deployment's instances move to another version of its model, one at a
-    /// time (each next once the one before is ready again, ``RestartRoller``).
+    /// Update Model: new instances of another version of the deployment's model replace the old
+    /// ones, by a rolling update or, with that strategy, a canary (``RestartRoller``).
     func updateModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let current = try await existing(context)
         let body = try await JSONBody.decode(UpdateBody.self, from: request, context: context)
         try Self.refuseUnbuiltStrategy(current.spec)
+        let canary = current.spec.updateStrategy.type == .canary
         guard body.modelVersion != current.spec.modelVersion else {
             throw APIError(.conflict, code: "no_change", message: "deployment '\(current.name)' runs model version \(body.modelVersion) already")
         }
@@ -173,8 +177,10 @@ struct DeploymentAPI: Sendable {
         guard
             let deployment = try await store.update(
                 name: current.name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor,
-                kind: "updated", change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), \(Self.rollingDescription(spec))",
-                servers: try await registry.servers().map(\.placement))
+                kind: "updated",
+                change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), "
+                    + (canary ? Self.canaryDescription(spec) : Self.rollingDescription(spec)),
+                servers: try await registry.servers().map(\.placement), startsCanary: canary)
         else { throw Self.notFound(current.name) }
         logger.info("deployment update", metadata: ["deployment": "\(current.name)", "version": "\(spec.modelVersion)"])
         return try respond(DeploymentView(deployment: deployment), .ok, request, context)
@@ -191,6 +197,7 @@ struct DeploymentAPI: Sendable {
         let current = try await existing(context)
         let body = try await JSONBody.decodeIfPresent(RollbackBody.self, from: request, context: context) ?? RollbackBody(revision: nil)
         try Self.refuseUnbuiltStrategy(current.spec)
+        // Whatever the strategy, a rollback is a rolling update (a canary under way ends at once).
         guard let revisions = try await store.revisions(of: current.name) else { throw Self.notFound(current.name) }
         func runnable(_ spec: DeploymentSpec) -> DeploymentSpec {
             var spec = spec
@@ -226,15 +233,30 @@ struct DeploymentAPI: Sendable {
         return try respond(DeploymentView(deployment: deployment), .ok, request, context)
     }
 
-    /// Canary and blue-green updates are not built (issue 23): refused, naming the field, rather
-    /// than run as something else.
+    /// Blue-green updates are not built (issue 23): refused, naming the field, rather than run as
+    /// something else.
     private static func refuseUnbuiltStrategy(_ spec: DeploymentSpec) throws {
-        guard spec.updateStrategy.type == .rolling else {
+        guard spec.updateStrategy.type != .blueGreen else {
             throw APIError.unacceptable(
-                "update_strategy.type",
-                "\(spec.updateStrategy.type.rawValue) updates are not built yet; set update_strategy.type to rolling for a rolling update"
-            )
+                "update_strategy.type", "blue_green updates are not built yet; set update_strategy.type to rolling or canary")
         }
+    }
+
+    private struct PromoteBody: Decodable {
+        var full: Bool?
+    }
+
+    /// `promote` (`{"full": true}` for the whole way), `pause` and `resume` of the canary under
+    /// way; 409 `no_canary` without one.
+    func canary(_ command: PostgresDeploymentStore.CanaryCommand, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try Self.name(context)
+        var command = command
+        if command == .promote, try await JSONBody.decodeIfPresent(PromoteBody.self, from: request, context: context)?.full == true {
+            command = .promoteFully
+        }
+        guard let deployment = try await store.command(command, name: name, actor: OrchestratorAPI.actor) else { throw Self.notFound(name) }
+        logger.info("deployment canary", metadata: ["deployment": "\(name)", "command": "\(command.rawValue)"])
+        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
     }
 
     func setStopped(_ stopped: Bool, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -314,6 +336,17 @@ struct DeploymentAPI: Sendable {
     private static func name(_ context: BasicRequestContext) throws -> String {
         guard let name = context.parameters.get("deployment") else { throw APIError.invalid(field: "deployment", "a deployment name is required") }
         return name
+    }
+
+    /// How a canary update of `spec` goes, for its event: "canary, 10, 25, 50, 100 % of the
+    /// requests, 60 s a step, errors at most 5 %".
+    static func canaryDescription(_ spec: DeploymentSpec) -> String {
+        let strategy = spec.updateStrategy
+        let steps = (strategy.canarySteps ?? []).map(String.init).joined(separator: ", ")
+        var limits = ["errors at most \(strategy.analysis.maxErrorPercent) %"]
+        if let p99 = strategy.analysis.maxP99Ms { limits.append("p99 at most \(p99) ms") }
+        if let ratio = strategy.analysis.maxP99Ratio { limits.append("p99 at most \(ratio) × the stable version's") }
+        return "canary, \(steps) % of the requests, \(strategy.stepSeconds) s a step, \(limits.joined(separator: ", "))"
     }
 
     /// How a rolling update of `spec` goes, for its event: "rolling, 1 new instance(s) beside the

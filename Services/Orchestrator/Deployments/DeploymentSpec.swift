@@ -165,6 +165,39 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         /// Seconds a change may go without an instance of its revision becoming ready before it
         /// is rolled back (Kubernetes' `progressDeadlineSeconds`, same default).
         var progressDeadlineSeconds = 600
+        /// Canary: the limits the new version's live figures are held to at every step.
+        var analysis = Analysis()
+
+        /// What a canary's new version must keep to, judged on the metrics aggregator's figures
+        /// for its model version (the last 10 s) once it has served `min_requests` in them.
+        struct Analysis: Codable, Sendable, Equatable {
+            /// Errors (5xx and failed inferences) in percent of requests, at most.
+            var maxErrorPercent = 5.0
+            /// p99 latency in milliseconds, at most; not checked when absent.
+            var maxP99Ms: Double?
+            /// p99 latency as a multiple of the stable version's, at most; not checked when absent.
+            var maxP99Ratio: Double?
+            /// Requests the new version must have served in the window before it is judged.
+            var minRequests = 20
+
+            enum CodingKeys: String, CodingKey {
+                case maxErrorPercent = "max_error_percent"
+                case maxP99Ms = "max_p99_ms"
+                case maxP99Ratio = "max_p99_ratio"
+                case minRequests = "min_requests"
+            }
+
+            init() {}
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                let defaults = Analysis()
+                maxErrorPercent = try container.decodeIfPresent(Double.self, forKey: .maxErrorPercent) ?? defaults.maxErrorPercent
+                maxP99Ms = try container.decodeIfPresent(Double.self, forKey: .maxP99Ms)
+                maxP99Ratio = try container.decodeIfPresent(Double.self, forKey: .maxP99Ratio)
+                minRequests = try container.decodeIfPresent(Int.self, forKey: .minRequests) ?? defaults.minRequests
+            }
+        }
 
         enum CodingKeys: String, CodingKey {
             case type
@@ -174,6 +207,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             case stepSeconds = "step_seconds"
             case bakeSeconds = "bake_seconds"
             case progressDeadlineSeconds = "progress_deadline_seconds"
+            case analysis
         }
 
         init() {}
@@ -188,6 +222,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             stepSeconds = try container.decodeIfPresent(Int.self, forKey: .stepSeconds) ?? defaults.stepSeconds
             bakeSeconds = try container.decodeIfPresent(Int.self, forKey: .bakeSeconds) ?? defaults.bakeSeconds
             progressDeadlineSeconds = try container.decodeIfPresent(Int.self, forKey: .progressDeadlineSeconds) ?? defaults.progressDeadlineSeconds
+            analysis = try container.decodeIfPresent(Analysis.self, forKey: .analysis) ?? defaults.analysis
         }
     }
 
@@ -358,6 +393,19 @@ extension DeploymentSpec {
             throw .unacceptable("update_strategy.progress_deadline_seconds", "must be 1 to 86400")
         }
         guard (0...86_400).contains(strategy.bakeSeconds) else { throw .unacceptable("update_strategy.bake_seconds", "must be 0 to 86400") }
+        let analysis = strategy.analysis
+        guard (0...100).contains(analysis.maxErrorPercent) else {
+            throw .unacceptable("update_strategy.analysis.max_error_percent", "must be 0 to 100")
+        }
+        if let p99 = analysis.maxP99Ms, !(0.001...3_600_000).contains(p99) {
+            throw .unacceptable("update_strategy.analysis.max_p99_ms", "must be 0.001 to 3600000")
+        }
+        if let ratio = analysis.maxP99Ratio, !(1...1_000).contains(ratio) {
+            throw .unacceptable("update_strategy.analysis.max_p99_ratio", "must be 1 to 1000")
+        }
+        guard (1...1_000_000).contains(analysis.minRequests) else {
+            throw .unacceptable("update_strategy.analysis.min_requests", "must be 1 to 1000000")
+        }
 
         switch spec.runtime.kind {
         case .builtin:

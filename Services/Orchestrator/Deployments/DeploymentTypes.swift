@@ -60,6 +60,13 @@ struct Deployment: Sendable, Equatable {
     var rollingFrom: Int? = nil
     /// The roll's last progress: the revision's change, or the last instance moved to it.
     var progressAt: Date? = nil
+    /// A canary update under way: its step (an index into `update_strategy.canary_steps`), when
+    /// the step began (nil: it ends as soon as its instances are ready), whether it is paused, and
+    /// the last analysis of the new version's figures.
+    var canaryStep: Int? = nil
+    var stepAt: Date? = nil
+    var paused = false
+    var analysis: String? = nil
 
     var ready: Int { instances.count { $0.state == .ready } }
 
@@ -67,10 +74,17 @@ struct Deployment: Sendable, Equatable {
     /// without progress.
     var rollout: DeploymentRollout? {
         guard let rollingFrom, !stopped else { return nil }
-        return DeploymentRollout(
+        var rollout = DeploymentRollout(
             fromRevision: rollingFrom, toRevision: revision, moved: instances.count { $0.runsRevision >= revision }, instances: instances.count,
             versions: Dictionary(grouping: instances, by: \.modelVersion).mapValues(\.count),
             progressDeadlineAt: progressAt?.addingTimeInterval(Double(spec.updateStrategy.progressDeadlineSeconds)))
+        if let canaryStep {
+            let steps = spec.updateStrategy.canarySteps ?? []
+            rollout.canary = DeploymentRollout.Canary(
+                step: canaryStep + 1, steps: steps.count, weight: steps.indices.contains(canaryStep) ? steps[canaryStep] : 100, paused: paused,
+                stepEndsAt: paused ? nil : stepAt.map { $0.addingTimeInterval(Double(spec.updateStrategy.stepSeconds)) }, analysis: analysis)
+        }
+        return rollout
     }
 
     /// Where the load balancers serve it.

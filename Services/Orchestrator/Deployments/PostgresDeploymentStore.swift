@@ -24,11 +24,11 @@ struct PostgresDeploymentStore: Sendable {
     /// The advisory lock key of placement (any fixed number; only this store takes it).
     private static let placementLock: Int64 = 7_301_019
 
-    private func json(_ spec: DeploymentSpec) throws -> String {
+    func json(_ spec: DeploymentSpec) throws -> String {
         String(decoding: try ContractCoding.encoder.encode(spec), as: UTF8.self)
     }
 
-    private func spec(_ text: String) throws -> DeploymentSpec {
+    func spec(_ text: String) throws -> DeploymentSpec {
         try ContractCoding.decoder.decode(DeploymentSpec.self, from: Data(text.utf8))
     }
 
@@ -61,21 +61,38 @@ struct PostgresDeploymentStore: Sendable {
     }
 
     /// A new revision with `spec`, and `artifact` when the model version changes; the instances
-    /// are placed or removed to match it; `kind` and `change` are its event. Nil when there is no
-    /// such deployment.
+    /// are placed or removed to match it; `kind` and `change` are its event; `startsCanary` makes
+    /// a change that restarts the instances a canary update. Nil when there is no such deployment.
     func update(
         name: String, spec: DeploymentSpec, artifact: DeploymentArtifact? = nil, actor: String, kind: String, change: String,
-        servers: [Placement.Server]
+        servers: [Placement.Server], startsCanary: Bool = false
     ) async throws -> Deployment? {
         let artifactJSON = try artifact.map { String(decoding: try ContractCoding.encoder.encode($0), as: UTF8.self) }
         let found = try await inPlacementTransaction { connection -> Bool in
             guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
             let before = try await currentSpec(id, on: connection)
             if spec.restartsInstances(comparedTo: before) {
+                // A canary under way ends here (the API lets only a rollback through): its new
+                // instances go at once, before any request reaches them again.
+                try await connection.query(
+                    """
+                    WITH canary AS (
+                        UPDATE orchestrator.deployments SET canary_step = NULL, step_at = NULL, paused = false
+                        WHERE id = \(id) AND canary_step IS NOT NULL RETURNING id
+                    ) DELETE FROM orchestrator.deployment_instances
+                    WHERE deployment_id IN (SELECT id FROM canary) AND spec_revision = \(revision)
+                    """, logger: logger)
+                try await connection.query("UPDATE orchestrator.deployment_instances SET weight = 100 WHERE deployment_id = \(id)", logger: logger)
                 // A roll: the instances keep their revision's spec and `advanceRestarts` replaces
-                // them (a rolling update); if it stalls it goes back to the last revision rolled out whole.
+                // them (a rolling update, or a canary for a new model version with that strategy);
+                // if it stalls it goes back to the last revision rolled out whole.
                 try await connection.query(
                     "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
+                if startsCanary {
+                    try await connection.query(
+                        "UPDATE orchestrator.deployments SET canary_step = 0, step_at = now(), paused = false, analysis = NULL WHERE id = \(id)",
+                        logger: logger)
+                }
             } else {
                 // Nothing an agent runs changes: every instance runs the new revision as it is.
                 try await connection.query(
@@ -96,8 +113,13 @@ struct PostgresDeploymentStore: Sendable {
         let found = try await inPlacementTransaction { connection -> Bool in
             guard let (id, revision, wasStopped) = try await lockDeployment(name, on: connection) else { return false }
             guard wasStopped != stopped else { return true }
+            // A stop ends a canary under way: started again, the deployment runs its newest revision.
             try await connection.query(
-                "UPDATE orchestrator.deployments SET stopped = \(stopped), updated_at = now() WHERE id = \(id)", logger: logger)
+                """
+                UPDATE orchestrator.deployments SET stopped = \(stopped), updated_at = now(),
+                    canary_step = CASE WHEN \(stopped) THEN NULL ELSE canary_step END, paused = paused AND NOT \(stopped)
+                WHERE id = \(id)
+                """, logger: logger)
             try await record(id, [(stopped ? "stopped" : "started", stopped ? "stopped" : "started", actor)], on: connection)
             let spec = try await currentSpec(id, on: connection)
             try await reconcile(id, name: name, spec: spec, revision: revision, stopped: stopped, servers: servers, actor: actor, on: connection)
@@ -206,16 +228,17 @@ struct PostgresDeploymentStore: Sendable {
     /// `progress_deadline_seconds` is rolled back (``rollBackStalled``). Returns how many
     /// instances were moved, started or removed.
     @discardableResult
-    func advanceRestarts(servers: [Placement.Server]) async throws -> Int {
+    func advanceRestarts(servers: [Placement.Server], figures: [String: DeploymentMetricsSnapshot] = [:]) async throws -> Int {
         try await inPlacementTransaction { connection in
             var moved = try await rollBackStalled(servers: servers, on: connection)
+            moved += try await advanceCanaries(servers: servers, figures: figures, on: connection)
             var behind: [(deployment: UUID, name: String, revision: Int, spec: String, instance: String, runs: Int, runsSpec: String)] = []
             for try await row in try await connection.query(
                 """
                 SELECT d.id, d.name, d.revision, d.spec::text, i.id, i.spec_revision, r.spec::text
                 FROM orchestrator.deployment_instances i JOIN orchestrator.deployments d ON d.id = i.deployment_id
                 JOIN orchestrator.deployment_revisions r ON r.deployment_id = i.deployment_id AND r.revision = i.spec_revision
-                WHERE d.deleted_at IS NULL AND NOT d.stopped AND i.spec_revision < d.revision
+                WHERE d.deleted_at IS NULL AND NOT d.stopped AND i.spec_revision < d.revision AND d.canary_step IS NULL
                 ORDER BY d.id, i.created_at, i.id
                 """, logger: logger
             ).decode((UUID, String, Int, String, String, Int, String).self) {
@@ -350,7 +373,7 @@ struct PostgresDeploymentStore: Sendable {
     /// are removed at once (they serve nothing) and as many start on the new revision, placed on
     /// `servers`; the old revision's instances run its spec already and stay; those of the stalled
     /// revision that are ready are replaced as for any change. Returns how many instances went.
-    private func rollBack(
+    func rollBack(
         _ id: UUID, name: String, from stalled: Int, to target: Int, because why: String, servers: [Placement.Server],
         on connection: PostgresConnection
     ) async throws -> Int {
@@ -367,7 +390,18 @@ struct PostgresDeploymentStore: Sendable {
         var spec = try spec(found.spec)
         spec.scaling = current.scaling
         let revision = stalled + 1
-        try await connection.query("UPDATE orchestrator.deployments SET rolling_from = NULL WHERE id = \(id)", logger: logger)
+        // A canary's new instances all go, ready or not: no request reaches them after this.
+        var canary = false
+        for try await step in try await connection.query(
+            "SELECT canary_step FROM orchestrator.deployments WHERE id = \(id)", logger: logger
+        ).decode(Int?.self) {
+            canary = step != nil
+        }
+        try await connection.query(
+            """
+            UPDATE orchestrator.deployments SET rolling_from = NULL, canary_step = NULL, step_at = NULL, paused = false WHERE id = \(id)
+            """, logger: logger)
+        try await connection.query("UPDATE orchestrator.deployment_instances SET weight = 100 WHERE deployment_id = \(id)", logger: logger)
         try await writeRevision(
             of: id, revision, spec: spec, artifactJSON: found.artifact, actor: Self.orchestratorActor, kind: "rolled_back",
             change: "rolled back to revision \(target) (model version \(spec.modelVersion)): \(why)", on: connection)
@@ -375,7 +409,8 @@ struct PostgresDeploymentStore: Sendable {
         for try await count in try await connection.query(
             """
             WITH removed AS (
-                DELETE FROM orchestrator.deployment_instances WHERE deployment_id = \(id) AND spec_revision = \(stalled) AND state <> 'ready'
+                DELETE FROM orchestrator.deployment_instances
+                WHERE deployment_id = \(id) AND spec_revision = \(stalled) AND (state <> 'ready' OR \(canary))
                 RETURNING 1
             ) SELECT count(*)::int FROM removed
             """, logger: logger
@@ -459,7 +494,7 @@ struct PostgresDeploymentStore: Sendable {
     /// A transaction holding the placement lock; a refusal thrown inside comes out as itself. The
     /// servers whose instances the body changed (placed, removed, moved, stopped, or of a
     /// deployment whose revision changed) get new desired-state documents before it commits.
-    private func inPlacementTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+    func inPlacementTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let (result, documents) = try await unwrappingRefusals {
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.placementLock))", logger: logger)
@@ -509,7 +544,7 @@ struct PostgresDeploymentStore: Sendable {
     }
 
     /// The live deployment's id, revision and whether it is stopped, its row locked.
-    private func lockDeployment(_ name: String, on connection: PostgresConnection) async throws -> (UUID, Int, Bool)? {
+    func lockDeployment(_ name: String, on connection: PostgresConnection) async throws -> (UUID, Int, Bool)? {
         for try await row in try await connection.query(
             "SELECT id, revision, stopped FROM orchestrator.deployments WHERE name = \(name) AND deleted_at IS NULL FOR UPDATE", logger: logger
         ).decode((UUID, Int, Bool).self) {
@@ -518,7 +553,7 @@ struct PostgresDeploymentStore: Sendable {
         return nil
     }
 
-    private func currentSpec(_ id: UUID, on connection: PostgresConnection) async throws -> DeploymentSpec {
+    func currentSpec(_ id: UUID, on connection: PostgresConnection) async throws -> DeploymentSpec {
         for try await text in try await connection.query(
             "SELECT spec::text FROM orchestrator.deployments WHERE id = \(id)", logger: logger
         ).decode(String.self) {
@@ -529,7 +564,7 @@ struct PostgresDeploymentStore: Sendable {
 
     /// Makes `revision` the deployment's with `spec` (and `artifactJSON`, when the model version
     /// changes), its progress starting now, with its revision row and its event.
-    private func writeRevision(
+    func writeRevision(
         of id: UUID, _ revision: Int, spec: DeploymentSpec, artifactJSON: String?, actor: String, kind: String, change: String,
         on connection: PostgresConnection
     ) async throws {
@@ -554,7 +589,7 @@ struct PostgresDeploymentStore: Sendable {
             """, logger: logger)
     }
 
-    private func record(_ id: UUID, _ events: [(kind: String, message: String, actor: String)], on connection: PostgresConnection) async throws {
+    func record(_ id: UUID, _ events: [(kind: String, message: String, actor: String)], on connection: PostgresConnection) async throws {
         guard !events.isEmpty else { return }
         try await connection.query(
             """
@@ -609,7 +644,13 @@ struct PostgresDeploymentStore: Sendable {
             instances.append(row)
         }
         let wanted = stopped ? 0 : spec.scaling.replicas
-        let surge = stopped ? 0 : RollingUpdate(replicas: wanted, strategy: spec.updateStrategy).maxSurge
+        var surge = stopped ? 0 : RollingUpdate(replicas: wanted, strategy: spec.updateStrategy).maxSurge
+        // A canary's new instances are its own: the stable instances keep the wanted count.
+        for try await canary in try await connection.query(
+            "SELECT canary_step IS NOT NULL FROM orchestrator.deployments WHERE id = \(id)", logger: logger
+        ).decode(Bool.self) where canary && !stopped {
+            surge = instances.count { $0.revision == revision }
+        }
         var events: [(kind: String, message: String, actor: String)] = []
 
         let order = instances.enumerated().sorted { a, b in
@@ -660,7 +701,7 @@ struct PostgresDeploymentStore: Sendable {
 
     /// Adds `count` instances of `revision`, placed on `servers` where they fit (spread over them)
     /// and pending, with the reason, where they do not.
-    private func addInstances(
+    func addInstances(
         _ count: Int, to id: UUID, name: String, spec: DeploymentSpec, revision: Int, servers: [Placement.Server], existing: Set<String>,
         on connection: PostgresConnection
     ) async throws {
@@ -713,17 +754,19 @@ struct PostgresDeploymentStore: Sendable {
     // MARK: Reads
 
     private static let columns =
-        "d.id, d.seq, d.name, d.revision, d.spec::text, d.stopped, d.created_at, d.updated_at, d.rolling_from, d.progress_at"
+        "d.id, d.seq, d.name, d.revision, d.spec::text, d.stopped, d.created_at, d.updated_at, d.rolling_from, d.progress_at, d.canary_step, "
+        + "d.step_at, d.paused, d.analysis"
 
     private func deployments(_ rows: PostgresRowSequence) async throws -> [Deployment] {
         var found: [Deployment] = []
-        for try await (id, seq, name, revision, text, stopped, created, updated, rollingFrom, progressAt) in rows.decode(
-            (UUID, Int64, String, Int, String, Bool, Date, Date, Int?, Date).self)
+        for try await (id, seq, name, revision, text, stopped, created, updated, rollingFrom, progressAt, canaryStep, stepAt, paused, analysis)
+            in rows.decode((UUID, Int64, String, Int, String, Bool, Date, Date, Int?, Date, Int?, Date?, Bool, String?).self)
         {
             found.append(
                 Deployment(
                     id: id, seq: seq, name: name, revision: revision, spec: try spec(text), stopped: stopped, createdAt: created, updatedAt: updated,
-                    instances: [], rollingFrom: rollingFrom, progressAt: progressAt))
+                    instances: [], rollingFrom: rollingFrom, progressAt: progressAt, canaryStep: canaryStep, stepAt: stepAt, paused: paused,
+                    analysis: analysis))
         }
         guard !found.isEmpty else { return [] }
         var instances: [UUID: [DeploymentInstance]] = [:]

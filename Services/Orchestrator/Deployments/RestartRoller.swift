@@ -4,14 +4,16 @@ import ServiceLifecycle
 import ServiceRuntime
 
 /// Moves the instances of edited deployments to their revision (``PostgresDeploymentStore/advanceRestarts(servers:)``),
-/// a rolling update where they restart: after documents went out or an instance changed state,
-/// and every 2 s anyway. The servers for new instances come from the registry, asked only while
+/// a rolling update or a canary where they restart: after documents went out or an instance
+/// changed state, and every 2 s anyway (a canary's analysis and its steps' time need the ticks). The servers for new instances come from the registry, asked only while
 /// some instance is behind its revision. Replicas of the orchestrator may run it together: each
 /// step is one transaction under the placement lock.
 struct RestartRoller: Service {
     let database: DatabaseService
     let store: PostgresDeploymentStore
     let registry: any RegistryLookup
+    /// The live figures a canary is judged on.
+    let figures: CanaryFigures
     let wake: OutboxPublisher.Wake
     let logger: Logger
 
@@ -23,7 +25,7 @@ struct RestartRoller: Service {
                 do {
                     guard try await store.hasInstancesBehind() else { continue }
                     let servers = try await registry.servers().map(\.placement)
-                    let moved = try await store.advanceRestarts(servers: servers)
+                    let moved = try await store.advanceRestarts(servers: servers, figures: figures.snapshots)
                     if moved > 0 { logger.info("deployment instances moved toward their deployment's revision", metadata: ["instances": "\(moved)"]) }
                 } catch is CancellationError {
                     return

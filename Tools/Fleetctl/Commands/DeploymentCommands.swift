@@ -9,7 +9,8 @@ struct DeploymentsCommand: AsyncParsableCommand {
         commandName: "deployments", abstract: "Deploy model versions on the fleet's servers and manage them.",
         subcommands: [
             ListDeployments.self, CreateDeployment.self, EditDeployment.self, ScaleDeployment.self, UpdateDeployment.self,
-            RollbackDeployment.self, StopDeployment.self, StartDeployment.self, DeleteDeployment.self, DeploymentEvents.self,
+            RollbackDeployment.self, PromoteDeployment.self, PauseDeployment.self, ResumeDeployment.self, StopDeployment.self, StartDeployment.self,
+            DeleteDeployment.self, DeploymentEvents.self,
             DeploymentRevisions.self, InstanceLogs.self,
             DeploymentMetricsCommand.self,
         ],
@@ -49,6 +50,12 @@ struct DeploymentsCommand: AsyncParsableCommand {
             lines.append(
                 "rollout: revision \(rollout.fromRevision) to \(rollout.toRevision), \(rollout.moved) of \(rollout.instances) instance(s) moved "
                     + "(\(versions))\(deadline)")
+            if let canary = rollout.canary {
+                let state = canary.paused ? "paused" : canary.stepEndsAt.map { "next step after \(Format.date($0))" } ?? "next step once ready"
+                lines.append(
+                    "canary: step \(canary.step) of \(canary.steps), \(canary.weight) % of the requests on the new version, \(state)"
+                        + (canary.analysis.map { "; analysis: \($0)" } ?? ""))
+            }
         }
         if !deployment.description.isEmpty { lines.insert(deployment.description, at: 1) }
         var table = TextTable("instance", "server", "state", "address", "version", "reason")
@@ -320,6 +327,62 @@ struct RollbackDeployment: AsyncParsableCommand {
             let body: JSONValue = .object(toRevision.map { ["revision": .number(Double($0))] } ?? [:])
             let answer = try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/rollback"), body: body)
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
+        }
+    }
+}
+
+/// `fleetctl deployments promote NAME [--full]`.
+struct PromoteDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote", abstract: "End the canary's step now (with --full: move every instance to the new version at once).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    @Flag(help: "Skip the remaining steps.")
+    var full = false
+
+    @OptionGroup var waiting: DeploymentWaitOptions
+
+    func run() async throws {
+        try await global.run { context in
+            let body: JSONValue = .object(full ? ["full": .bool(true)] : [:])
+            let answer = try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/promote"), body: body)
+            return try await DeploymentsCommand.print(answer, context, waiting: waiting)
+        }
+    }
+}
+
+/// `fleetctl deployments pause NAME`.
+struct PauseDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Hold the canary at its step (the analysis goes on).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    func run() async throws {
+        try await global.run { context in
+            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/pause")), context)
+        }
+    }
+}
+
+/// `fleetctl deployments resume NAME`.
+struct ResumeDeployment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Go on with a paused canary; its step's time starts again.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    func run() async throws {
+        try await global.run { context in
+            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/resume")), context)
         }
     }
 }

@@ -1,0 +1,162 @@
+import FleetContract
+import Foundation
+import PostgresNIO
+import ServiceRuntime
+
+/// Canary updates (``Canary``): the stable version keeps its instances while new ones take a
+/// rising share of the traffic through the load balancers' weights, step by step, each judged on
+/// the metrics aggregator's live figures; a failed judgement rolls the change back at once.
+extension PostgresDeploymentStore {
+    /// A snapshot older than this says nothing about now: the analysis waits for a fresh one.
+    static let freshFigures: TimeInterval = 5
+
+    /// One step of every canary under way: its instances and weights for the step, the analysis
+    /// of the new version, and the next step when the step's time is up (or the end, every
+    /// instance on the new version). Returns how many instances were started or removed.
+    func advanceCanaries(
+        servers: [Placement.Server], figures: [String: DeploymentMetricsSnapshot], on connection: PostgresConnection
+    ) async throws -> Int {
+        var canaries: [(id: UUID, name: String, revision: Int, spec: String, from: Int, step: Int, stepAt: Date?, paused: Bool)] = []
+        for try await row in try await connection.query(
+            """
+            SELECT id, name, revision, spec::text, rolling_from, canary_step, step_at, paused FROM orchestrator.deployments
+            WHERE canary_step IS NOT NULL AND rolling_from IS NOT NULL AND deleted_at IS NULL AND NOT stopped
+            """, logger: logger
+        ).decode((UUID, String, Int, String, Int, Int, Date?, Bool).self) {
+            canaries.append(row)
+        }
+        var changed = 0
+        for canary in canaries {
+            changed += try await canaryStep(
+                canary.id, name: canary.name, revision: canary.revision, spec: try spec(canary.spec), from: canary.from, step: canary.step,
+                stepAt: canary.stepAt, paused: canary.paused, snapshot: figures[canary.name], servers: servers, on: connection)
+        }
+        return changed
+    }
+
+    private func canaryStep(
+        _ id: UUID, name: String, revision: Int, spec: DeploymentSpec, from: Int, step: Int, stepAt: Date?, paused: Bool,
+        snapshot: DeploymentMetricsSnapshot?, servers: [Placement.Server], on connection: PostgresConnection
+    ) async throws -> Int {
+        var instances: [(id: String, revision: Int, ready: Bool, version: String)] = []
+        for try await row in try await connection.query(
+            """
+            SELECT id, spec_revision, state = 'ready', model_version FROM orchestrator.deployment_instances
+            WHERE deployment_id = \(id) ORDER BY created_at, id
+            """, logger: logger
+        ).decode((String, Int, Bool, String).self) {
+            instances.append(row)
+        }
+        let stable = instances.filter { $0.revision < revision }
+        let new = instances.filter { $0.revision == revision }
+        let steps = spec.updateStrategy.canarySteps ?? [100]
+        let index = min(step, steps.count - 1)
+        let weight = steps[index]
+
+        // The analysis, on figures of the last seconds only.
+        let fresh = snapshot.flatMap { Date().timeIntervalSince($0.at) < Self.freshFigures ? $0 : nil }
+        let stableVersion = stable.first?.version
+        let verdict = Canary.judge(
+            canary: fresh?.versions.first { $0.version == spec.modelVersion }?.figures,
+            stable: fresh?.versions.first { $0.version == stableVersion }?.figures, limits: spec.updateStrategy.analysis)
+        if case .fail(let reason) = verdict {
+            let why = "canary analysis at \(weight) % (step \(index + 1) of \(steps.count)): \(reason)"
+            return try await rollBack(id, name: name, from: revision, to: from, because: why, servers: servers, on: connection)
+        }
+        try await connection.query(
+            "UPDATE orchestrator.deployments SET analysis = \(verdict.summary) WHERE id = \(id) AND analysis IS DISTINCT FROM \(verdict.summary)",
+            logger: logger)
+
+        // The step's instances and weights.
+        var changed = 0
+        let wanted = Canary.newInstances(replicas: spec.scaling.replicas, weight: weight)
+        if new.count < wanted {
+            try await addInstances(
+                wanted - new.count, to: id, name: name, spec: spec, revision: revision, servers: servers, existing: Set(instances.map(\.id)),
+                on: connection)
+            try await connection.query("UPDATE orchestrator.deployments SET progress_at = now() WHERE id = \(id)", logger: logger)
+            changed += wanted - new.count
+        }
+        let weights = Canary.weights(weight: weight, stable: stable.count, canary: max(new.count, wanted))
+        try await connection.query(
+            """
+            UPDATE orchestrator.deployment_instances
+            SET weight = CASE WHEN spec_revision = \(revision) THEN \(weights.canary) ELSE \(weights.stable) END
+            WHERE deployment_id = \(id) AND weight <> CASE WHEN spec_revision = \(revision) THEN \(weights.canary) ELSE \(weights.stable) END
+            """, logger: logger)
+
+        // The next step, once this one's instances serve and its time is up.
+        let serving = new.count >= wanted && new.allSatisfy(\.ready)
+        let timeUp = stepAt.map { Date().timeIntervalSince($0) >= Double(spec.updateStrategy.stepSeconds) } ?? true
+        guard serving && timeUp && !paused else { return changed }
+        if index + 1 < steps.count {
+            try await connection.query(
+                "UPDATE orchestrator.deployments SET canary_step = \(index + 1), step_at = now(), progress_at = now() WHERE id = \(id)",
+                logger: logger)
+            let next = "canary at \(steps[index + 1]) % (step \(index + 2) of \(steps.count)); \(verdict.summary)"
+            try await record(id, [("canary_step", next, Self.orchestratorActor)], on: connection)
+            return changed
+        }
+        // The last step (100 %) done: the stable instances go, and the roll with them.
+        let removed = stable.map(\.id)
+        try await connection.query("DELETE FROM orchestrator.deployment_instances WHERE id = ANY(\(removed))", logger: logger)
+        try await connection.query("UPDATE orchestrator.deployment_instances SET weight = 100 WHERE deployment_id = \(id)", logger: logger)
+        try await connection.query(
+            """
+            UPDATE orchestrator.deployments SET canary_step = NULL, step_at = NULL, paused = false, rolling_from = NULL, progress_at = now()
+            WHERE id = \(id)
+            """, logger: logger)
+        try await record(
+            id, [("promoted", "canary promoted: every instance on model version \(spec.modelVersion); \(verdict.summary)", Self.orchestratorActor)],
+            on: connection)
+        return changed + removed.count
+    }
+
+    enum CanaryCommand: String, Sendable {
+        case promote, promoteFully, pause, resume
+    }
+
+    /// An operator's command to the canary under way: `promote` ends the step now (its
+    /// instances still have to be ready), `promoteFully` goes to the last step and ends it as soon
+    /// as every new instance is ready, `pause` holds the step, `resume` starts its time again.
+    /// Nil when there is no such deployment; `DomainError.conflict` on `name` when no canary is
+    /// under way.
+    func command(_ command: CanaryCommand, name: String, actor: String) async throws -> Deployment? {
+        let found = try await inPlacementTransaction { connection -> Bool in
+            guard let (id, _, _) = try await lockDeployment(name, on: connection) else { return false }
+            var state: (step: Int?, paused: Bool) = (nil, false)
+            for try await row in try await connection.query(
+                "SELECT canary_step, paused FROM orchestrator.deployments WHERE id = \(id)", logger: logger
+            ).decode((Int?, Bool).self) {
+                state = row
+            }
+            guard let step = state.step else {
+                throw DomainError.conflict("deployment '\(name)' has no canary update under way", field: "name", code: "no_canary")
+            }
+            let spec = try await currentSpec(id, on: connection)
+            let steps = spec.updateStrategy.canarySteps ?? [100]
+            let last = steps.count - 1
+            let message: String
+            switch command {
+            case .promote:
+                // The step ends now; the next one (or the end) follows once its instances are ready.
+                try await connection.query("UPDATE orchestrator.deployments SET step_at = NULL, paused = false WHERE id = \(id)", logger: logger)
+                message = "promoted: step \(step + 1) of \(steps.count) ends now"
+            case .promoteFully:
+                try await connection.query(
+                    "UPDATE orchestrator.deployments SET canary_step = \(last), step_at = NULL, paused = false WHERE id = \(id)", logger: logger)
+                message = "promoted fully: every instance moves to the new version at once"
+            case .pause:
+                try await connection.query("UPDATE orchestrator.deployments SET paused = true WHERE id = \(id)", logger: logger)
+                message = "paused at step \(step + 1) of \(steps.count)"
+            case .resume:
+                try await connection.query(
+                    "UPDATE orchestrator.deployments SET paused = false, step_at = now() WHERE id = \(id)", logger: logger)
+                message = "resumed at step \(step + 1) of \(steps.count)"
+            }
+            try await record(id, [(command == .pause ? "paused" : command == .resume ? "resumed" : "promoted", message, actor)], on: connection)
+            return true
+        }
+        return found ? try await deployment(named: name) : nil
+    }
+}
