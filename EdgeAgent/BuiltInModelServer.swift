@@ -26,9 +26,9 @@ struct BuiltInModelServer: Sendable {
 
         init() {}
 
-        /// `version` is the instance's model version: `SIM_ERROR_VERSION` limits the error rate to
-        /// the instances of that version (the others answer every inference), so that one version
-        /// of a canary update can be made to fail.
+        /// `version` is the instance's model version: `SIM_ERROR_VERSION` and `SIM_LATENCY_VERSION`
+        /// limit the error rate and the added latency to the instances of that version, so that one
+        /// version of a canary update can be made to fail or to be slow.
         init(environment: [String: String], version: String) throws {
             func number(_ name: String, in range: ClosedRange<Double>) throws -> Double? {
                 guard let text = environment[name] else { return nil }
@@ -40,6 +40,7 @@ struct BuiltInModelServer: Sendable {
             latencyMilliseconds = try number("SIM_LATENCY_MS", in: 0...60_000) ?? 0
             errorRate = try number("SIM_ERROR_RATE", in: 0...1) ?? 0
             if let failing = environment["SIM_ERROR_VERSION"], failing != version { errorRate = 0 }
+            if let slow = environment["SIM_LATENCY_VERSION"], slow != version { latencyMilliseconds = 0 }
             startupSeconds = try number("SIM_STARTUP_SECONDS", in: 0...3_600) ?? 0
         }
     }

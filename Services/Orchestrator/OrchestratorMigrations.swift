@@ -300,12 +300,18 @@ enum OrchestratorMigrations {
             name: "canary updates keep their step",
             statements: [
                 // A canary update under way: the index of its step in `update_strategy.canary_steps`
-                // (null otherwise), when the step began, whether an operator paused it, and the
-                // last analysis of the new version's figures, for the deployment's status.
+                // (null otherwise), when the step began, whether an operator paused it, the last
+                // analysis of the new version's figures and how many checks in a row failed.
                 "ALTER TABLE orchestrator.deployments ADD COLUMN canary_step integer",
                 "ALTER TABLE orchestrator.deployments ADD COLUMN step_at timestamptz",
                 "ALTER TABLE orchestrator.deployments ADD COLUMN paused boolean NOT NULL DEFAULT false",
                 "ALTER TABLE orchestrator.deployments ADD COLUMN analysis text",
+                "ALTER TABLE orchestrator.deployments ADD COLUMN failed_checks integer NOT NULL DEFAULT 0",
+                // The time of the last metrics snapshot judged: each snapshot is one check.
+                "ALTER TABLE orchestrator.deployments ADD COLUMN judged_at timestamptz",
+                // Why the orchestrator rolled the deployment back by itself (progress deadline or
+                // analysis): the deployment is `degraded` until an operator's next change.
+                "ALTER TABLE orchestrator.deployments ADD COLUMN rolled_back_because text",
             ]
         ),
     ]

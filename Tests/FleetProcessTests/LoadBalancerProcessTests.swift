@@ -42,7 +42,9 @@ struct LoadBalancerProcessTests {
         return answered
     }
 
-    @Test("canary: a version that answers 500 to a fifth of its requests is rolled back at its first step; errors stay in its share")
+    @Test(
+        "canary: a version failing a fifth of its requests, then a slow one, rolled back at their first step; an orchestrator killed mid-canary resumes"
+    )
     func canaryRolledBack() async throws {
         try await withFleet { fleet in
             let aggregator = try ServiceProcess("metrics-aggregator", environment: ["MODELFLEET_MQTT_URL": fleet.broker.url])
@@ -56,17 +58,18 @@ struct LoadBalancerProcessTests {
 
     private func checkCanary(_ balancer: Balancer, _ fleet: Fleet) async throws {
         let model = try await fleet.createModel()
-        try await fleet.addModelVersion("1.1.0", to: model)
+        for version in ["1.1.0", "1.2.0", "1.3.0"] { try await fleet.addModelVersion(version, to: model) }
+        // 1.1.0 fails a fifth of its inferences, 1.2.0 takes 50 ms more for each, 1.3.0 is sound.
         let body = #"""
             {"name": "birds", "model_id": "\#(model)", "model_version": "1.0.0", "resources": {"cpu_cores": 0.5, "memory_gb": 0.5},
-             "scaling": {"min_replicas": 1, "max_replicas": 8, "replicas": 3}, "load_balancer": {"health_check_interval_seconds": 1},
-             "env": {"SIM_ERROR_RATE": "0.2", "SIM_ERROR_VERSION": "1.1.0"},
+             "scaling": {"min_replicas": 1, "max_replicas": 8, "replicas": 4}, "load_balancer": {"health_check_interval_seconds": 1},
+             "env": {"SIM_ERROR_RATE": "0.2", "SIM_ERROR_VERSION": "1.1.0", "SIM_LATENCY_MS": "50", "SIM_LATENCY_VERSION": "1.2.0"},
              "update_strategy": {"type": "canary", "canary_steps": [25, 100], "step_seconds": 600,
-                                 "analysis": {"max_error_percent": 5, "min_requests": 20}}}
+                                 "analysis": {"max_error_percent": 5, "max_p99_ratio": 3, "min_requests": 20}}}
             """#
         let created = try await fleet.api.send("POST", "/v1/deployments", json: body)
         #expect(created.status == 201, "\(created.body)")
-        try await waitForServers("birds", count: 3, balancer: balancer)
+        try await waitForServers("birds", count: 4, balancer: balancer)
 
         // Constant load through HAProxy, each answer counted by version, errors by the time they came.
         let load = Task { [balancer] in
@@ -86,7 +89,7 @@ struct LoadBalancerProcessTests {
             return changes.first?.contains("canary analysis at 25 % (step 1 of 2): errors ") == true
         }
         #expect(rolledBack, "rolled back by the analysis: \(changes.prefix(2))")
-        try await waitForServers("birds", count: 3, balancer: balancer)
+        try await waitForServers("birds", count: 4, balancer: balancer)
         load.cancel()
         let answers = await load.value
         let total = answers.values.reduce(0, +)
@@ -98,10 +101,51 @@ struct LoadBalancerProcessTests {
         #expect(answers.keys.allSatisfy { ["1.0.0", "1.1.0", "status 500"].contains($0) }, "\(answers)")
         let after = try await fleet.api.get("/v1/deployments/birds")
         #expect(after.json?["model_version"] as? String == "1.0.0" && after.json?["rollout"] is NSNull, "\(after.body)")
+        #expect(after.json?["status"] as? String == "degraded" && (after.json?["rolled_back_because"] as? String)?.contains("errors ") == true)
         for _ in 0..<30 {
             let answer = try await balancer.infer("birds")
             #expect(answer.status == 200 && answer.json?["version"] as? String == "1.0.0", "\(answer.status) \(answer.body)")
         }
+
+        // A slow version: its p99 above 3 × the stable one's, rolled back on latency.
+        let slowLoad = Task { [balancer] in
+            while !Task.isCancelled { _ = try? await balancer.infer("birds") }
+        }
+        #expect(try await fleet.api.send("POST", "/v1/deployments/birds/update", json: ["model_version": "1.2.0"]).status == 200)
+        let slowRolledBack = await eventually(timeout: .seconds(60), interval: .milliseconds(250)) {
+            changes = (try? await fleet.api.get("/v1/deployments/birds/revisions").items.compactMap { $0["change"] as? String }) ?? []
+            return changes.first?.contains("× the stable version's") == true
+        }
+        slowLoad.cancel()
+        #expect(slowRolledBack, "rolled back on latency: \(changes.prefix(2))")
+        try await waitForServers("birds", count: 4, balancer: balancer)
+
+        // A sound version at its first step; the orchestrator killed and started again: the
+        // canary stands where it stood (step 1: a quarter of the requests, 192 for each of the four
+        // stable instances and 256 for the new one), and a full promote ends it.
+        #expect(try await fleet.api.send("POST", "/v1/deployments/birds/update", json: ["model_version": "1.3.0"]).status == 200)
+        try await waitForServers("birds", count: 5, balancer: balancer)
+        func weights() async throws -> [String: Set<Int>] {
+            let servers = try await balancer.service.get("/v1/endpoints/birds").json?["servers"] as? [[String: Any]] ?? []
+            return Dictionary(grouping: servers) { $0["version"] as? String ?? "?" }.mapValues { Set($0.compactMap { $0["weight"] as? Int }) }
+        }
+        let split = await eventually(timeout: .seconds(20)) { (try? await weights()) == ["1.0.0": [192], "1.3.0": [256]] }
+        let seen = try await weights()
+        #expect(split, "a quarter of the requests on 1.3.0: \(seen)")
+        try await fleet.restartOrchestrator(killing: SIGKILL)
+        let resumed = try await fleet.api.get("/v1/deployments/birds").json
+        let canary = (resumed?["rollout"] as? [String: Any])?["canary"] as? [String: Any]
+        #expect(canary?["step"] as? Int == 1 && canary?["weight"] as? Int == 25, "\(resumed ?? [:])")
+        #expect(try await weights() == ["1.0.0": [192], "1.3.0": [256]])
+        #expect(try await fleet.api.send("POST", "/v1/deployments/birds/promote", json: ["full": true]).status == 200)
+        let promoted = await eventually(timeout: .seconds(60), interval: .milliseconds(250)) {
+            let deployment = try? await fleet.api.get("/v1/deployments/birds").json
+            return deployment?["rollout"] is NSNull && (deployment?["instances"] as? [[String: Any]])?.count == 4
+        }
+        #expect(promoted, "every instance on 1.3.0")
+        try await waitForServers("birds", count: 4, balancer: balancer)
+        #expect(try await weights() == ["1.3.0": [100]])
+        #expect(try await fleet.api.get("/v1/deployments/birds").json?["status"] as? String == "running", "the update cleared the rollback")
     }
 
     @Test("round robin spreads evenly; a second replica serves the same; stopped answers 503 JSON, unknown or deleted 404 JSON")

@@ -399,6 +399,8 @@ struct DeploymentHandlerTests {
             #expect(try await roll(snapshot("1.1.0", requests: 40, errors: 10)) == 6, "both new instances removed, the 4 stable on revision 3")
             let back = try await api.get(path)
             #expect(back.json?["revision"] as? Int == 3 && back.json?["model_version"] as? String == "1.0.0" && back.json?["rollout"] is NSNull)
+            #expect(back.json?["status"] as? String == "degraded", "degraded until an operator's next change: \(back.body)")
+            #expect((back.json?["rolled_back_because"] as? String)?.hasPrefix("canary analysis at 50 %") == true, "\(back.body)")
             #expect(try await sides() == ["1.0.0 x4 w100"])
             let changes = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
             #expect(
@@ -407,12 +409,27 @@ struct DeploymentHandlerTests {
                     + "above 5 %", "\(changes)")
             #expect(try await api.get(path).instances.allSatisfy { $0["runs_revision"] as? Int == 3 }, "the stable ones run revision 3 as they are")
 
-            // A full promote: every instance to 1.2.0 once the new ones are ready, then the old go.
+            // One failed check allowed: a failing snapshot is noted, judged once, and a passing one
+            // clears it.
+            let allowing = try await api.call(.patch, path, #"{"update_strategy": {"analysis": {"failures_allowed": 1}}}"#)
+            #expect(allowing.status == .ok && allowing.json?["restart"] as? Bool == false, "\(allowing.body)")
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.2.0"}"#).status == .ok)
+            #expect(try await api.get(path).json?["rolled_back_because"] is NSNull, "the update is the operator's next change")
+            _ = try await roll()
+            try await ready("1.2.0", revision: 5)
+            let failing = snapshot("1.2.0", requests: 40, errors: 10)
+            _ = try await roll(failing)
+            #expect(try await canary()?["analysis"] as? String == "check failed (1 of 2 before a rollback): errors 25 % of 40 requests, above 5 %")
+            _ = try await roll(failing)
+            #expect(try await api.get(path).json?["revision"] as? Int == 5, "the same snapshot is not judged twice")
+            _ = try await roll(snapshot("1.2.0", requests: 40, errors: 0))
+            #expect(try await canary()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
+
+            // A full promote: every instance to 1.2.0 once the new ones are ready, then the old go.
             #expect(try await api.call(.post, "\(path)/promote", #"{"full": true}"#).status == .ok)
-            #expect(try await roll() == 4)
+            #expect(try await roll() == 3)
             #expect(try await sides() == ["1.0.0 x4 w0", "1.2.0 x4 w256"], "at 100 % the stable instances get no new requests")
-            try await ready("1.2.0", revision: 4)
+            try await ready("1.2.0", revision: 5)
             #expect(try await roll() == 4, "the four stable instances removed")
             #expect(try await sides() == ["1.2.0 x4 w100"])
             #expect(try await api.get(path).json?["rollout"] is NSNull)

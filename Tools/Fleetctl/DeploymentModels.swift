@@ -72,10 +72,13 @@ struct DeploymentSummary: Decodable, Sendable {
     var endpoint: String?
     /// A roll under way: how far, and when it is rolled back without progress.
     var rollout: DeploymentRollout?
+    /// Why the orchestrator rolled it back by itself, until an operator's next change.
+    var rolledBackBecause: String?
     var createdAt: Date
 
     enum CodingKeys: String, CodingKey {
         case name, description, environment, revision, status, resources, scaling, replicas, instances, endpoint, rollout
+        case rolledBackBecause = "rolled_back_because"
         case modelID = "model_id"
         case modelVersion = "model_version"
         case createdAt = "created_at"

@@ -16,6 +16,8 @@ import ServiceRuntime
 /// replicas, so each is applied once.
 struct AutoscalerLink: Service {
     static let service = "orchestrator"
+    /// Who the autoscaler's changes name in the events.
+    static let actor = "autoscaler"
 
     let mqtt: MQTTClient
     let database: DatabaseService
@@ -74,7 +76,7 @@ struct AutoscalerLink: Service {
             spec.scaling.replicas = decision.to
             let servers = try await registry.servers().map(\.placement)
             _ = try await store.update(
-                name: current.name, spec: spec, actor: "autoscaler", kind: "scaled",
+                name: current.name, spec: spec, actor: Self.actor, kind: "scaled",
                 change: "autoscaled from \(decision.from) to \(decision.to): \(decision.reason)", servers: servers)
             AutoscalerLinkMetrics.applied.increment()
         } catch {

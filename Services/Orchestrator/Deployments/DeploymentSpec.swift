@@ -179,12 +179,15 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             var maxP99Ratio: Double?
             /// Requests the new version must have served in the window before it is judged.
             var minRequests = 20
+            /// Checks in a row (one a second) that may fail before the update is rolled back.
+            var failuresAllowed = 0
 
             enum CodingKeys: String, CodingKey {
                 case maxErrorPercent = "max_error_percent"
                 case maxP99Ms = "max_p99_ms"
                 case maxP99Ratio = "max_p99_ratio"
                 case minRequests = "min_requests"
+                case failuresAllowed = "failures_allowed"
             }
 
             init() {}
@@ -196,6 +199,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
                 maxP99Ms = try container.decodeIfPresent(Double.self, forKey: .maxP99Ms)
                 maxP99Ratio = try container.decodeIfPresent(Double.self, forKey: .maxP99Ratio)
                 minRequests = try container.decodeIfPresent(Int.self, forKey: .minRequests) ?? defaults.minRequests
+                failuresAllowed = try container.decodeIfPresent(Int.self, forKey: .failuresAllowed) ?? defaults.failuresAllowed
             }
         }
 
@@ -405,6 +409,9 @@ extension DeploymentSpec {
         }
         guard (1...1_000_000).contains(analysis.minRequests) else {
             throw .unacceptable("update_strategy.analysis.min_requests", "must be 1 to 1000000")
+        }
+        guard (0...100).contains(analysis.failuresAllowed) else {
+            throw .unacceptable("update_strategy.analysis.failures_allowed", "must be 0 to 100")
         }
 
         switch spec.runtime.kind {

@@ -67,6 +67,8 @@ struct Deployment: Sendable, Equatable {
     var stepAt: Date? = nil
     var paused = false
     var analysis: String? = nil
+    /// Why the orchestrator rolled the deployment back by itself, until an operator's next change.
+    var rolledBackBecause: String? = nil
 
     var ready: Int { instances.count { $0.state == .ready } }
 
@@ -124,7 +126,7 @@ struct Deployment: Sendable, Equatable {
 
     var status: Status {
         if stopped { return .stopped }
-        if instances.contains(where: { $0.state == .failed || $0.state == .pending }) { return .degraded }
+        if rolledBackBecause != nil || instances.contains(where: { $0.state == .failed || $0.state == .pending }) { return .degraded }
         if instances.contains(where: { $0.runsRevision < revision }) { return .restarting }
         return ready >= spec.scaling.replicas ? .running : .deploying
     }
@@ -136,6 +138,7 @@ struct DeploymentView: Encodable, Sendable {
 
     private enum CodingKeys: String, CodingKey {
         case id, name, revision, status, replicas, instances, endpoint, rollout
+        case rolledBackBecause = "rolled_back_because"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }
@@ -158,6 +161,7 @@ struct DeploymentView: Encodable, Sendable {
         try container.encode(deployment.instances, forKey: .instances)
         try container.encode(deployment.spec.loadBalancer.enabled ? deployment.endpointPath : nil, forKey: .endpoint)
         try container.encode(deployment.rollout, forKey: .rollout)
+        try container.encode(deployment.rolledBackBecause, forKey: .rolledBackBecause)
         try container.encode(deployment.createdAt, forKey: .createdAt)
         try container.encode(deployment.updatedAt, forKey: .updatedAt)
     }

@@ -16,28 +16,48 @@ extension PostgresDeploymentStore {
     func advanceCanaries(
         servers: [Placement.Server], figures: [String: DeploymentMetricsSnapshot], on connection: PostgresConnection
     ) async throws -> Int {
-        var canaries: [(id: UUID, name: String, revision: Int, spec: String, from: Int, step: Int, stepAt: Date?, paused: Bool)] = []
+        var canaries: [CanaryState] = []
         for try await row in try await connection.query(
             """
-            SELECT id, name, revision, spec::text, rolling_from, canary_step, step_at, paused FROM orchestrator.deployments
+            SELECT id, name, revision, spec::text, rolling_from, canary_step, step_at, paused, failed_checks, judged_at
+            FROM orchestrator.deployments
             WHERE canary_step IS NOT NULL AND rolling_from IS NOT NULL AND deleted_at IS NULL AND NOT stopped
             """, logger: logger
-        ).decode((UUID, String, Int, String, Int, Int, Date?, Bool).self) {
-            canaries.append(row)
+        ).decode((UUID, String, Int, String, Int, Int, Date?, Bool, Int, Date?).self) {
+            canaries.append(
+                CanaryState(
+                    id: row.0, name: row.1, revision: row.2, spec: try spec(row.3), from: row.4, step: row.5, stepAt: row.6, paused: row.7,
+                    failedChecks: row.8, judgedAt: row.9))
         }
         var changed = 0
         for canary in canaries {
-            changed += try await canaryStep(
-                canary.id, name: canary.name, revision: canary.revision, spec: try spec(canary.spec), from: canary.from, step: canary.step,
-                stepAt: canary.stepAt, paused: canary.paused, snapshot: figures[canary.name], servers: servers, on: connection)
+            changed += try await canaryStep(canary, snapshot: figures[canary.name], servers: servers, on: connection)
         }
         return changed
     }
 
+    /// A canary under way, as its deployment's row has it.
+    private struct CanaryState {
+        var id: UUID
+        var name: String
+        var revision: Int
+        var spec: DeploymentSpec
+        /// The stable revision, where a rollback goes.
+        var from: Int
+        var step: Int
+        var stepAt: Date?
+        var paused: Bool
+        var failedChecks: Int
+        /// The time of the last snapshot judged.
+        var judgedAt: Date?
+    }
+
     private func canaryStep(
-        _ id: UUID, name: String, revision: Int, spec: DeploymentSpec, from: Int, step: Int, stepAt: Date?, paused: Bool,
-        snapshot: DeploymentMetricsSnapshot?, servers: [Placement.Server], on connection: PostgresConnection
+        _ canary: CanaryState, snapshot: DeploymentMetricsSnapshot?, servers: [Placement.Server], on connection: PostgresConnection
     ) async throws -> Int {
+        let (id, name, revision, spec, from, step, stepAt, paused) = (
+            canary.id, canary.name, canary.revision, canary.spec, canary.from, canary.step, canary.stepAt, canary.paused
+        )
         var instances: [(id: String, revision: Int, ready: Bool, version: String)] = []
         for try await row in try await connection.query(
             """
@@ -53,19 +73,34 @@ extension PostgresDeploymentStore {
         let index = min(step, steps.count - 1)
         let weight = steps[index]
 
-        // The analysis, on figures of the last seconds only.
+        // The analysis: each snapshot of the last seconds is one check, judged once.
+        let limits = spec.updateStrategy.analysis
         let fresh = snapshot.flatMap { Date().timeIntervalSince($0.at) < Self.freshFigures ? $0 : nil }
         let stableVersion = stable.first?.version
         let verdict = Canary.judge(
             canary: fresh?.versions.first { $0.version == spec.modelVersion }?.figures,
-            stable: fresh?.versions.first { $0.version == stableVersion }?.figures, limits: spec.updateStrategy.analysis)
-        if case .fail(let reason) = verdict {
-            let why = "canary analysis at \(weight) % (step \(index + 1) of \(steps.count)): \(reason)"
-            return try await rollBack(id, name: name, from: revision, to: from, because: why, servers: servers, on: connection)
+            stable: fresh?.versions.first { $0.version == stableVersion }?.figures, limits: limits)
+        // PostgreSQL keeps microseconds: a snapshot judged already comes back a little earlier.
+        let unjudged = fresh.map { $0.at.timeIntervalSince(canary.judgedAt ?? .distantPast) > 0.001 } ?? false
+        if let fresh, unjudged {
+            var failed = 0
+            var summary = verdict.summary
+            if case .fail(let reason) = verdict {
+                failed = canary.failedChecks + 1
+                guard failed <= limits.failuresAllowed else {
+                    let why = "canary analysis at \(weight) % (step \(index + 1) of \(steps.count)): \(reason)"
+                    return try await rollBack(id, name: name, from: revision, to: from, because: why, servers: servers, on: connection)
+                }
+                summary = "check failed (\(failed) of \(limits.failuresAllowed + 1) before a rollback): \(reason)"
+            }
+            try await connection.query(
+                "UPDATE orchestrator.deployments SET failed_checks = \(failed), judged_at = \(fresh.at), analysis = \(summary) WHERE id = \(id)",
+                logger: logger)
+        } else if fresh == nil {
+            try await connection.query(
+                "UPDATE orchestrator.deployments SET analysis = \(verdict.summary) WHERE id = \(id) AND analysis IS DISTINCT FROM \(verdict.summary)",
+                logger: logger)
         }
-        try await connection.query(
-            "UPDATE orchestrator.deployments SET analysis = \(verdict.summary) WHERE id = \(id) AND analysis IS DISTINCT FROM \(verdict.summary)",
-            logger: logger)
 
         // The step's instances and weights.
         var changed = 0
@@ -88,6 +123,8 @@ extension PostgresDeploymentStore {
         // The next step, once this one's instances serve and its time is up.
         let serving = new.count >= wanted && new.allSatisfy(\.ready)
         let timeUp = stepAt.map { Date().timeIntervalSince($0) >= Double(spec.updateStrategy.stepSeconds) } ?? true
+        // Not while the figures fail the limits: the failures in a row decide first.
+        if case .fail = verdict { return changed }
         guard serving && timeUp && !paused else { return changed }
         if index + 1 < steps.count {
             try await connection.query(

@@ -71,6 +71,10 @@ struct PostgresDeploymentStore: Sendable {
         let found = try await inPlacementTransaction { connection -> Bool in
             guard let (id, revision, stopped) = try await lockDeployment(name, on: connection) else { return false }
             let before = try await currentSpec(id, on: connection)
+            if actor != AutoscalerLink.actor {
+                // An operator's change: the last automatic rollback is behind the deployment now.
+                try await connection.query("UPDATE orchestrator.deployments SET rolled_back_because = NULL WHERE id = \(id)", logger: logger)
+            }
             if spec.restartsInstances(comparedTo: before) {
                 // A canary under way ends here (the API lets only a rollback through): its new
                 // instances go at once, before any request reaches them again.
@@ -90,7 +94,11 @@ struct PostgresDeploymentStore: Sendable {
                     "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
                 if startsCanary {
                     try await connection.query(
-                        "UPDATE orchestrator.deployments SET canary_step = 0, step_at = now(), paused = false, analysis = NULL WHERE id = \(id)",
+                        """
+                        UPDATE orchestrator.deployments SET canary_step = 0, step_at = now(), paused = false, analysis = NULL, failed_checks = 0,
+                            judged_at = NULL
+                        WHERE id = \(id)
+                        """,
                         logger: logger)
                 }
             } else {
@@ -399,7 +407,9 @@ struct PostgresDeploymentStore: Sendable {
         }
         try await connection.query(
             """
-            UPDATE orchestrator.deployments SET rolling_from = NULL, canary_step = NULL, step_at = NULL, paused = false WHERE id = \(id)
+            UPDATE orchestrator.deployments SET rolling_from = NULL, canary_step = NULL, step_at = NULL, paused = false, failed_checks = 0,
+                rolled_back_because = \(why)
+            WHERE id = \(id)
             """, logger: logger)
         try await connection.query("UPDATE orchestrator.deployment_instances SET weight = 100 WHERE deployment_id = \(id)", logger: logger)
         try await writeRevision(
@@ -755,18 +765,20 @@ struct PostgresDeploymentStore: Sendable {
 
     private static let columns =
         "d.id, d.seq, d.name, d.revision, d.spec::text, d.stopped, d.created_at, d.updated_at, d.rolling_from, d.progress_at, d.canary_step, "
-        + "d.step_at, d.paused, d.analysis"
+        + "d.step_at, d.paused, d.analysis, d.rolled_back_because"
 
     private func deployments(_ rows: PostgresRowSequence) async throws -> [Deployment] {
         var found: [Deployment] = []
-        for try await (id, seq, name, revision, text, stopped, created, updated, rollingFrom, progressAt, canaryStep, stepAt, paused, analysis)
-            in rows.decode((UUID, Int64, String, Int, String, Bool, Date, Date, Int?, Date, Int?, Date?, Bool, String?).self)
+        for try await (
+            id, seq, name, revision, text, stopped, created, updated, rollingFrom, progressAt, canaryStep, stepAt, paused, analysis, because
+        )
+            in rows.decode((UUID, Int64, String, Int, String, Bool, Date, Date, Int?, Date, Int?, Date?, Bool, String?, String?).self)
         {
             found.append(
                 Deployment(
                     id: id, seq: seq, name: name, revision: revision, spec: try spec(text), stopped: stopped, createdAt: created, updatedAt: updated,
                     instances: [], rollingFrom: rollingFrom, progressAt: progressAt, canaryStep: canaryStep, stepAt: stepAt, paused: paused,
-                    analysis: analysis))
+                    analysis: analysis, rolledBackBecause: because))
         }
         guard !found.isEmpty else { return [] }
         var instances: [UUID: [DeploymentInstance]] = [:]

@@ -3,9 +3,10 @@ import Logging
 import ServiceLifecycle
 import ServiceRuntime
 
-/// Moves the instances of edited deployments to their revision (``PostgresDeploymentStore/advanceRestarts(servers:)``),
+/// Moves the instances of edited deployments to their revision (``PostgresDeploymentStore/advanceRestarts(servers:figures:)``),
 /// a rolling update or a canary where they restart: after documents went out or an instance
-/// changed state, and every 2 s anyway (a canary's analysis and its steps' time need the ticks). The servers for new instances come from the registry, asked only while
+/// changed state, and every second anyway (a canary is judged at each tick, on the newest
+/// metrics snapshot). The servers for new instances come from the registry, asked only while
 /// some instance is behind its revision. Replicas of the orchestrator may run it together: each
 /// step is one transaction under the placement lock.
 struct RestartRoller: Service {
@@ -21,7 +22,7 @@ struct RestartRoller: Service {
         try await database.waitUntilMigrated()
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await wake.wait(timeout: .seconds(2))
+                await wake.wait(timeout: .seconds(1))
                 do {
                     guard try await store.hasInstancesBehind() else { continue }
                     let servers = try await registry.servers().map(\.placement)

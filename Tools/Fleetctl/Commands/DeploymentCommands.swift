@@ -57,6 +57,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
                         + (canary.analysis.map { "; analysis: \($0)" } ?? ""))
             }
         }
+        if let because = deployment.rolledBackBecause { lines.append("rolled back by the orchestrator: \(because)") }
         if !deployment.description.isEmpty { lines.insert(deployment.description, at: 1) }
         var table = TextTable("instance", "server", "state", "address", "version", "reason")
         for instance in deployment.instances {
