@@ -13,11 +13,13 @@ package struct DeploymentRollout: Codable, Sendable, Equatable {
     /// Instances per model version.
     package var versions: [String: Int]
     package var progressDeadlineAt: Date?
-    /// A canary update's step; absent for a rolling update.
-    package var canary: Canary?
+    /// A staged update's step (canary or blue-green); absent for a rolling update.
+    package var stage: Stage?
 
-    /// Where a canary update stands.
-    package struct Canary: Codable, Sendable, Equatable {
+    /// Where a canary or blue-green update stands.
+    package struct Stage: Codable, Sendable, Equatable {
+        /// `canary` or `blue_green`.
+        package var strategy: String
         /// 1-based, of ``steps``.
         package var step: Int
         package var steps: Int
@@ -25,12 +27,14 @@ package struct DeploymentRollout: Codable, Sendable, Equatable {
         package var weight: Int
         package var paused: Bool
         /// When the step's time is up (the next step follows once its instances are ready and
-        /// the analysis passes); absent while paused or when it ends as soon as they are ready.
+        /// the analysis passes); absent while paused, when it ends as soon as they are ready, or
+        /// when it waits for a promote (blue-green without a bake time).
         package var stepEndsAt: Date?
         /// The last analysis of the new version's figures.
         package var analysis: String?
 
-        package init(step: Int, steps: Int, weight: Int, paused: Bool, stepEndsAt: Date?, analysis: String?) {
+        package init(strategy: String, step: Int, steps: Int, weight: Int, paused: Bool, stepEndsAt: Date?, analysis: String?) {
+            self.strategy = strategy
             self.step = step
             self.steps = steps
             self.weight = weight
@@ -40,7 +44,7 @@ package struct DeploymentRollout: Codable, Sendable, Equatable {
         }
 
         private enum CodingKeys: String, CodingKey {
-            case step, steps, weight, paused, analysis
+            case strategy, step, steps, weight, paused, analysis
             case stepEndsAt = "step_ends_at"
         }
     }
@@ -55,7 +59,7 @@ package struct DeploymentRollout: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case moved, instances, versions, canary
+        case moved, instances, versions, stage
         case fromRevision = "from_revision"
         case toRevision = "to_revision"
         case progressDeadlineAt = "progress_deadline_at"

@@ -58,7 +58,7 @@ struct LoadBalancerProcessTests {
 
     private func checkCanary(_ balancer: Balancer, _ fleet: Fleet) async throws {
         let model = try await fleet.createModel()
-        for version in ["1.1.0", "1.2.0", "1.3.0"] { try await fleet.addModelVersion(version, to: model) }
+        for version in ["1.1.0", "1.2.0", "1.3.0", "1.4.0"] { try await fleet.addModelVersion(version, to: model) }
         // 1.1.0 fails a fifth of its inferences, 1.2.0 takes 50 ms more for each, 1.3.0 is sound.
         let body = #"""
             {"name": "birds", "model_id": "\#(model)", "model_version": "1.0.0", "resources": {"cpu_cores": 0.5, "memory_gb": 0.5},
@@ -134,7 +134,7 @@ struct LoadBalancerProcessTests {
         #expect(split, "a quarter of the requests on 1.3.0: \(seen)")
         try await fleet.restartOrchestrator(killing: SIGKILL)
         let resumed = try await fleet.api.get("/v1/deployments/birds").json
-        let canary = (resumed?["rollout"] as? [String: Any])?["canary"] as? [String: Any]
+        let canary = (resumed?["rollout"] as? [String: Any])?["stage"] as? [String: Any]
         #expect(canary?["step"] as? Int == 1 && canary?["weight"] as? Int == 25, "\(resumed ?? [:])")
         #expect(try await weights() == ["1.0.0": [192], "1.3.0": [256]])
         #expect(try await fleet.api.send("POST", "/v1/deployments/birds/promote", json: ["full": true]).status == 200)
@@ -146,6 +146,39 @@ struct LoadBalancerProcessTests {
         try await waitForServers("birds", count: 4, balancer: balancer)
         #expect(try await weights() == ["1.3.0": [100]])
         #expect(try await fleet.api.get("/v1/deployments/birds").json?["status"] as? String == "running", "the update cleared the rollback")
+
+        // Blue-green under constant load: 1.4.0's whole set beside 1.3.0's with no requests, every
+        // request switched on promote, switched back by a rollback; no request fails.
+        let blueGreen = try await fleet.api.send(
+            "PATCH", "/v1/deployments/birds", json: ["update_strategy": ["type": "blue_green", "bake_seconds": 0, "scale_down_delay_seconds": 600]])
+        #expect(blueGreen.status == 200 && blueGreen.json?["restart"] as? Bool == false, "\(blueGreen.body)")
+        let steady = Task { [balancer] in
+            var answers: [String] = []
+            while !Task.isCancelled {
+                let answer = try? await balancer.infer("birds")
+                answers.append(answer.map { $0.status == 200 ? ($0.json?["version"] as? String ?? "?") : "status \($0.status)" } ?? "no answer")
+            }
+            return answers
+        }
+        #expect(try await fleet.api.send("POST", "/v1/deployments/birds/update", json: ["model_version": "1.4.0"]).status == 200)
+        try await waitForServers("birds", count: 8, balancer: balancer)
+        let previewed = await eventually(timeout: .seconds(10)) { (try? await weights()) == ["1.3.0": [256], "1.4.0": [0]] }
+        #expect(previewed, "the new set gets no requests before the switch")
+        #expect(try await fleet.api.send("POST", "/v1/deployments/birds/promote", json: [:]).status == 200)
+        let switchedOver = await eventually(timeout: .seconds(20)) { (try? await weights()) == ["1.3.0": [0], "1.4.0": [256]] }
+        #expect(switchedOver, "every request on 1.4.0")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await fleet.api.send("POST", "/v1/deployments/birds/rollback", json: [:]).status == 200)
+        try await waitForServers("birds", count: 4, balancer: balancer)
+        try await Task.sleep(for: .seconds(2))
+        steady.cancel()
+        let sequence = await steady.value
+        let failed = sequence.filter { $0.hasPrefix("status") || $0 == "no answer" }
+        #expect(failed.isEmpty, "\(failed.count) of \(sequence.count) requests failed: \(failed.prefix(5))")
+        // Served by 1.3.0, then 1.4.0, then 1.3.0 again: a switch is the load balancer setting each
+        // server's weight in turn, so a request or two may land between two of them, no more.
+        let runs = sequence.reduce(into: [String]()) { runs, version in if runs.last != version { runs.append(version) } }
+        #expect(runs.first == "1.3.0" && runs.last == "1.3.0" && runs.contains("1.4.0") && runs.count <= 7, "\(runs) in \(sequence.count) requests")
     }
 
     @Test("round robin spreads evenly; a second replica serves the same; stopped answers 503 JSON, unknown or deleted 404 JSON")

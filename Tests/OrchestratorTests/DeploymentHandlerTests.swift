@@ -316,10 +316,6 @@ struct DeploymentHandlerTests {
             }
             #expect(try await api.call(.post, "\(path)/rollback", #"{"revision": 3}"#).errorCode == "no_change", "revision 3 ran 1.1.0 too")
 
-            // Blue-green is not built: refused, naming the strategy.
-            _ = try await api.call(.patch, path, #"{"update_strategy": {"type": "blue_green"}}"#)
-            let blueGreen = try await api.call(.post, "\(path)/update", #"{"model_version": "1.0.0"}"#)
-            #expect(blueGreen.status == .unprocessableContent && blueGreen.errorField == "update_strategy.type", "\(blueGreen.body)")
         }
     }
 
@@ -354,7 +350,7 @@ struct DeploymentHandlerTests {
                     "\(version) x\(list.count) w\(Set(list.compactMap { $0["weight"] as? Int }).sorted().map(String.init).joined(separator: ","))"
                 }.sorted()
             }
-            func canary() async throws -> [String: Any]? { (try await api.get(path).json?["rollout"] as? [String: Any])?["canary"] as? [String: Any] }
+            func canary() async throws -> [String: Any]? { (try await api.get(path).json?["rollout"] as? [String: Any])?["stage"] as? [String: Any] }
             func snapshot(_ version: String, requests: Int, errors: Int, age: Double = 0) -> DeploymentMetricsSnapshot {
                 let figures = MetricsFigures(
                     windowSeconds: 10, requests: requests, requestsPerSecond: Double(requests) / 10, errors: errors,
@@ -375,17 +371,19 @@ struct DeploymentHandlerTests {
             #expect(try await roll() == 1)
             #expect(try await sides() == ["1.0.0 x4 w192", "1.1.0 x1 w256"])
             let first = try await canary()
-            #expect(first?["step"] as? Int == 1 && first?["weight"] as? Int == 25 && first?["step_ends_at"] is String, "\(first ?? [:])")
+            #expect(
+                first?["strategy"] as? String == "canary" && first?["step"] as? Int == 1 && first?["weight"] as? Int == 25
+                    && first?["step_ends_at"] is String, "\(first ?? [:])")
             try await ready("1.1.0", revision: 2)
             #expect(try await roll(snapshot("1.1.0", requests: 40, errors: 0)) == 0, "the step's 60 s are not up")
             #expect(try await canary()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
 
-            // promote ends the step: 50 %, two new instances.
+            // promote ends the step: 50 %, the second new instance at once.
             #expect(try await api.call(.post, "\(path)/promote").status == .ok)
-            _ = try await roll()
+            #expect(try await roll() == 1)
             let second = try await canary()
             #expect(second?["step"] as? Int == 2 && second?["weight"] as? Int == 50, "\(second ?? [:])")
-            #expect(try await roll() == 1)
+            #expect(try await roll() == 0)
             #expect(try await sides() == ["1.0.0 x4 w128", "1.1.0 x2 w256"])
             #expect(try await api.call(.post, "\(path)/pause").status == .ok)
             #expect(try await canary()?["paused"] as? Bool == true)
@@ -437,6 +435,75 @@ struct DeploymentHandlerTests {
             #expect(["promoted", "paused", "resumed", "canary_step", "rolled_back"].allSatisfy(kinds.contains), "\(kinds)")
             let badPromote = try await api.call(.post, "\(path)/promote", #"{"full": "yes"}"#)
             #expect(badPromote.status == .badRequest && badPromote.errorField == "full", "\(badPromote.body)")
+        }
+    }
+
+    @Test("blue-green: the new set beside the old with no traffic, every request switched on promote, a rollback switches back")
+    func blueGreenUpdate() async throws {
+        try await withDeploymentStore { api, registry, store, _ in
+            await Self.addVersion("1.1.0", to: registry)
+            let path = "/v1/deployments/pond"
+            let created = try await api.call(
+                .post, "/v1/deployments",
+                Self.new(
+                    "pond",
+                    #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}, "update_strategy": {"type": "blue_green", "bake_seconds": 0, "scale_down_delay_seconds": 600}"#
+                ))
+            #expect(created.status == .created, "\(created.body)")
+            func roll() async throws -> Int { try await store.advanceRestarts(servers: await registry.servers().map(\.placement)) }
+            func ready(_ version: String, revision: Int) async throws {
+                for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
+                    let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
+                    try await store.recordInstanceReports([
+                        (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
+                    ])
+                }
+            }
+            func sides() async throws -> [String] {
+                let instances = try await api.get(path).instances
+                return Dictionary(grouping: instances) { $0["model_version"] as? String ?? "?" }.map { version, list in
+                    "\(version) x\(list.count) w\(Set(list.compactMap { $0["weight"] as? Int }).sorted().map(String.init).joined(separator: ","))"
+                }.sorted()
+            }
+            func stage() async throws -> [String: Any]? { (try await api.get(path).json?["rollout"] as? [String: Any])?["stage"] as? [String: Any] }
+            try await ready("1.0.0", revision: 1)
+
+            // The preview: the whole new set, weight 0, until promoted (no bake time).
+            #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
+            #expect(try await roll() == 2)
+            #expect(try await sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
+            let preview = try await stage()
+            #expect(
+                preview?["strategy"] as? String == "blue_green" && preview?["step"] as? Int == 1 && preview?["weight"] as? Int == 0
+                    && preview?["step_ends_at"] == nil, "no end: it waits for a promote \(preview ?? [:])")
+            try await ready("1.1.0", revision: 2)
+            #expect(try await roll() == 0, "no switch before the promote")
+            #expect(try await sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
+
+            // The switch: every request on the new set; the old one kept for its 600 s.
+            #expect(try await api.call(.post, "\(path)/promote").status == .ok)
+            _ = try await roll()
+            #expect(try await sides() == ["1.0.0 x2 w0", "1.1.0 x2 w256"])
+            let switched = try await stage()
+            #expect(switched?["step"] as? Int == 2 && switched?["weight"] as? Int == 100 && switched?["step_ends_at"] is String)
+            let events = try await api.get("\(path)/events?limit=10").items.compactMap { $0["message"] as? String }
+            #expect(events.contains { $0.hasPrefix("blue-green switch: every request on model version 1.1.0; the old set kept 600 s") }, "\(events)")
+
+            // A rollback within the delay is a switch back: the old set takes every request again.
+            let back = try await api.call(.post, "\(path)/rollback")
+            #expect(back.status == .ok && back.json?["model_version"] as? String == "1.0.0", "\(back.body)")
+            #expect(try await sides() == ["1.0.0 x2 w100"])
+            #expect(try await api.get(path).json?["rollout"] is [String: Any], "the old instances still to move to revision 3 in place")
+            _ = try await roll()
+            #expect(try await api.get(path).json?["rollout"] is NSNull)
+
+            // Promoted again to the end: the old set goes once the delay is skipped.
+            #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
+            #expect(try await roll() == 2)
+            try await ready("1.1.0", revision: 4)
+            #expect(try await api.call(.post, "\(path)/promote", #"{"full": true}"#).status == .ok)
+            #expect(try await roll() == 2, "the old set removed")
+            #expect(try await sides() == ["1.1.0 x2 w100"])
         }
     }
 

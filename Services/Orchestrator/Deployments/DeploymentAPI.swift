@@ -166,8 +166,7 @@ struct DeploymentAPI: Sendable {
     func updateModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let current = try await existing(context)
         let body = try await JSONBody.decode(UpdateBody.self, from: request, context: context)
-        try Self.refuseUnbuiltStrategy(current.spec)
-        let canary = current.spec.updateStrategy.type == .canary
+        let staged = current.spec.stagedSteps != nil
         guard body.modelVersion != current.spec.modelVersion else {
             throw APIError(.conflict, code: "no_change", message: "deployment '\(current.name)' runs model version \(body.modelVersion) already")
         }
@@ -179,8 +178,8 @@ struct DeploymentAPI: Sendable {
                 name: current.name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor,
                 kind: "updated",
                 change: "model version \(current.spec.modelVersion) to \(spec.modelVersion), "
-                    + (canary ? Self.canaryDescription(spec) : Self.rollingDescription(spec)),
-                servers: try await registry.servers().map(\.placement), startsCanary: canary)
+                    + Self.strategyDescription(spec),
+                servers: try await registry.servers().map(\.placement), staged: staged)
         else { throw Self.notFound(current.name) }
         logger.info("deployment update", metadata: ["deployment": "\(current.name)", "version": "\(spec.modelVersion)"])
         return try respond(DeploymentView(deployment: deployment), .ok, request, context)
@@ -196,8 +195,8 @@ struct DeploymentAPI: Sendable {
     func rollback(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let current = try await existing(context)
         let body = try await JSONBody.decodeIfPresent(RollbackBody.self, from: request, context: context) ?? RollbackBody(revision: nil)
-        try Self.refuseUnbuiltStrategy(current.spec)
-        // Whatever the strategy, a rollback is a rolling update (a canary under way ends at once).
+        // Whatever the strategy, a rollback is a rolling update; a canary or blue-green update under
+        // way ends at once (its new instances go, the old ones take every request again).
         guard let revisions = try await store.revisions(of: current.name) else { throw Self.notFound(current.name) }
         func runnable(_ spec: DeploymentSpec) -> DeploymentSpec {
             var spec = spec
@@ -231,15 +230,6 @@ struct DeploymentAPI: Sendable {
         else { throw Self.notFound(current.name) }
         logger.info("deployment rolled back", metadata: ["deployment": "\(current.name)", "revision": "\(target.revision)"])
         return try respond(DeploymentView(deployment: deployment), .ok, request, context)
-    }
-
-    /// Blue-green updates are not built (issue 23): refused, naming the field, rather than run as
-    /// something else.
-    private static func refuseUnbuiltStrategy(_ spec: DeploymentSpec) throws {
-        guard spec.updateStrategy.type != .blueGreen else {
-            throw APIError.unacceptable(
-                "update_strategy.type", "blue_green updates are not built yet; set update_strategy.type to rolling or canary")
-        }
     }
 
     private struct PromoteBody: Decodable {
@@ -338,15 +328,23 @@ struct DeploymentAPI: Sendable {
         return name
     }
 
-    /// How a canary update of `spec` goes, for its event: "canary, 10, 25, 50, 100 % of the
-    /// requests, 60 s a step, errors at most 5 %".
-    static func canaryDescription(_ spec: DeploymentSpec) -> String {
+    /// How an update of `spec` goes, for its event: "rolling, …", "canary, 10, 25, 50, 100 % of
+    /// the requests, 60 s a step, errors at most 5 %" or "blue-green, switched after 300 s, …".
+    static func strategyDescription(_ spec: DeploymentSpec) -> String {
         let strategy = spec.updateStrategy
-        let steps = (strategy.canarySteps ?? []).map(String.init).joined(separator: ", ")
         var limits = ["errors at most \(strategy.analysis.maxErrorPercent) %"]
         if let p99 = strategy.analysis.maxP99Ms { limits.append("p99 at most \(p99) ms") }
         if let ratio = strategy.analysis.maxP99Ratio { limits.append("p99 at most \(ratio) × the stable version's") }
-        return "canary, \(steps) % of the requests, \(strategy.stepSeconds) s a step, \(limits.joined(separator: ", "))"
+        switch strategy.type {
+        case .rolling:
+            return rollingDescription(spec)
+        case .canary:
+            let steps = (spec.stagedSteps ?? []).map(String.init).joined(separator: ", ")
+            return "canary, \(steps) % of the requests, \(strategy.stepSeconds) s a step, \(limits.joined(separator: ", "))"
+        case .blueGreen:
+            let bake = strategy.bakeSeconds == 0 ? "switched on promote" : "switched after \(strategy.bakeSeconds) s"
+            return "blue-green, \(bake), the old set kept \(strategy.scaleDownDelaySeconds) s after, \(limits.joined(separator: ", "))"
+        }
     }
 
     /// How a rolling update of `spec` goes, for its event: "rolling, 1 new instance(s) beside the

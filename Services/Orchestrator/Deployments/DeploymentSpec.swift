@@ -162,6 +162,8 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
         var stepSeconds = 60
         /// Blue-green: seconds the new set is watched before traffic switches (0: on promote only).
         var bakeSeconds = 300
+        /// Blue-green: seconds the old set is kept after the switch, so that a rollback is a switch back.
+        var scaleDownDelaySeconds = 30
         /// Seconds a change may go without an instance of its revision becoming ready before it
         /// is rolled back (Kubernetes' `progressDeadlineSeconds`, same default).
         var progressDeadlineSeconds = 600
@@ -210,6 +212,7 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             case canarySteps = "canary_steps"
             case stepSeconds = "step_seconds"
             case bakeSeconds = "bake_seconds"
+            case scaleDownDelaySeconds = "scale_down_delay_seconds"
             case progressDeadlineSeconds = "progress_deadline_seconds"
             case analysis
         }
@@ -225,9 +228,28 @@ struct DeploymentSpec: Codable, Sendable, Equatable {
             canarySteps = try container.decodeIfPresent([Int].self, forKey: .canarySteps) ?? (type == .canary ? [10, 25, 50, 100] : nil)
             stepSeconds = try container.decodeIfPresent(Int.self, forKey: .stepSeconds) ?? defaults.stepSeconds
             bakeSeconds = try container.decodeIfPresent(Int.self, forKey: .bakeSeconds) ?? defaults.bakeSeconds
+            scaleDownDelaySeconds = try container.decodeIfPresent(Int.self, forKey: .scaleDownDelaySeconds) ?? defaults.scaleDownDelaySeconds
             progressDeadlineSeconds = try container.decodeIfPresent(Int.self, forKey: .progressDeadlineSeconds) ?? defaults.progressDeadlineSeconds
             analysis = try container.decodeIfPresent(Analysis.self, forKey: .analysis) ?? defaults.analysis
         }
+    }
+
+    /// The new version's share of the requests at each step of a staged update: a canary's
+    /// `canary_steps`, or blue-green's preview (0) and switch (100); nil for a rolling update.
+    var stagedSteps: [Int]? {
+        switch updateStrategy.type {
+        case .rolling: nil
+        case .canary: updateStrategy.canarySteps ?? [10, 25, 50, 100]
+        case .blueGreen: [0, 100]
+        }
+    }
+
+    /// How long step `index` of a staged update lasts once its instances are ready: a canary's
+    /// `step_seconds`; blue-green's bake (nil when 0: until promoted), then its scale-down delay.
+    func stepSeconds(_ index: Int) -> Int? {
+        guard updateStrategy.type == .blueGreen else { return updateStrategy.stepSeconds }
+        if index == 0 { return updateStrategy.bakeSeconds == 0 ? nil : updateStrategy.bakeSeconds }
+        return updateStrategy.scaleDownDelaySeconds
     }
 
     struct Runtime: Codable, Sendable, Equatable {
@@ -386,8 +408,8 @@ extension DeploymentSpec {
         guard strategy.maxSurgePercent > 0 || strategy.maxUnavailablePercent > 0 else {
             throw .unacceptable("update_strategy.max_surge_percent", "max_surge_percent and max_unavailable_percent cannot both be 0")
         }
+        // Kept when the strategy changes (an edit merges), used only by a canary.
         if let steps = strategy.canarySteps {
-            guard strategy.type == .canary else { throw .unacceptable("update_strategy.canary_steps", "only for the canary strategy") }
             guard (1...20).contains(steps.count), steps.last == 100, zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 }),
                 steps.allSatisfy({ (1...100).contains($0) })
             else { throw .unacceptable("update_strategy.canary_steps", "1 to 20 rising weights from 1 to 100, ending at 100") }
@@ -397,6 +419,9 @@ extension DeploymentSpec {
             throw .unacceptable("update_strategy.progress_deadline_seconds", "must be 1 to 86400")
         }
         guard (0...86_400).contains(strategy.bakeSeconds) else { throw .unacceptable("update_strategy.bake_seconds", "must be 0 to 86400") }
+        guard (0...86_400).contains(strategy.scaleDownDelaySeconds) else {
+            throw .unacceptable("update_strategy.scale_down_delay_seconds", "must be 0 to 86400")
+        }
         let analysis = strategy.analysis
         guard (0...100).contains(analysis.maxErrorPercent) else {
             throw .unacceptable("update_strategy.analysis.max_error_percent", "must be 0 to 100")

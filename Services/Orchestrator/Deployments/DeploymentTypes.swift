@@ -80,11 +80,12 @@ struct Deployment: Sendable, Equatable {
             fromRevision: rollingFrom, toRevision: revision, moved: instances.count { $0.runsRevision >= revision }, instances: instances.count,
             versions: Dictionary(grouping: instances, by: \.modelVersion).mapValues(\.count),
             progressDeadlineAt: progressAt?.addingTimeInterval(Double(spec.updateStrategy.progressDeadlineSeconds)))
-        if let canaryStep {
-            let steps = spec.updateStrategy.canarySteps ?? []
-            rollout.canary = DeploymentRollout.Canary(
-                step: canaryStep + 1, steps: steps.count, weight: steps.indices.contains(canaryStep) ? steps[canaryStep] : 100, paused: paused,
-                stepEndsAt: paused ? nil : stepAt.map { $0.addingTimeInterval(Double(spec.updateStrategy.stepSeconds)) }, analysis: analysis)
+        if let canaryStep, let steps = spec.stagedSteps {
+            let seconds = spec.stepSeconds(canaryStep)
+            rollout.stage = DeploymentRollout.Stage(
+                strategy: spec.updateStrategy.type.rawValue, step: canaryStep + 1, steps: steps.count,
+                weight: steps.indices.contains(canaryStep) ? steps[canaryStep] : 100, paused: paused,
+                stepEndsAt: paused ? nil : seconds.flatMap { seconds in stepAt.map { $0.addingTimeInterval(Double(seconds)) } }, analysis: analysis)
         }
         return rollout
     }

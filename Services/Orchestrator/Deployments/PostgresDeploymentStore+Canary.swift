@@ -3,9 +3,12 @@ import Foundation
 import PostgresNIO
 import ServiceRuntime
 
-/// Canary updates (``Canary``): the stable version keeps its instances while new ones take a
-/// rising share of the traffic through the load balancers' weights, step by step, each judged on
-/// the metrics aggregator's live figures; a failed judgement rolls the change back at once.
+/// Staged updates, canary and blue-green (``Canary``): the stable version keeps its instances
+/// while new ones take a share of the traffic through the load balancers' weights, step by step,
+/// judged on the metrics aggregator's live figures; a failed judgement rolls the change back at
+/// once. Blue-green is two steps: the whole new set beside the old with no traffic (a preview, for
+/// `bake_seconds` or until promoted), then every request on it while the old set waits
+/// `scale_down_delay_seconds`, so that a rollback is a switch back.
 extension PostgresDeploymentStore {
     /// A snapshot older than this says nothing about now: the analysis waits for a fresh one.
     static let freshFigures: TimeInterval = 5
@@ -69,9 +72,11 @@ extension PostgresDeploymentStore {
         }
         let stable = instances.filter { $0.revision < revision }
         let new = instances.filter { $0.revision == revision }
-        let steps = spec.updateStrategy.canarySteps ?? [100]
+        let steps = spec.stagedSteps ?? [100]
         let index = min(step, steps.count - 1)
         let weight = steps[index]
+        let blueGreen = spec.updateStrategy.type == .blueGreen
+        let what = blueGreen ? (weight == 0 ? "blue-green preview" : "blue-green switch") : "canary analysis at \(weight) %"
 
         // The analysis: each snapshot of the last seconds is one check, judged once.
         let limits = spec.updateStrategy.analysis
@@ -88,7 +93,7 @@ extension PostgresDeploymentStore {
             if case .fail(let reason) = verdict {
                 failed = canary.failedChecks + 1
                 guard failed <= limits.failuresAllowed else {
-                    let why = "canary analysis at \(weight) % (step \(index + 1) of \(steps.count)): \(reason)"
+                    let why = "\(what) (step \(index + 1) of \(steps.count)): \(reason)"
                     return try await rollBack(id, name: name, from: revision, to: from, because: why, servers: servers, on: connection)
                 }
                 summary = "check failed (\(failed) of \(limits.failuresAllowed + 1) before a rollback): \(reason)"
@@ -104,7 +109,8 @@ extension PostgresDeploymentStore {
 
         // The step's instances and weights.
         var changed = 0
-        let wanted = Canary.newInstances(replicas: spec.scaling.replicas, weight: weight)
+        // Blue-green starts the whole new set at once, beside the old.
+        let wanted = blueGreen ? spec.scaling.replicas : Canary.newInstances(replicas: spec.scaling.replicas, weight: weight)
         if new.count < wanted {
             try await addInstances(
                 wanted - new.count, to: id, name: name, spec: spec, revision: revision, servers: servers, existing: Set(instances.map(\.id)),
@@ -122,7 +128,8 @@ extension PostgresDeploymentStore {
 
         // The next step, once this one's instances serve and its time is up.
         let serving = new.count >= wanted && new.allSatisfy(\.ready)
-        let timeUp = stepAt.map { Date().timeIntervalSince($0) >= Double(spec.updateStrategy.stepSeconds) } ?? true
+        // No start (a promote) is time up; no length (blue-green without a bake) waits for a promote.
+        let timeUp = stepAt.map { start in spec.stepSeconds(index).map { Date().timeIntervalSince(start) >= Double($0) } ?? false } ?? true
         // Not while the figures fail the limits: the failures in a row decide first.
         if case .fail = verdict { return changed }
         guard serving && timeUp && !paused else { return changed }
@@ -130,9 +137,16 @@ extension PostgresDeploymentStore {
             try await connection.query(
                 "UPDATE orchestrator.deployments SET canary_step = \(index + 1), step_at = now(), progress_at = now() WHERE id = \(id)",
                 logger: logger)
-            let next = "canary at \(steps[index + 1]) % (step \(index + 2) of \(steps.count)); \(verdict.summary)"
+            let next =
+                blueGreen
+                ? "blue-green switch: every request on model version \(spec.modelVersion); the old set kept \(spec.updateStrategy.scaleDownDelaySeconds) s"
+                : "canary at \(steps[index + 1]) % (step \(index + 2) of \(steps.count)); \(verdict.summary)"
             try await record(id, [("canary_step", next, Self.orchestratorActor)], on: connection)
-            return changed
+            // The next step's instances and weights at once (a blue-green switch in this transaction).
+            var following = canary
+            following.step = index + 1
+            following.stepAt = Date()
+            return changed + (try await canaryStep(following, snapshot: snapshot, servers: servers, on: connection))
         }
         // The last step (100 %) done: the stable instances go, and the roll with them.
         let removed = stable.map(\.id)
@@ -144,7 +158,14 @@ extension PostgresDeploymentStore {
             WHERE id = \(id)
             """, logger: logger)
         try await record(
-            id, [("promoted", "canary promoted: every instance on model version \(spec.modelVersion); \(verdict.summary)", Self.orchestratorActor)],
+            id,
+            [
+                (
+                    "promoted",
+                    "\(blueGreen ? "blue-green" : "canary") done: every instance on model version \(spec.modelVersion); \(verdict.summary)",
+                    Self.orchestratorActor
+                )
+            ],
             on: connection)
         return changed + removed.count
     }
@@ -168,10 +189,10 @@ extension PostgresDeploymentStore {
                 state = row
             }
             guard let step = state.step else {
-                throw DomainError.conflict("deployment '\(name)' has no canary update under way", field: "name", code: "no_canary")
+                throw DomainError.conflict("deployment '\(name)' has no canary or blue-green update under way", field: "name", code: "no_canary")
             }
             let spec = try await currentSpec(id, on: connection)
-            let steps = spec.updateStrategy.canarySteps ?? [100]
+            let steps = spec.stagedSteps ?? [100]
             let last = steps.count - 1
             let message: String
             switch command {

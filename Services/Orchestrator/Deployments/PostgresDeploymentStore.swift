@@ -61,11 +61,11 @@ struct PostgresDeploymentStore: Sendable {
     }
 
     /// A new revision with `spec`, and `artifact` when the model version changes; the instances
-    /// are placed or removed to match it; `kind` and `change` are its event; `startsCanary` makes
-    /// a change that restarts the instances a canary update. Nil when there is no such deployment.
+    /// are placed or removed to match it; `kind` and `change` are its event; `staged` makes
+    /// a change that restarts the instances a canary or blue-green update, as its strategy says. Nil when there is no such deployment.
     func update(
         name: String, spec: DeploymentSpec, artifact: DeploymentArtifact? = nil, actor: String, kind: String, change: String,
-        servers: [Placement.Server], startsCanary: Bool = false
+        servers: [Placement.Server], staged: Bool = false
     ) async throws -> Deployment? {
         let artifactJSON = try artifact.map { String(decoding: try ContractCoding.encoder.encode($0), as: UTF8.self) }
         let found = try await inPlacementTransaction { connection -> Bool in
@@ -76,8 +76,8 @@ struct PostgresDeploymentStore: Sendable {
                 try await connection.query("UPDATE orchestrator.deployments SET rolled_back_because = NULL WHERE id = \(id)", logger: logger)
             }
             if spec.restartsInstances(comparedTo: before) {
-                // A canary under way ends here (the API lets only a rollback through): its new
-                // instances go at once, before any request reaches them again.
+                // A staged update under way (canary or blue-green) ends here: its new instances go
+                // at once, before any request reaches them again, and the old take every request.
                 try await connection.query(
                     """
                     WITH canary AS (
@@ -92,7 +92,7 @@ struct PostgresDeploymentStore: Sendable {
                 // if it stalls it goes back to the last revision rolled out whole.
                 try await connection.query(
                     "UPDATE orchestrator.deployments SET rolling_from = COALESCE(rolling_from, \(revision)) WHERE id = \(id)", logger: logger)
-                if startsCanary {
+                if staged {
                     try await connection.query(
                         """
                         UPDATE orchestrator.deployments SET canary_step = 0, step_at = now(), paused = false, analysis = NULL, failed_checks = 0,

@@ -50,11 +50,12 @@ struct DeploymentsCommand: AsyncParsableCommand {
             lines.append(
                 "rollout: revision \(rollout.fromRevision) to \(rollout.toRevision), \(rollout.moved) of \(rollout.instances) instance(s) moved "
                     + "(\(versions))\(deadline)")
-            if let canary = rollout.canary {
-                let state = canary.paused ? "paused" : canary.stepEndsAt.map { "next step after \(Format.date($0))" } ?? "next step once ready"
+            if let stage = rollout.stage {
+                let state =
+                    stage.paused ? "paused" : stage.stepEndsAt.map { "next step after \(Format.date($0))" } ?? "next step once ready or promoted"
                 lines.append(
-                    "canary: step \(canary.step) of \(canary.steps), \(canary.weight) % of the requests on the new version, \(state)"
-                        + (canary.analysis.map { "; analysis: \($0)" } ?? ""))
+                    "\(stage.strategy): step \(stage.step) of \(stage.steps), \(stage.weight) % of the requests on the new version, \(state)"
+                        + (stage.analysis.map { "; analysis: \($0)" } ?? ""))
             }
         }
         if let because = deployment.rolledBackBecause { lines.append("rolled back by the orchestrator: \(because)") }
