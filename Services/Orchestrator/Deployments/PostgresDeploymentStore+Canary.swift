@@ -146,6 +146,7 @@ extension PostgresDeploymentStore {
             var following = canary
             following.step = index + 1
             following.stepAt = Date()
+            if unjudged, let fresh { (following.judgedAt, following.failedChecks) = (fresh.at, 0) }
             return changed + (try await canaryStep(following, snapshot: snapshot, servers: servers, on: connection))
         }
         // The last step (100 %) done: the stable instances go, and the roll with them.
