@@ -7,7 +7,7 @@ import ServiceRuntime
 /// a rolling update or a canary where they restart: after documents went out or an instance
 /// changed state, and every second anyway (a canary is judged at each tick, on the newest
 /// metrics snapshot). The servers for new instances come from the registry, asked only while
-/// some instance is behind its revision. Replicas of the orchestrator may run it together: each
+/// some instance is behind its revision (as last heard when it does not answer). Replicas of the orchestrator may run it together: each
 /// step is one transaction under the placement lock.
 struct RestartRoller: Service {
     let database: DatabaseService
@@ -21,11 +21,22 @@ struct RestartRoller: Service {
     func run() async throws {
         try await database.waitUntilMigrated()
         await cancelWhenGracefulShutdown {
+            // The servers as last heard: a registry that does not answer must not stop a canary's
+            // analysis (and its rollback) for as long as it is away.
+            var known: [Placement.Server]?
             while !Task.isCancelled {
                 await wake.wait(timeout: .seconds(1))
                 do {
                     guard try await store.hasInstancesBehind() else { continue }
-                    let servers = try await registry.servers().map(\.placement)
+                    let servers: [Placement.Server]
+                    do {
+                        servers = try await registry.servers().map(\.placement)
+                        known = servers
+                    } catch {
+                        guard let known else { throw error }
+                        logger.debug("the registry did not answer; the servers as last heard", metadata: ["error": "\(error)"])
+                        servers = known
+                    }
                     let moved = try await store.advanceRestarts(servers: servers, figures: figures.snapshots)
                     if moved > 0 { logger.info("deployment instances moved toward their deployment's revision", metadata: ["instances": "\(moved)"]) }
                 } catch is CancellationError {
