@@ -368,6 +368,8 @@ struct DeploymentHandlerTests {
             // Step 1, 25 %: one new instance beside the four stable ones, weighted to a quarter of the requests.
             let updated = try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#)
             #expect(updated.status == .ok, "\(updated.body)")
+            let said = try await api.get("\(path)/events?limit=1").items.first?["message"] as? String
+            #expect(said == "model version 1.0.0 to 1.1.0, canary, 25, 50, 100 % of the requests, 60 s a step, errors at most 5 % (revision 2)")
             #expect(try await roll() == 1)
             #expect(try await sides() == ["1.0.0 x4 w192", "1.1.0 x1 w256"])
             let first = try await canary()
@@ -470,6 +472,10 @@ struct DeploymentHandlerTests {
 
             // The preview: the whole new set, weight 0, until promoted (no bake time).
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
+            let said = try await api.get("\(path)/events?limit=1").items.first?["message"] as? String
+            #expect(
+                said == "model version 1.0.0 to 1.1.0, blue-green, switched on promote, the old set kept 600 s after, errors at most 5 % (revision 2)"
+            )
             #expect(try await roll() == 2)
             #expect(try await sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
             let preview = try await stage()

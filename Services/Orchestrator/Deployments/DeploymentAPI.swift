@@ -162,7 +162,8 @@ struct DeploymentAPI: Sendable {
     }
 
     /// Update Model: new instances of another version of the deployment's model replace the old
-    /// ones, by a rolling update or, with that strategy, a canary (``RestartRoller``).
+    /// ones, by a rolling update or, as the strategy says, a canary or blue-green update
+    /// (``RestartRoller``).
     func updateModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let current = try await existing(context)
         let body = try await JSONBody.decode(UpdateBody.self, from: request, context: context)
@@ -236,8 +237,8 @@ struct DeploymentAPI: Sendable {
         var full: Bool?
     }
 
-    /// `promote` (`{"full": true}` for the whole way), `pause` and `resume` of the canary under
-    /// way; 409 `no_canary` without one.
+    /// `promote` (`{"full": true}` for the whole way), `pause` and `resume` of the canary or
+    /// blue-green update under way; 409 `no_canary` without one.
     func canary(_ command: PostgresDeploymentStore.CanaryCommand, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let name = try Self.name(context)
         var command = command
@@ -332,9 +333,10 @@ struct DeploymentAPI: Sendable {
     /// the requests, 60 s a step, errors at most 5 %" or "blue-green, switched after 300 s, …".
     static func strategyDescription(_ spec: DeploymentSpec) -> String {
         let strategy = spec.updateStrategy
-        var limits = ["errors at most \(strategy.analysis.maxErrorPercent) %"]
-        if let p99 = strategy.analysis.maxP99Ms { limits.append("p99 at most \(p99) ms") }
-        if let ratio = strategy.analysis.maxP99Ratio { limits.append("p99 at most \(ratio) × the stable version's") }
+        func number(_ value: Double) -> String { String(format: "%g", value) }
+        var limits = ["errors at most \(number(strategy.analysis.maxErrorPercent)) %"]
+        if let p99 = strategy.analysis.maxP99Ms { limits.append("p99 at most \(number(p99)) ms") }
+        if let ratio = strategy.analysis.maxP99Ratio { limits.append("p99 at most \(number(ratio)) × the stable version's") }
         switch strategy.type {
         case .rolling:
             return rollingDescription(spec)
