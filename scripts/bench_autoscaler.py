@@ -10,7 +10,6 @@ before (the target is none), and the replicas it holds against what the mean loa
 """
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -18,9 +17,10 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
+
+import bench_http
+from bench_http import call
 
 DEPLOYMENT = "bench-elastic"
 BASE_CONNECTIONS, STEP_CONNECTIONS = 3, 6
@@ -30,24 +30,8 @@ BASE_CONNECTIONS, STEP_CONNECTIONS = 3, 6
 BASE_REPLICAS, STEP_REPLICAS = 2 * BASE_CONNECTIONS, 2 * STEP_CONNECTIONS
 
 
-def call(method, url, body=None, timeout=30):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 def until(what, predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    sys.exit(f"bench-autoscaler: error: {what} within {timeout} s")
+    return bench_http.until("bench-autoscaler", what, predicate, timeout, interval)
 
 
 def timestamp(text):

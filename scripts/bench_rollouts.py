@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The driver of scripts/bench-rollouts: with the services it started, a deployment of 4 built-in
-instances under wrk paced through the load balancer; a rolling update's failed requests, and how
-fast a bad canary is rolled back: from its first request to no server of its version left in
-HAProxy, against an operator's scale-down's removal in the same run. A probe beside wrk (100 requests
-a second, keep-alive) notes which version answered each of its requests and when: the canary's
-first and last answers (its 200s say 1.2.0, its failures are 500s) bound the time it served. Prints a table and a `result`
-line; exits 1 only when the run itself fails (a missed target is reported, not failed).
+instances under wrk paced through the load balancer: a rolling update's failed requests; how long
+a bad canary serves before its rollback, from its first answer to its last as a probe beside wrk
+(100 requests a second, keep-alive) sees them (its 200s say 1.2.0, its failures are 500s); and a
+blue-green switch and switch back. The baseline, in the same run: an operator's scale-down until
+HAProxy no longer has the removed server. Prints a table and a `result` line; exits 1 only when
+the run itself fails (a missed target is reported, not failed).
 """
 
 import argparse
@@ -18,33 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+import bench_http
+from bench_http import call
 
 DEPLOYMENT = "bench-rollouts"
 REPLICAS = 4
 CONNECTIONS = 10
 
 
-def call(method, url, body=None, timeout=30):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 def until(what, predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    sys.exit(f"bench-rollouts: error: {what} within {timeout} s")
+    return bench_http.until("bench-rollouts", what, predicate, timeout, interval)
 
 
 def main():

@@ -226,6 +226,7 @@ struct DeploymentHandlerTests {
         try await withDeploymentStore { api, registry, store, database in
             await Self.addVersion("1.1.0", to: registry)
             let path = "/v1/deployments/gates"
+            let rolls = RollDriver(api: api, registry: registry, store: store, name: "gates")
             _ = try await api.call(
                 .post, "/v1/deployments", Self.new("gates", #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}"#))
             func versions() async throws -> [String] {
@@ -240,17 +241,7 @@ struct DeploymentHandlerTests {
                 for try await uri in rows.decode(String?.self) { return uri }
                 return nil
             }
-            func roll() async throws -> Int { try await store.advanceRestarts(servers: await registry.servers().map(\.placement)) }
-            /// Reports every instance of `version` ready, as its agent would.
-            func ready(_ version: String, revision: Int) async throws {
-                for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
-                    let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
-                    try await store.recordInstanceReports([
-                        (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
-                    ])
-                }
-            }
-            try await ready("1.0.0", revision: 1)
+            try await rolls.ready("1.0.0", revision: 1)
 
             let updated = try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#)
             #expect(updated.status == .ok && updated.json?["revision"] as? Int == 2, "\(updated.body)")
@@ -259,18 +250,18 @@ struct DeploymentHandlerTests {
             #expect(try await versions() == ["1.0.0", "1.0.0"], "the roll happens later, step by step")
             // 2 replicas, max_surge 25 % (1, rounded up), max_unavailable 0: one new instance beside
             // the two old; an old one goes only when the new one is ready, and then the next starts.
-            #expect(try await roll() == 1)
-            #expect(try await roll() == 0, "nothing more until the new instance is ready")
+            #expect(try await rolls.roll() == 1)
+            #expect(try await rolls.roll() == 0, "nothing more until the new instance is ready")
             #expect(try await versions() == ["1.0.0", "1.0.0", "1.1.0"])
-            try await ready("1.1.0", revision: 2)
-            #expect(try await roll() == 2, "one old removed, the second new started")
+            try await rolls.ready("1.1.0", revision: 2)
+            #expect(try await rolls.roll() == 2, "one old removed, the second new started")
             #expect(try await versions() == ["1.0.0", "1.1.0", "1.1.0"])
             #expect(try await api.get(path).json?["rollout"] is [String: Any], "under way until the last is ready")
-            #expect(try await roll() == 0)
-            try await ready("1.1.0", revision: 2)
-            #expect(try await roll() == 1, "the last old one removed")
+            #expect(try await rolls.roll() == 0)
+            try await rolls.ready("1.1.0", revision: 2)
+            #expect(try await rolls.roll() == 1, "the last old one removed")
             #expect(try await versions() == ["1.1.0", "1.1.0"])
-            #expect(try await roll() == 0)
+            #expect(try await rolls.roll() == 0)
             #expect(try await api.get(path).json?["rollout"] is NSNull, "done: every instance on revision 2 and ready")
             let events = try await api.get("\(path)/events?limit=20").items.compactMap { $0["message"] as? String }
             #expect(
@@ -325,6 +316,7 @@ struct DeploymentHandlerTests {
             await Self.addVersion("1.1.0", to: registry)
             await Self.addVersion("1.2.0", to: registry)
             let path = "/v1/deployments/birds"
+            let rolls = RollDriver(api: api, registry: registry, store: store, name: "birds")
             let created = try await api.call(
                 .post, "/v1/deployments",
                 Self.new(
@@ -332,25 +324,6 @@ struct DeploymentHandlerTests {
                     #", "scaling": {"min_replicas": 1, "max_replicas": 6, "replicas": 4}, "update_strategy": {"type": "canary", "canary_steps": [25, 50, 100], "analysis": {"min_requests": 10}}"#
                 ))
             #expect(created.status == .created, "\(created.body)")
-            func roll(_ snapshot: DeploymentMetricsSnapshot? = nil) async throws -> Int {
-                try await store.advanceRestarts(servers: await registry.servers().map(\.placement), figures: snapshot.map { ["birds": $0] } ?? [:])
-            }
-            func ready(_ version: String, revision: Int) async throws {
-                for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
-                    let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
-                    try await store.recordInstanceReports([
-                        (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
-                    ])
-                }
-            }
-            /// Each version's instance count and weights, e.g. "1.0.0 x4 w192".
-            func sides() async throws -> [String] {
-                let instances = try await api.get(path).instances
-                return Dictionary(grouping: instances) { $0["model_version"] as? String ?? "?" }.map { version, list in
-                    "\(version) x\(list.count) w\(Set(list.compactMap { $0["weight"] as? Int }).sorted().map(String.init).joined(separator: ","))"
-                }.sorted()
-            }
-            func canary() async throws -> [String: Any]? { (try await api.get(path).json?["rollout"] as? [String: Any])?["stage"] as? [String: Any] }
             func snapshot(_ version: String, requests: Int, errors: Int, age: Double = 0) -> DeploymentMetricsSnapshot {
                 let figures = MetricsFigures(
                     windowSeconds: 10, requests: requests, requestsPerSecond: Double(requests) / 10, errors: errors,
@@ -360,7 +333,7 @@ struct DeploymentHandlerTests {
                     deployment: "birds", at: Date().addingTimeInterval(-age), instances: 6, readyInstances: 6, newestDataAgeSeconds: 0.5,
                     staleAfterSeconds: 5, figures: figures, versions: [.init(version: version, instances: 2, readyInstances: 2, figures: figures)])
             }
-            try await ready("1.0.0", revision: 1)
+            try await rolls.ready("1.0.0", revision: 1)
             let none = try await api.call(.post, "\(path)/promote")
             #expect(none.status == .conflict && none.errorCode == "no_canary", "\(none.body)")
             #expect(try await api.call(.post, "/v1/deployments/nobody/pause").status == .notFound)
@@ -370,38 +343,38 @@ struct DeploymentHandlerTests {
             #expect(updated.status == .ok, "\(updated.body)")
             let said = try await api.get("\(path)/events?limit=1").items.first?["message"] as? String
             #expect(said == "model version 1.0.0 to 1.1.0, canary, 25, 50, 100 % of the requests, 60 s a step, errors at most 5 % (revision 2)")
-            #expect(try await roll() == 1)
-            #expect(try await sides() == ["1.0.0 x4 w192", "1.1.0 x1 w256"])
-            let first = try await canary()
+            #expect(try await rolls.roll() == 1)
+            #expect(try await rolls.sides() == ["1.0.0 x4 w192", "1.1.0 x1 w256"])
+            let first = try await rolls.stage()
             #expect(
                 first?["strategy"] as? String == "canary" && first?["step"] as? Int == 1 && first?["weight"] as? Int == 25
                     && first?["step_ends_at"] is String, "\(first ?? [:])")
-            try await ready("1.1.0", revision: 2)
-            #expect(try await roll(snapshot("1.1.0", requests: 40, errors: 0)) == 0, "the step's 60 s are not up")
-            #expect(try await canary()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
+            try await rolls.ready("1.1.0", revision: 2)
+            #expect(try await rolls.roll(snapshot("1.1.0", requests: 40, errors: 0)) == 0, "the step's 60 s are not up")
+            #expect(try await rolls.stage()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
 
             // promote ends the step: 50 %, the second new instance at once.
             #expect(try await api.call(.post, "\(path)/promote").status == .ok)
-            #expect(try await roll() == 1)
-            let second = try await canary()
+            #expect(try await rolls.roll() == 1)
+            let second = try await rolls.stage()
             #expect(second?["step"] as? Int == 2 && second?["weight"] as? Int == 50, "\(second ?? [:])")
-            #expect(try await roll() == 0)
-            #expect(try await sides() == ["1.0.0 x4 w128", "1.1.0 x2 w256"])
+            #expect(try await rolls.roll() == 0)
+            #expect(try await rolls.sides() == ["1.0.0 x4 w128", "1.1.0 x2 w256"])
             #expect(try await api.call(.post, "\(path)/pause").status == .ok)
-            #expect(try await canary()?["paused"] as? Bool == true)
+            #expect(try await rolls.stage()?["paused"] as? Bool == true)
             #expect(try await api.call(.post, "\(path)/resume").status == .ok)
-            #expect(try await canary()?["paused"] as? Bool == false)
+            #expect(try await rolls.stage()?["paused"] as? Bool == false)
 
             // Failing figures that are stale judge nothing; fresh ones roll the change back at once.
-            try await ready("1.1.0", revision: 2)
-            _ = try await roll(snapshot("1.1.0", requests: 40, errors: 10, age: 30))
-            #expect(try await canary()?["step"] as? Int == 2)
-            #expect(try await roll(snapshot("1.1.0", requests: 40, errors: 10)) == 6, "both new instances removed, the 4 stable on revision 3")
+            try await rolls.ready("1.1.0", revision: 2)
+            _ = try await rolls.roll(snapshot("1.1.0", requests: 40, errors: 10, age: 30))
+            #expect(try await rolls.stage()?["step"] as? Int == 2)
+            #expect(try await rolls.roll(snapshot("1.1.0", requests: 40, errors: 10)) == 6, "both new instances removed, the 4 stable on revision 3")
             let back = try await api.get(path)
             #expect(back.json?["revision"] as? Int == 3 && back.json?["model_version"] as? String == "1.0.0" && back.json?["rollout"] is NSNull)
             #expect(back.json?["status"] as? String == "degraded", "degraded until an operator's next change: \(back.body)")
             #expect((back.json?["rolled_back_because"] as? String)?.hasPrefix("canary analysis at 50 %") == true, "\(back.body)")
-            #expect(try await sides() == ["1.0.0 x4 w100"])
+            #expect(try await rolls.sides() == ["1.0.0 x4 w100"])
             let changes = try await api.get("\(path)/revisions").items.compactMap { $0["change"] as? String }
             #expect(
                 changes.first
@@ -415,23 +388,24 @@ struct DeploymentHandlerTests {
             #expect(allowing.status == .ok && allowing.json?["restart"] as? Bool == false, "\(allowing.body)")
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.2.0"}"#).status == .ok)
             #expect(try await api.get(path).json?["rolled_back_because"] is NSNull, "the update is the operator's next change")
-            _ = try await roll()
-            try await ready("1.2.0", revision: 5)
+            _ = try await rolls.roll()
+            try await rolls.ready("1.2.0", revision: 5)
             let failing = snapshot("1.2.0", requests: 40, errors: 10)
-            _ = try await roll(failing)
-            #expect(try await canary()?["analysis"] as? String == "check failed (1 of 2 before a rollback): errors 25 % of 40 requests, above 5 %")
-            _ = try await roll(failing)
+            _ = try await rolls.roll(failing)
+            #expect(
+                try await rolls.stage()?["analysis"] as? String == "check failed (1 of 2 before a rollback): errors 25 % of 40 requests, above 5 %")
+            _ = try await rolls.roll(failing)
             #expect(try await api.get(path).json?["revision"] as? Int == 5, "the same snapshot is not judged twice")
-            _ = try await roll(snapshot("1.2.0", requests: 40, errors: 0))
-            #expect(try await canary()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
+            _ = try await rolls.roll(snapshot("1.2.0", requests: 40, errors: 0))
+            #expect(try await rolls.stage()?["analysis"] as? String == "40 requests, errors 0 %, p99 30 ms")
 
             // A full promote: every instance to 1.2.0 once the new ones are ready, then the old go.
             #expect(try await api.call(.post, "\(path)/promote", #"{"full": true}"#).status == .ok)
-            #expect(try await roll() == 3)
-            #expect(try await sides() == ["1.0.0 x4 w0", "1.2.0 x4 w256"], "at 100 % the stable instances get no new requests")
-            try await ready("1.2.0", revision: 5)
-            #expect(try await roll() == 4, "the four stable instances removed")
-            #expect(try await sides() == ["1.2.0 x4 w100"])
+            #expect(try await rolls.roll() == 3)
+            #expect(try await rolls.sides() == ["1.0.0 x4 w0", "1.2.0 x4 w256"], "at 100 % the stable instances get no new requests")
+            try await rolls.ready("1.2.0", revision: 5)
+            #expect(try await rolls.roll() == 4, "the four stable instances removed")
+            #expect(try await rolls.sides() == ["1.2.0 x4 w100"])
             #expect(try await api.get(path).json?["rollout"] is NSNull)
             let kinds = try await api.get("\(path)/events?limit=60").items.compactMap { $0["kind"] as? String }
             #expect(["promoted", "paused", "resumed", "canary_step", "rolled_back"].allSatisfy(kinds.contains), "\(kinds)")
@@ -445,6 +419,7 @@ struct DeploymentHandlerTests {
         try await withDeploymentStore { api, registry, store, _ in
             await Self.addVersion("1.1.0", to: registry)
             let path = "/v1/deployments/pond"
+            let rolls = RollDriver(api: api, registry: registry, store: store, name: "pond")
             let created = try await api.call(
                 .post, "/v1/deployments",
                 Self.new(
@@ -452,23 +427,7 @@ struct DeploymentHandlerTests {
                     #", "scaling": {"min_replicas": 1, "max_replicas": 4, "replicas": 2}, "update_strategy": {"type": "blue_green", "bake_seconds": 0, "scale_down_delay_seconds": 600}"#
                 ))
             #expect(created.status == .created, "\(created.body)")
-            func roll() async throws -> Int { try await store.advanceRestarts(servers: await registry.servers().map(\.placement)) }
-            func ready(_ version: String, revision: Int) async throws {
-                for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
-                    let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
-                    try await store.recordInstanceReports([
-                        (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
-                    ])
-                }
-            }
-            func sides() async throws -> [String] {
-                let instances = try await api.get(path).instances
-                return Dictionary(grouping: instances) { $0["model_version"] as? String ?? "?" }.map { version, list in
-                    "\(version) x\(list.count) w\(Set(list.compactMap { $0["weight"] as? Int }).sorted().map(String.init).joined(separator: ","))"
-                }.sorted()
-            }
-            func stage() async throws -> [String: Any]? { (try await api.get(path).json?["rollout"] as? [String: Any])?["stage"] as? [String: Any] }
-            try await ready("1.0.0", revision: 1)
+            try await rolls.ready("1.0.0", revision: 1)
 
             // The preview: the whole new set, weight 0, until promoted (no bake time).
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
@@ -476,21 +435,21 @@ struct DeploymentHandlerTests {
             #expect(
                 said == "model version 1.0.0 to 1.1.0, blue-green, switched on promote, the old set kept 600 s after, errors at most 5 % (revision 2)"
             )
-            #expect(try await roll() == 2)
-            #expect(try await sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
-            let preview = try await stage()
+            #expect(try await rolls.roll() == 2)
+            #expect(try await rolls.sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
+            let preview = try await rolls.stage()
             #expect(
                 preview?["strategy"] as? String == "blue_green" && preview?["step"] as? Int == 1 && preview?["weight"] as? Int == 0
                     && preview?["step_ends_at"] == nil, "no end: it waits for a promote \(preview ?? [:])")
-            try await ready("1.1.0", revision: 2)
-            #expect(try await roll() == 0, "no switch before the promote")
-            #expect(try await sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
+            try await rolls.ready("1.1.0", revision: 2)
+            #expect(try await rolls.roll() == 0, "no switch before the promote")
+            #expect(try await rolls.sides() == ["1.0.0 x2 w256", "1.1.0 x2 w0"])
 
             // The switch: every request on the new set; the old one kept for its 600 s.
             #expect(try await api.call(.post, "\(path)/promote").status == .ok)
-            _ = try await roll()
-            #expect(try await sides() == ["1.0.0 x2 w0", "1.1.0 x2 w256"])
-            let switched = try await stage()
+            _ = try await rolls.roll()
+            #expect(try await rolls.sides() == ["1.0.0 x2 w0", "1.1.0 x2 w256"])
+            let switched = try await rolls.stage()
             #expect(switched?["step"] as? Int == 2 && switched?["weight"] as? Int == 100 && switched?["step_ends_at"] is String)
             let events = try await api.get("\(path)/events?limit=10").items.compactMap { $0["message"] as? String }
             #expect(events.contains { $0.hasPrefix("blue-green switch: every request on model version 1.1.0; the old set kept 600 s") }, "\(events)")
@@ -498,18 +457,18 @@ struct DeploymentHandlerTests {
             // A rollback within the delay is a switch back: the old set takes every request again.
             let back = try await api.call(.post, "\(path)/rollback")
             #expect(back.status == .ok && back.json?["model_version"] as? String == "1.0.0", "\(back.body)")
-            #expect(try await sides() == ["1.0.0 x2 w100"])
+            #expect(try await rolls.sides() == ["1.0.0 x2 w100"])
             #expect(try await api.get(path).json?["rollout"] is [String: Any], "the old instances still to move to revision 3 in place")
-            _ = try await roll()
+            _ = try await rolls.roll()
             #expect(try await api.get(path).json?["rollout"] is NSNull)
 
             // Promoted again to the end: the old set goes once the delay is skipped.
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
-            #expect(try await roll() == 2)
-            try await ready("1.1.0", revision: 4)
+            #expect(try await rolls.roll() == 2)
+            try await rolls.ready("1.1.0", revision: 4)
             #expect(try await api.call(.post, "\(path)/promote", #"{"full": true}"#).status == .ok)
-            #expect(try await roll() == 2, "the old set removed")
-            #expect(try await sides() == ["1.1.0 x2 w100"])
+            #expect(try await rolls.roll() == 2, "the old set removed")
+            #expect(try await rolls.sides() == ["1.1.0 x2 w100"])
         }
     }
 
@@ -518,6 +477,7 @@ struct DeploymentHandlerTests {
         try await withDeploymentStore { api, registry, store, database in
             await Self.addVersion("1.1.0", to: registry)
             let path = "/v1/deployments/stuck"
+            let rolls = RollDriver(api: api, registry: registry, store: store, name: "stuck")
             /// The deadline passed, without waiting for it: the last progress moved 61 s back.
             func deadlinePassed() async throws {
                 try await database.query("UPDATE orchestrator.deployments SET progress_at = now() - interval '61 seconds' WHERE name = 'stuck'")
@@ -535,9 +495,8 @@ struct DeploymentHandlerTests {
                     (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:1", version: "1.0.0", specRevision: 1)])
                 ])
             }
-            func roll() async throws -> Int { try await store.advanceRestarts(servers: await registry.servers().map(\.placement)) }
             #expect(try await api.call(.post, "\(path)/update", #"{"model_version": "1.1.0"}"#).status == .ok)
-            #expect(try await roll() == 1)
+            #expect(try await rolls.roll() == 1)
             // The roll as the API shows it: how far, and its deadline.
             let rollout = try await api.get(path).json?["rollout"] as? [String: Any]
             #expect(
@@ -549,9 +508,9 @@ struct DeploymentHandlerTests {
             try await store.recordInstanceReports([
                 (movedServer, [.init(instanceID: movedID, state: .failed, reason: "exited with status 1", version: "1.1.0", specRevision: 2)])
             ])
-            #expect(try await roll() == 0, "within the deadline: nothing moves, nothing is rolled back")
+            #expect(try await rolls.roll() == 0, "within the deadline: nothing moves, nothing is rolled back")
             try await deadlinePassed()
-            #expect(try await roll() == 3, "the failed instance removed; the two old ones run revision 3 as they are")
+            #expect(try await rolls.roll() == 3, "the failed instance removed; the two old ones run revision 3 as they are")
             let after = try await api.get(path)
             #expect(after.json?["revision"] as? Int == 3 && after.json?["model_version"] as? String == "1.0.0", "\(after.body)")
             #expect(after.json?["rollout"] is NSNull, "a rollback's roll has no deadline and shows none: \(after.body)")
@@ -562,7 +521,7 @@ struct DeploymentHandlerTests {
             let kinds = try await api.get("\(path)/events?limit=5").items.compactMap { $0["kind"] as? String }
             #expect(kinds.contains("rolled_back"), "\(kinds)")
             // The failed instance is gone; the two old ones run revision 1's spec, which is 3's.
-            _ = try await roll()
+            _ = try await rolls.roll()
             let versions = try await instances().map { "\($0["model_version"] ?? "?") r\($0["runs_revision"] ?? "?")" }.sorted()
             #expect(versions == ["1.0.0 r3", "1.0.0 r3"], "\(versions)")
             #expect(try await instances().allSatisfy { $0["id"] as? String != movedID && $0["state"] as? String == "ready" })
@@ -580,7 +539,7 @@ struct DeploymentHandlerTests {
                 )
             ])
             try await deadlinePassed()
-            _ = try await roll()
+            _ = try await rolls.roll()
             #expect(try await api.get(path).json?["revision"] as? Int == 3)
         }
     }
@@ -616,6 +575,46 @@ struct DeploymentHandlerTests {
             #expect(try await api.get("/v1/deployments/none/revisions").status == .notFound)
             #expect(try await api.call(.post, "/v1/deployments/none/stop").status == .notFound)
         }
+    }
+}
+
+/// A deployment's roll driven by hand, as the roller and the agents would: the roller's steps
+/// (with a metrics snapshot for a canary's analysis), the agents' ready reports, and what each
+/// version has.
+private struct RollDriver {
+    let api: RouterClient
+    let registry: InMemoryRegistry
+    let store: PostgresDeploymentStore
+    let name: String
+
+    private var path: String { "/v1/deployments/\(name)" }
+
+    /// One roller step; how many instances it moved, started or removed.
+    func roll(_ snapshot: DeploymentMetricsSnapshot? = nil) async throws -> Int {
+        try await store.advanceRestarts(servers: await registry.servers().map(\.placement), figures: snapshot.map { [name: $0] } ?? [:])
+    }
+
+    /// Every instance of `version` reported ready on `revision`, as its agent would.
+    func ready(_ version: String, revision: Int) async throws {
+        for instance in try await api.get(path).instances where instance["model_version"] as? String == version {
+            let (id, server) = (try #require(instance["id"] as? String), try #require(instance["server_id"] as? String))
+            try await store.recordInstanceReports([
+                (server, [.init(instanceID: id, state: .ready, address: "10.0.0.1:9000", version: version, specRevision: revision)])
+            ])
+        }
+    }
+
+    /// Each version's instance count and weights, e.g. "1.0.0 x4 w192".
+    func sides() async throws -> [String] {
+        let instances = try await api.get(path).instances
+        return Dictionary(grouping: instances) { $0["model_version"] as? String ?? "?" }.map { version, list in
+            "\(version) x\(list.count) w\(Set(list.compactMap { $0["weight"] as? Int }).sorted().map(String.init).joined(separator: ","))"
+        }.sorted()
+    }
+
+    /// The staged update's step (`rollout.stage`), nil without one.
+    func stage() async throws -> [String: Any]? {
+        (try await api.get(path).json?["rollout"] as? [String: Any])?["stage"] as? [String: Any]
     }
 }
 
