@@ -247,6 +247,9 @@ extension MQTTClient {
             var nextSubscriptionID: UInt32 = 1
             /// SUBSCRIBE message ids waiting for their SUBACK, and the filter each was for.
             var subackRoutes: [Int32: String] = [:]
+            /// Why the broker refused a subscription, by local subscription id, until its
+            /// subscriber asks: a SUBACK can come before `subscribe` starts waiting for it.
+            var refusedSubscriptions: [Int: MQTTError] = [:]
             var responses: [Data: ResponseSlot] = [:]
 
             mutating func token() -> Int {
@@ -264,6 +267,9 @@ extension MQTTClient {
             /// ``Mosquitto/readWaiting(maximumPackets:delivered:)``.
             var delivered = 0
             var connectedSinceLastAttempt = false
+            /// Why the broker refused this attempt's CONNECT (bad credentials): the connection's
+            /// end that follows is its consequence, and must not hide it from the state and logs.
+            var refusal: String?
         }
 
         let configuration: MQTTConfiguration
@@ -337,6 +343,7 @@ extension MQTTClient {
             var attempt = 0
             while !stopRequested {
                 thread.connectedSinceLastAttempt = false
+                thread.refusal = nil
                 do {
                     try mosquitto.connect(
                         host: configuration.host,
@@ -368,7 +375,7 @@ extension MQTTClient {
                     }
                     flushReceived()
                     if !stopRequested {
-                        markDisconnected(reason: outcome.description)
+                        markDisconnected(reason: thread.refusal ?? outcome.description)
                     }
                 } catch {
                     markDisconnected(reason: "\(error)")
@@ -554,6 +561,7 @@ extension MQTTClient {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                     let outcome: Result<Void, any Error>? = state.withLock { state in
                         guard let entry = state.filters[filter], entry.buffers[localID] != nil else {
+                            if let refusal = state.refusedSubscriptions.removeValue(forKey: localID) { return .failure(refusal) }
                             return .failure(state.connection == .shutDown ? MQTTError.shutDown : CancellationError())
                         }
                         if entry.acknowledged { return .success(()) }
@@ -572,6 +580,13 @@ extension MQTTClient {
             let granted = grantedQoS.first ?? 0x80
             let (waiters, filter) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], String?) in
                 guard let filter = state.subackRoutes.removeValue(forKey: messageID), var entry = state.filters[filter] else { return ([], nil) }
+                if granted >= 0x80 {
+                    let refusal = MQTTError.refusedByBroker(
+                        operation: "subscribe to \(filter)", reasonCode: granted, reason: Mosquitto.describeReason(granted))
+                    for localID in entry.buffers.keys where !entry.ackWaiters.values.contains(where: { $0.localID == localID }) {
+                        state.refusedSubscriptions[localID] = refusal
+                    }
+                }
                 let waiters = entry.ackWaiters.values.map(\.continuation)
                 entry.ackWaiters = [:]
                 if granted < 0x80 {
@@ -598,6 +613,7 @@ extension MQTTClient {
 
         func removeSubscription(filter: String, localID: Int) {
             let (waiters, unsubscribe) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], Bool) in
+                state.refusedSubscriptions.removeValue(forKey: localID)
                 guard var entry = state.filters[filter], entry.buffers.removeValue(forKey: localID) != nil else { return ([], false) }
                 let tokens = entry.ackWaiters.filter { $0.value.localID == localID }.map(\.key)
                 let waiters = tokens.compactMap { entry.ackWaiters.removeValue(forKey: $0)?.continuation }
@@ -725,7 +741,9 @@ extension MQTTClient {
 
         func mosquittoDidConnect(reasonCode: Int32, sessionPresent: Bool) {
             guard reasonCode == 0 else {
-                markDisconnected(reason: "the broker refused the connection: \(Mosquitto.describeReason(reasonCode))")
+                let refusal = "the broker refused the connection: \(Mosquitto.describeReason(reasonCode))"
+                thread.refusal = refusal
+                markDisconnected(reason: refusal)
                 return
             }
             thread.connectedSinceLastAttempt = true
@@ -759,7 +777,7 @@ extension MQTTClient {
             if stopRequested {
                 state.withLock { $0.connection = .disconnected(reason: "shutting down") }
             } else {
-                markDisconnected(reason: reasonCode == 0 ? "disconnected" : Mosquitto.describe(reasonCode, errno: 0))
+                markDisconnected(reason: thread.refusal ?? (reasonCode == 0 ? "disconnected" : Mosquitto.describe(reasonCode, errno: 0)))
             }
         }
 
