@@ -262,7 +262,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "MQTT", "ChildProcesses", "ServiceRuntime", .product(name: "Logging", package: "swift-log"),
+                "MQTT", "ChildProcesses", "ServiceRuntime", "FleetContract", .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -32,6 +32,9 @@ struct AgentConfiguration: Sendable, Equatable {
     var stateDirectory: URL
     var mqttURL: String
     var mqttTLS: MQTTConfiguration.TLS?
+    /// The agent's broker credentials (`fleetctl agents enroll` makes them): the username is the
+    /// agent id unless set otherwise; nil: the URL's, if any.
+    var mqttCredentials: MQTTCredentials?
     /// Where deployment instances listen, and whether process instances may run.
     var instances = InstanceRuntime.Settings()
 
@@ -76,6 +79,9 @@ struct AgentConfiguration: Sendable, Equatable {
         var progressSeconds: Double?
         var stateDir: String?
         var mqttURL: String?
+        var mqttUsername: String?
+        var mqttPassword: String?
+        var mqttPasswordFile: String?
 
         private enum CodingKeys: String, CodingKey {
             case agentID = "agent_id"
@@ -90,6 +96,9 @@ struct AgentConfiguration: Sendable, Equatable {
             case progressSeconds = "progress_seconds"
             case stateDir = "state_dir"
             case mqttURL = "mqtt_url"
+            case mqttUsername = "mqtt_username"
+            case mqttPassword = "mqtt_password"
+            case mqttPasswordFile = "mqtt_password_file"
         }
     }
 
@@ -97,7 +106,7 @@ struct AgentConfiguration: Sendable, Equatable {
         agentID: String, site: AgentHello.Site, serverName: String, capacity: AgentHello.Capacity, supportsPipelines: Bool,
         devices: [AgentHello.Device], runtime: Runtime, heartbeatSeconds: Double, telemetrySeconds: Double, helloSeconds: Double = 300,
         progressSeconds: Double = 5, stateDirectory: URL, mqttURL: String, mqttTLS: MQTTConfiguration.TLS? = nil,
-        instances: InstanceRuntime.Settings = InstanceRuntime.Settings()
+        mqttCredentials: MQTTCredentials? = nil, instances: InstanceRuntime.Settings = InstanceRuntime.Settings()
     ) throws(Problem) {
         self.agentID = agentID
         self.site = site
@@ -113,12 +122,14 @@ struct AgentConfiguration: Sendable, Equatable {
         self.stateDirectory = stateDirectory
         self.mqttURL = mqttURL
         self.mqttTLS = mqttTLS
+        self.mqttCredentials = mqttCredentials
         self.instances = instances
         try check()
     }
 
     /// Reads the file at `path`; `MODELFLEET_AGENT_ID`, `MODELFLEET_AGENT_STATE_DIR`,
-    /// `MODELFLEET_MQTT_URL` and `MODELFLEET_MQTT_CA_FILE` / `_CERT_FILE` / `_KEY_FILE` override it.
+    /// `MODELFLEET_MQTT_URL`, `MODELFLEET_MQTT_USERNAME` / `_PASSWORD_FILE` and
+    /// `MODELFLEET_MQTT_CA_FILE` / `_CERT_FILE` / `_KEY_FILE` override it.
     static func load(path: String, environment: [String: String]) throws(Problem) -> AgentConfiguration {
         let data: Data
         do {
@@ -155,6 +166,16 @@ struct AgentConfiguration: Sendable, Equatable {
         let ca = value("MODELFLEET_MQTT_CA_FILE")
         let certificate = value("MODELFLEET_MQTT_CERT_FILE")
         let key = value("MODELFLEET_MQTT_KEY_FILE")
+        let username = value("MODELFLEET_MQTT_USERNAME") ?? file.mqttUsername
+        var credentials: MQTTCredentials?
+        if let passwordFile = value("MODELFLEET_MQTT_PASSWORD_FILE") ?? file.mqttPasswordFile {
+            credentials = MQTTCredentials(username: username ?? agentID, password: try MQTTCredentials.readPassword(passwordFile))
+        } else if let password = file.mqttPassword {
+            guard !password.isEmpty else { throw Problem(field: "mqtt_password", reason: "must not be empty") }
+            credentials = MQTTCredentials(username: username ?? agentID, password: password)
+        } else if username != nil {
+            throw Problem(field: "mqtt_password", reason: "is required with mqtt_username (or mqtt_password_file, MODELFLEET_MQTT_PASSWORD_FILE)")
+        }
         return try AgentConfiguration(
             agentID: agentID, site: file.site, serverName: file.serverName ?? agentID, capacity: file.capacity,
             supportsPipelines: file.supportsPipelines ?? true, devices: file.devices, runtime: runtime,
@@ -162,6 +183,7 @@ struct AgentConfiguration: Sendable, Equatable {
             progressSeconds: file.progressSeconds ?? 5, stateDirectory: URL(fileURLWithPath: stateDir),
             mqttURL: value("MODELFLEET_MQTT_URL") ?? file.mqttURL ?? "mqtt://127.0.0.1:1883",
             mqttTLS: ca == nil && certificate == nil ? nil : MQTTConfiguration.TLS(caFile: ca, certificateFile: certificate, keyFile: key),
+            mqttCredentials: credentials,
             instances: InstanceRuntime.Settings(host: file.instances?.host ?? "127.0.0.1", allowProcess: file.instances?.allowProcess ?? false)
         )
     }
@@ -215,6 +237,10 @@ struct AgentConfiguration: Sendable, Equatable {
                 guard mqtt.tls != nil else { throw Problem(field: "MODELFLEET_MQTT_URL", reason: "TLS files are set but the URL is not mqtts://") }
                 mqtt.tls = mqttTLS
             }
+            if let mqttCredentials {
+                mqtt.username = mqttCredentials.username
+                mqtt.password = mqttCredentials.password
+            }
             mqtt.keepAlive = .seconds(10)
             mqtt.backoff = MQTTConfiguration.Backoff(initial: .milliseconds(250), maximum: .seconds(15))
             return mqtt
@@ -229,4 +255,22 @@ struct AgentConfiguration: Sendable, Equatable {
 /// The version the agent reports in its hello.
 enum ModelFleetAgentVersion {
     static let current = "0.1.0"
+}
+
+/// A username and password for the broker.
+struct MQTTCredentials: Sendable, Equatable, CustomStringConvertible {
+    var username: String
+    var password: String
+
+    var description: String { "\(username) (password hidden)" }
+
+    /// The first line of the file at `path`: a password file as `fleetctl agents enroll` writes it.
+    static func readPassword(_ path: String) throws(AgentConfiguration.Problem) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw AgentConfiguration.Problem(field: "mqtt_password_file", reason: "'\(path)' cannot be read")
+        }
+        let password = (text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: .whitespaces)
+        guard !password.isEmpty else { throw AgentConfiguration.Problem(field: "mqtt_password_file", reason: "'\(path)' is empty") }
+        return password
+    }
 }

@@ -43,7 +43,10 @@ extension EdgeAgentCommand {
             let agent = try EdgeAgent(configuration: configuration, host: HostSampler(), logger: logger)
             logger.info(
                 "starting",
-                metadata: ["agent_id": "\(configuration.agentID)", "broker": "\(configuration.mqttURL)", "devices": "\(configuration.devices.count)"])
+                metadata: [
+                    "agent_id": "\(configuration.agentID)", "broker": "\(redactedURL(configuration.mqttURL))",
+                    "devices": "\(configuration.devices.count)",
+                ])
             try await ServiceGroup(services: [agent.mqtt, agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
         }
     }
@@ -75,6 +78,11 @@ extension EdgeAgentCommand {
         @Option(help: "Each agent keeps its state in <state-dir>/<agent id>.") var stateDir: String = ".data/simulated-agents"
         @Flag(help: "Let deployments run process instances (their commands) on the simulated servers.") var allowProcessInstances = false
         @Option(help: "The broker; default: $MODELFLEET_MQTT_URL or mqtt://127.0.0.1:1883.") var mqttURL: String?
+        @Option(help: "A folder with each agent's broker password in a file named by its agent id (fleetctl agents enroll).")
+        var credentialsDir: String?
+        @Option(help: "One username for every agent (with --mqtt-password-file): a broker account allowed every agent's topics.")
+        var mqttUsername: String?
+        @Option(help: "The password of --mqtt-username.") var mqttPasswordFile: String?
         @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "notice"
 
         func validate() throws {
@@ -83,6 +91,12 @@ extension EdgeAgentCommand {
             guard (1...agents).contains(sites) else { throw ValidationError("--sites must be 1 to --agents") }
             guard (1...300).contains(perProcess) else { throw ValidationError("--per-process must be 1 to 300 (select() limit)") }
             guard firstIndex >= 0 else { throw ValidationError("--first-index must not be negative") }
+            guard (mqttUsername == nil) == (mqttPasswordFile == nil) else {
+                throw ValidationError("--mqtt-username and --mqtt-password-file go together")
+            }
+            guard credentialsDir == nil || mqttUsername == nil else {
+                throw ValidationError("--credentials-dir and --mqtt-username exclude each other")
+            }
         }
 
         func run() async throws {
@@ -93,8 +107,14 @@ extension EdgeAgentCommand {
             let url = mqttURL ?? environment["MODELFLEET_MQTT_URL"] ?? "mqtt://127.0.0.1:1883"
             let host = HostSampler()
             var services: [any Service] = []
+            let shared = try mqttUsername.map { username in
+                MQTTCredentials(username: username, password: try MQTTCredentials.readPassword(mqttPasswordFile ?? ""))
+            }
             for index in firstIndex..<(firstIndex + agents) {
                 let agentID = String(format: "%@-%04d", idPrefix, index + 1)
+                let credentials = try credentialsDir.map { directory in
+                    MQTTCredentials(username: agentID, password: try MQTTCredentials.readPassword("\(directory)/\(agentID)"))
+                }
                 let site = index % sites + 1
                 let configuration = try AgentConfiguration(
                     agentID: agentID,
@@ -107,13 +127,14 @@ extension EdgeAgentCommand {
                     },
                     runtime: .builtIn(fps: fps), heartbeatSeconds: heartbeatSeconds, telemetrySeconds: telemetrySeconds, helloSeconds: helloSeconds,
                     progressSeconds: progressSeconds, stateDirectory: URL(fileURLWithPath: stateDir).appendingPathComponent(agentID), mqttURL: url,
-                    instances: InstanceRuntime.Settings(allowProcess: allowProcessInstances)
+                    mqttCredentials: credentials ?? shared, instances: InstanceRuntime.Settings(allowProcess: allowProcessInstances)
                 )
                 let agent = try EdgeAgent(configuration: configuration, host: host, logger: logger)
                 services += [agent.mqtt, agent]
             }
             logger.notice(
-                "simulating agents", metadata: ["first": "\(firstIndex + 1)", "count": "\(agents)", "devices": "\(devices)", "broker": "\(url)"])
+                "simulating agents",
+                metadata: ["first": "\(firstIndex + 1)", "count": "\(agents)", "devices": "\(devices)", "broker": "\(redactedURL(url))"])
             try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
         }
 
@@ -133,6 +154,10 @@ extension EdgeAgentCommand {
                     "--log-level", logLevel,
                 ]
                 if let mqttURL { arguments += ["--mqtt-url", mqttURL] }
+                if let credentialsDir { arguments += ["--credentials-dir", credentialsDir] }
+                if let mqttUsername, let mqttPasswordFile {
+                    arguments += ["--mqtt-username", mqttUsername, "--mqtt-password-file", mqttPasswordFile]
+                }
                 if allowProcessInstances { arguments.append("--allow-process-instances") }
                 started.append(
                     try ChildProcess(
@@ -170,4 +195,11 @@ private func bootstrapLogging(_ level: String) throws -> Logger {
         return handler
     }
     return Logger(label: "edge-agent")
+}
+
+/// `url` with its password, if any, replaced: for logs.
+func redactedURL(_ url: String) -> String {
+    guard var components = URLComponents(string: url), components.password != nil else { return url }
+    components.password = "***"
+    return components.string ?? url
 }

@@ -79,6 +79,7 @@ struct AgentRelay: Service {
         let heartbeats = try await mqtt.subscribe(to: Topic.everyAgent(.heartbeat).path, qos: .atMostOnce)
         let published = try await mqtt.subscribe(to: Topic.everyAgent(.desired).path, qos: .atLeastOnce)
         let desired = try await mqtt.subscribe(to: Topic.agentDesiredStateRequests.path, qos: .atLeastOnce)
+        let revocations = try await mqtt.subscribe(to: Topic.agentRevocations.path, qos: .atLeastOnce)
         var strays: [MQTTSubscription] = []
         for filter in Topic.strayAgentTopics { strays.append(try await mqtt.subscribe(to: filter.shared(by: Self.service), qos: .atMostOnce)) }
         state.subscribed.set(true)
@@ -87,7 +88,7 @@ struct AgentRelay: Service {
         let announcing = Task { await publishAnnouncements() }
         // The queues presence rests on: the expiry waits while they are behind.
         let watched = [WatchedQueue(presences), WatchedQueue(heartbeats)]
-        await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired] + strays) { group in
+        await consumeUntilShutdown([presences, heartbeats, hellos, reports, telemetry, published, desired, revocations] + strays) { group in
             // Presence and heartbeats in arrival order, one consumer each; hello, report and
             // telemetry by two workers each (the validator is pure, and uses the second core).
             for queue in watched {
@@ -101,6 +102,7 @@ struct AgentRelay: Service {
             for _ in 0..<2 { group.addTask { await forwardTelemetry(from: telemetry) } }
             group.addTask { await consume(published, upTo: 64) { $0.forEach(notePublishedDesiredState) } }
             group.addTask { await relayDesiredStates(desired) }
+            group.addTask { await consume(revocations, upTo: 16) { await noteRevocations($0) } }
             for subscription in strays {
                 group.addTask { await consume(subscription, upTo: 64) { $0.forEach(dropStray) } }
             }
@@ -303,6 +305,22 @@ struct AgentRelay: Service {
         logger.warning(
             "could not forward agent messages",
             metadata: ["messages": "\(messages.count)", "agent_id": "\(first.agentID)", "channel": "\(first.channel)", "error": "\(error)"])
+    }
+
+    /// Revoked agents are offline at once: the broker disconnected them without their wills.
+    private func noteRevocations(_ messages: [MQTTMessage]) async {
+        for message in messages {
+            guard let revocation = try? Envelope<AgentRevocation>.decode(from: message.payload) else {
+                GatewayMetrics.dropped(.malformedJSON).increment()
+                logger.warning("dropped a revocation that is not one", metadata: ["bytes": "\(message.payload.count)"])
+                continue
+            }
+            let agentID = revocation.payload.agentID
+            let moment = Moment.now()
+            let change = state.withTable { table in table.knows(agentID) ? table.markOffline(agentID, at: moment) : nil }
+            logger.notice("agent revoked", metadata: ["agent_id": "\(agentID)"])
+            await announce(change, of: agentID, at: moment)
+        }
     }
 
     /// Queues a presence change for announcement, when this replica owns the agent.

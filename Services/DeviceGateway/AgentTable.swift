@@ -161,6 +161,9 @@ struct AgentTable: Sendable {
         } ?? nil
     }
 
+    /// Whether the table has an entry for `agentID`.
+    func knows(_ agentID: String) -> Bool { entries[agentID] != nil }
+
     /// The agent said it is offline (or its last will did). Returns `.offline` when that is news.
     mutating func markOffline(_ agentID: String, at moment: Moment) -> PresenceChange? {
         withEntry(agentID, at: moment) { entry -> PresenceChange? in

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PostgresNIO
 import ServiceRuntime
@@ -37,6 +38,26 @@ func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
         RegistryResponder(mqtt: context.mqtt, database: database, store: store, logger: context.logger),
     ]
     parts.readinessChecks = [subscribed.readinessCheck(name: "agent-events"), loops.readinessCheck(name: "loops")]
-    parts.routes = { router in api.addRoutes(to: router) }
+    let enrollments = EnrollmentAPI(
+        store: EnrollmentStore(client: database.client, logger: context.logger), accounts: AgentAccounts(mqtt: context.mqtt), mqtt: context.mqtt,
+        inventory: store,
+        agentMQTTURL: try agentMQTTURL(context.configuration), logger: context.logger)
+    parts.routes = { router in
+        api.addRoutes(to: router)
+        router.add(EnrollmentAPI.routes, for: enrollments)
+    }
     return parts
+}
+
+/// The broker address written into enrolled agents' configuration files:
+/// `MODELFLEET_AGENT_MQTT_URL`, or the registry's own broker without its credentials.
+private func agentMQTTURL(_ configuration: ServiceConfiguration) throws(ConfigurationError) -> String {
+    if let url = ProcessInfo.processInfo.environment["MODELFLEET_AGENT_MQTT_URL"], !url.isEmpty {
+        guard url.hasPrefix("mqtt://") || url.hasPrefix("mqtts://") else {
+            throw ConfigurationError(variable: "MODELFLEET_AGENT_MQTT_URL", reason: "'\(url)' is not an mqtt:// or mqtts:// URL")
+        }
+        return url
+    }
+    let mqtt = configuration.mqtt
+    return "\(mqtt.tls == nil ? "mqtt" : "mqtts")://\(mqtt.host):\(mqtt.port)"
 }

@@ -99,5 +99,20 @@ enum RegistryMigrations {
                 "CREATE INDEX devices_labels ON registry.devices USING gin (labels)",
             ]
         ),
+        Migration(
+            version: 3,
+            name: "agent enrolments",
+            statements: [
+                """
+                CREATE TABLE registry.agent_enrollments (
+                    seq bigserial UNIQUE,
+                    agent_id text PRIMARY KEY,
+                    site_id text NOT NULL,
+                    enrolled_at timestamptz NOT NULL DEFAULT now(),
+                    revoked_at timestamptz
+                )
+                """
+            ]
+        ),
     ]
 }

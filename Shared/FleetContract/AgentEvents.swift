@@ -6,6 +6,10 @@ extension Topic {
     package static let agentHelloEvents = root.appending("internal").appending("agents").appending("hello")
     /// The device gateway's presence changes of agents: online or offline, with when it was observed.
     package static let agentPresenceEvents = root.appending("internal").appending("agents").appending("presence")
+    /// The registry's revocations of agents' enrolments (QoS 1, not retained). The broker
+    /// disconnects a revoked agent without its last will, so every gateway replica takes this as
+    /// the agent's going offline.
+    package static let agentRevocations = root.appending("internal").appending("agents").appending("revoked")
     /// Requests to the registry: the devices of a selection, with the flags other services need.
     package static let registryDeviceQuery = root.appending("internal").appending("registry").appending("devices-query")
     /// Requests to the registry: the servers with their capacity and presence (placement).
@@ -145,6 +149,24 @@ package struct AgentPresence: ContractPayload, Equatable {
         case agentID = "agent_id"
         case state
         case observedAt = "observed_at"
+    }
+}
+
+/// An agent's enrolment revoked, on ``Topic/agentRevocations``.
+package struct AgentRevocation: ContractPayload, Equatable {
+    package static let messageType = "agent.revoked"
+
+    package var agentID: String
+    package var revokedAt: Date
+
+    package init(agentID: String, revokedAt: Date) {
+        self.agentID = agentID
+        self.revokedAt = revokedAt
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case agentID = "agent_id"
+        case revokedAt = "revoked_at"
     }
 }
 

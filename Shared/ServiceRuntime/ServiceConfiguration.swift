@@ -64,6 +64,7 @@ package struct ServiceConfiguration: Sendable {
         do {
             var mqtt = try MQTTConfiguration(url: mqttURL, clientID: "\(service.name)-\(instanceID)")
             mqtt.responseTopicPrefix = Topic.repliesPrefix.path
+            try Self.applyCredentials(to: &mqtt, service: service.name, env)
             let tlsFiles = (
                 ca: try env.readableFile("MODELFLEET_MQTT_CA_FILE"),
                 certificate: try env.readableFile("MODELFLEET_MQTT_CERT_FILE"),
@@ -189,4 +190,34 @@ package struct EnvironmentReader {
         components.password = "***"
         return components.string ?? url
     }
+}
+
+extension ServiceConfiguration {
+    /// The broker credentials: `MODELFLEET_MQTT_PASSWORD_FILE` (the file's first line) with
+    /// `MODELFLEET_MQTT_USERNAME`, which defaults to `modelfleet:<service>`, the name
+    /// `scripts/mqtt_security.py` gives each service (docs/security.md). A user and password in
+    /// the URL are used when neither variable is set.
+    static func applyCredentials(to mqtt: inout MQTTConfiguration, service: String, _ env: EnvironmentReader) throws(ConfigurationError) {
+        let username = env["MODELFLEET_MQTT_USERNAME"]
+        guard let path = try env.readableFile("MODELFLEET_MQTT_PASSWORD_FILE") else {
+            if username != nil {
+                throw ConfigurationError(variable: "MODELFLEET_MQTT_PASSWORD_FILE", reason: "is required with MODELFLEET_MQTT_USERNAME")
+            }
+            return
+        }
+        mqtt.username = username ?? "modelfleet:\(service)"
+        mqtt.password = try readPasswordFile(path, variable: "MODELFLEET_MQTT_PASSWORD_FILE")
+    }
+}
+
+/// The first line of the file at `path`, without surrounding spaces: a password or a token kept
+/// out of the environment and the process list.
+package func readPasswordFile(_ path: String, variable: String) throws(ConfigurationError) -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ConfigurationError(variable: variable, reason: "'\(path)' cannot be read as UTF-8 text")
+    }
+    let password = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+    let trimmed = password.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !trimmed.isEmpty else { throw ConfigurationError(variable: variable, reason: "'\(path)' is empty") }
+    return trimmed
 }

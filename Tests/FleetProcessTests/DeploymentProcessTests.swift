@@ -8,13 +8,14 @@ import Testing
 @Suite("Deployments end to end", .serialized)
 struct DeploymentProcessTests {
     /// One more simulated agent (its server `<prefix>-late-0001`) in a process of its own.
-    private func secondServer(of fleet: Fleet) throws -> ServiceProcess {
-        try ServiceProcess(
+    private func secondServer(of fleet: Fleet) async throws -> ServiceProcess {
+        let credentials = try await fleet.enroll(simulatedAgentIDs(prefix: "\(fleet.prefix)-late", count: 1))
+        return try ServiceProcess(
             "edge-agent",
             arguments: [
                 "simulate", "--agents", "1", "--devices", "1", "--id-prefix", "\(fleet.prefix)-late", "--site-prefix", "\(fleet.prefix)-site",
                 "--state-dir", try TestEnvironment.current().makeScratchDirectory("late-agent").path, "--mqtt-url", fleet.broker.url,
-                "--heartbeat-seconds", "1",
+                "--heartbeat-seconds", "1", "--credentials-dir", credentials.path,
             ])
     }
 
@@ -23,7 +24,7 @@ struct DeploymentProcessTests {
         try await withFleet(orchestratorEnvironment: ["MODELFLEET_DEPLOYMENT_OFFLINE_GRACE_SECONDS": "1"]) { fleet in
             let agents = try await fleet.startAgents(1, devices: 1)
             defer { agents.process.send(SIGKILL) }
-            let late = try secondServer(of: fleet)
+            let late = try await secondServer(of: fleet)
             defer { late.process.send(SIGKILL) }
             let lateServer = "\(fleet.prefix)-late-0001"
             #expect(
@@ -70,7 +71,7 @@ struct DeploymentProcessTests {
             #expect((created.json?["replicas"] as? [String: Int])?["pending"] == 1, "\(created.body)")
 
             // A second server registers: the pending instance is placed on it.
-            let late = try secondServer(of: fleet)
+            let late = try await secondServer(of: fleet)
             defer { late.process.send(SIGKILL) }
             let placed = await eventually(timeout: .seconds(30)) {
                 let instances = try? await fleet.api.get("/v1/deployments/people-api").json?["instances"] as? [[String: Any]]

@@ -26,11 +26,13 @@ struct DeviceGatewayProcessTests {
         return try await ServiceProcess.ready("device-gateway", environment: variables)
     }
 
-    private func simulate(broker: String? = nil, agents: Int, devices: Int, prefix: String, extra: [String] = []) throws -> ServiceProcess {
+    private func simulate(broker: String? = nil, agents: Int, devices: Int, prefix: String, extra: [String] = []) async throws -> ServiceProcess {
         let state = try TestEnvironment.current().makeScratchDirectory("agents")
+        let credentials = try await enrollAgents(
+            simulatedAgentIDs(prefix: prefix, count: agents), url: broker ?? TestEnvironment.current().mqttURL)
         var arguments = [
             "simulate", "--agents", "\(agents)", "--devices", "\(devices)", "--id-prefix", prefix, "--site-prefix", "\(prefix)-site",
-            "--state-dir", state.path, "--log-level", "info",
+            "--state-dir", state.path, "--log-level", "info", "--credentials-dir", credentials.path,
         ]
         if let broker { arguments += ["--mqtt-url", broker] }
         return try ServiceProcess("edge-agent", arguments: arguments + extra)
@@ -104,7 +106,7 @@ struct DeviceGatewayProcessTests {
             try await registry.waitUntilReady()
             let gateway = try await startGateway(broker: broker.url)
             let prefix = uniqueName("reg")
-            let agents = try simulate(broker: broker.url, agents: 2, devices: 3, prefix: prefix)
+            let agents = try await simulate(broker: broker.url, agents: 2, devices: 3, prefix: prefix)
             defer { agents.process.send(SIGKILL) }
             let site = "/v1/sites/\(prefix)-site-1"
 
@@ -148,6 +150,8 @@ struct DeviceGatewayProcessTests {
                 "capacity": ["cpu_cores": 4, "memory_bytes": 1 << 33, "gpus": [] as [Any]],
                 "devices": [["key": "cam-1", "name": "Gate", "kind": "camera"], ["key": "cam-2", "name": "Dock", "kind": "camera"]],
                 "runtime": ["kind": "builtin", "fps": 5], "heartbeat_seconds": 1, "state_dir": state.path, "mqtt_url": broker.url,
+                // The agent's own account: username = agent id.
+                "mqtt_password_file": try await enrollAgents([agentID], url: broker.url).appendingPathComponent(agentID).path,
             ]
             try JSONSerialization.data(withJSONObject: file).write(to: config)
 
@@ -330,7 +334,7 @@ struct DeviceGatewayProcessTests {
                 let telemetry = try await client.subscribe(to: Topic.agentTelemetryEvents.path)
                 let raw = try await client.subscribe(to: Topic.everyAgent(.telemetry).path)
                 let count = 20
-                let agents = try simulate(broker: broker.url, agents: count, devices: 2, prefix: "twin", extra: ["--telemetry-seconds", "1"])
+                let agents = try await simulate(broker: broker.url, agents: count, devices: 2, prefix: "twin", extra: ["--telemetry-seconds", "1"])
                 defer { agents.process.send(SIGKILL) }
 
                 let helloAgents = try await hellos.collect(count, timeout: .seconds(20)).map { payload($0)["agent_id"] as? String ?? "" }
@@ -372,7 +376,7 @@ struct DeviceGatewayProcessTests {
             let gateway = try await startGateway(broker: broker.url, ["MODELFLEET_GATEWAY_HEARTBEAT_TIMEOUT": "2"])
             try await withConnectedClient(try testMQTTConfiguration("observer", url: broker.url)) { client in
                 let presence = try await client.subscribe(to: Topic.agentPresenceEvents.path)
-                let agents = try simulate(broker: broker.url, agents: 1, devices: 1, prefix: "sleepy", extra: ["--heartbeat-seconds", "0.5"])
+                let agents = try await simulate(broker: broker.url, agents: 1, devices: 1, prefix: "sleepy", extra: ["--heartbeat-seconds", "0.5"])
                 defer { agents.process.send(SIGKILL) }
                 #expect(await eventually { (try? await gateway.get("/v1/agents/sleepy-0001").json?["online"] as? Bool) == true })
 
@@ -478,7 +482,7 @@ struct DeviceGatewayProcessTests {
     /// The real agent, then 60 agents nobody knows, one valid heartbeat each, at once: 29 fit beside
     /// it in a table of 30. Returns the real agent's process.
     private func fillTable(of gateway: ServiceProcess, broker: String, with client: MQTTClient) async throws -> ServiceProcess {
-        let agents = try simulate(broker: broker, agents: 1, devices: 1, prefix: "known", extra: ["--heartbeat-seconds", "0.3"])
+        let agents = try await simulate(broker: broker, agents: 1, devices: 1, prefix: "known", extra: ["--heartbeat-seconds", "0.3"])
         let online = await eventually { (try? await gateway.get("/v1/agents/known-0001").json?["online"] as? Bool) == true }
         if !online { Issue.record("the real agent did not come online") }
         for index in 0..<60 {

@@ -62,14 +62,29 @@ final class Fleet: Sendable {
         try await fresh.waitUntilReady()
     }
 
+    /// Enrols each agent through the registry (its broker account) and returns the folder of
+    /// their passwords (`--credentials-dir`). Agents enrolled already get new passwords.
+    func enroll(_ agentIDs: [String]) async throws -> URL {
+        let folder = try TestEnvironment.current().makeScratchDirectory("agent-credentials")
+        for agentID in agentIDs {
+            let answer = try await registry.send("POST", "/v1/enrollments", json: ["agent_id": agentID, "site_id": site, "replace": true])
+            guard answer.status == 201, let password = answer.json?["mqtt_password"] as? String else {
+                throw ServiceDidNotStart(name: "registry", output: "enrolment of \(agentID) answered \(answer.status): \(answer.body)")
+            }
+            try Data((password + "\n").utf8).write(to: folder.appendingPathComponent(agentID))
+        }
+        return folder
+    }
+
     /// Starts `agents` simulated agents with `devices` cameras each and waits until the
     /// registry lists them all online.
     func startAgents(_ agents: Int, devices: Int, options: [String] = []) async throws -> ServiceProcess {
+        let credentials = try await enroll(simulatedAgentIDs(prefix: prefix, count: agents))
         let process = try ServiceProcess(
             "edge-agent",
             arguments: [
                 "simulate", "--agents", "\(agents)", "--devices", "\(devices)", "--id-prefix", prefix, "--site-prefix", "\(prefix)-site",
-                "--state-dir", agentState.path, "--mqtt-url", broker.url, "--heartbeat-seconds", "1",
+                "--state-dir", agentState.path, "--mqtt-url", broker.url, "--heartbeat-seconds", "1", "--credentials-dir", credentials.path,
             ] + options)
         let online = await eventually(timeout: .seconds(30)) {
             let site = try? await self.registry.get("/v1/sites/\(self.site)").json?["site"] as? [String: Any]

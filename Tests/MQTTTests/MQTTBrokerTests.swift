@@ -161,7 +161,7 @@ struct MQTTBrokerTests {
     func noWillOnCleanDisconnectUnderLoad() async throws {
         let root = uniqueName("busywill")
         let broker = try testMQTTConfiguration("flood")
-        let flood = try rawFlood(host: broker.host, port: broker.port, topic: "\(root)/busy")
+        let flood = try rawFlood(broker, topic: "\(root)/busy")
         defer {
             // SIGKILL: the test process ignores SIGTERM (its children inherit that).
             kill(flood.processIdentifier, SIGKILL)
@@ -188,10 +188,10 @@ struct MQTTBrokerTests {
 
     /// Two threads publishing bursts of 50 QoS 0 messages to `topic` with a millisecond's pause
     /// between bursts (tens of thousands a second), over raw sockets (MQTT 5 CONNECT and PUBLISH written by hand), until terminated.
-    private func rawFlood(host: String, port: Int, topic: String) throws -> Process {
+    private func rawFlood(_ broker: MQTTConfiguration, topic: String) throws -> Process {
         let script = """
             import os, socket, struct, sys, threading, time
-            host, port, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+            host, port, topic, username, password = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4].encode(), sys.argv[5].encode()
             def packet(kind, body):
                 n, length = len(body), b""
                 while True:
@@ -203,7 +203,9 @@ struct MQTTBrokerTests {
             def flood(index):
                 connection = socket.create_connection((host, port))
                 client_id = ("flood-%d-%d" % (os.getpid(), index)).encode()
-                connection.sendall(packet(0x10, text(b"MQTT") + bytes([5, 2]) + struct.pack("!H", 30) + b"\\x00" + text(client_id)))
+                # Clean start, a username and a password (flags 0xC2).
+                connection.sendall(packet(0x10, text(b"MQTT") + bytes([5, 0xC2]) + struct.pack("!H", 30) + b"\\x00"
+                    + text(client_id) + text(username) + text(password)))
                 connection.recv(64)
                 burst = packet(0x30, text(topic) + b"\\x00" + b"a" * 200) * 50
                 while True:
@@ -214,7 +216,7 @@ struct MQTTBrokerTests {
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, host, String(port), topic]
+        process.arguments = ["python3", "-c", script, broker.host, String(broker.port), topic, broker.username ?? "", broker.password ?? ""]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -354,7 +356,7 @@ struct MQTTBrokerTests {
                 let response = try await caller.request(topic, payload: payload("hi"), timeout: .seconds(5))
                 #expect(response.payloadString == "echo: hi")
                 #expect(response.properties.contentType == "text/plain")
-                #expect(response.topic.hasPrefix("replies/"))
+                #expect(response.topic == "modelfleet/v1/replies/\(caller.configuration.clientID)")
             }
         }
     }

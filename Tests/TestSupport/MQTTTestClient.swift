@@ -1,3 +1,4 @@
+import FleetContract
 import Foundation
 package import Logging
 package import MQTT
@@ -32,9 +33,15 @@ package func withRunning<T: Sendable>(_ client: MQTTClient, _ body: @Sendable ()
     }
 }
 
-/// A configuration for the shared test broker (or `url`) with a unique client id.
+/// A configuration for the shared test broker (or `url`) with a unique client id, signed in as
+/// `modelfleet:admin`, which may use every topic: the tests watch and play every part.
 package func testMQTTConfiguration(_ name: String, url: String? = nil) throws -> MQTTConfiguration {
-    var configuration = try MQTTConfiguration(url: url ?? TestEnvironment.current().mqttURL, clientID: uniqueName(name))
+    let environment = try TestEnvironment.current()
+    var configuration = try MQTTConfiguration(url: url ?? environment.mqttURL, clientID: uniqueName(name))
+    configuration.username = "modelfleet:admin"
+    configuration.password = try environment.mqttPassword("admin")
+    // Where the services may answer (their broker accounts may publish only there).
+    configuration.responseTopicPrefix = Topic.repliesPrefix.path
     configuration.backoff = .init(initial: .milliseconds(50), maximum: .milliseconds(500))
     return configuration
 }

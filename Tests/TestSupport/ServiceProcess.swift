@@ -21,6 +21,11 @@ package final class ServiceProcess: Sendable {
             "MODELFLEET_HTTP_PORT": "\(port)",
             "MODELFLEET_LOG_LEVEL": "info",
         ]
+        // Each service connects with its own broker account; agents are enrolled by the tests.
+        let account = environment.mqttCredentials.appendingPathComponent(name)
+        if name != "edge-agent", FileManager.default.fileExists(atPath: account.path) {
+            variables["MODELFLEET_MQTT_PASSWORD_FILE"] = account.path
+        }
         variables.merge(extra) { $1 }
         let output = environment.scratch.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
         process = try ChildProcess(

@@ -10,6 +10,9 @@ package struct TestEnvironment: Sendable {
     package var binDirectory: URL
     package var repository: URL
     package var scratch: URL
+    /// The broker passwords every test broker shares (`scripts/mqtt_security.py`): one file per
+    /// service (`registry`, …) and `admin`.
+    package var mqttCredentials: URL
 
     package struct Missing: Error, CustomStringConvertible {
         var variable: String
@@ -27,8 +30,15 @@ package struct TestEnvironment: Sendable {
             databaseURL: try value("MODELFLEET_TEST_DATABASE_URL"),
             binDirectory: URL(fileURLWithPath: try value("MODELFLEET_BIN_DIR")),
             repository: URL(fileURLWithPath: try value("MODELFLEET_REPO")),
-            scratch: URL(fileURLWithPath: try value("MODELFLEET_TEST_TMPDIR"))
+            scratch: URL(fileURLWithPath: try value("MODELFLEET_TEST_TMPDIR")),
+            mqttCredentials: URL(fileURLWithPath: try value("MODELFLEET_MQTT_CREDENTIALS_DIR"))
         )
+    }
+
+    /// The password of the broker account `name` (`admin`, or a service's name).
+    package func mqttPassword(_ name: String) throws -> String {
+        let text = try String(contentsOf: mqttCredentials.appendingPathComponent(name), encoding: .utf8)
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// A new folder under the scratch folder, readable by the `postgres` user.

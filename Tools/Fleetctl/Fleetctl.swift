@@ -24,6 +24,7 @@ struct Fleetctl: AsyncParsableCommand {
                     RenameDeviceCommand.self, EnableDeviceCommand.self, DisableDeviceCommand.self, GroupDeviceCommand.self,
                     LabelDeviceCommand.self,
                 ]),
+            CommandGroup(name: "Edge agents' broker accounts (registry)", subcommands: [AgentsCommand.self]),
             CommandGroup(
                 name: "Catalogue (registry)",
                 subcommands: [

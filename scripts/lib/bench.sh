@@ -20,6 +20,10 @@
 MF_BENCH_DIR=""
 MF_BENCH_BIN=""
 MF_BENCH_MQTT_URL=""
+# The broker's accounts (docs/security.md): each service signs in as itself; the benchmarks' own
+# clients and simulated agents as modelfleet:admin, whose credentials MF_BENCH_MQTT_ADMIN_URL holds.
+MF_BENCH_MQTT_CREDENTIALS=""
+MF_BENCH_MQTT_ADMIN_URL=""
 MF_BENCH_DB_URL=""
 MF_BENCH_PORTS=()
 # Started services, in order: "name pid".
@@ -74,6 +78,8 @@ mf_bench_begin() {
         [[ " ${MF_BENCH_PORTS[*]} " == *" ${port} "* ]] || MF_BENCH_PORTS+=("${port}")
     done
     MF_BENCH_MQTT_URL=$("${MF_REPO_ROOT}/scripts/mosquitto-instance" start "${MF_BENCH_DIR}/mosquitto" "${MF_BENCH_PORTS[0]}" | tail -n 1)
+    MF_BENCH_MQTT_CREDENTIALS="${MF_BENCH_DIR}/mosquitto/security/credentials"
+    MF_BENCH_MQTT_ADMIN_URL="mqtt://modelfleet%3Aadmin:$(cat "${MF_BENCH_MQTT_CREDENTIALS}/admin")@127.0.0.1:${MF_BENCH_PORTS[0]}"
     # shellcheck disable=SC2034 # for the services the scripts start
     MF_BENCH_DB_URL=$("${MF_REPO_ROOT}/scripts/postgres-instance" start "${MF_BENCH_DIR}/postgres" "${MF_BENCH_PORTS[1]}" | tail -n 1)
 }
@@ -106,7 +112,8 @@ mf_bench_start_service() {
     # scripts/stack. MODELFLEET_BENCH_SAME_SESSION=1 leaves them in this session.
     local session=(setsid)
     [[ ${MODELFLEET_BENCH_SAME_SESSION:-0} == 1 ]] && session=()
-    env MODELFLEET_MQTT_URL="${MF_BENCH_MQTT_URL}" MODELFLEET_HTTP_HOST=127.0.0.1 MODELFLEET_HTTP_PORT="${port}" \
+    env MODELFLEET_MQTT_URL="${MF_BENCH_MQTT_URL}" MODELFLEET_MQTT_PASSWORD_FILE="${MF_BENCH_MQTT_CREDENTIALS}/${name}" \
+        MODELFLEET_HTTP_HOST=127.0.0.1 MODELFLEET_HTTP_PORT="${port}" \
         MODELFLEET_LOG_LEVEL=warning MODELFLEET_INSTANCE_ID=bench "$@" \
         "${session[@]}" "${MF_BENCH_BIN}/${name}" </dev/null >>"${MF_BENCH_DIR}/${name}.log" 2>&1 &
     pid=$!
