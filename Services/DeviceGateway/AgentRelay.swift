@@ -72,16 +72,18 @@ struct AgentRelay: Service {
         logger.info("gateway replicas", metadata: ["replicas": "\(state.replicas.joined(separator: ","))"])
 
         let shared = { (channel: Topic.AgentChannel) in Topic.everyAgent(channel).shared(by: Self.service) }
-        let hellos = try await mqtt.subscribe(to: shared(.hello), qos: .atLeastOnce)
-        let reports = try await mqtt.subscribe(to: shared(.report), qos: .atLeastOnce)
-        let telemetry = try await mqtt.subscribe(to: shared(.telemetry), qos: .atMostOnce, bufferCapacity: 65_536)
-        let presences = try await mqtt.subscribe(to: Topic.everyAgent(.presence).path, qos: .atLeastOnce)
-        let heartbeats = try await mqtt.subscribe(to: Topic.everyAgent(.heartbeat).path, qos: .atMostOnce)
-        let published = try await mqtt.subscribe(to: Topic.everyAgent(.desired).path, qos: .atLeastOnce)
-        let desired = try await mqtt.subscribe(to: Topic.agentDesiredStateRequests.path, qos: .atLeastOnce)
-        let revocations = try await mqtt.subscribe(to: Topic.agentRevocations.path, qos: .atLeastOnce)
-        var strays: [MQTTSubscription] = []
-        for filter in Topic.strayAgentTopics { strays.append(try await mqtt.subscribe(to: filter.shared(by: Self.service), qos: .atMostOnce)) }
+        // All at once: one round trip to the broker, not one per filter.
+        let all = try await mqtt.subscribe(
+            [
+                (shared(.hello), .atLeastOnce, nil), (shared(.report), .atLeastOnce, nil), (shared(.telemetry), .atMostOnce, 65_536),
+                (Topic.everyAgent(.presence).path, .atLeastOnce, nil), (Topic.everyAgent(.heartbeat).path, .atMostOnce, nil),
+                (Topic.everyAgent(.desired).path, .atLeastOnce, nil), (Topic.agentDesiredStateRequests.path, .atLeastOnce, nil),
+                (Topic.agentRevocations.path, .atLeastOnce, nil),
+            ] + Topic.strayAgentTopics.map { ($0.shared(by: Self.service), .atMostOnce, nil) })
+        let (hellos, reports, telemetry, presences, heartbeats, published, desired, revocations) = (
+            all[0], all[1], all[2], all[3], all[4], all[5], all[6], all[7]
+        )
+        let strays = Array(all[8...])
         state.subscribed.set(true)
         defer { state.subscribed.set(false) }
 

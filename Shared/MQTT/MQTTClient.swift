@@ -64,6 +64,23 @@ package final class MQTTClient: Service, Sendable {
         return subscription
     }
 
+    /// Subscribes to every filter at once and returns once the broker has acknowledged them all:
+    /// one round trip for the lot instead of one each. Throws the first refusal.
+    package func subscribe(
+        _ filters: [(filter: String, qos: MQTTQoS, bufferCapacity: Int?)]
+    ) async throws -> [MQTTSubscription] {
+        let subscriptions = try filters.map { try makeSubscription(to: $0.filter, qos: $0.qos, bufferCapacity: $0.bufferCapacity) }
+        do {
+            for subscription in subscriptions {
+                try await core.waitForSubscriptionAcknowledgement(filter: subscription.filter, localID: subscription.localID)
+            }
+        } catch {
+            for subscription in subscriptions { subscription.cancel() }
+            throw error
+        }
+        return subscriptions
+    }
+
     /// Registers a subscription at once, without waiting: it is sent to the broker now if
     /// connected, else on connect. Made before `run()`, it is in place before the first message
     /// of a resumed persistent session can arrive.

@@ -341,6 +341,31 @@ struct MQTTBrokerTests {
         try await withConnectedClient(configuration) { _ in }
     }
 
+    @Test("many filters subscribed at once: each receives; one the broker refuses throws, naming it")
+    func subscribeMany() async throws {
+        let root = uniqueName("many")
+        try await withConnectedClient(testMQTTConfiguration("many")) { client in
+            let subscriptions = try await client.subscribe([("\(root)/a", .atLeastOnce, nil), ("\(root)/b", .atMostOnce, 16)])
+            try await client.publish("\(root)/a", payload: payload("1"))
+            try await client.publish("\(root)/b", payload: payload("2"))
+            #expect(try await subscriptions[0].collect(1).first?.payloadString == "1")
+            #expect(try await subscriptions[1].collect(1).first?.payloadString == "2")
+        }
+        // A service's account may not read the agents' topics: the broker refuses that filter.
+        var limited = try testMQTTConfiguration("limited")
+        limited.username = "modelfleet:orchestrator"
+        limited.password = try TestEnvironment.current().mqttPassword("orchestrator")
+        try await withConnectedClient(limited) { client in
+            await #expect {
+                _ = try await client.subscribe([
+                    ("modelfleet/v1/internal/\(root)", .atLeastOnce, nil), ("modelfleet/v1/agents/+/hello", .atLeastOnce, nil),
+                ])
+            } throws: { error in
+                "\(error)".contains("modelfleet/v1/agents/+/hello") && "\(error)".contains("Not authorized")
+            }
+        }
+    }
+
     @Test("request/response: answered, with the request's correlation")
     func requestAnswered() async throws {
         let topic = uniqueName("rpc") + "/echo"
