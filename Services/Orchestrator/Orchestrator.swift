@@ -60,5 +60,7 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
         api.addRoutes(to: router)
         deployments.addRoutes(to: router)
     }
+    // Deleting a deployment: admin; every other change: operator.
+    parts.accessRules = APIAccessRules([(.delete, "/v1/deployments", .admin)])
     return parts
 }

@@ -40,9 +40,9 @@ struct OrchestratorAPI: Sendable {
         router.add(Self.routes, for: self)
     }
 
-    /// Who did it, for the audit trail: there are no users or API keys yet, so every operation is
-    /// `local` (docs/decisions.md).
-    static let actor = "local"
+    /// Who did it, for the audit trail: the name of the request's API key, prefixed `key:` so that
+    /// no key passes for a service (`autoscaler`); `local` where keys are off.
+    static var actor: String { APIPrincipal.current.map { "key:\($0.name)" } ?? "local" }
     static let defaultWatchdogSeconds = 120
 
     // MARK: Bodies

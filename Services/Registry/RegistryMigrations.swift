@@ -114,5 +114,22 @@ enum RegistryMigrations {
                 """
             ]
         ),
+        Migration(
+            version: 4,
+            name: "API keys",
+            statements: [
+                """
+                CREATE TABLE registry.api_keys (
+                    seq bigserial UNIQUE,
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL,
+                    role text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    expires_at timestamptz,
+                    revoked_at timestamptz
+                )
+                """
+            ]
+        ),
     ]
 }

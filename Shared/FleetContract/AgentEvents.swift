@@ -205,3 +205,20 @@ package struct RegistryChange: ContractPayload, Equatable {
         case modelID = "model_id"
     }
 }
+
+extension Topic {
+    /// The ids of every revoked API key still unexpired (retained, QoS 1), published by the
+    /// registry on every change; each service refuses those keys (docs/security.md).
+    package static let apiKeyRevocations = root.appending("internal").appending("api-keys").appending("revoked")
+}
+
+/// The revoked API keys, on ``Topic/apiKeyRevocations``: the whole list each time.
+package struct APIKeyRevocations: ContractPayload, Equatable {
+    package static let messageType = "api-keys.revoked"
+
+    package var revoked: [String]
+
+    package init(revoked: [String]) {
+        self.revoked = revoked
+    }
+}

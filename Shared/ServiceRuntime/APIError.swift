@@ -9,12 +9,15 @@ package struct APIError: Error, HTTPResponseError, Sendable {
     package var code: String
     package var message: String
     package var field: String?
+    /// Headers of the answer besides the JSON body's (`WWW-Authenticate` on a 401).
+    package var headers: HTTPFields
 
-    package init(_ status: HTTPResponse.Status, code: String, message: String, field: String? = nil) {
+    package init(_ status: HTTPResponse.Status, code: String, message: String, field: String? = nil, headers: HTTPFields = [:]) {
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers
     }
 
     package static func notFound(_ message: String) -> APIError { APIError(.notFound, code: "not_found", message: message) }
@@ -23,7 +26,10 @@ package struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     package func response(from request: Request, context: some RequestContext) throws -> Response {
-        try JSONResponse(Body(error: .init(code: code, message: message, field: field)), status: status).response(from: request, context: context)
+        var response = try JSONResponse(Body(error: .init(code: code, message: message, field: field)), status: status).response(
+            from: request, context: context)
+        response.headers.append(contentsOf: headers)
+        return response
     }
 
     private struct Body: Encodable, Sendable {

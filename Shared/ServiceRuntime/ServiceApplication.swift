@@ -27,6 +27,8 @@ package struct ServiceParts: Sendable {
     package var services: [any Service] = []
     package var readinessChecks: [ReadinessCheck] = []
     package var routes: @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
+    /// Which role each of the service's routes needs, beyond reads (viewer) and writes (operator).
+    package var accessRules = APIAccessRules()
 
     package init() {}
 }
@@ -106,6 +108,16 @@ package enum ServiceMain {
 
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
+        if let api = configuration.api {
+            let revoked = RevokedAPIKeys()
+            services.append(APIKeyRevocationFollower(mqtt: mqtt, revoked: revoked, logger: logger))
+            router.add(
+                middleware: APIKeyMiddleware(
+                    signer: api.signer, revoked: revoked, rules: parts.accessRules, limiter: APIRateLimiter(rate: api.rate, burst: api.burst),
+                    scrapeToken: api.scrapeToken))
+        } else {
+            logger.warning("MODELFLEET_API_AUTH=off: every REST endpoint is open to anyone who reaches it, without a key")
+        }
         OperationsEndpoints(
             service: descriptor.name,
             instance: configuration.instanceID,

@@ -38,6 +38,8 @@ package struct ServiceConfiguration: Sendable {
     /// keep failing for longer than that.
     package var databaseStepTimeout: Duration = .seconds(15)
     package var logLevel: Logger.Level
+    /// How REST requests are checked (docs/security.md); nil only with `MODELFLEET_API_AUTH=off`.
+    package var api: APISecurity?
 
     package static let defaultMQTTURL = "mqtt://127.0.0.1:1883"
     package static let defaultDatabaseURL = "postgres://modelfleet@127.0.0.1:5432/modelfleet"
@@ -106,6 +108,7 @@ package struct ServiceConfiguration: Sendable {
             )
         }
         self.logLevel = logLevel
+        self.api = try APISecurity(env)
     }
 
     /// `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
@@ -220,4 +223,34 @@ package func readPasswordFile(_ path: String, variable: String) throws(Configura
     let trimmed = password.trimmingCharacters(in: .whitespacesAndNewlines)
     guard !trimmed.isEmpty else { throw ConfigurationError(variable: variable, reason: "'\(path)' is empty") }
     return trimmed
+}
+
+/// REST security settings: the API keys' signing secret, the scrape token of `/metrics` and the
+/// per-key rate.
+package struct APISecurity: Sendable {
+    package var signer: APIKeySigner
+    package var scrapeToken: String?
+    package var rate: Double
+    package var burst: Double
+
+    /// `MODELFLEET_API_SIGNING_KEY_FILE` is required unless `MODELFLEET_API_AUTH=off` (nil: every
+    /// endpoint open, which the service says in a warning at start).
+    init?(_ env: EnvironmentReader) throws(ConfigurationError) {
+        switch env["MODELFLEET_API_AUTH"] ?? "on" {
+        case "off": return nil
+        case "on": break
+        case let other: throw ConfigurationError(variable: "MODELFLEET_API_AUTH", reason: "'\(other)' is not on or off")
+        }
+        guard let path = try env.readableFile("MODELFLEET_API_SIGNING_KEY_FILE") else {
+            throw ConfigurationError(
+                variable: "MODELFLEET_API_SIGNING_KEY_FILE",
+                reason: "is required: the API keys' signing secret, shared by every service (MODELFLEET_API_AUTH=off leaves the API open)")
+        }
+        signer = try APIKeySigner.load(path: path, variable: "MODELFLEET_API_SIGNING_KEY_FILE")
+        scrapeToken = try env.readableFile("MODELFLEET_METRICS_TOKEN_FILE").map { path throws(ConfigurationError) in
+            try readPasswordFile(path, variable: "MODELFLEET_METRICS_TOKEN_FILE")
+        }
+        rate = try env.number("MODELFLEET_API_RATE", default: 200, in: 1...1_000_000)
+        burst = try env.number("MODELFLEET_API_BURST", default: 400, in: 1...1_000_000)
+    }
 }

@@ -17,7 +17,7 @@ struct FleetctlRun {
 
 /// Runs `fleetctl` with `arguments`, pointed at the fleet's services through the environment
 /// (as an operator's shell would), standard input from /dev/null: no terminal, as in a script.
-func fleetctl(_ arguments: [String], fleet: Fleet?) async throws -> FleetctlRun {
+func fleetctl(_ arguments: [String], fleet: Fleet?, environment extra: [String: String] = [:]) async throws -> FleetctlRun {
     let environment = try TestEnvironment.current()
     let scratch = try environment.makeScratchDirectory("fleetctl")
     let (stdoutFile, stderrFile) = (scratch.appendingPathComponent("stdout"), scratch.appendingPathComponent("stderr"))
@@ -31,6 +31,10 @@ func fleetctl(_ arguments: [String], fleet: Fleet?) async throws -> FleetctlRun 
         variables["FLEETCTL_REGISTRY_URL"] = "http://127.0.0.1:\(fleet.registry.port)"
         variables["FLEETCTL_ORCHESTRATOR_URL"] = "http://127.0.0.1:\(fleet.api.port)"
     }
+    // The tests' admin key, unless the test gives another (or an empty one: none).
+    variables["FLEETCTL_API_KEY"] = TestAPIKeys.admin
+    variables["HOME"] = scratch.path  // no operator's ~/.config/modelfleet/api-key
+    variables.merge(extra) { $1 }
     process.environment = variables
     process.standardInput = FileHandle.nullDevice
     process.standardOutput = try FileHandle(forWritingTo: stdoutFile)

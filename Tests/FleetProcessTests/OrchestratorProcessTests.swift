@@ -119,7 +119,7 @@ struct OrchestratorProcessTests {
             // The answer is the operation as committed: every device pending, its audit fields set.
             let committed = applied.json?["operation"] as? [String: Any] ?? [:]
             #expect(counts(applied.json ?? [:]) == ["pending": 8, "delivered": 0, "applied": 0, "failed": 0, "timed_out": 0], "\(applied.body)")
-            #expect(committed["devices"] as? Int == 8 && committed["finished"] as? Bool == false && committed["actor"] as? String == "local")
+            #expect(committed["devices"] as? Int == 8 && committed["finished"] as? Bool == false && committed["actor"] as? String == "key:test-admin")
             let listed = try await fleet.api.get("/v1/operations/\(try operationID(applied))").json?["operation"] as? [String: Any]
             #expect(committed["created_at"] as? String != nil && committed["created_at"] as? String == listed?["created_at"] as? String)
             let detail = try await fleet.settled(try operationID(applied))
@@ -135,7 +135,7 @@ struct OrchestratorProcessTests {
 
             let audit = try await fleet.api.get("/v1/operations").items
             #expect(audit.compactMap { $0["kind"] as? String }.prefix(3) == ["revert", "assign", "add_pipeline"])
-            #expect(audit.allSatisfy { $0["actor"] as? String == "local" })
+            #expect(audit.allSatisfy { $0["actor"] as? String == "key:test-admin" })
         }
     }
 

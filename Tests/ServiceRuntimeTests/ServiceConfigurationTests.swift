@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import ServiceRuntime
@@ -6,10 +7,12 @@ import Testing
 struct ServiceConfigurationTests {
     let withDatabase = ServiceDescriptor(name: "registry", defaultHTTPPort: 8081, schema: DatabaseSchema(name: "registry", migrations: []))
     let withoutDatabase = ServiceDescriptor(name: "autoscaler", defaultHTTPPort: 8083)
+    /// API keys off: these tests are about the other variables.
+    let keysOff = ["MODELFLEET_API_AUTH": "off"]
 
     @Test("defaults apply when nothing is set")
     func defaults() throws {
-        let configuration = try ServiceConfiguration(service: withDatabase, environment: [:], hostName: "box.example")
+        let configuration = try ServiceConfiguration(service: withDatabase, environment: keysOff, hostName: "box.example")
         #expect(configuration.http == HTTPConfiguration(host: "127.0.0.1", port: 8081))
         #expect(configuration.mqtt.host == "127.0.0.1" && configuration.mqtt.port == 1883)
         #expect(configuration.mqtt.clientID == "registry-\(configuration.instanceID)")
@@ -30,6 +33,7 @@ struct ServiceConfigurationTests {
                 "MODELFLEET_HTTP_PORT": "9000",
                 "MODELFLEET_LOG_LEVEL": "DEBUG",
                 "MODELFLEET_INSTANCE_ID": "registry-0",
+                "MODELFLEET_API_AUTH": "off",
             ]
         )
         #expect(configuration.mqtt.username == "svc" && configuration.mqtt.password == "secret" && configuration.mqtt.port == 1999)
@@ -42,7 +46,8 @@ struct ServiceConfigurationTests {
 
     @Test("a service without a schema reads no database URL")
     func noDatabase() throws {
-        let configuration = try ServiceConfiguration(service: withoutDatabase, environment: ["MODELFLEET_DATABASE_URL": "garbage"])
+        let configuration = try ServiceConfiguration(
+            service: withoutDatabase, environment: ["MODELFLEET_DATABASE_URL": "garbage", "MODELFLEET_API_AUTH": "off"])
         #expect(configuration.database == nil)
         #expect(configuration.http.port == 8083)
     }
@@ -86,6 +91,55 @@ struct ServiceConfigurationTests {
         } throws: { error in
             let text = "\(error)"
             return !text.contains("hunter2") && text.contains("***")
+        }
+    }
+
+    @Test("API keys: the signing secret is required unless switched off, and must be long enough")
+    func apiSecurity() throws {
+        #expect {
+            _ = try ServiceConfiguration(service: withoutDatabase, environment: [:])
+        } throws: { error in
+            (error as? ConfigurationError)?.variable == "MODELFLEET_API_SIGNING_KEY_FILE"
+        }
+        #expect {
+            _ = try ServiceConfiguration(service: withoutDatabase, environment: ["MODELFLEET_API_AUTH": "maybe"])
+        } throws: { error in
+            (error as? ConfigurationError)?.variable == "MODELFLEET_API_AUTH"
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let short = folder.appendingPathComponent("short")
+        try Data("too short\n".utf8).write(to: short)
+        #expect {
+            _ = try ServiceConfiguration(service: withoutDatabase, environment: ["MODELFLEET_API_SIGNING_KEY_FILE": short.path])
+        } throws: { error in
+            (error as? ConfigurationError)?.variable == "MODELFLEET_API_SIGNING_KEY_FILE" && "\(error)".contains("at least 32")
+        }
+        let secret = folder.appendingPathComponent("secret")
+        try Data((String(repeating: "k", count: 40) + "\n").utf8).write(to: secret)
+        let configuration = try ServiceConfiguration(
+            service: withoutDatabase, environment: ["MODELFLEET_API_SIGNING_KEY_FILE": secret.path, "MODELFLEET_API_RATE": "5"])
+        #expect(configuration.api?.rate == 5 && configuration.api?.burst == 400 && configuration.api?.scrapeToken == nil)
+        #expect(try ServiceConfiguration(service: withoutDatabase, environment: keysOff).api == nil)
+    }
+
+    @Test("broker credentials: a password file with the service's username by default; a username needs the file")
+    func mqttCredentials() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("mqtt-\(UUID().uuidString)")
+        try Data("s3cret\nignored\n".utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let configuration = try ServiceConfiguration(
+            service: withoutDatabase, environment: keysOff.merging(["MODELFLEET_MQTT_PASSWORD_FILE": file.path]) { $1 })
+        #expect(configuration.mqtt.username == "modelfleet:autoscaler" && configuration.mqtt.password == "s3cret")
+        let named = try ServiceConfiguration(
+            service: withoutDatabase,
+            environment: keysOff.merging(["MODELFLEET_MQTT_PASSWORD_FILE": file.path, "MODELFLEET_MQTT_USERNAME": "other"]) { $1 })
+        #expect(named.mqtt.username == "other")
+        #expect {
+            _ = try ServiceConfiguration(service: withoutDatabase, environment: keysOff.merging(["MODELFLEET_MQTT_USERNAME": "other"]) { $1 })
+        } throws: { error in
+            (error as? ConfigurationError)?.variable == "MODELFLEET_MQTT_PASSWORD_FILE"
         }
     }
 }

@@ -21,10 +21,12 @@ package final class ServiceProcess: Sendable {
             "MODELFLEET_HTTP_PORT": "\(port)",
             "MODELFLEET_LOG_LEVEL": "info",
         ]
-        // Each service connects with its own broker account; agents are enrolled by the tests.
+        // Each service connects with its own broker account (agents are enrolled by the tests),
+        // and checks API keys signed with the run's secret.
         let account = environment.mqttCredentials.appendingPathComponent(name)
         if name != "edge-agent", FileManager.default.fileExists(atPath: account.path) {
             variables["MODELFLEET_MQTT_PASSWORD_FILE"] = account.path
+            variables["MODELFLEET_API_SIGNING_KEY_FILE"] = environment.apiSigningKey.path
         }
         variables.merge(extra) { $1 }
         let output = environment.scratch.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
@@ -188,7 +190,10 @@ package func httpRequest(
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
         var requestHead = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         if let body { requestHead += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
-        for (name, value) in extra.sorted(by: { $0.key < $1.key }) { requestHead += "\(name): \(value)\r\n" }
+        // The tests' admin key unless the test says otherwise (an empty Authorization: none).
+        var sent = extra
+        if sent["Authorization"] == nil, let token = TestAPIKeys.admin { sent["Authorization"] = "Bearer \(token)" }
+        for (name, value) in sent.sorted(by: { $0.key < $1.key }) where !value.isEmpty { requestHead += "\(name): \(value)\r\n" }
         let request = Array((requestHead + "\r\n").utf8) + (body.map { Array($0) } ?? [])
         guard write(fd, request, request.count) == request.count else { throw POSIXError(.EPIPE) }
         var response: [UInt8] = []

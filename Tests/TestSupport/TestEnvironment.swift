@@ -13,6 +13,8 @@ package struct TestEnvironment: Sendable {
     /// The broker passwords every test broker shares (`scripts/mqtt_security.py`): one file per
     /// service (`registry`, …) and `admin`.
     package var mqttCredentials: URL
+    /// The API keys' signing secret every service of the run shares (`scripts/test` makes it).
+    package var apiSigningKey: URL
 
     package struct Missing: Error, CustomStringConvertible {
         var variable: String
@@ -31,7 +33,8 @@ package struct TestEnvironment: Sendable {
             binDirectory: URL(fileURLWithPath: try value("MODELFLEET_BIN_DIR")),
             repository: URL(fileURLWithPath: try value("MODELFLEET_REPO")),
             scratch: URL(fileURLWithPath: try value("MODELFLEET_TEST_TMPDIR")),
-            mqttCredentials: URL(fileURLWithPath: try value("MODELFLEET_MQTT_CREDENTIALS_DIR"))
+            mqttCredentials: URL(fileURLWithPath: try value("MODELFLEET_MQTT_CREDENTIALS_DIR")),
+            apiSigningKey: URL(fileURLWithPath: try value("MODELFLEET_API_SIGNING_KEY_FILE"))
         )
     }
 

@@ -10,7 +10,8 @@ struct Fleetctl: AsyncParsableCommand {
         abstract: "Operate a ModelFleet control plane: sites, devices, models, pipelines and operations.",
         discussion: """
             Services: --registry (or FLEETCTL_REGISTRY_URL, default \(Endpoints.defaultRegistry)) and \
-            --orchestrator (or FLEETCTL_ORCHESTRATOR_URL, default \(Endpoints.defaultOrchestrator)).
+            --orchestrator (or FLEETCTL_ORCHESTRATOR_URL, default \(Endpoints.defaultOrchestrator)). \
+            API key: --api-key-file, FLEETCTL_API_KEY, FLEETCTL_API_KEY_FILE or ~/.config/modelfleet/api-key.
 
             Exit status: 0 done (every device applied); 1 the operation finished with failed or \
             timed-out devices; 2 an error (the API refused the request, a service is unreachable, a \
@@ -24,7 +25,7 @@ struct Fleetctl: AsyncParsableCommand {
                     RenameDeviceCommand.self, EnableDeviceCommand.self, DisableDeviceCommand.self, GroupDeviceCommand.self,
                     LabelDeviceCommand.self,
                 ]),
-            CommandGroup(name: "Edge agents' broker accounts (registry)", subcommands: [AgentsCommand.self]),
+            CommandGroup(name: "Access (registry)", subcommands: [AgentsCommand.self, KeysCommand.self]),
             CommandGroup(
                 name: "Catalogue (registry)",
                 subcommands: [

@@ -25,6 +25,13 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "table (for people) or json (for scripts).")
     var output: OutputFormat = .table
 
+    @Option(
+        help: """
+            A file holding the API key (default: $FLEETCTL_API_KEY, else the file $FLEETCTL_API_KEY_FILE, else \
+            ~/.config/modelfleet/api-key, which must be readable by its owner only).
+            """)
+    var apiKeyFile: String?
+
     func validate() throws {
         _ = try endpoints()
     }
@@ -52,10 +59,11 @@ struct GlobalOptions: ParsableArguments {
         configuration.connectionPool.retryConnectionEstablishment = false
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let console = Console()
+        let key = try APIKeySource.key(option: apiKeyFile)
         let context = CommandContext(
-            registry: ServiceClient(name: "registry", baseURL: endpoints.registry, http: http),
-            orchestrator: ServiceClient(name: "orchestrator", baseURL: endpoints.orchestrator, http: http),
-            metrics: ServiceClient(name: "metrics-aggregator", baseURL: endpoints.metrics, http: http),
+            registry: ServiceClient(name: "registry", baseURL: endpoints.registry, http: http, apiKey: key),
+            orchestrator: ServiceClient(name: "orchestrator", baseURL: endpoints.orchestrator, http: http, apiKey: key),
+            metrics: ServiceClient(name: "metrics-aggregator", baseURL: endpoints.metrics, http: http, apiKey: key),
             output: output,
             console: console
         )

@@ -12,6 +12,8 @@ struct ServiceClient: Sendable {
     let name: String
     let baseURL: String
     let http: HTTPClient
+    /// Sent as `Authorization: Bearer`; nil sends none (the service answers 401).
+    var apiKey: String? = nil
 
     /// Answers larger than this are refused; an operation on 100,000 devices is about 30 MB.
     static let maximumResponseSize = 256 * 1024 * 1024
@@ -37,6 +39,7 @@ struct ServiceClient: Sendable {
         request.method = method
         request.headers.add(name: "Accept", value: "application/json")
         request.headers.add(name: "User-Agent", value: "fleetctl")
+        if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(data: try ContractCoding.encoder.encode(body)))

@@ -35,6 +35,18 @@ OPTIONAL_VARIABLES = {
     # HAProxy's thread count: its default (one per core) suits every environment; the setting is
     # for a machine whose cores the load balancer shares with instances or clients (benchmarks).
     "MODELFLEET_LB_HAPROXY_THREADS",
+    # Security settings whose defaults suit (docs/security.md): a service's own broker account
+    # (a deployment's broker may take the credentials in the URL instead), the per-key rate, the
+    # scrape token, the switch that turns API keys off (experiments, benchmarks), the broker
+    # address written into enrolled agents' files, and the registry's first admin key's file.
+    "MODELFLEET_MQTT_PASSWORD_FILE",
+    "MODELFLEET_MQTT_USERNAME",
+    "MODELFLEET_API_RATE",
+    "MODELFLEET_API_BURST",
+    "MODELFLEET_METRICS_TOKEN_FILE",
+    "MODELFLEET_API_AUTH",
+    "MODELFLEET_AGENT_MQTT_URL",
+    "MODELFLEET_BOOTSTRAP_KEY_FILE",
 }
 # Executables of the image that are not control-plane services. The edge agent runs on the
 # users' edge servers, not in the cluster, so deploy/base has no Deployment for it; it has no HTTP

@@ -112,7 +112,9 @@ mf_bench_start_service() {
     # scripts/stack. MODELFLEET_BENCH_SAME_SESSION=1 leaves them in this session.
     local session=(setsid)
     [[ ${MODELFLEET_BENCH_SAME_SESSION:-0} == 1 ]] && session=()
-    env MODELFLEET_MQTT_URL="${MF_BENCH_MQTT_URL}" MODELFLEET_MQTT_PASSWORD_FILE="${MF_BENCH_MQTT_CREDENTIALS}/${name}" \
+    # REST without API keys (each service warns): the benchmarks' HTTP clients send none; a key's
+    # check is one HMAC per request (docs/security.md). The broker's access control stays on.
+    env MODELFLEET_MQTT_URL="${MF_BENCH_MQTT_URL}" MODELFLEET_MQTT_PASSWORD_FILE="${MF_BENCH_MQTT_CREDENTIALS}/${name}" MODELFLEET_API_AUTH=off \
         MODELFLEET_HTTP_HOST=127.0.0.1 MODELFLEET_HTTP_PORT="${port}" \
         MODELFLEET_LOG_LEVEL=warning MODELFLEET_INSTANCE_ID=bench "$@" \
         "${session[@]}" "${MF_BENCH_BIN}/${name}" </dev/null >>"${MF_BENCH_DIR}/${name}.log" 2>&1 &
