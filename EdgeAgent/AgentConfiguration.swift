@@ -82,6 +82,7 @@ struct AgentConfiguration: Sendable, Equatable {
         var mqttUsername: String?
         var mqttPassword: String?
         var mqttPasswordFile: String?
+        var mqttCAFile: String?
 
         private enum CodingKeys: String, CodingKey {
             case agentID = "agent_id"
@@ -99,6 +100,7 @@ struct AgentConfiguration: Sendable, Equatable {
             case mqttUsername = "mqtt_username"
             case mqttPassword = "mqtt_password"
             case mqttPasswordFile = "mqtt_password_file"
+            case mqttCAFile = "mqtt_ca_file"
         }
     }
 
@@ -163,7 +165,7 @@ struct AgentConfiguration: Sendable, Equatable {
         case let other: throw Problem(field: "runtime.kind", reason: "'\(other)' is not one of builtin, process")
         }
         let stateDir = value("MODELFLEET_AGENT_STATE_DIR") ?? file.stateDir ?? "/var/lib/modelfleet-agent"
-        let ca = value("MODELFLEET_MQTT_CA_FILE")
+        let ca = value("MODELFLEET_MQTT_CA_FILE") ?? file.mqttCAFile
         let certificate = value("MODELFLEET_MQTT_CERT_FILE")
         let key = value("MODELFLEET_MQTT_KEY_FILE")
         let username = value("MODELFLEET_MQTT_USERNAME") ?? file.mqttUsername

@@ -239,7 +239,8 @@ package struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
         if let wait = limiter.take(principal.keyID) {
             var response = try APIError(
                 .tooManyRequests, code: "rate_limited",
-                message: "the API key '\(principal.name)' is past \(Int(limiter.rate)) requests a second; retry after \(wait) s"
+                message:
+                    "the API key '\(principal.name)' is past \(limiter.rate.rounded() == limiter.rate ? "\(Int(limiter.rate))" : "\(limiter.rate)") requests a second; retry after \(wait) s"
             ).response(from: request, context: context)
             response.headers[.retryAfter] = "\(wait)"
             return response

@@ -99,7 +99,12 @@ package struct MigrationRunner: Sendable {
             // The name is checked by `isValidIdentifier`; identifiers cannot be bound parameters.
             let name = schema.name
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\("modelfleet.migrate." + name)))", logger: logger)
-            try await connection.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: name)", logger: logger)
+            // Made only when missing: a service's own role owns its schema, made for it beforehand
+            // (scripts/postgres-instance), and may not create schemas (CREATE SCHEMA IF NOT EXISTS
+            // checks that right even when the schema exists).
+            var exists = false
+            for try await _ in try await connection.query("SELECT 1 FROM pg_namespace WHERE nspname = \(name)", logger: logger) { exists = true }
+            if !exists { try await connection.query("CREATE SCHEMA \(unescaped: name)", logger: logger) }
             try await connection.query(
                 """
                 CREATE TABLE IF NOT EXISTS \(unescaped: name).schema_migrations (

@@ -93,7 +93,12 @@ package struct ServiceConfiguration: Sendable {
 
         if service.schema != nil {
             let databaseURL = env["MODELFLEET_DATABASE_URL"] ?? Self.defaultDatabaseURL
-            self.database = try Self.parseDatabaseURL(databaseURL)
+            var database = try Self.parseDatabaseURL(databaseURL)
+            // The role's password from a file, out of the URL (and so of the process list).
+            if let path = try env.readableFile("MODELFLEET_DATABASE_PASSWORD_FILE") {
+                database.password = try readPasswordFile(path, variable: "MODELFLEET_DATABASE_PASSWORD_FILE")
+            }
+            self.database = database
             let seconds = try env.number("MODELFLEET_DATABASE_STEP_TIMEOUT", default: 15, in: 0.5...600)
             self.databaseStepTimeout = .milliseconds(Int64(seconds * 1000))
         } else {
@@ -250,7 +255,7 @@ package struct APISecurity: Sendable {
         scrapeToken = try env.readableFile("MODELFLEET_METRICS_TOKEN_FILE").map { path throws(ConfigurationError) in
             try readPasswordFile(path, variable: "MODELFLEET_METRICS_TOKEN_FILE")
         }
-        rate = try env.number("MODELFLEET_API_RATE", default: 200, in: 1...1_000_000)
+        rate = try env.number("MODELFLEET_API_RATE", default: 200, in: 0.001...1_000_000)
         burst = try env.number("MODELFLEET_API_BURST", default: 400, in: 1...1_000_000)
     }
 }

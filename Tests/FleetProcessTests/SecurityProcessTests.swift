@@ -1,6 +1,7 @@
 import FleetContract
 import Foundation
 import MQTT
+import PostgresNIO
 import ServiceRuntime
 import TestSupport
 import Testing
@@ -195,6 +196,103 @@ struct SecurityProcessTests {
             #expect(agent.process.isRunning, "the agent keeps trying, refused")
             let record = try await fleet.registry.get("/v1/enrollments/\(agentID)").json ?? [:]
             #expect(record["status"] as? String == "revoked" && record["revoked_at"] is String, "\(record)")
+        }
+    }
+
+    @Test("MQTT over TLS beside plain MQTT, with the same accounts: an enrolled agent connects with its password and the CA; anonymous refused")
+    func tlsListener() async throws {
+        let environment = try TestEnvironment.current()
+        let directory = try environment.makeScratchDirectory("tls-broker")
+        let (plain, secure) = (try freePort(), try freePort())
+        let url =
+            try await runScript(
+                "mosquitto-instance", ["start", directory.path, "\(plain)"], environment: ["MODELFLEET_MOSQUITTO_TLS_PORT": "\(secure)"]
+            ).split(separator: "\n").last.map(String.init) ?? ""
+        do {
+            try await checkTLSListener(directory: directory, secure: secure)
+        } catch {
+            _ = try? await runScript("mosquitto-instance", ["stop", directory.path])
+            throw error
+        }
+        _ = try await runScript("mosquitto-instance", ["stop", directory.path])
+        #expect(url == "mqtt://127.0.0.1:\(plain)")
+    }
+
+    private func checkTLSListener(directory: URL, secure: Int) async throws {
+        let environment = try TestEnvironment.current()
+        let ca = directory.appendingPathComponent("tls/ca.crt").path
+        let tlsURL = "mqtts://127.0.0.1:\(secure)"
+
+        var anonymous = try MQTTConfiguration(url: tlsURL, clientID: uniqueName("anon"))
+        anonymous.tls = MQTTConfiguration.TLS(caFile: ca)
+        anonymous.backoff = .init(initial: .milliseconds(100), maximum: .milliseconds(200))
+        let stranger = try MQTTClient(configuration: anonymous, logger: testLogger("anon"))
+        try await withRunning(stranger) {
+            await #expect(throws: (any Error).self) { try await stranger.waitUntilConnected(timeout: .seconds(2)) }
+        }
+
+        var admin = try testMQTTConfiguration("tls-admin", url: tlsURL)
+        admin.tls = MQTTConfiguration.TLS(caFile: ca)
+        try await withConnectedClient(admin) { client in
+            let agentID = uniqueName("tls-edge")
+            let password = UUID().uuidString
+            try await AgentAccounts(mqtt: client).enroll(try TopicLevel(agentID), password: password)
+            let hellos = try await client.subscribe(to: Topic.agent(try TopicLevel(agentID), .hello).path)
+            let state = try environment.makeScratchDirectory("tls-agent")
+            let file: [String: Any] = [
+                "agent_id": agentID, "site": ["id": "tls-site", "name": "TLS"],
+                "capacity": ["cpu_cores": 1, "memory_bytes": 1 << 30, "gpus": [] as [Any]],
+                "devices": [] as [Any], "state_dir": state.path, "mqtt_url": tlsURL, "mqtt_ca_file": ca, "mqtt_password": password,
+            ]
+            let config = state.appendingPathComponent("agent.json")
+            try JSONSerialization.data(withJSONObject: file).write(to: config)
+            let agent = try ServiceProcess("edge-agent", arguments: ["run", "--config", config.path], environment: ["MODELFLEET_MQTT_URL": ""])
+            defer { agent.process.send(SIGKILL) }
+            let hello = try await hellos.collect(1, timeout: .seconds(15))
+            #expect(hello.count == 1, "\(agent.process.output)")
+        }
+    }
+
+    @Test("PostgreSQL: each service's role signs in with its SCRAM password only, is no superuser and may touch only its own schema")
+    func databaseRoles() async throws {
+        try await withPrivateDatabase { database in
+            let environment = try TestEnvironment.current()
+            // The registry migrates its schema as its own role, and is ready.
+            let registry = try await ServiceProcess.ready("registry", environment: ["MODELFLEET_DATABASE_URL": database.url])
+            registry.process.send(SIGKILL)
+            let password = try String(contentsOf: environment.pgCredentials.appendingPathComponent("registry"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            func configuration(_ password: String) throws -> PostgresClient.Configuration {
+                var configuration = try ServiceConfiguration.parseDatabaseURL(
+                    database.url.replacingOccurrences(of: "postgres://modelfleet@", with: "postgres://modelfleet_registry@") + "?sslmode=disable")
+                configuration.password = password
+                return configuration
+            }
+            func refusal(_ sql: String, as password: String) async -> String? {
+                let client = PostgresClient(configuration: (try? configuration(password))!, backgroundLogger: testLogger("pg"))
+                return await withTaskGroup(of: String?.self) { group in
+                    group.addTask {
+                        await client.run()
+                        return nil
+                    }
+                    defer { group.cancelAll() }
+                    do {
+                        _ = try await client.query(PostgresQuery(unsafeSQL: sql))
+                        return nil
+                    } catch {
+                        return String(reflecting: error)
+                    }
+                }
+            }
+            #expect(await refusal("SELECT 1", as: "wrong") != nil, "a wrong password is refused")
+            #expect(await refusal("SELECT 1 FROM pg_roles WHERE rolname = current_user AND NOT rolsuper AND NOT rolcreatedb", as: password) == nil)
+            #expect(await refusal("SELECT count(*) FROM registry.models", as: password) == nil, "its own schema")
+            let foreign = await refusal("CREATE TABLE orchestrator.intruder (x integer)", as: password)
+            #expect(foreign?.contains("42501") == true || foreign?.contains("permission denied") == true, "\(foreign ?? "allowed")")
+            let schema = await refusal("CREATE SCHEMA intruder", as: password)
+            #expect(schema != nil, "it may not create schemas")
+            let hba = try String(contentsOf: URL(fileURLWithPath: database.directory.path + "/pg_hba.conf"), encoding: .utf8)
+            #expect(hba.contains("modelfleet_registry,modelfleet_orchestrator   127.0.0.1/32   scram-sha-256"), "\(hba)")
         }
     }
 

@@ -29,6 +29,12 @@ package final class ServiceProcess: Sendable {
             variables["MODELFLEET_API_SIGNING_KEY_FILE"] = environment.apiSigningKey.path
         }
         variables.merge(extra) { $1 }
+        // A service that keeps data signs in to PostgreSQL as its own role (SCRAM), which owns
+        // only its schema, as in the stack: scripts/postgres-instance made it on every cluster.
+        if ["registry", "orchestrator"].contains(name), let url = variables["MODELFLEET_DATABASE_URL"], url.hasPrefix("postgres://modelfleet@") {
+            variables["MODELFLEET_DATABASE_URL"] = url.replacingOccurrences(of: "postgres://modelfleet@", with: "postgres://modelfleet_\(name)@")
+            variables["MODELFLEET_DATABASE_PASSWORD_FILE"] = environment.pgCredentials.appendingPathComponent(name).path
+        }
         let output = environment.scratch.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
         process = try ChildProcess(
             executable: environment.binDirectory.appendingPathComponent(name).path,

@@ -15,6 +15,8 @@ package struct TestEnvironment: Sendable {
     package var mqttCredentials: URL
     /// The API keys' signing secret every service of the run shares (`scripts/test` makes it).
     package var apiSigningKey: URL
+    /// The passwords of the services' PostgreSQL roles on every cluster of the run.
+    package var pgCredentials: URL
 
     package struct Missing: Error, CustomStringConvertible {
         var variable: String
@@ -34,7 +36,8 @@ package struct TestEnvironment: Sendable {
             repository: URL(fileURLWithPath: try value("MODELFLEET_REPO")),
             scratch: URL(fileURLWithPath: try value("MODELFLEET_TEST_TMPDIR")),
             mqttCredentials: URL(fileURLWithPath: try value("MODELFLEET_MQTT_CREDENTIALS_DIR")),
-            apiSigningKey: URL(fileURLWithPath: try value("MODELFLEET_API_SIGNING_KEY_FILE"))
+            apiSigningKey: URL(fileURLWithPath: try value("MODELFLEET_API_SIGNING_KEY_FILE")),
+            pgCredentials: URL(fileURLWithPath: try value("MODELFLEET_PG_CREDENTIALS_DIR"))
         )
     }
 

@@ -47,6 +47,8 @@ OPTIONAL_VARIABLES = {
     "MODELFLEET_API_AUTH",
     "MODELFLEET_AGENT_MQTT_URL",
     "MODELFLEET_BOOTSTRAP_KEY_FILE",
+    # The database role's password from a file; deployments put it in the URL's Secret instead.
+    "MODELFLEET_DATABASE_PASSWORD_FILE",
 }
 # Executables of the image that are not control-plane services. The edge agent runs on the
 # users' edge servers, not in the cluster, so deploy/base has no Deployment for it; it has no HTTP
