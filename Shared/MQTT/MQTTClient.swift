@@ -563,16 +563,49 @@ extension MQTTClient {
                 state.filterByID[entry.id] = filter
                 if state.connection.isConnected {
                     // Not connected (or the connection just dropped): `mosquittoDidConnect` subscribes.
-                    if let messageID = try? mosquitto.subscribe(filter: filter, qos: entry.qos, subscriptionID: entry.id) {
-                        state.subackRoutes[messageID] = filter
-                    }
+                    sendSubscribe(filter, entry, in: &state)
                 }
                 return localID
             }
             return MQTTSubscription(filter: filter, localID: localID, buffer: buffer, core: self)
         }
 
+        /// Sends SUBSCRIBE for `filter` and routes its SUBACK; a failure to send is logged (the
+        /// acknowledgement's wait sends it again).
+        private func sendSubscribe(_ filter: String, _ entry: FilterEntry, in state: inout State) {
+            do {
+                let messageID = try mosquitto.subscribe(filter: filter, qos: entry.qos, subscriptionID: entry.id)
+                state.subackRoutes[messageID] = filter
+            } catch {
+                logger.warning("could not send a subscription; it is sent again", metadata: ["filter": "\(filter)", "error": "\(error)"])
+            }
+        }
+
+        /// Waits for `filter`'s SUBACK; a SUBSCRIBE not acknowledged within 5 s is sent again
+        /// (a subscription is idempotent), with a warning: a CI run saw one never answered.
         func waitForSubscriptionAcknowledgement(filter: String, localID: Int) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.awaitSubscriptionAcknowledgement(filter: filter, localID: localID) }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(5))
+                        self.resubscribeUnacknowledged(filter)
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
+
+        private func resubscribeUnacknowledged(_ filter: String) {
+            state.withLock { state in
+                guard let entry = state.filters[filter], !entry.acknowledged, state.connection.isConnected else { return }
+                logger.warning("no SUBACK within 5 s; subscribing again", metadata: ["filter": "\(filter)"])
+                sendSubscribe(filter, entry, in: &state)
+            }
+        }
+
+        private func awaitSubscriptionAcknowledgement(filter: String, localID: Int) async throws {
             let token = state.withLock { $0.token() }
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -770,9 +803,7 @@ extension MQTTClient {
                 // again is harmless. Either way every filter is sent again, once per connection.
                 state.subackRoutes = [:]
                 for (filter, entry) in state.filters {
-                    if let messageID = try? mosquitto.subscribe(filter: filter, qos: entry.qos, subscriptionID: entry.id) {
-                        state.subackRoutes[messageID] = filter
-                    }
+                    sendSubscribe(filter, entry, in: &state)
                 }
                 for birth in configuration.birth?() ?? [] {
                     // No one waits for its acknowledgement; `mosquittoDidPublish` ignores unknown ids.

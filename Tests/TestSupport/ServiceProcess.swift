@@ -73,12 +73,15 @@ package final class ServiceProcess: Sendable {
     /// Waits until `/ready` answers 200; throws with the service's output if it does not, or
     /// exits first.
     package func waitUntilReady(timeout: Duration = .seconds(20)) async throws {
+        let lastAnswer = Mutex("no answer")
         let ready = await eventually(timeout: timeout) {
             guard process.isRunning else { return true }
-            return (try? await get("/ready").status) == 200
+            let answer = try? await get("/ready")
+            lastAnswer.withLock { $0 = answer.map { "\($0.status) \($0.body)" } ?? "no answer" }
+            return answer?.status == 200
         }
         guard ready, process.isRunning else {
-            throw ServiceDidNotStart(name: name, output: process.output)
+            throw ServiceDidNotStart(name: name, output: "its last /ready: \(lastAnswer.withLock { $0 })\n" + process.output)
         }
     }
 
