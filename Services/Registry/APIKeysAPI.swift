@@ -159,14 +159,6 @@ struct APIKeysAPI: Sendable {
         logger.notice("API key revoked", metadata: ["key": "\(key.name)", "by": "\(APIPrincipal.current?.name ?? "-")"])
         return try respond(key, .ok, request, context)
     }
-
-    private func respond(
-        _ value: some Encodable & Sendable, _ status: HTTPResponse.Status, _ request: Request, _ context: BasicRequestContext
-    ) throws
-        -> Response
-    {
-        try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
-    }
 }
 
 /// Publishes the revoked keys (retained) on ``Topic/apiKeyRevocations``.

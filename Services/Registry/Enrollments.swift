@@ -272,12 +272,6 @@ struct EnrollmentAPI: Sendable {
         return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
-
-    private func respond(
-        _ value: some Encodable & Sendable, _ status: HTTPResponse.Status, _ request: Hummingbird.Request, _ context: BasicRequestContext
-    ) throws -> Response {
-        try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
-    }
 }
 
 extension TopicLevel {

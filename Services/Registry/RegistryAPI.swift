@@ -266,11 +266,14 @@ struct RegistryAPI: Sendable {
         Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    private func respond(
-        _ value: some Encodable & Sendable, _ status: HTTPResponse.Status, _ request: Request, _ context: BasicRequestContext
-    ) throws -> Response {
-        try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
-    }
+}
+
+/// `value` as the JSON of the contract (snake_case, ISO 8601 dates) with `status`: every
+/// handler's answer.
+func respond(
+    _ value: some Encodable & Sendable, _ status: HTTPResponse.Status, _ request: Request, _ context: BasicRequestContext
+) throws -> Response {
+    try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
 }
 
 /// The registry's contract, `openapi.yaml`, served as JSON (`RegistryOpenAPI.swift` is generated).

@@ -48,6 +48,22 @@ extension CommandContext {
         return .success
     }
 
+    /// Nil when the operator confirmed `question` (`--yes`, or yes at a terminal); else, having
+    /// said why on stderr, the exit status 3: `verb` and `past` name the action
+    /// ("revoke", "revoked"), `what` its object.
+    func confirmation(_ verb: String, _ past: String, _ what: String, question: String, yes: Bool) -> ExitCode? {
+        if yes { return nil }
+        guard console.stdinIsTerminal else {
+            console.error("error: not \(past): there is no terminal to ask whether to \(verb) \(what); pass --yes to \(verb)")
+            return ExitStatus.notConfirmed
+        }
+        guard console.confirm(question) else {
+            console.error("Not \(past).")
+            return ExitStatus.notConfirmed
+        }
+        return nil
+    }
+
     /// Deletes `what` at `path` (of the registry unless `service` says) once the operator has confirmed it (`--yes`, or yes at a
     /// terminal), then prints `Deleted …` or `{"deleted": true, …identity}`. Not confirmed: exit 3
     /// and nothing is sent.
@@ -55,16 +71,7 @@ extension CommandContext {
         _ path: String, on service: ServiceClient? = nil, query: [(String, String)] = [], what: String, identity: [String: JSONValue],
         options: DeletionOptions
     ) async throws -> ExitCode {
-        if !options.yes {
-            guard console.stdinIsTerminal else {
-                console.error("error: not deleted: there is no terminal to ask whether to delete \(what); pass --yes to delete")
-                return ExitStatus.notConfirmed
-            }
-            guard console.confirm("Delete \(what)?") else {
-                console.error("Not deleted.")
-                return ExitStatus.notConfirmed
-            }
-        }
+        if let refused = confirmation("delete", "deleted", what, question: "Delete \(what)?", yes: options.yes) { return refused }
         _ = try await (service ?? registry).send(.DELETE, path, query: query)
         if output == .json {
             console.printJSON(.object(identity.merging(["deleted": .bool(true)]) { $1 }))

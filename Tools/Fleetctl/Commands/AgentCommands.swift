@@ -124,16 +124,8 @@ struct RevokeAgent: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            if !yes {
-                guard context.console.stdinIsTerminal else {
-                    context.console.error("error: not revoked: there is no terminal to ask whether to revoke agent \(agent); pass --yes to revoke")
-                    return ExitStatus.notConfirmed
-                }
-                guard context.console.confirm("Revoke agent \(agent)? It is disconnected and cannot connect again until enrolled anew.") else {
-                    context.console.error("Not revoked.")
-                    return ExitStatus.notConfirmed
-                }
-            }
+            let question = "Revoke agent \(agent)? It is disconnected and cannot connect again until enrolled anew."
+            if let refused = context.confirmation("revoke", "revoked", "agent \(agent)", question: question, yes: yes) { return refused }
             let answer = try await context.registry.send(.DELETE, "/v1/enrollments/\(ServiceClient.segment(agent))")
             if context.output == .json {
                 context.console.printJSON(try answer.decode(JSONValue.self, from: context.registry.name))

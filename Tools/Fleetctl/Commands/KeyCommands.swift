@@ -93,15 +93,8 @@ struct RevokeKey: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            if !yes {
-                guard context.console.stdinIsTerminal else {
-                    context.console.error("error: not revoked: there is no terminal to ask whether to revoke key \(key); pass --yes to revoke")
-                    return ExitStatus.notConfirmed
-                }
-                guard context.console.confirm("Revoke API key \(key)?") else {
-                    context.console.error("Not revoked.")
-                    return ExitStatus.notConfirmed
-                }
+            if let refused = context.confirmation("revoke", "revoked", "key \(key)", question: "Revoke API key \(key)?", yes: yes) {
+                return refused
             }
             let answer = try await context.registry.send(.DELETE, "/v1/keys/\(ServiceClient.segment(key))")
             if context.output == .json {
