@@ -9,6 +9,15 @@ let swiftSettings: [SwiftSetting] = [
     .treatAllWarnings(as: .error),
 ]
 
+/// The generated contract modules': swift-openapi-generator's imports are `package import` in
+/// every file, and Swift 6.3 warns about each one a file does not use (6.4 takes the generator's
+/// `@diagnose` to silence them). Generated code is not ours to reword, so its warnings are off.
+let generatedSwiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .unsafeFlags(["-suppress-warnings"]),
+]
+
 let package = Package(
     name: "ModelFleet",
     platforms: [.macOS(.v15)],
@@ -38,6 +47,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // Spec-first REST (issue 17, decision 91): the code scripts/generate-openapi writes with
+        // swift-openapi-generator's CLI needs only its runtime and the two transports.
+        .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.13.4"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client.git", from: "1.5.0"),
     ],
     targets: [
         // MARK: Shared libraries
@@ -83,7 +98,10 @@ let package = Package(
             dependencies: [
                 "MQTT",
                 "FleetContract",
+                "OpenAPISupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -94,6 +112,22 @@ let package = Package(
             ],
             path: "Shared/ServiceRuntime",
             swiftSettings: swiftSettings
+        ),
+        // What generated servers and clients share: the contracts' date format, their JSON options.
+        .target(
+            name: "OpenAPISupport",
+            dependencies: ["FleetContract", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/OpenAPISupport",
+            swiftSettings: swiftSettings
+        ),
+        // A service's REST contract as Swift: the types, server and client that
+        // scripts/generate-openapi writes from Services/<Name>/openapi.yaml (committed, not edited).
+        .target(
+            name: "MetricsAggregatorAPI",
+            dependencies: ["FleetContract", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/Contracts/MetricsAggregatorAPI",
+            exclude: ["openapi-generator-config.yaml"],
+            swiftSettings: generatedSwiftSettings
         ),
 
         // MARK: Services (thin executables)
@@ -144,8 +178,10 @@ let package = Package(
         .executableTarget(
             name: "MetricsAggregator",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT",
+                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT", "MetricsAggregatorAPI", "OpenAPISupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -206,9 +242,12 @@ let package = Package(
         .executableTarget(
             name: "Fleetctl",
             dependencies: [
-                "FleetContract",
+                "FleetContract", "MetricsAggregatorAPI", "OpenAPISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -274,7 +313,11 @@ let package = Package(
         .testTarget(name: "HistogramsTests", dependencies: ["Histograms"], swiftSettings: swiftSettings),
         .testTarget(name: "AutoscalerTests", dependencies: ["Autoscaler", "FleetContract", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "MetricsAggregatorTests", dependencies: ["MetricsAggregator", "Histograms", "DeviceProtocol", "FleetContract", "TestSupport"],
+            name: "MetricsAggregatorTests",
+            dependencies: [
+                "MetricsAggregator", "Histograms", "DeviceProtocol", "FleetContract", "ServiceRuntime", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(name: "DeviceProtocolTests", dependencies: ["DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceGatewayTests", dependencies: ["DeviceGateway", "DeviceProtocol", "FleetContract"], swiftSettings: swiftSettings),

@@ -1,147 +1,83 @@
 import FleetContract
 import Foundation
 import Hummingbird
+import MetricsAggregatorAPI
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import OpenAPISupport
 import ServiceRuntime
 
-/// The aggregator's REST API (openapi.yaml): current figures and series of a deployment, its
-/// versions and instances, of a server and a site, and the fleet's top deployments.
-struct MetricsAPI: Sendable {
-    let aggregator: Aggregator
+/// The aggregator's REST API, its contract's `APIProtocol` (openapi.yaml, generated into
+/// MetricsAggregatorAPI): current figures and series of a deployment, its versions and instances,
+/// of a server and a site, and the fleet's top deployments. Refusals are thrown as ``APIError``s
+/// and answered by APIErrorMiddleware, like every other service's.
+struct MetricsAPI: APIProtocol {
+    let aggregator: any MetricsSource
 
-    typealias Route = APIRoute<MetricsAPI>
-
-    static let routes: [Route] = [
-        Route(.get, "/v1/deployments/{deployment}/metrics") { api, request, context in try api.deployment(request, context) },
-        Route(.get, "/v1/deployments/{deployment}/metrics/series") { api, request, context in try api.series(request, context) },
-        Route(.get, "/v1/servers/{server_id}/metrics") { api, request, context in try api.server(request, context) },
-        Route(.get, "/v1/sites/{site_id}/metrics") { api, request, context in try api.site(request, context) },
-        Route(.get, "/v1/metrics/top") { api, request, context in try api.top(request, context) },
-        Route(.get, "/openapi.json") { _, _, _ in
+    /// The routes that are not generated: the document itself.
+    static let plainRoutes: [APIRoute<MetricsAPI>] = [
+        APIRoute(.get, "/openapi.json") { _, _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: MetricsAggregatorOpenAPI.text)))
-        },
+        }
     ]
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.add(Self.routes, for: self)
+    func addRoutes(to router: Router<BasicRequestContext>) throws {
+        router.add(Self.plainRoutes, for: self)
+        try registerHandlers(
+            on: router, configuration: .contract, middlewares: [ContractErrorMiddleware(document: MetricsAggregatorOpenAPI.text)])
     }
 
-    // MARK: Bodies
-
-    struct InstanceFigures: Encodable {
-        var instanceID: String
-        var version: String
-        var server: String
-        var site: String?
-        var ready: Bool
-        /// Silent for longer than the stale threshold: its figures are of the seconds it reported.
-        var stale: Bool
-        var ageSeconds: Double
-        var figures: MetricsFigures?
-
-        enum CodingKeys: String, CodingKey {
-            case instanceID = "instance_id"
-            case version, server, site, ready, stale, figures
-            case ageSeconds = "age_seconds"
-        }
-    }
-
-    struct DeploymentFigures: Encodable {
-        var snapshot: DeploymentMetricsSnapshot
-        var instanceFigures: [InstanceFigures]
-
-        func encode(to encoder: any Encoder) throws {
-            try snapshot.encode(to: encoder)
-            var container = encoder.container(keyedBy: Keys.self)
-            try container.encode(instanceFigures, forKey: .instanceFigures)
-        }
-
-        enum Keys: String, CodingKey { case instanceFigures = "instance_figures" }
-    }
-
-    struct SeriesPoint: Encodable {
-        var at: Date
-        var figures: MetricsFigures
-    }
-
-    struct Series: Encodable {
-        var deployment: String
-        var version: String?
-        var instanceID: String?
-        var rangeSeconds: Int
-        var stepSeconds: Int
-        var points: [SeriesPoint]
-
-        enum CodingKeys: String, CodingKey {
-            case deployment, version, points
-            case instanceID = "instance_id"
-            case rangeSeconds = "range_seconds"
-            case stepSeconds = "step_seconds"
-        }
-    }
-
-    struct PlaceFigures: Encodable {
-        var kind: String
-        var id: String
-        var at: Date
-        var figures: MetricsFigures
-    }
-
-    struct TopEntry: Encodable {
-        var deployment: String
-        var figures: MetricsFigures
-    }
-
-    struct Top: Encodable {
-        var by: String
-        var windowSeconds: Int
-        var items: [TopEntry]
-
-        enum CodingKeys: String, CodingKey {
-            case by, items
-            case windowSeconds = "window_seconds"
-        }
-    }
+    private typealias Schemas = Components.Schemas
 
     // MARK: Handlers
 
-    func deployment(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        let name = context.parameters.get("deployment") ?? ""
-        let window = try Self.duration(request, "window", default: 60, within: 1...MetricsStore.fineSeconds)
-        let body = aggregator.read { store, now -> DeploymentFigures? in
+    func getDeploymentMetrics(_ input: Operations.GetDeploymentMetrics.Input) async throws -> Operations.GetDeploymentMetrics.Output {
+        let name = input.path.deployment
+        let window = try Self.duration(input.query.window, "window", default: 60, within: 1...MetricsStore.fineSeconds)
+        let body = aggregator.read { store, now -> Schemas.DeploymentMetrics? in
             guard let snapshot = store.snapshot(of: name, window: window, now: now) else { return nil }
             let instances = store.instances(of: name).map { id, state in
-                InstanceFigures(
-                    instanceID: id, version: state.version, server: state.server, site: state.site, ready: state.ready,
+                Schemas.InstanceMetrics(
+                    instanceId: id, version: state.version, server: state.server, site: state.site, ready: state.ready,
                     stale: now - state.lastSeen > MetricsStore.staleAfterSeconds, ageSeconds: max(now - state.lastSeen, 0),
                     figures: store.figures(.instance(id), window: window, now: now))
             }
-            return DeploymentFigures(snapshot: snapshot, instanceFigures: instances)
+            return Schemas.DeploymentMetrics(
+                deployment: snapshot.deployment, at: snapshot.at, instances: snapshot.instances, readyInstances: snapshot.readyInstances,
+                newestDataAgeSeconds: snapshot.newestDataAgeSeconds, staleAfterSeconds: snapshot.staleAfterSeconds, figures: snapshot.figures,
+                versions: snapshot.versions.map {
+                    Schemas.VersionMetrics(version: $0.version, instances: $0.instances, readyInstances: $0.readyInstances, figures: $0.figures)
+                },
+                instanceFigures: instances)
         }
         guard let body else { throw Self.noFigures("deployment", name) }
-        return try JSONResponse(body, status: .ok, encoder: ContractCoding.encoder).response(from: request, context: context)
+        return .ok(.init(body: .json(body)))
     }
 
-    func series(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        let name = context.parameters.get("deployment") ?? ""
-        let range = try Self.duration(request, "range", default: 300, within: 1...(MetricsStore.coarseMinutes * 60))
-        let step = try Self.duration(request, "step", default: range > MetricsStore.fineSeconds ? 60 : 10, within: 1...range)
+    func getDeploymentMetricSeries(
+        _ input: Operations.GetDeploymentMetricSeries.Input
+    ) async throws
+        -> Operations.GetDeploymentMetricSeries.Output
+    {
+        let name = input.path.deployment
+        let range = try Self.duration(input.query.range, "range", default: 300, within: 1...(MetricsStore.coarseMinutes * 60))
+        let step = try Self.duration(input.query.step, "step", default: range > MetricsStore.fineSeconds ? 60 : 10, within: 1...range)
         guard range % step == 0 else { throw APIError.invalid(field: "step", "must divide range (\(range) s) evenly") }
         if range > MetricsStore.fineSeconds, step % 60 != 0 {
             throw APIError.invalid(
                 field: "step", "must be whole minutes for a range over \(MetricsStore.fineSeconds / 60) minutes (data that old is kept per minute)")
         }
         guard range / step <= 3_600 else { throw APIError.invalid(field: "step", "would make more than 3600 points") }
-        let version = request.uri.queryParameters.get("version")
-        let instance = request.uri.queryParameters.get("instance")
+        let (version, instance) = (input.query.version, input.query.instance)
         guard version == nil || instance == nil else { throw APIError.invalid(field: "instance", "give version or instance, not both") }
         let key: MetricsKey = instance.map { .instance($0) } ?? version.map { .version(deployment: name, version: $0) } ?? .deployment(name)
-        let points = aggregator.read { store, now -> [SeriesPoint]? in
+        let points = aggregator.read { store, now -> [Schemas.Series.PointsPayloadPayload]? in
             guard store.seriesByKey[.deployment(name)] != nil else { return nil }
             if case .instance(let id) = key, store.instances[id]?.deployment != name { return [] }
             return store.series(key, range: range, step: step, now: now).map {
-                SeriesPoint(at: Date(timeIntervalSince1970: Double($0.end)), figures: $0.figures)
+                .init(at: Date(timeIntervalSince1970: Double($0.end)), figures: $0.figures)
             }
         }
         guard let points else { throw Self.noFigures("deployment", name) }
@@ -149,45 +85,45 @@ struct MetricsAPI: Sendable {
             throw APIError.notFound("deployment '\(name)' has no instance '\(instance)' with figures in the last hour")
         }
         if points.isEmpty, let version { throw APIError.notFound("deployment '\(name)' has no figures of version '\(version)' in the last hour") }
-        let body = Series(deployment: name, version: version, instanceID: instance, rangeSeconds: range, stepSeconds: step, points: points)
-        return try JSONResponse(body, status: .ok, encoder: ContractCoding.encoder).response(from: request, context: context)
+        let body = Schemas.Series(deployment: name, version: version, instanceId: instance, rangeSeconds: range, stepSeconds: step, points: points)
+        return .ok(.init(body: .json(body)))
     }
 
-    func server(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        try place(MetricsKey.server, "server", context.parameters.get("server_id") ?? "", request, context)
+    func getServerMetrics(_ input: Operations.GetServerMetrics.Input) async throws -> Operations.GetServerMetrics.Output {
+        .ok(.init(body: .json(try place(MetricsKey.server, .server, input.path.serverId, window: input.query.window))))
     }
 
-    func site(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        try place(MetricsKey.site, "site", context.parameters.get("site_id") ?? "", request, context)
+    func getSiteMetrics(_ input: Operations.GetSiteMetrics.Input) async throws -> Operations.GetSiteMetrics.Output {
+        .ok(.init(body: .json(try place(MetricsKey.site, .site, input.path.siteId, window: input.query.window))))
     }
 
     private func place(
-        _ key: (String) -> MetricsKey, _ kind: String, _ id: String, _ request: Request, _ context: BasicRequestContext
-    ) throws -> Response {
-        let window = try Self.duration(request, "window", default: 60, within: 1...MetricsStore.fineSeconds)
+        _ key: (String) -> MetricsKey, _ kind: Schemas.PlaceMetrics.KindPayload, _ id: String, window text: String?
+    ) throws -> Schemas.PlaceMetrics {
+        let window = try Self.duration(text, "window", default: 60, within: 1...MetricsStore.fineSeconds)
         let body = aggregator.read { store, now in
             store.figures(key(id), window: window, now: now).map {
-                PlaceFigures(kind: kind, id: id, at: Date(timeIntervalSince1970: now), figures: $0)
+                Schemas.PlaceMetrics(kind: kind, id: id, at: Date(timeIntervalSince1970: now), figures: $0)
             }
         }
-        guard let body else { throw Self.noFigures(kind, id) }
-        return try JSONResponse(body, status: .ok, encoder: ContractCoding.encoder).response(from: request, context: context)
+        guard let body else { throw Self.noFigures(kind.rawValue, id) }
+        return body
     }
 
-    func top(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        let window = try Self.duration(request, "window", default: 60, within: 1...MetricsStore.fineSeconds)
-        let by = request.uri.queryParameters.get("by") ?? "rate"
-        let orders: [String: (MetricsFigures) -> Double?] = [
-            "rate": { $0.requestsPerSecond }, "errors": { $0.errorRatio }, "p99": { $0.latencyMs?.p99 },
-        ]
-        guard let order = orders[by] else { throw APIError.invalid(field: "by", "must be rate, errors or p99") }
-        let limitText = request.uri.queryParameters.get("limit") ?? "10"
-        guard let limit = Int(limitText), (1...100).contains(limit) else {
-            throw APIError.invalid(field: "limit", "must be a whole number from 1 to 100")
-        }
+    func getTopDeployments(_ input: Operations.GetTopDeployments.Input) async throws -> Operations.GetTopDeployments.Output {
+        let window = try Self.duration(input.query.window, "window", default: 60, within: 1...MetricsStore.fineSeconds)
+        let by = input.query.by ?? .rate
+        let order: (MetricsFigures) -> Double? =
+            switch by {
+            case .rate: { $0.requestsPerSecond }
+            case .errors: { $0.errorRatio }
+            case .p99: { $0.latencyMs?.p99 }
+            }
+        let limit = input.query.limit ?? 10
+        guard (1...100).contains(limit) else { throw APIError.invalid(field: "limit", "must be a whole number from 1 to 100") }
         let items = aggregator.read { store, now in
             store.deployments.compactMap { name in
-                store.figures(.deployment(name), window: window, now: now).map { TopEntry(deployment: name, figures: $0) }
+                store.figures(.deployment(name), window: window, now: now).map { Schemas.Top.ItemsPayloadPayload(deployment: name, figures: $0) }
             }
         }
         // Deployments without the figure (no requests in the window) come last, by name.
@@ -199,15 +135,14 @@ struct MetricsAPI: Sendable {
             case (nil, nil): first.deployment < second.deployment
             }
         }
-        let body = Top(by: by, windowSeconds: window, items: Array(ranked.prefix(limit)))
-        return try JSONResponse(body, status: .ok, encoder: ContractCoding.encoder).response(from: request, context: context)
+        return .ok(.init(body: .json(Schemas.Top(by: by.rawValue, windowSeconds: window, items: Array(ranked.prefix(limit))))))
     }
 
     // MARK: Parameters
 
     /// A duration parameter: whole seconds, minutes or hours (`10s`, `1m`, `1h`), within `range` seconds.
-    static func duration(_ request: Request, _ name: String, default value: Int, within range: ClosedRange<Int>) throws -> Int {
-        guard let text = request.uri.queryParameters.get(name) else { return value }
+    static func duration(_ text: String?, _ name: String, default value: Int, within range: ClosedRange<Int>) throws -> Int {
+        guard let text else { return value }
         guard let seconds = parseDuration(text), range.contains(seconds) else {
             throw APIError.invalid(field: name, "must be a duration like 10s, 1m or 1h, from \(range.lowerBound) to \(range.upperBound) seconds")
         }
@@ -228,3 +163,11 @@ struct MetricsAPI: Sendable {
         APIError.notFound("no figures for \(kind) '\(id)' in the last hour (its instances report every second once they run)")
     }
 }
+
+/// What the REST API reads figures from: the ``Aggregator``, or a store the handler tests fill.
+protocol MetricsSource: Sendable {
+    /// Runs `body` on the store under its lock, with the current time in seconds since 1970.
+    func read<Result>(_ body: (inout MetricsStore, Double) -> Result) -> Result
+}
+
+extension Aggregator: MetricsSource {}

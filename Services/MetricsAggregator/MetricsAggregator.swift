@@ -20,6 +20,6 @@ func buildAggregator(_ context: ServiceContext) throws -> ServiceParts {
         mqtt: context.mqtt, registry: context.metrics, instance: context.configuration.instanceID, logger: context.logger)
     var parts = ServiceParts()
     parts.services = [aggregator]
-    parts.routes = { router in MetricsAPI(aggregator: aggregator).addRoutes(to: router) }
+    parts.routes = { router in try MetricsAPI(aggregator: aggregator).addRoutes(to: router) }
     return parts
 }

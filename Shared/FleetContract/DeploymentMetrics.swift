@@ -5,8 +5,8 @@ package import Foundation
 ///
 /// Percentiles come from the merged HdrHistograms of every request in the window (3 significant
 /// digits); a figure with nothing to compute it from is absent, never 0.
-package struct MetricsFigures: Codable, Sendable, Equatable {
-    package struct Latency: Codable, Sendable, Equatable {
+package struct MetricsFigures: Codable, Sendable, Hashable {
+    package struct Latency: Codable, Sendable, Hashable {
         package var p50: Double
         package var p95: Double
         package var p99: Double

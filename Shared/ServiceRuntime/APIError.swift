@@ -1,6 +1,7 @@
 import Foundation
 package import Hummingbird
 import Logging
+import OpenAPIRuntime
 
 /// An error a client of a REST API caused, answered as
 /// `{"error": {"code": "...", "message": "...", "field": "..."}}` with a 4xx status.
@@ -53,16 +54,24 @@ package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             try Self.refuseNUL(in: request)
             return try await next(request, context)
-        } catch let error as APIError {
-            throw error
-        } catch let error as DomainError {
-            throw error.apiError
-        } catch let error as HTTPError {
-            let code = error.status == .notFound ? "not_found" : "http_\(error.status.code)"
-            throw APIError(error.status, code: code, message: error.body ?? error.status.reasonPhrase)
         } catch {
+            throw Self.answer(for: error, request: request, context: context)
+        }
+    }
+
+    private static func answer(for error: any Error, request: Request, context: Context) -> APIError {
+        switch error {
+        case let error as APIError: return error
+        case let error as DomainError: return error.apiError
+        case let error as HTTPError:
+            let code = error.status == .notFound ? "not_found" : "http_\(error.status.code)"
+            return APIError(error.status, code: code, message: error.body ?? error.status.reasonPhrase)
+        // A generated server's route (swift-openapi-generator) wraps what its handler threw, and
+        // what ContractErrorMiddleware made of a refused request.
+        case let error as ServerError: return answer(for: error.underlyingError, request: request, context: context)
+        default:
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
-            throw APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
+            return APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
         }
     }
 

@@ -26,7 +26,7 @@ package struct ServiceContext: Sendable {
 package struct ServiceParts: Sendable {
     package var services: [any Service] = []
     package var readinessChecks: [ReadinessCheck] = []
-    package var routes: @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
+    package var routes: @Sendable (Router<BasicRequestContext>) throws -> Void = { _ in }
     /// Which role each of the service's routes needs, beyond reads (viewer) and writes (operator).
     package var accessRules = APIAccessRules()
 
@@ -125,7 +125,7 @@ package enum ServiceMain {
             checks: checks,
             metrics: metrics
         ).addRoutes(to: router)
-        parts.routes(router)
+        try parts.routes(router)
 
         logger.info(
             "starting",

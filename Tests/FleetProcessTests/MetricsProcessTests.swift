@@ -118,6 +118,25 @@ struct MetricsProcessTests {
             let unknown = try await aggregator.get("/v1/deployments/nobody/metrics")
             #expect(unknown.status == 404, "\(unknown.body)")
 
+            // fleetctl, through the generated client: the table, the JSON, and the service's refusals.
+            let metricsURL = ["FLEETCTL_METRICS_URL": "http://127.0.0.1:\(aggregator.port)"]
+            let table = try await fleetctl(["deployments", "metrics", "measured", "--window", "5m"], fleet: fleet, environment: metricsURL)
+            #expect(table.status == 0, "\(table.stderr)")
+            let rows = table.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            #expect(rows.contains { $0.first == "all" && $0.last == "ready" && $0.contains("25.0%") }, "\(table.stdout)")
+            #expect(ids.allSatisfy { id in rows.contains { $0.first == id } }, "\(table.stdout)")
+            let json = try await fleetctl(["deployments", "metrics", "measured", "--output", "json"], fleet: fleet, environment: metricsURL)
+            let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+            #expect((object?["instance_figures"] as? [Any])?.count == 2 && object?["deployment"] as? String == "measured", "\(json.stdout)")
+            #expect((object?["at"] as? String)?.hasSuffix("Z") == true, "\(json.stdout)")
+            let missing = try await fleetctl(["deployments", "metrics", "nobody"], fleet: fleet, environment: metricsURL)
+            #expect(missing.status == 2 && missing.stderr.contains("no figures for deployment 'nobody'"), "\(missing.stderr)")
+            let refused = try await fleetctl(["deployments", "metrics", "measured", "--window", "7d"], fleet: fleet, environment: metricsURL)
+            #expect(refused.status == 2 && refused.stderr.contains("window"), "\(refused.stderr)")
+            let keyless = try await fleetctl(
+                ["deployments", "metrics", "measured"], fleet: fleet, environment: metricsURL.merging(["FLEETCTL_API_KEY": ""]) { $1 })
+            #expect(keyless.status == 2 && keyless.stderr.contains("an API key is required"), "\(keyless.stderr)")
+
             // The agents gone: their instances are stale, absent from the latest seconds (not 0 requests
             // that look like idle instances), and the data's age says so.
             agents.process.send(SIGKILL)

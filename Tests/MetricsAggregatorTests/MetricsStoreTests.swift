@@ -170,14 +170,3 @@ struct AggregatorSampleTests {
         for bad in ["", "s", "0s", "-1m", "1d", "1.5m", "10", "m5"] { #expect(MetricsAPI.parseDuration(bad) == nil, "\(bad)") }
     }
 }
-
-@Suite("Metrics aggregator OpenAPI document")
-struct MetricsAPIDocumentTests {
-    @Test("every served route is documented, and every documented path is served")
-    func routesMatch() throws {
-        let documented = try OpenAPIDocumentCheck.documentedRoutes(Data(MetricsAggregatorOpenAPI.text.utf8))
-        let served = Set(MetricsAPI.routes.map { "\($0.method.rawValue) \($0.path)" })
-        #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")
-        #expect(documented.subtracting(served).isEmpty, "documented but not served: \(documented.subtracting(served).sorted())")
-    }
-}

@@ -94,7 +94,7 @@ struct ServiceClient: Sendable {
     }
 
     /// The error a service answered: its JSON error body when it has one, else the status.
-    private func serviceError(status: Int, body: Data) -> FleetctlError {
+    func serviceError(status: Int, body: Data) -> FleetctlError {
         struct ErrorBody: Decodable {
             struct Detail: Decodable {
                 var code: String?
@@ -115,7 +115,7 @@ struct ServiceClient: Sendable {
 
     /// A short reason for a failed connection: "connection refused" rather than NIO's nested
     /// description when that is what happened.
-    private static func reason(_ error: any Error) -> String {
+    static func reason(_ error: any Error) -> String {
         let text = String(describing: error)
         if text.contains("connection refused") || text.contains("Connection refused") || text.contains("ECONNREFUSED") {
             return "connection refused"

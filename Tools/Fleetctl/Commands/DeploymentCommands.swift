@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetContract
 import Foundation
+import MetricsAggregatorAPI
 import Yams
 
 /// `fleetctl deployments …`: the orchestrator's deployments, from a file or flags.
@@ -555,45 +556,21 @@ struct DeploymentMetricsCommand: AsyncParsableCommand {
     @Option(help: "The window: 10s, 1m or 5m (1 s to 5 min).")
     var window = "1m"
 
-    struct Instance: Decodable, Sendable {
-        var instanceID: String
-        var version: String
-        var server: String
-        var ready: Bool
-        var stale: Bool
-        var ageSeconds: Double
-        var figures: MetricsFigures?
-
-        enum CodingKeys: String, CodingKey {
-            case instanceID = "instance_id"
-            case version, server, ready, stale, figures
-            case ageSeconds = "age_seconds"
-        }
-    }
-
-    struct Answer: Decodable, Sendable {
-        var snapshot: DeploymentMetricsSnapshot
-        var instances: [Instance]
-
-        enum CodingKeys: String, CodingKey { case instances = "instance_figures" }
-
-        init(from decoder: any Decoder) throws {
-            snapshot = try DeploymentMetricsSnapshot(from: decoder)
-            instances = try decoder.container(keyedBy: CodingKeys.self).decode([Instance].self, forKey: .instances)
-        }
-    }
+    typealias Answer = MetricsAggregatorAPI.Components.Schemas.DeploymentMetrics
 
     func run() async throws {
         try await global.run { context in
-            try await context.printObject(
-                context.metrics, "/v1/deployments/\(ServiceClient.segment(name))/metrics", query: [("window", window)], as: Answer.self,
-                render: Self.render)
+            let service = context.metrics
+            let answer = try await service.call {
+                try await service.metricsAPI.getDeploymentMetrics(path: .init(deployment: name), query: .init(window: window)).ok.body.json
+            }
+            try context.printObject(answer, render: Self.render)
             return .success
         }
     }
 
     static func render(_ answer: Answer) -> String {
-        let snapshot = answer.snapshot
+        let snapshot = answer
         var table = TextTable("of", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "cpu", "memory", "state", numeric: [1, 2, 3, 4, 5, 6, 7])
         func cells(_ figures: MetricsFigures?) -> [String] {
             guard let figures else { return Array(repeating: "-", count: 7) }
@@ -609,9 +586,9 @@ struct DeploymentMetricsCommand: AsyncParsableCommand {
         for version in snapshot.versions {
             table.add(["version \(version.version)"] + cells(version.figures) + ["\(version.readyInstances)/\(version.instances) ready"])
         }
-        for instance in answer.instances {
+        for instance in answer.instanceFigures {
             let state = instance.stale ? String(format: "stale, %.0f s", instance.ageSeconds) : instance.ready ? "ready" : "not ready"
-            table.add(["\(instance.instanceID) (\(instance.server))"] + cells(instance.figures) + [state])
+            table.add(["\(instance.instanceId) (\(instance.server))"] + cells(instance.figures) + [state])
         }
         let heading = String(
             format: "%@: last %d s; newest data %.1f s old", snapshot.deployment, snapshot.figures.windowSeconds, snapshot.newestDataAgeSeconds)
