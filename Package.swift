@@ -123,9 +123,23 @@ let package = Package(
         // A service's REST contract as Swift: the types, server and client that
         // scripts/generate-openapi writes from Services/<Name>/openapi.yaml (committed, not edited).
         .target(
-            name: "MetricsAggregatorAPI",
+            name: "MetricsAggregatorContract",
             dependencies: ["FleetContract", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
-            path: "Shared/Contracts/MetricsAggregatorAPI",
+            path: "Shared/Contracts/MetricsAggregatorContract",
+            exclude: ["openapi-generator-config.yaml"],
+            swiftSettings: generatedSwiftSettings
+        ),
+        .target(
+            name: "AutoscalerContract",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/Contracts/AutoscalerContract",
+            exclude: ["openapi-generator-config.yaml"],
+            swiftSettings: generatedSwiftSettings
+        ),
+        .target(
+            name: "LoadBalancerContract",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/Contracts/LoadBalancerContract",
             exclude: ["openapi-generator-config.yaml"],
             swiftSettings: generatedSwiftSettings
         ),
@@ -165,8 +179,10 @@ let package = Package(
         .executableTarget(
             name: "Autoscaler",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "MQTT",
+                "ServiceRuntime", "FleetContract", "MQTT", "AutoscalerContract", "OpenAPISupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -178,7 +194,7 @@ let package = Package(
         .executableTarget(
             name: "MetricsAggregator",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT", "MetricsAggregatorAPI", "OpenAPISupport",
+                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT", "MetricsAggregatorContract", "OpenAPISupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -205,8 +221,10 @@ let package = Package(
         .executableTarget(
             name: "LoadBalancer",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "MQTT", "ChildProcesses",
+                "ServiceRuntime", "FleetContract", "MQTT", "ChildProcesses", "LoadBalancerContract", "OpenAPISupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -242,7 +260,7 @@ let package = Package(
         .executableTarget(
             name: "Fleetctl",
             dependencies: [
-                "FleetContract", "MetricsAggregatorAPI", "OpenAPISupport",
+                "FleetContract", "MetricsAggregatorContract", "OpenAPISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
@@ -311,7 +329,12 @@ let package = Package(
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetContractTests", dependencies: ["FleetContract"], swiftSettings: swiftSettings),
         .testTarget(name: "HistogramsTests", dependencies: ["Histograms"], swiftSettings: swiftSettings),
-        .testTarget(name: "AutoscalerTests", dependencies: ["Autoscaler", "FleetContract", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AutoscalerTests",
+            dependencies: [
+                "Autoscaler", "FleetContract", "ServiceRuntime", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "MetricsAggregatorTests",
             dependencies: [
@@ -364,6 +387,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "MQTT", "FleetContract"], swiftSettings: swiftSettings),
-        .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "FleetContract", "ChildProcesses"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LoadBalancerTests",
+            dependencies: [
+                "LoadBalancer", "LoadBalancerContract", "FleetContract", "ChildProcesses", "ServiceRuntime", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings),
     ]
 )

@@ -1,6 +1,10 @@
+import AutoscalerContract
 import FleetContract
 import Foundation
 import Hummingbird
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import OpenAPISupport
 import ServiceRuntime
 
 /// The `autoscaler` executable: each autoscaled deployment's replicas from its CPU, memory and GPU
@@ -22,75 +26,32 @@ func buildAutoscaler(_ context: ServiceContext) throws -> ServiceParts {
     let scaler = Scaler(mqtt: context.mqtt, instance: context.configuration.instanceID, logger: context.logger)
     var parts = ServiceParts()
     parts.services = [scaler]
-    parts.routes = { router in AutoscalerAPI(scaler: scaler).addRoutes(to: router) }
+    parts.routes = { router in try AutoscalerAPI(scaler: scaler).addRoutes(to: router) }
     return parts
 }
 
-/// `GET /v1/deployments/{deployment}/autoscaling` (openapi.yaml): the current recommendation and
-/// the decisions with their reasons.
-struct AutoscalerAPI: Sendable {
-    let scaler: Scaler
+/// `GET /v1/deployments/{deployment}/autoscaling` (openapi.yaml, generated into
+/// AutoscalerContract): the current recommendation and the decisions with their reasons.
+struct AutoscalerAPI: APIProtocol {
+    let scaler: any AutoscalingSource
 
-    typealias Route = APIRoute<AutoscalerAPI>
-
-    static let routes: [Route] = [
-        Route(.get, "/v1/deployments/{deployment}/autoscaling") { api, request, context in try api.get(request, context) },
-        Route(.get, "/openapi.json") { _, _, _ in
+    /// The routes that are not generated: the document itself.
+    static let plainRoutes: [APIRoute<AutoscalerAPI>] = [
+        APIRoute(.get, "/openapi.json") { _, _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: AutoscalerOpenAPI.text)))
-        },
+        }
     ]
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.add(Self.routes, for: self)
+    func addRoutes(to router: Router<BasicRequestContext>) throws {
+        router.add(Self.plainRoutes, for: self)
+        try registerHandlers(on: router, configuration: .contract, middlewares: [ContractErrorMiddleware(document: AutoscalerOpenAPI.text)])
     }
 
-    struct Recommendation: Encodable {
-        var at: Date
-        var desired: Int
-        var recommendation: Int
-        var reason: String
-        var instances: Int?
-        var readyInstances: Int?
-        var utilization: [String: Double]?
+    private typealias Schemas = Components.Schemas
 
-        enum CodingKeys: String, CodingKey {
-            case at, desired, recommendation, reason, instances, utilization
-            case readyInstances = "ready_instances"
-        }
-    }
-
-    struct Decision: Encodable {
-        var at: Date
-        var from: Int
-        var to: Int
-        var revision: Int
-        var reason: String
-    }
-
-    struct Body: Encodable {
-        var deployment: String
-        var enabled: Bool
-        var replicas: Int
-        var minReplicas: Int
-        var maxReplicas: Int
-        var targets: [String: Double]
-        var scaleDownStabilizationSeconds: Int
-        /// The autoscaler replica that decides for this deployment (the others have no `latest`).
-        var owner: String
-        var latest: Recommendation?
-        var decisions: [Decision]
-
-        enum CodingKeys: String, CodingKey {
-            case deployment, enabled, replicas, targets, owner, latest, decisions
-            case minReplicas = "min_replicas"
-            case maxReplicas = "max_replicas"
-            case scaleDownStabilizationSeconds = "scale_down_stabilization_seconds"
-        }
-    }
-
-    func get(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        let name = context.parameters.get("deployment") ?? ""
+    func getDeploymentAutoscaling(_ input: Operations.GetDeploymentAutoscaling.Input) async throws -> Operations.GetDeploymentAutoscaling.Output {
+        let name = input.path.deployment
         guard let entry = scaler.entry(name) else {
             throw APIError.notFound("no deployment named '\(name)' in the orchestrator's views (the autoscaler knows every live deployment)")
         }
@@ -102,18 +63,28 @@ struct AutoscalerAPI: Sendable {
         targets["requests_per_second"] = view.targetRequestsPerSecond
         targets["in_flight_requests"] = view.targetInFlight
         let latest = entry.latest.map { latest in
-            Recommendation(
+            Schemas.Recommendation(
                 at: latest.at, desired: latest.decision.desired, recommendation: latest.decision.recommendation, reason: latest.decision.reason,
                 instances: latest.observation?.instances, readyInstances: latest.observation?.ready,
-                utilization: latest.observation.map { Dictionary(uniqueKeysWithValues: $0.utilization.map { ($0.key.rawValue, $0.value) }) })
+                utilization: latest.observation.map {
+                    .init(additionalProperties: Dictionary(uniqueKeysWithValues: $0.utilization.map { ($0.key.rawValue, $0.value) }))
+                })
         }
-        let body = Body(
+        let body = Schemas.Autoscaling(
             deployment: view.deployment, enabled: view.enabled, replicas: view.replicas, minReplicas: view.minReplicas, maxReplicas: view.maxReplicas,
-            targets: targets, scaleDownStabilizationSeconds: view.scaleDownStabilizationSeconds, owner: scaler.owner(of: name),
-            latest: latest,
+            targets: .init(additionalProperties: targets), scaleDownStabilizationSeconds: view.scaleDownStabilizationSeconds,
+            owner: scaler.owner(of: name), latest: latest,
             decisions: entry.decisions.reversed().map {
-                Decision(at: $0.at, from: $0.decision.from, to: $0.decision.to, revision: $0.decision.revision, reason: $0.decision.reason)
+                Schemas.Decision(at: $0.at, from: $0.decision.from, to: $0.decision.to, revision: $0.decision.revision, reason: $0.decision.reason)
             })
-        return try JSONResponse(body, status: .ok, encoder: ContractCoding.encoder).response(from: request, context: context)
+        return .ok(.init(body: .json(body)))
     }
 }
+
+/// What the REST API reads: the ``Scaler``, or entries the handler tests give.
+protocol AutoscalingSource: Sendable {
+    func entry(_ deployment: String) -> Scaler.Entry?
+    func owner(of deployment: String) -> String
+}
+
+extension Scaler: AutoscalingSource {}

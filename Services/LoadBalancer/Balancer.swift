@@ -1,5 +1,6 @@
 import FleetContract
 import Foundation
+import LoadBalancerContract
 import Logging
 import MQTT
 import Metrics
@@ -238,60 +239,41 @@ final class Balancer: Service, Sendable {
 
     // MARK: Endpoints
 
-    /// What `/v1/endpoints` shows: each deployment this replica serves, with its servers' health.
-    func endpoints() -> [Endpoint] {
+    /// What `/v1/endpoints` shows: each deployment this replica serves, with its servers' health,
+    /// in the contract's types (openapi.yaml, generated into LoadBalancerContract).
+    func endpoints() -> [Components.Schemas.Endpoint] {
         let (wanted, figures) = state.withLock { ($0.wanted, $0.figures) }
         let byDeployment = Dictionary(figures.deployments.map { ($0.deployment, $0) }, uniquingKeysWith: { $1 })
         return wanted.values.sorted { $0.deployment < $1.deployment }.map { view in
             let measured = byDeployment[view.deployment]
             let servers = view.servers.sorted { $0.instanceID < $1.instanceID }.map { server in
                 let figure = measured?.servers.first { $0.instanceID == server.instanceID }
-                return Endpoint.Server(
-                    instanceID: server.instanceID, address: server.address, weight: server.weight, version: server.version,
+                // HAProxy's word for its health: `UP`, `DOWN`, `MAINT`, `DRAIN`, `no check`, with
+                // a transition (`UP 1/3`) while a health check changes its mind.
+                return Components.Schemas.EndpointServer(
+                    instanceId: server.instanceID, address: server.address, weight: server.weight, version: server.version,
                     health: figure?.status ?? "unknown", requestsTotal: figure?.requestsTotal ?? 0)
             }
-            return Endpoint(
-                deployment: view.deployment, url: "\(publicURL)/d/\(view.deployment)/", state: view.state.rawValue,
-                algorithm: view.algorithm.rawValue,
-                stickySessions: view.stickySessions, healthCheckPath: view.healthCheckPath, servers: servers,
-                requestsTotal: measured?.requestsTotal ?? 0, activeConnections: measured?.activeConnections ?? 0)
+            return Components.Schemas.Endpoint(
+                deployment: view.deployment, url: "\(publicURL)/d/\(view.deployment)/", state: Self.contractState(view.state),
+                algorithm: Self.contractAlgorithm(view.algorithm), stickySessions: view.stickySessions, healthCheckPath: view.healthCheckPath,
+                requestsTotal: measured?.requestsTotal ?? 0, activeConnections: measured?.activeConnections ?? 0, servers: servers)
         }
     }
 
-    struct Endpoint: Codable, Sendable {
-        struct Server: Codable, Sendable {
-            var instanceID: String
-            var address: String
-            var weight: Int
-            var version: String
-            /// HAProxy's word: `UP`, `DOWN`, `MAINT`, `DRAIN`, `no check`, with a transition
-            /// (`UP 1/3`) while a health check changes its mind.
-            var health: String
-            var requestsTotal: Int
-
-            enum CodingKeys: String, CodingKey {
-                case instanceID = "instance_id"
-                case address, weight, version, health
-                case requestsTotal = "requests_total"
-            }
+    private static func contractState(_ state: LoadBalancerView.State) -> Components.Schemas.Endpoint.StatePayload {
+        switch state {
+        case .serving: .serving
+        case .stopped: .stopped
+        case .disabled: .disabled
         }
+    }
 
-        var deployment: String
-        var url: String
-        var state: String
-        var algorithm: String
-        var stickySessions: Bool
-        var healthCheckPath: String
-        var servers: [Server]
-        var requestsTotal: Int
-        var activeConnections: Int
-
-        enum CodingKeys: String, CodingKey {
-            case deployment, url, state, algorithm, servers
-            case stickySessions = "sticky_sessions"
-            case healthCheckPath = "health_check_path"
-            case requestsTotal = "requests_total"
-            case activeConnections = "active_connections"
+    private static func contractAlgorithm(_ algorithm: LoadBalancerView.Algorithm) -> Components.Schemas.Endpoint.AlgorithmPayload {
+        switch algorithm {
+        case .roundRobin: .roundRobin
+        case .leastConnections: .leastConnections
+        case .ipHash: .ipHash
         }
     }
 }

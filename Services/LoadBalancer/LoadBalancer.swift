@@ -1,7 +1,11 @@
 import FleetContract
 import Foundation
 import Hummingbird
+import LoadBalancerContract
 import Metrics
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import OpenAPISupport
 import ServiceRuntime
 
 /// The `load-balancer` executable: each deployment's endpoint on HAProxy (its child), kept in
@@ -60,43 +64,47 @@ func buildLoadBalancer(_ context: ServiceContext) throws -> ServiceParts {
     parts.readinessChecks = [
         ReadinessCheck(name: "haproxy") { haproxy.isRunning ? (true, "running") : (false, "not running") }
     ]
-    parts.routes = { router in LoadBalancerAPI(balancer: balancer).addRoutes(to: router) }
+    parts.routes = { router in try LoadBalancerAPI(balancer: balancer).addRoutes(to: router) }
     return parts
 }
 
-/// `GET /v1/endpoints` (openapi.yaml): what this replica serves.
-struct LoadBalancerAPI: Sendable {
-    let balancer: Balancer
+/// `GET /v1/endpoints` (openapi.yaml, generated into LoadBalancerContract): what this replica serves.
+struct LoadBalancerAPI: APIProtocol {
+    let balancer: any EndpointSource
 
-    typealias Route = APIRoute<LoadBalancerAPI>
-
-    static let routes: [Route] = [
-        Route(.get, "/v1/endpoints") { api, request, context in try api.list(request, context) },
-        Route(.get, "/v1/endpoints/{deployment}") { api, request, context in try api.get(request, context) },
-        Route(.get, "/openapi.json") { _, _, _ in
+    /// The routes that are not generated: the document itself.
+    static let plainRoutes: [APIRoute<LoadBalancerAPI>] = [
+        APIRoute(.get, "/openapi.json") { _, _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: LoadBalancerOpenAPI.text))
             )
-        },
+        }
     ]
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.add(Self.routes, for: self)
+    func addRoutes(to router: Router<BasicRequestContext>) throws {
+        router.add(Self.plainRoutes, for: self)
+        try registerHandlers(on: router, configuration: .contract, middlewares: [ContractErrorMiddleware(document: LoadBalancerOpenAPI.text)])
     }
 
-    func list(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        try JSONResponse(Page(items: balancer.endpoints(), nextCursor: nil), status: .ok, encoder: ContractCoding.encoder)
-            .response(from: request, context: context)
+    func listEndpoints(_ input: Operations.ListEndpoints.Input) async throws -> Operations.ListEndpoints.Output {
+        .ok(.init(body: .json(.init(items: balancer.endpoints()))))
     }
 
-    func get(_ request: Request, _ context: BasicRequestContext) throws -> Response {
-        let name = context.parameters.get("deployment") ?? ""
+    func getEndpoint(_ input: Operations.GetEndpoint.Input) async throws -> Operations.GetEndpoint.Output {
+        let name = input.path.deployment
         guard let endpoint = balancer.endpoints().first(where: { $0.deployment == name }) else {
             throw APIError.notFound("this load balancer serves no deployment named '\(name)'")
         }
-        return try JSONResponse(endpoint, status: .ok, encoder: ContractCoding.encoder).response(from: request, context: context)
+        return .ok(.init(body: .json(endpoint)))
     }
 }
+
+/// What the REST API reads: the ``Balancer``, or endpoints the handler tests give.
+protocol EndpointSource: Sendable {
+    func endpoints() -> [Components.Schemas.Endpoint]
+}
+
+extension Balancer: EndpointSource {}
 
 /// The load-balancer's own metrics, each name spelled once (docs/load-balancer.md).
 enum LoadBalancerMetrics {

@@ -1,14 +1,14 @@
 import FleetContract
 import Foundation
 import Hummingbird
-import MetricsAggregatorAPI
+import MetricsAggregatorContract
 import OpenAPIHummingbird
 import OpenAPIRuntime
 import OpenAPISupport
 import ServiceRuntime
 
 /// The aggregator's REST API, its contract's `APIProtocol` (openapi.yaml, generated into
-/// MetricsAggregatorAPI): current figures and series of a deployment, its versions and instances,
+/// MetricsAggregatorContract): current figures and series of a deployment, its versions and instances,
 /// of a server and a site, and the fleet's top deployments. Refusals are thrown as ``APIError``s
 /// and answered by APIErrorMiddleware, like every other service's.
 struct MetricsAPI: APIProtocol {

@@ -168,13 +168,3 @@ struct ScalingPolicyTests {
         #expect(ScalingPolicy.limit(down, current: 2, placeable: 0, why: "full") == down)
     }
 }
-
-@Suite("Autoscaler OpenAPI document")
-struct AutoscalerAPIDocumentTests {
-    @Test("every served route is documented, and every documented path is served")
-    func routesMatch() throws {
-        let documented = try OpenAPIDocumentCheck.documentedRoutes(Data(AutoscalerOpenAPI.text.utf8))
-        let served = Set(AutoscalerAPI.routes.map { "\($0.method.rawValue) \($0.path)" })
-        #expect(served == documented)
-    }
-}

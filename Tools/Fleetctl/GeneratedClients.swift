@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import FleetContract
 import Foundation
 import HTTPTypes
-import MetricsAggregatorAPI
+import MetricsAggregatorContract
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 import OpenAPISupport
@@ -12,11 +12,11 @@ import OpenAPISupport
 /// service's ``FleetctlError`` before the generated code reads it, so a command reads only the
 /// success it asked for.
 extension ServiceClient {
-    /// The metrics-aggregator's API (Shared/Contracts/MetricsAggregatorAPI).
-    var metricsAPI: MetricsAggregatorAPI.Client {
+    /// The metrics-aggregator's API (Shared/Contracts/MetricsAggregatorContract).
+    var metricsAPI: MetricsAggregatorContract.Client {
         get throws {
             guard let url = URL(string: baseURL) else { throw FleetctlError.unreachable(service: name, url: baseURL, reason: "not a URL") }
-            return MetricsAggregatorAPI.Client(
+            return MetricsAggregatorContract.Client(
                 serverURL: url, configuration: .contract,
                 transport: AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(120))),
                 middlewares: [GeneratedClientMiddleware(service: self)])

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FleetContract
 import Foundation
-import MetricsAggregatorAPI
+import MetricsAggregatorContract
 import Yams
 
 /// `fleetctl deployments …`: the orchestrator's deployments, from a file or flags.
@@ -556,7 +556,7 @@ struct DeploymentMetricsCommand: AsyncParsableCommand {
     @Option(help: "The window: 10s, 1m or 5m (1 s to 5 min).")
     var window = "1m"
 
-    typealias Answer = MetricsAggregatorAPI.Components.Schemas.DeploymentMetrics
+    typealias Answer = MetricsAggregatorContract.Components.Schemas.DeploymentMetrics
 
     func run() async throws {
         try await global.run { context in
