@@ -260,7 +260,7 @@ let package = Package(
         .executableTarget(
             name: "Fleetctl",
             dependencies: [
-                "FleetContract", "MetricsAggregatorContract", "OpenAPISupport",
+                "FleetContract", "MetricsAggregatorContract", "AutoscalerContract", "LoadBalancerContract", "OpenAPISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MQTT
+import Synchronization
 
 @main
 struct MQTTBench: AsyncParsableCommand {
@@ -88,26 +89,29 @@ struct Receive: AsyncParsableCommand {
 }
 
 /// The receive loop's count and times, read by the idle watchdog.
-final class Progress: @unchecked Sendable {
-    private let lock = NSLock()
-    private var received = 0
-    private var first = 0.0
-    private var last = 0.0
+final class Progress: Sendable {
+    private struct Counts {
+        var received = 0
+        var first = 0.0
+        var last = 0.0
+    }
+
+    private let counts = Mutex(Counts())
     private let started = timestamp()
 
     func record(_ time: Double) {
-        lock.withLock {
-            if received == 0 { first = time }
-            last = time
-            received += 1
+        counts.withLock { counts in
+            if counts.received == 0 { counts.first = time }
+            counts.last = time
+            counts.received += 1
         }
     }
 
-    var count: Int { lock.withLock { received } }
-    var snapshot: (Int, Double, Double) { lock.withLock { (received, first, last) } }
+    var count: Int { counts.withLock { $0.received } }
+    var snapshot: (Int, Double, Double) { counts.withLock { ($0.received, $0.first, $0.last) } }
 
     func idleSeconds(now: Double) -> Double {
-        lock.withLock { now - (received == 0 ? started : last) }
+        counts.withLock { now - ($0.received == 0 ? started : $0.last) }
     }
 }
 

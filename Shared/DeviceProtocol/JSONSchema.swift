@@ -234,9 +234,52 @@ package struct JSONSchema: Sendable {
     }
 
     /// A compiled schema; a class so that walking the tree copies references, not the arrays
-    /// and dictionaries inside. Filled in while compiling, read-only after.
-    final class Node: @unchecked Sendable {
-        var rejectsEverything = false
+    /// and dictionaries inside. Immutable: the compiler fills a ``Spec`` and makes the node of it.
+    final class Node: Sendable {
+        let rejectsEverything: Bool
+        let reference: Int?
+        let types: [Kind]
+        let constant: JSONValue?
+        let allowedValues: [JSONValue]?
+        let minimum: Double?
+        let maximum: Double?
+        let exclusiveMinimum: Double?
+        let exclusiveMaximum: Double?
+        let minLength: Int?
+        let maxLength: Int?
+        let pattern: Pattern?
+        let minItems: Int?
+        let maxItems: Int?
+        let items: Int?
+        let required: [String]
+        let properties: [String: Int]
+        let additionalProperties: Additional
+
+        init(_ spec: Spec = Spec()) {
+            rejectsEverything = spec.rejectsEverything
+            reference = spec.reference
+            types = spec.types
+            constant = spec.constant
+            allowedValues = spec.allowedValues
+            minimum = spec.minimum
+            maximum = spec.maximum
+            exclusiveMinimum = spec.exclusiveMinimum
+            exclusiveMaximum = spec.exclusiveMaximum
+            minLength = spec.minLength
+            maxLength = spec.maxLength
+            pattern = spec.pattern
+            minItems = spec.minItems
+            maxItems = spec.maxItems
+            items = spec.items
+            required = spec.required
+            properties = spec.properties
+            additionalProperties = spec.additionalProperties
+        }
+    }
+
+    /// A node's keywords while the compiler reads them.
+    struct Spec {
+        var rejectsEverything: Bool = false
         var reference: Int?
         var types: [Kind] = []
         var constant: JSONValue?
@@ -253,7 +296,7 @@ package struct JSONSchema: Sendable {
         var items: Int?
         var required: [String] = []
         var properties: [String: Int] = [:]
-        var additionalProperties = Additional.allowed
+        var additionalProperties: Additional = Additional.allowed
     }
 
     private struct Compiler {
@@ -271,11 +314,11 @@ package struct JSONSchema: Sendable {
         mutating func compile(_ schema: JSONValue, pointer: String) throws(DefinitionError) -> Int {
             let index = nodes.count
             nodes.append(Node())
-            let node = Node()
+            var node = Spec()
             switch schema {
             case .bool(let accepts):
                 node.rejectsEverything = !accepts
-                nodes[index] = node
+                nodes[index] = Node(node)
                 return index
             case .object(let keywords):
                 for (keyword, value) in keywords.sorted(by: { $0.key < $1.key }) {
@@ -351,7 +394,7 @@ package struct JSONSchema: Sendable {
             default:
                 throw DefinitionError(pointer: pointer, reason: "a schema must be an object or a boolean")
             }
-            nodes[index] = node
+            nodes[index] = Node(node)
             return index
         }
 
@@ -370,9 +413,9 @@ package struct JSONSchema: Sendable {
             nodes.append(Node())
             definitions[reference] = index
             let compiled = try compile(schema, pointer: reference)
-            let reference = Node()
+            var reference = Spec()
             reference.reference = compiled
-            nodes[index] = reference
+            nodes[index] = Node(reference)
             return index
         }
     }

@@ -91,6 +91,18 @@ struct AutoscalerProcessTests {
         #expect(limited, "the autoscaler says the fleet holds no more: \(latest)")
         let answer = try await autoscaler.get("/v1/deployments/elastic/autoscaling")
         #expect(answer.status == 200 && ((answer.json?["decisions"] as? [[String: Any]])?.isEmpty == false), "\(answer.body)")
+        // fleetctl, through the generated client: the same recommendation and decisions.
+        let autoscalerURL = ["FLEETCTL_AUTOSCALER_URL": "http://127.0.0.1:\(autoscaler.port)"]
+        let shown = try await fleetctl(["deployments", "autoscaling", "elastic"], fleet: fleet, environment: autoscalerURL)
+        #expect(
+            shown.status == 0 && shown.stdout.contains("elastic: autoscaling on") && shown.stdout.contains("targets: cpu 50 %"), "\(shown.output)")
+        #expect(shown.stdout.contains("no online server has 4 free CPU cores") && shown.stdout.contains("autoscaled") == false, "\(shown.stdout)")
+        let shownJSON = try await fleetctl(["deployments", "autoscaling", "elastic", "--output", "json"], fleet: fleet, environment: autoscalerURL)
+        #expect(
+            (shownJSON.object["decisions"] as? [[String: Any]])?.isEmpty == false && shownJSON.object["max_replicas"] as? Int == 8,
+            "\(shownJSON.stdout)")
+        let unknownName = try await fleetctl(["deployments", "autoscaling", "nobody"], fleet: fleet, environment: autoscalerURL)
+        #expect(unknownName.status == 2 && unknownName.stderr.contains("no deployment named 'nobody'"), "\(unknownName.output)")
 
         // The load gone: back to one instance once the 5 s window has passed.
         load.send(SIGINT)

@@ -198,6 +198,19 @@ struct LoadBalancerProcessTests {
         #expect(answered.count == 3 && answered.values.allSatisfy { (27...33).contains($0) }, "\(answered)")
         let endpoint = try await balancer.service.get("/v1/endpoints/rr").json ?? [:]
         #expect(endpoint["url"] as? String == "http://127.0.0.1:\(balancer.traffic)/d/rr/" && endpoint["algorithm"] as? String == "round_robin")
+        // fleetctl, through the generated client: the endpoint and each server's health and requests.
+        let balancerURL = ["FLEETCTL_LOAD_BALANCER_URL": "http://127.0.0.1:\(balancer.service.port)"]
+        // HAProxy's counters are read once a second.
+        var shown = FleetctlRun(status: -1, stdout: "", stderr: "")
+        let counted = await eventually(timeout: .seconds(10), interval: .milliseconds(500)) {
+            guard let run = try? await fleetctl(["deployments", "endpoint", "rr"], fleet: fleet, environment: balancerURL) else { return false }
+            shown = run
+            let rows = run.stdout.split(separator: "\n").dropFirst(2).map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+            return rows.count == 3 && rows.allSatisfy { $0.contains("UP") && Int($0.last ?? "") ?? 0 >= 27 }
+        }
+        #expect(counted && shown.stdout.hasPrefix("rr: http://127.0.0.1:\(balancer.traffic)/d/rr/ (serving), round_robin"), "\(shown.output)")
+        let missing = try await fleetctl(["deployments", "endpoint", "nothing-here"], fleet: fleet, environment: balancerURL)
+        #expect(missing.status == 2 && missing.stderr.contains("serves no deployment named 'nothing-here'"), "\(missing.output)")
 
         // A second replica, started now, serves the same endpoint from the retained views.
         try await withBalancer(fleet, name: "lb-2") { second in

@@ -5,6 +5,8 @@ struct CommandContext: Sendable {
     let registry: ServiceClient
     let orchestrator: ServiceClient
     let metrics: ServiceClient
+    let autoscaler: ServiceClient
+    let loadBalancer: ServiceClient
     let output: OutputFormat
     let console: Console
 

@@ -1,7 +1,9 @@
 import AsyncHTTPClient
+import AutoscalerContract
 import FleetContract
 import Foundation
 import HTTPTypes
+import LoadBalancerContract
 import MetricsAggregatorContract
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
@@ -14,14 +16,28 @@ import OpenAPISupport
 extension ServiceClient {
     /// The metrics-aggregator's API (Shared/Contracts/MetricsAggregatorContract).
     var metricsAPI: MetricsAggregatorContract.Client {
+        get throws { try MetricsAggregatorContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
+    }
+
+    /// The autoscaler's API (Shared/Contracts/AutoscalerContract).
+    var autoscalerAPI: AutoscalerContract.Client {
+        get throws { try AutoscalerContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
+    }
+
+    /// The load balancer's API (Shared/Contracts/LoadBalancerContract).
+    var loadBalancerAPI: LoadBalancerContract.Client {
+        get throws { try LoadBalancerContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
+    }
+
+    private var url: URL {
         get throws {
             guard let url = URL(string: baseURL) else { throw FleetctlError.unreachable(service: name, url: baseURL, reason: "not a URL") }
-            return MetricsAggregatorContract.Client(
-                serverURL: url, configuration: .contract,
-                transport: AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(120))),
-                middlewares: [GeneratedClientMiddleware(service: self)])
+            return url
         }
     }
+
+    private var transport: AsyncHTTPClientTransport { AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(120))) }
+    private var middlewares: [any ClientMiddleware] { [GeneratedClientMiddleware(service: self)] }
 
     /// Runs one call of a generated client, turning what the transport or the answer's decoding
     /// threw into the tool's errors.

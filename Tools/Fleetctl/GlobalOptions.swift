@@ -22,6 +22,16 @@ struct GlobalOptions: ParsableArguments {
         help: "The metrics-aggregator's URL (default: $FLEETCTL_METRICS_URL, else \(Endpoints.defaultMetrics)).")
     var metricsURL: String?
 
+    @Option(
+        name: .customLong("autoscaler"),
+        help: "The autoscaler's URL (default: $FLEETCTL_AUTOSCALER_URL, else \(Endpoints.defaultAutoscaler)).")
+    var autoscalerURL: String?
+
+    @Option(
+        name: .customLong("load-balancer"),
+        help: "The load balancer's URL (default: $FLEETCTL_LOAD_BALANCER_URL, else \(Endpoints.defaultLoadBalancer)).")
+    var loadBalancerURL: String?
+
     @Option(help: "table (for people) or json (for scripts).")
     var output: OutputFormat = .table
 
@@ -43,7 +53,11 @@ struct GlobalOptions: ParsableArguments {
                 registryURL ?? environment["FLEETCTL_REGISTRY_URL"] ?? Endpoints.defaultRegistry, option: "--registry"),
             orchestrator: try Endpoints.baseURL(
                 orchestratorURL ?? environment["FLEETCTL_ORCHESTRATOR_URL"] ?? Endpoints.defaultOrchestrator, option: "--orchestrator"),
-            metrics: try Endpoints.baseURL(metricsURL ?? environment["FLEETCTL_METRICS_URL"] ?? Endpoints.defaultMetrics, option: "--metrics")
+            metrics: try Endpoints.baseURL(metricsURL ?? environment["FLEETCTL_METRICS_URL"] ?? Endpoints.defaultMetrics, option: "--metrics"),
+            autoscaler: try Endpoints.baseURL(
+                autoscalerURL ?? environment["FLEETCTL_AUTOSCALER_URL"] ?? Endpoints.defaultAutoscaler, option: "--autoscaler"),
+            loadBalancer: try Endpoints.baseURL(
+                loadBalancerURL ?? environment["FLEETCTL_LOAD_BALANCER_URL"] ?? Endpoints.defaultLoadBalancer, option: "--load-balancer")
         )
     }
 
@@ -64,6 +78,8 @@ struct GlobalOptions: ParsableArguments {
             registry: ServiceClient(name: "registry", baseURL: endpoints.registry, http: http, apiKey: key),
             orchestrator: ServiceClient(name: "orchestrator", baseURL: endpoints.orchestrator, http: http, apiKey: key),
             metrics: ServiceClient(name: "metrics-aggregator", baseURL: endpoints.metrics, http: http, apiKey: key),
+            autoscaler: ServiceClient(name: "autoscaler", baseURL: endpoints.autoscaler, http: http, apiKey: key),
+            loadBalancer: ServiceClient(name: "load-balancer", baseURL: endpoints.loadBalancer, http: http, apiKey: key),
             output: output,
             console: console
         )
@@ -92,10 +108,14 @@ struct Endpoints: Sendable, Equatable {
     static let defaultRegistry = "http://127.0.0.1:8081"
     static let defaultOrchestrator = "http://127.0.0.1:8082"
     static let defaultMetrics = "http://127.0.0.1:8084"
+    static let defaultAutoscaler = "http://127.0.0.1:8083"
+    static let defaultLoadBalancer = "http://127.0.0.1:8087"
 
     var registry: String
     var orchestrator: String
     var metrics: String
+    var autoscaler: String
+    var loadBalancer: String
 
     /// Checks that `text` is an http(s) URL with a host, and drops a trailing slash.
     static func baseURL(_ text: String, option: String) throws -> String {

@@ -1,6 +1,8 @@
 import ArgumentParser
+import AutoscalerContract
 import FleetContract
 import Foundation
+import LoadBalancerContract
 import MetricsAggregatorContract
 import Yams
 
@@ -13,7 +15,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
             RollbackDeployment.self, PromoteDeployment.self, PauseDeployment.self, ResumeDeployment.self, StopDeployment.self, StartDeployment.self,
             DeleteDeployment.self, DeploymentEvents.self,
             DeploymentRevisions.self, InstanceLogs.self,
-            DeploymentMetricsCommand.self,
+            DeploymentMetricsCommand.self, DeploymentAutoscalingCommand.self, DeploymentEndpointCommand.self,
         ],
         defaultSubcommand: ListDeployments.self)
 
@@ -593,5 +595,91 @@ struct DeploymentMetricsCommand: AsyncParsableCommand {
         let heading = String(
             format: "%@: last %d s; newest data %.1f s old", snapshot.deployment, snapshot.figures.windowSeconds, snapshot.newestDataAgeSeconds)
         return heading + "\n" + table.render()
+    }
+}
+
+struct DeploymentAutoscalingCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "autoscaling", abstract: "A deployment's autoscaling: its targets, the latest recommendation and why, the decisions.",
+        discussion: """
+            From the autoscaler (--autoscaler). Only the replica that decides for the deployment has a \
+            latest recommendation; decisions are newest first.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    typealias Answer = AutoscalerContract.Components.Schemas.Autoscaling
+
+    func run() async throws {
+        try await global.run { context in
+            let service = context.autoscaler
+            let answer = try await service.call {
+                try await service.autoscalerAPI.getDeploymentAutoscaling(path: .init(deployment: name)).ok.body.json
+            }
+            try context.printObject(answer, render: Self.render)
+            return .success
+        }
+    }
+
+    static func render(_ answer: Answer) -> String {
+        let targets = answer.targets.additionalProperties.sorted { $0.key < $1.key }.map { metric, value in
+            metric == "requests_per_second" || metric == "in_flight_requests" ? "\(metric) \(value)" : "\(metric) \(Int((value * 100).rounded())) %"
+        }
+        var lines = [
+            "\(answer.deployment): autoscaling \(answer.enabled ? "on" : "off"), \(answer.replicas) replicas "
+                + "(\(answer.minReplicas) to \(answer.maxReplicas)), scale-down window \(answer.scaleDownStabilizationSeconds) s",
+            "targets: " + (targets.isEmpty ? "none" : targets.joined(separator: ", ")),
+        ]
+        if let latest = answer.latest {
+            lines.append(
+                "latest (\(ContractCoding.timestamp(latest.at))): \(latest.desired) replicas, recommended \(latest.recommendation): \(latest.reason)")
+        } else {
+            lines.append("latest: none yet (decided by \(answer.owner))")
+        }
+        var table = TextTable("at", "from", "to", "revision", "reason", numeric: [1, 2, 3])
+        for decision in answer.decisions {
+            table.add([ContractCoding.timestamp(decision.at), "\(decision.from)", "\(decision.to)", "\(decision.revision)", decision.reason])
+        }
+        return lines.joined(separator: "\n") + (answer.decisions.isEmpty ? "\nno decisions yet" : "\n" + table.render())
+    }
+}
+
+struct DeploymentEndpointCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "endpoint", abstract: "A deployment's endpoint on the load balancer: its URL, servers, weights and health.",
+        discussion: """
+            From the load balancer (--load-balancer), as HAProxy sees it: each server's health (UP, \
+            DOWN, MAINT, DRAIN) and the requests it served since HAProxy started.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The deployment's name.")
+    var name: String
+
+    typealias Answer = LoadBalancerContract.Components.Schemas.Endpoint
+
+    func run() async throws {
+        try await global.run { context in
+            let service = context.loadBalancer
+            let answer = try await service.call { try await service.loadBalancerAPI.getEndpoint(path: .init(deployment: name)).ok.body.json }
+            try context.printObject(answer, render: Self.render)
+            return .success
+        }
+    }
+
+    static func render(_ answer: Answer) -> String {
+        let heading =
+            "\(answer.deployment): \(answer.url) (\(answer.state.rawValue)), \(answer.algorithm.rawValue)"
+            + "\(answer.stickySessions ? ", sticky sessions" : ""), health check \(answer.healthCheckPath); "
+            + "\(answer.requestsTotal) requests, \(answer.activeConnections) connection(s) now"
+        var table = TextTable("instance", "address", "version", "weight", "health", "requests", numeric: [3, 5])
+        for server in answer.servers {
+            table.add([server.instanceId, server.address, server.version, "\(server.weight)", server.health, "\(server.requestsTotal)"])
+        }
+        return heading + "\n" + (answer.servers.isEmpty ? "no servers" : table.render())
     }
 }
