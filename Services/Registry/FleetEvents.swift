@@ -211,7 +211,7 @@ struct AgentEventConsumer: Service {
     static let devicesPerTransaction = 20_000
 
     private func count(_ kind: String, _ outcome: String) {
-        Counter(label: "registry_agent_events_total", dimensions: [("kind", kind), ("outcome", outcome)]).increment()
+        RegistryMetrics.agentEvents(kind, outcome).increment()
     }
 
     /// The message's payload, checked; nil (dropped, logged and counted) when it is malformed.
@@ -383,5 +383,13 @@ final class RegistryEvents: Service, RegistryChangePublishing {
         } catch {
             logger.warning("could not publish a registry event", metadata: ["kind": "\(change.kind)", "error": "\(error)"])
         }
+    }
+}
+
+/// The registry's own metrics, each name spelled once (docs/registry.md).
+enum RegistryMetrics {
+    /// Agents' hellos, presence and revocations handled, by kind and outcome (`applied`, `malformed`, ...).
+    static func agentEvents(_ kind: String, _ outcome: String) -> Counter {
+        Counter(label: "registry_agent_events_total", dimensions: [("kind", kind), ("outcome", outcome)])
     }
 }

@@ -297,10 +297,10 @@ extension MQTTClient {
         private let state = Mutex(State())
         private let thread = Mutex(NetworkThreadState())
 
-        private let receivedCounter = Counter(label: "mqtt_messages_received_total")
-        private let publishedCounter = Counter(label: "mqtt_messages_published_total")
-        private let connectsCounter = Counter(label: "mqtt_connections_total")
-        private let connectedGauge = Gauge(label: "mqtt_connected")
+        private let receivedCounter = MQTTMetrics.received
+        private let publishedCounter = MQTTMetrics.published
+        private let connectsCounter = MQTTMetrics.connects
+        private let connectedGauge = MQTTMetrics.connected
 
         init(configuration: MQTTConfiguration, logger: Logger) throws(MQTTError) {
             self.configuration = configuration
@@ -316,7 +316,7 @@ extension MQTTClient {
         var connectionState: MQTTConnectionState { state.withLock { $0.connection } }
 
         func countDrop(reason: String) {
-            Counter(label: "mqtt_messages_dropped_total", dimensions: [("reason", reason)]).increment()
+            MQTTMetrics.dropped(reason).increment()
         }
 
         // MARK: Lifecycle
@@ -877,7 +877,7 @@ extension MQTTClient {
                 for buffer in buffers { dropped += buffer.append(messages) }
             }
             if dropped > 0 {
-                Counter(label: "mqtt_messages_dropped_total", dimensions: [("reason", "slow_consumer")]).increment(by: dropped)
+                MQTTMetrics.dropped("slow_consumer").increment(by: dropped)
             }
         }
     }
@@ -899,4 +899,14 @@ package func withDeadline<T: Sendable>(
         defer { group.cancelAll() }
         return try await group.next()!
     }
+}
+
+/// The client's metrics, each name spelled once (docs/mqtt-client.md).
+enum MQTTMetrics {
+    static var received: Counter { Counter(label: "mqtt_messages_received_total") }
+    static var published: Counter { Counter(label: "mqtt_messages_published_total") }
+    static var connects: Counter { Counter(label: "mqtt_connections_total") }
+    static var connected: Gauge { Gauge(label: "mqtt_connected") }
+    /// Messages dropped, by reason: `slow_consumer`, `no_subscriber`, ...
+    static func dropped(_ reason: String) -> Counter { Counter(label: "mqtt_messages_dropped_total", dimensions: [("reason", reason)]) }
 }

@@ -109,7 +109,13 @@ package struct ContractParameter: Sendable, Equatable {
 
     /// Why `value` does not fit the schema, or nil when it does.
     package func refusal(of value: String) -> String? {
-        let bounds = [minimum.map { "from \(Self.number($0))" }, maximum.map { "to \(Self.number($0))" }].compactMap { $0 }.joined(separator: " ")
+        let bounds =
+            switch (minimum, maximum) {
+            case (let low?, let high?): "from \(Self.number(low)) to \(Self.number(high))"
+            case (let low?, nil): "of at least \(Self.number(low))"
+            case (nil, let high?): "of at most \(Self.number(high))"
+            case (nil, nil): ""
+            }
         switch type {
         case "integer":
             guard let number = Int(value) else { return "must be a whole number" + (bounds.isEmpty ? "" : " " + bounds) }
