@@ -101,6 +101,7 @@ let package = Package(
                 "OpenAPISupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -179,10 +180,9 @@ let package = Package(
         .executableTarget(
             name: "Autoscaler",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "MQTT", "AutoscalerContract", "OpenAPISupport",
+                "ServiceRuntime", "FleetContract", "MQTT", "AutoscalerContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
-                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -194,10 +194,9 @@ let package = Package(
         .executableTarget(
             name: "MetricsAggregator",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT", "MetricsAggregatorContract", "OpenAPISupport",
+                "ServiceRuntime", "FleetContract", "DeviceProtocol", "Histograms", "MQTT", "MetricsAggregatorContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
-                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -221,10 +220,9 @@ let package = Package(
         .executableTarget(
             name: "LoadBalancer",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "MQTT", "ChildProcesses", "LoadBalancerContract", "OpenAPISupport",
+                "ServiceRuntime", "FleetContract", "MQTT", "ChildProcesses", "LoadBalancerContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
-                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOPosix", package: "swift-nio"),

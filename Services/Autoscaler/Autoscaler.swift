@@ -2,9 +2,7 @@ import AutoscalerContract
 import FleetContract
 import Foundation
 import Hummingbird
-import OpenAPIHummingbird
 import OpenAPIRuntime
-import OpenAPISupport
 import ServiceRuntime
 
 /// The `autoscaler` executable: each autoscaled deployment's replicas from its CPU, memory and GPU
@@ -35,17 +33,8 @@ func buildAutoscaler(_ context: ServiceContext) throws -> ServiceParts {
 struct AutoscalerAPI: APIProtocol {
     let scaler: any AutoscalingSource
 
-    /// The routes that are not generated: the document itself.
-    static let plainRoutes: [APIRoute<AutoscalerAPI>] = [
-        APIRoute(.get, "/openapi.json") { _, _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: AutoscalerOpenAPI.text)))
-        }
-    ]
-
     func addRoutes(to router: Router<BasicRequestContext>) throws {
-        router.add(Self.plainRoutes, for: self)
-        try registerHandlers(on: router, configuration: .contract, middlewares: [ContractErrorMiddleware(document: AutoscalerOpenAPI.text)])
+        try router.addContract(document: AutoscalerOpenAPI.text) { try registerHandlers(on: $0, configuration: $1, middlewares: $2) }
     }
 
     private typealias Schemas = Components.Schemas

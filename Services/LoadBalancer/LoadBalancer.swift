@@ -3,9 +3,7 @@ import Foundation
 import Hummingbird
 import LoadBalancerContract
 import Metrics
-import OpenAPIHummingbird
 import OpenAPIRuntime
-import OpenAPISupport
 import ServiceRuntime
 
 /// The `load-balancer` executable: each deployment's endpoint on HAProxy (its child), kept in
@@ -72,18 +70,8 @@ func buildLoadBalancer(_ context: ServiceContext) throws -> ServiceParts {
 struct LoadBalancerAPI: APIProtocol {
     let balancer: any EndpointSource
 
-    /// The routes that are not generated: the document itself.
-    static let plainRoutes: [APIRoute<LoadBalancerAPI>] = [
-        APIRoute(.get, "/openapi.json") { _, _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: LoadBalancerOpenAPI.text))
-            )
-        }
-    ]
-
     func addRoutes(to router: Router<BasicRequestContext>) throws {
-        router.add(Self.plainRoutes, for: self)
-        try registerHandlers(on: router, configuration: .contract, middlewares: [ContractErrorMiddleware(document: LoadBalancerOpenAPI.text)])
+        try router.addContract(document: LoadBalancerOpenAPI.text) { try registerHandlers(on: $0, configuration: $1, middlewares: $2) }
     }
 
     func listEndpoints(_ input: Operations.ListEndpoints.Input) async throws -> Operations.ListEndpoints.Output {

@@ -2,9 +2,7 @@ import FleetContract
 import Foundation
 import Hummingbird
 import MetricsAggregatorContract
-import OpenAPIHummingbird
 import OpenAPIRuntime
-import OpenAPISupport
 import ServiceRuntime
 
 /// The aggregator's REST API, its contract's `APIProtocol` (openapi.yaml, generated into
@@ -14,19 +12,8 @@ import ServiceRuntime
 struct MetricsAPI: APIProtocol {
     let aggregator: any MetricsSource
 
-    /// The routes that are not generated: the document itself.
-    static let plainRoutes: [APIRoute<MetricsAPI>] = [
-        APIRoute(.get, "/openapi.json") { _, _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: MetricsAggregatorOpenAPI.text)))
-        }
-    ]
-
     func addRoutes(to router: Router<BasicRequestContext>) throws {
-        router.add(Self.plainRoutes, for: self)
-        try registerHandlers(
-            on: router, configuration: .contract, middlewares: [ContractErrorMiddleware(document: MetricsAggregatorOpenAPI.text)])
+        try router.addContract(document: MetricsAggregatorOpenAPI.text) { try registerHandlers(on: $0, configuration: $1, middlewares: $2) }
     }
 
     private typealias Schemas = Components.Schemas

@@ -1,0 +1,21 @@
+package import Hummingbird
+import OpenAPIHummingbird
+package import OpenAPIRuntime
+import OpenAPISupport
+
+extension Router where Context == BasicRequestContext {
+    /// Serves a service whose REST API is its contract's generated server (decision 91): the
+    /// operations through `register` (the generated `registerHandlers`), with the contract's JSON
+    /// options and its refusals named by ``ContractErrorMiddleware``, and the document itself at
+    /// `GET /openapi.json`, a plain route.
+    package func addContract(
+        document: String,
+        register: (_ transport: any ServerTransport, _ configuration: Configuration, _ middlewares: [any ServerMiddleware]) throws -> Void
+    ) throws {
+        let body = ByteBuffer(string: document)
+        get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
+        }
+        try register(self, .contract, [ContractErrorMiddleware(document: document)])
+    }
+}
