@@ -63,7 +63,7 @@ package final class ServiceProcess: Sendable {
     }
 
     /// Waits until `/health` answers; throws with the service's output if it does not.
-    package func waitUntilAlive(timeout: Duration = .seconds(20)) async throws {
+    package func waitUntilAlive(timeout: Duration = .seconds(60)) async throws {
         let alive = await eventually(timeout: timeout) { (try? await get("/health").status) == 200 || !process.isRunning }
         guard alive, process.isRunning else {
             throw ServiceDidNotStart(name: name, output: process.output)
@@ -72,7 +72,13 @@ package final class ServiceProcess: Sendable {
 
     /// Waits until `/ready` answers 200; throws with the service's output if it does not, or
     /// exits first.
-    package func waitUntilReady(timeout: Duration = .seconds(20)) async throws {
+    ///
+    /// The default wait is long because how fast a service starts is not what a test checks: in
+    /// the suite's busiest second, with every suite starting brokers, databases and services on
+    /// two cores, a gateway (0.8 s longer than the others to start in a debug build, idle: it
+    /// compiles the device protocol's schemas) once printed
+    /// nothing at all within 20 s.
+    package func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
         let lastAnswer = Mutex("no answer")
         let ready = await eventually(timeout: timeout) {
             guard process.isRunning else { return true }
