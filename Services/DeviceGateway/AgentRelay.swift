@@ -322,6 +322,22 @@ struct AgentRelay: Service {
             let change = state.withTable { table in table.knows(agentID) ? table.markOffline(agentID, at: moment) : nil }
             logger.notice("agent revoked", metadata: ["agent_id": "\(agentID)"])
             await announce(change, of: agentID, at: moment)
+            if state.owns(agentID) { await publishWill(of: agentID) }
+        }
+    }
+
+    /// Publishes, retained on a revoked agent's presence topic, what its last will would have said:
+    /// the broker dropped it without the will, so its retained presence still said `online`, and a
+    /// gateway replica started later took it for online until its heartbeat timeout.
+    private func publishWill(of agentID: String) async {
+        guard let level = try? TopicLevel(agentID) else { return }
+        do {
+            let will = AgentMessage.Presence(agentID: agentID, state: .offline, reason: .connectionLost)
+            try await mqtt.publish(
+                Topic.agent(level, .presence).path, payload: try Envelope(payload: will).encoded(), qos: .atLeastOnce, retain: true,
+                properties: MQTTProperties(contentType: "application/json"))
+        } catch {
+            logger.warning("could not publish a revoked agent's offline presence", metadata: ["agent_id": "\(agentID)", "error": "\(error)"])
         }
     }
 

@@ -5,7 +5,7 @@ package import OpenAPIRuntime
 extension Configuration {
     /// How generated servers and clients (swift-openapi-generator) write and read the contracts'
     /// JSON: dates as every other answer has them, `2026-11-23T10:00:00.000Z`
-    /// (``ContractCoding``), keys unsorted, unindented and slashes unescaped, as ContractCoding writes them.
+    /// (``ContractCoding``); keys unsorted and unindented, slashes unescaped, as it writes them.
     package static let contract = Configuration(dateTranscoder: ContractDateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes])
 }
 

@@ -1,3 +1,4 @@
+import DeviceProtocol
 import FleetContract
 import Foundation
 import MQTT
@@ -191,6 +192,15 @@ struct SecurityProcessTests {
             #expect(
                 await eventually(timeout: .seconds(10)) { (try? await fleet.gateway.get("/v1/agents/\(agentID)").json?["online"] as? Bool) == false },
                 "offline once revoked")
+            // Its retained presence says offline, as its will would have (the broker dropped it
+            // without the will): a gateway replica started from now on does not take it for online.
+            try await withConnectedClient(try testMQTTConfiguration("retained-presence", url: fleet.broker.url)) { client in
+                let presence = try await client.subscribe(to: Topic.agent(try TopicLevel(agentID), .presence).path)
+                let retained = try await presence.collect(1, timeout: .seconds(5))
+                let payload = try #require(retained.first).payload
+                let will = try Envelope<AgentMessage.Presence>.decode(from: payload).payload
+                #expect(will.state == .offline && will.reason == .connectionLost && retained.first?.retain == true, "\(will)")
+            }
             try await Task.sleep(for: .seconds(2))
             #expect(try await fleet.gateway.get("/v1/agents/\(agentID)").json?["online"] as? Bool == false, "it stays out")
             #expect(agent.process.isRunning, "the agent keeps trying, refused")
