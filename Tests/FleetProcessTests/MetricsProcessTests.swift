@@ -133,6 +133,13 @@ struct MetricsProcessTests {
             #expect(missing.status == 2 && missing.stderr.contains("no figures for deployment 'nobody'"), "\(missing.stderr)")
             let refused = try await fleetctl(["deployments", "metrics", "measured", "--window", "7d"], fleet: fleet, environment: metricsURL)
             #expect(refused.status == 2 && refused.stderr.contains("window"), "\(refused.stderr)")
+            let top = try await fleetctl(["deployments", "top", "--by", "errors", "--window", "5m"], fleet: fleet, environment: metricsURL)
+            let topRows = top.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            #expect(
+                top.status == 0 && top.stdout.hasPrefix("by errors, last 300 s") && topRows.dropFirst(2).first?.first == "measured", "\(top.output)")
+            #expect(topRows.dropFirst(2).first?.contains("25.0%") == true, "\(top.stdout)")
+            let badRanking = try await fleetctl(["deployments", "top", "--by", "colour"], fleet: fleet, environment: metricsURL)
+            #expect(badRanking.status == 64 && badRanking.stderr.contains("not one of rate, errors, p99"), "\(badRanking.output)")
             let keyless = try await fleetctl(
                 ["deployments", "metrics", "measured"], fleet: fleet, environment: metricsURL.merging(["FLEETCTL_API_KEY": ""]) { $1 })
             #expect(keyless.status == 2 && keyless.stderr.contains("an API key is required"), "\(keyless.stderr)")

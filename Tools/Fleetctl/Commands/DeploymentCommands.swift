@@ -15,7 +15,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
             RollbackDeployment.self, PromoteDeployment.self, PauseDeployment.self, ResumeDeployment.self, StopDeployment.self, StartDeployment.self,
             DeleteDeployment.self, DeploymentEvents.self,
             DeploymentRevisions.self, InstanceLogs.self,
-            DeploymentMetricsCommand.self, DeploymentAutoscalingCommand.self, DeploymentEndpointCommand.self,
+            DeploymentMetricsCommand.self, DeploymentTopCommand.self, DeploymentAutoscalingCommand.self, DeploymentEndpointCommand.self,
         ],
         defaultSubcommand: ListDeployments.self)
 
@@ -681,5 +681,60 @@ struct DeploymentEndpointCommand: AsyncParsableCommand {
             table.add([server.instanceId, server.address, server.version, "\(server.weight)", server.health, "\(server.requestsTotal)"])
         }
         return heading + "\n" + (answer.servers.isEmpty ? "no servers" : table.render())
+    }
+}
+
+struct DeploymentTopCommand: AsyncParsableCommand {
+    typealias Order = MetricsAggregatorContract.Operations.GetTopDeployments.Input.Query.ByPayload
+
+    static let configuration = CommandConfiguration(
+        commandName: "top", abstract: "The fleet's deployments ranked by request rate, error ratio or p99 latency.",
+        discussion: """
+            From the metrics-aggregator (--metrics), highest first; deployments without the figure \
+            (no requests in the window) come last.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "What to rank by: \(Order.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var by = "rate"
+
+    @Option(help: "The window: 10s, 1m or 5m (1 s to 5 min).")
+    var window = "1m"
+
+    @Option(help: "How many deployments, 1 to 100.")
+    var limit = 10
+
+    func validate() throws {
+        guard Order(rawValue: by) != nil else {
+            throw ValidationError("--by: '\(by)' is not one of \(Order.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (1...100).contains(limit) else { throw ValidationError("--limit: \(limit) is not from 1 to 100") }
+    }
+
+    func run() async throws {
+        try await global.run { context in
+            let service = context.metrics
+            let answer = try await service.call {
+                try await service.metricsAPI.getTopDeployments(query: .init(by: Order(rawValue: by), window: window, limit: limit)).ok.body.json
+            }
+            try context.printObject(answer, render: Self.render)
+            return .success
+        }
+    }
+
+    static func render(_ answer: MetricsAggregatorContract.Components.Schemas.Top) -> String {
+        var table = TextTable("deployment", "req/s", "errors", "p99 ms", "cpu", numeric: [1, 2, 3, 4])
+        for entry in answer.items {
+            let figures = entry.figures
+            table.add([
+                entry.deployment, String(format: "%.1f", figures.requestsPerSecond),
+                figures.errorRatio.map { String(format: "%.1f%%", 100 * $0) } ?? "-",
+                figures.latencyMs.map { String(format: "%.1f", $0.p99) } ?? "-",
+                figures.cpuUtilization.map { String(format: "%.1f%%", 100 * $0) } ?? "-",
+            ])
+        }
+        let heading = "by \(answer.by), last \(answer.windowSeconds) s"
+        return heading + "\n" + (answer.items.isEmpty ? "no deployment has figures" : table.render())
     }
 }
