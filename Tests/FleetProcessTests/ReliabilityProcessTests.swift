@@ -59,8 +59,11 @@ struct ReliabilityProcessTests {
                 try await fleet.database.start()
             }
             let detail = try await fleet.settled(try operationID(assigned), timeout: .seconds(60))
-            #expect(counts(detail)["applied"] == 120, "\(counts(detail))")
-            #expect(await eventually(timeout: .seconds(20)) { (try? await fleet.api.get("/ready"))?.status == 200 })
+            // One fresh-clone CI run saw the orchestrator stop answering here (connection refused),
+            // never reproduced since: its state and log go with a failure.
+            let orchestrator = { "orchestrator \(fleet.api.process.isRunning ? "running" : "exited"): \(fleet.api.process.output.suffix(6_000))" }
+            #expect(counts(detail)["applied"] == 120, "\(counts(detail)); \(orchestrator())")
+            #expect(await eventually(timeout: .seconds(20)) { (try? await fleet.api.get("/ready"))?.status == 200 }, "\(orchestrator())")
 
             let revert = try await fleet.api.send("POST", "/v1/operations/\(try operationID(assigned))/revert", json: ["confirm": true])
             #expect(revert.status == 202, "\(revert.body)")
