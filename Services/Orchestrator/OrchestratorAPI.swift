@@ -19,7 +19,7 @@ struct OrchestratorAPI: Sendable {
     typealias Route = APIRoute<OrchestratorAPI>
 
     static let routes: [Route] = [
-        Route(.get, "/openapi.json") { _, _, _ in OrchestratorOpenAPI.response() },
+        Route(.get, "/openapi.json") { _, _, _ in .openAPIDocument(OrchestratorOpenAPI.text) },
         Route(.get, "/v1/devices/{device_id}/pipelines") { api, request, context in try await api.devicePipelines(request, context) },
         Route(.post, "/v1/devices/{device_id}/pipelines") { api, request, context in try await api.addPipeline(request, context) },
         Route(.put, "/v1/devices/{device_id}/pipelines/{index}") { api, request, context in try await api.replacePipeline(request, context) },
@@ -460,10 +460,6 @@ struct OrchestratorAPI: Sendable {
 
 extension OrchestratorOpenAPI {
     static let json = Data(text.utf8)
-
-    static func response() -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
-    }
 }
 
 extension Duration {

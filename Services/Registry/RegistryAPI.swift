@@ -13,7 +13,7 @@ struct RegistryAPI: Sendable {
     typealias Route = APIRoute<RegistryAPI>
 
     static let routes: [Route] = [
-        Route(.get, "/openapi.json") { _, _, _ in try OpenAPIDocument.response() },
+        Route(.get, "/openapi.json") { _, _, _ in .openAPIDocument(RegistryOpenAPI.text) },
         Route(.post, "/v1/models") { api, request, context in try await api.createModel(request, context) },
         Route(.get, "/v1/models") { api, request, context in try await api.listModels(request, context) },
         Route(.get, "/v1/models/{model_id}") { api, request, context in try await api.getModel(request, context) },
@@ -279,8 +279,4 @@ func respond(
 /// The registry's contract, `openapi.yaml`, served as JSON (`RegistryOpenAPI.swift` is generated).
 enum OpenAPIDocument {
     static let json = Data(RegistryOpenAPI.text.utf8)
-
-    static func response() throws -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
-    }
 }

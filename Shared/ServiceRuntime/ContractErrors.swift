@@ -1,3 +1,4 @@
+import FleetContract
 package import Foundation
 package import HTTPTypes
 package import OpenAPIRuntime
@@ -34,8 +35,10 @@ package struct ContractErrorMiddleware: ServerMiddleware {
 
     func refusal(_ error: ServerError, request: HTTPRequest, metadata: ServerRequestMetadata, operationID: String) -> APIError {
         let declared = parameters[operationID] ?? []
-        if let decoding = error.underlyingError as? DecodingError, let field = Self.field(of: decoding) {
-            return .invalid(field: field, Self.reason(of: decoding))
+        // A body's field has a coding path; a parameter's has none, and is found below.
+        if let decoding = error.underlyingError as? DecodingError, Self.namesField(decoding) {
+            let problem = ContractError(decodingError: decoding)
+            return .invalid(field: problem.field, problem.reason)
         }
         let query = Self.queryItems(of: request)
         for parameter in declared {
@@ -58,27 +61,11 @@ package struct ContractErrorMiddleware: ServerMiddleware {
         return APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
     }
 
-    /// The body field a decoding error is about: `figures.window_seconds`, `items[2].name`.
-    static func field(of error: DecodingError) -> String? {
-        let path: [any CodingKey]
+    private static func namesField(_ error: DecodingError) -> Bool {
         switch error {
-        case .keyNotFound(let key, let context): path = context.codingPath + [key]
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context): path = context.codingPath
-        @unknown default: return nil
-        }
-        guard !path.isEmpty else { return nil }
-        return path.reduce(into: "") { text, key in
-            if let index = key.intValue { text += "[\(index)]" } else { text += text.isEmpty ? key.stringValue : "." + key.stringValue }
-        }
-    }
-
-    static func reason(of error: DecodingError) -> String {
-        switch error {
-        case .keyNotFound: "is required"
-        case .valueNotFound: "must not be null"
-        case .typeMismatch(let type, _): "must be \(ContractParameter.describe(type))"
-        case .dataCorrupted(let context): context.debugDescription.isEmpty ? "is not valid" : context.debugDescription
-        @unknown default: "is not valid"
+        case .keyNotFound: true
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context): !context.codingPath.isEmpty
+        @unknown default: false
         }
     }
 
@@ -131,17 +118,6 @@ package struct ContractParameter: Sendable, Equatable {
         }
         if let allowed, !allowed.contains(value) { return "must be one of " + allowed.joined(separator: ", ") }
         return nil
-    }
-
-    static func describe(_ type: Any.Type) -> String {
-        switch type {
-        case is any BinaryInteger.Type: "a whole number"
-        case is any BinaryFloatingPoint.Type: "a number"
-        case is Bool.Type: "true or false"
-        case is String.Type: "a string"
-        case is [Any].Type: "an array"
-        default: "an object"
-        }
     }
 
     private static func number(_ value: Double) -> String {

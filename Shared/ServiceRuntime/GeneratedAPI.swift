@@ -12,10 +12,14 @@ extension Router where Context == BasicRequestContext {
         document: String,
         register: (_ transport: any ServerTransport, _ configuration: Configuration, _ middlewares: [any ServerMiddleware]) throws -> Void
     ) throws {
-        let body = ByteBuffer(string: document)
-        get("/openapi.json") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
-        }
+        get("/openapi.json") { _, _ in Response.openAPIDocument(document) }
         try register(self, .contract, [ContractErrorMiddleware(document: document)])
+    }
+}
+
+extension Response {
+    /// A service's contract as `GET /openapi.json` answers it (`<Name>OpenAPI.text`).
+    package static func openAPIDocument(_ json: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
     }
 }

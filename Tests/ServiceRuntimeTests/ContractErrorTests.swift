@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTypes
+import OpenAPIRuntime
 import Testing
 
 @testable import ServiceRuntime
@@ -60,8 +62,8 @@ struct ContractErrorTests {
         #expect(refusal("window", "anything") == nil)
     }
 
-    @Test("a body's decoding error names its field, nested and indexed")
-    func bodyFields() {
+    @Test("a refused request names its field: a body's by its coding path, a parameter from the contract")
+    func refusedRequests() {
         struct Key: CodingKey {
             var stringValue: String
             var intValue: Int?
@@ -72,12 +74,25 @@ struct ContractErrorTests {
                 self.intValue = intValue
             }
         }
+        let middleware = ContractErrorMiddleware(document: Self.document)
+        func refusal(_ path: String, _ underlying: any Error) -> APIError {
+            let request = HTTPRequest(method: .get, scheme: nil, authority: nil, path: path)
+            let metadata = ServerRequestMetadata(pathParameters: ["thing_id": "7"])
+            let error = ServerError(
+                operationID: "getThing", request: request, requestBody: nil, requestMetadata: metadata, causeDescription: "refused",
+                underlyingError: underlying)
+            return middleware.refusal(error, request: request, metadata: metadata, operationID: "getThing")
+        }
         let missing = DecodingError.keyNotFound(Key("name"), .init(codingPath: [Key("items"), Key(intValue: 2)], debugDescription: ""))
-        #expect(ContractErrorMiddleware.field(of: missing) == "items[2].name")
-        #expect(ContractErrorMiddleware.reason(of: missing) == "is required")
+        let body = refusal("/v1/things/7", missing)
+        #expect(body.status == .badRequest && body.field == "items[2].name" && body.message == "is required", "\(body)")
         let wrong = DecodingError.typeMismatch(Int.self, .init(codingPath: [Key("scaling"), Key("replicas")], debugDescription: ""))
-        #expect(ContractErrorMiddleware.field(of: wrong) == "scaling.replicas")
-        #expect(ContractErrorMiddleware.reason(of: wrong) == "must be a whole number")
-        #expect(ContractErrorMiddleware.field(of: .dataCorrupted(.init(codingPath: [], debugDescription: "not JSON"))) == nil)
+        #expect(refusal("/v1/things/7", wrong).field == "scaling.replicas")
+        // The runtime's parameter errors carry no path: the contract says which value is wrong.
+        let unnamed = DecodingError.typeMismatch(Int.self, .init(codingPath: [], debugDescription: "Failed to convert"))
+        let parameter = refusal("/v1/things/7?by=rate&limit=ten", unnamed)
+        #expect(parameter.field == "limit" && parameter.message == "must be a whole number from 1 to 100", "\(parameter)")
+        let outsideEnum = refusal("/v1/things/7?by=colour", unnamed)
+        #expect(outsideEnum.field == "by" && outsideEnum.message == "must be one of rate, p99", "\(outsideEnum)")
     }
 }
