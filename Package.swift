@@ -138,6 +138,13 @@ let package = Package(
             swiftSettings: generatedSwiftSettings
         ),
         .target(
+            name: "RegistryContract",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/Contracts/RegistryContract",
+            exclude: ["openapi-generator-config.yaml"],
+            swiftSettings: generatedSwiftSettings
+        ),
+        .target(
             name: "LoadBalancerContract",
             dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             path: "Shared/Contracts/LoadBalancerContract",
@@ -150,8 +157,9 @@ let package = Package(
         .executableTarget(
             name: "Registry",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "MQTT",
+                "ServiceRuntime", "FleetContract", "MQTT", "RegistryContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -258,7 +266,7 @@ let package = Package(
         .executableTarget(
             name: "Fleetctl",
             dependencies: [
-                "FleetContract", "MetricsAggregatorContract", "AutoscalerContract", "LoadBalancerContract", "OpenAPISupport",
+                "FleetContract", "MetricsAggregatorContract", "AutoscalerContract", "LoadBalancerContract", "RegistryContract", "OpenAPISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
@@ -318,6 +326,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "MQTT", "ChildProcesses", "ServiceRuntime", "FleetContract", .product(name: "Logging", package: "swift-log"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"), .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import MQTT
 import PostgresNIO
+import RegistryContract
 import ServiceLifecycle
 import ServiceRuntime
 
@@ -108,56 +109,54 @@ struct APIKeysAPI: Sendable {
     let revocations: APIKeyRevocationPublisher
     let logger: Logger
 
-    typealias Route = APIRoute<APIKeysAPI>
-
-    static let routes: [Route] = [
-        Route(.post, "/v1/keys") { api, request, context in try await api.create(request, context) },
-        Route(.get, "/v1/keys") { api, request, context in try await api.list(request, context) },
-        Route(.delete, "/v1/keys/{key_id}") { api, request, context in try await api.revoke(request, context) },
-    ]
-
-    private struct NewKey: Decodable {
-        var name: String
-        var role: String
-        var expiresInDays: Double?
-
-        private enum CodingKeys: String, CodingKey {
-            case name, role
-            case expiresInDays = "expires_in_days"
-        }
-    }
-
-    private struct Created: Encodable, Sendable {
+    /// A key made: the record and its token, shown this once.
+    struct Created: Encodable, Sendable {
         var key: APIKey
         var token: String
     }
 
-    func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(NewKey.self, from: request, context: context)
-        let name = try Validate.name(body.name, field: "name")
-        guard let role = APIRole(rawValue: body.role) else {
-            throw APIError.invalid(field: "role", "must be one of \(APIRole.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        if let days = body.expiresInDays, !(days > 0 && days <= 3650) {
+    func create(name: String, role: APIRole, expiresInDays: Double?) async throws -> Created {
+        let name = try Validate.name(name, field: "name")
+        if let days = expiresInDays, !(days > 0 && days <= 3650) {
             throw APIError.invalid(field: "expires_in_days", "must be above 0 and at most 3650")
         }
-        let key = try await store.create(name: name, role: role, expiresAt: body.expiresInDays.map { Date().addingTimeInterval($0 * 86_400) })
+        let key = try await store.create(name: name, role: role, expiresAt: expiresInDays.map { Date().addingTimeInterval($0 * 86_400) })
         let token = signer.mint(APIPrincipal(keyID: key.id.uuidString.lowercased(), name: key.name, role: key.role, expiresAt: key.expiresAt))
         logger.notice("API key created", metadata: ["key": "\(key.name)", "role": "\(role.rawValue)", "by": "\(APIPrincipal.current?.name ?? "-")"])
-        return try respond(Created(key: key, token: token), .created, request, context)
-    }
-
-    func list(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try respond(Page(items: try await store.all(), nextCursor: nil), .ok, request, context)
+        return Created(key: key, token: token)
     }
 
     /// Revokes a key and publishes the revoked list: every service refuses the key once it has it.
-    func revoke(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try Validate.uuid(try context.parameters.require("key_id"), field: "key_id")
+    func revoke(id: UUID) async throws -> APIKey {
         guard let key = try await store.revoke(id: id) else { throw APIError.notFound("no API key \(id.uuidString.lowercased())") }
         try await revocations.publish()
         logger.notice("API key revoked", metadata: ["key": "\(key.name)", "by": "\(APIPrincipal.current?.name ?? "-")"])
-        return try respond(key, .ok, request, context)
+        return key
+    }
+}
+
+extension RegistryAPI {
+    private func keysAPI() throws(APIError) -> APIKeysAPI {
+        guard let keys else {
+            throw APIError.notFound("API keys are off: the registry runs without MODELFLEET_API_SIGNING_KEY_FILE (docs/security.md)")
+        }
+        return keys
+    }
+
+    func createAPIKey(_ input: Operations.CreateAPIKey.Input) async throws -> Operations.CreateAPIKey.Output {
+        let keys = try keysAPI()
+        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let created = try await keys.create(name: body.name, role: try ContractCoding.recast(body.role), expiresInDays: body.expiresInDays)
+        return .created(.init(body: .json(try answer(created))))
+    }
+
+    func listAPIKeys(_ input: Operations.ListAPIKeys.Input) async throws -> Operations.ListAPIKeys.Output {
+        .ok(.init(body: .json(try answer(Page(items: try await keysAPI().store.all(), nextCursor: nil)))))
+    }
+
+    func revokeAPIKey(_ input: Operations.RevokeAPIKey.Input) async throws -> Operations.RevokeAPIKey.Output {
+        let keys = try keysAPI()
+        return .ok(.init(body: .json(try answer(try await keys.revoke(id: try Validate.uuid(input.path.keyId, field: "key_id"))))))
     }
 }
 

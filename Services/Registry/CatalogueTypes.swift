@@ -189,7 +189,14 @@ enum Validate {
 
     static func limit(_ text: String?) throws(APIError) -> Int {
         guard let text else { return 100 }
-        guard let value = Int(text), (1...1_000).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 1000") }
+        guard let value = Int(text) else { throw APIError.invalid(field: "limit", "must be 1 to 1000") }
+        return try limit(value)
+    }
+
+    /// A page size, 100 when not given.
+    static func limit(_ value: Int?) throws(APIError) -> Int {
+        guard let value else { return 100 }
+        guard (1...1_000).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 1000") }
         return value
     }
 

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import MQTT
 import PostgresNIO
+import RegistryContract
 import ServiceRuntime
 
 /// An agent's enrolment: the broker account it connects with (username = agent id). The
@@ -154,35 +155,13 @@ struct EnrollmentAPI: Sendable {
     let agentMQTTURL: String
     let logger: Logger
 
-    typealias Route = APIRoute<EnrollmentAPI>
-
-    static let routes: [Route] = [
-        Route(.post, "/v1/enrollments") { api, request, context in try await api.enroll(request, context) },
-        Route(.get, "/v1/enrollments") { api, request, context in try await api.list(request, context) },
-        Route(.get, "/v1/enrollments/{agent_id}") { api, request, context in try await api.get(request, context) },
-        Route(.delete, "/v1/enrollments/{agent_id}") { api, request, context in try await api.revoke(request, context) },
-    ]
-
-    private struct Request: Decodable {
-        var agentID: String
-        var siteID: String
-        var serverName: String?
-        var replace: Bool?
-
-        private enum CodingKeys: String, CodingKey {
-            case agentID = "agent_id"
-            case siteID = "site_id"
-            case serverName = "server_name"
-            case replace
-        }
-    }
-
-    func enroll(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(Request.self, from: request, context: context)
-        let agentID = try Validate.identifier(body.agentID, field: "agent_id")
-        let siteID = try Validate.identifier(body.siteID, field: "site_id")
-        let serverName = try body.serverName.map { name throws(APIError) in try Validate.name(name, field: "server_name") } ?? agentID
-        if body.replace != true, let existing = try await store.enrollment(agentID: agentID), existing.revokedAt == nil {
+    /// Enrols `agentID` at `siteID`: its broker account, then the record. An agent enrolled
+    /// already is refused unless `replace`, which gives it a new password.
+    func enroll(agentID: String, siteID: String, serverName: String?, replace: Bool) async throws -> NewEnrollment {
+        let agentID = try Validate.identifier(agentID, field: "agent_id")
+        let siteID = try Validate.identifier(siteID, field: "site_id")
+        let serverName = try serverName.map { name throws(APIError) in try Validate.name(name, field: "server_name") } ?? agentID
+        if !replace, let existing = try await store.enrollment(agentID: agentID), existing.revokedAt == nil {
             throw APIError(
                 .conflict, code: "already_enrolled",
                 message:
@@ -198,49 +177,29 @@ struct EnrollmentAPI: Sendable {
         let enrollment = try await store.enroll(agentID: agentID, siteID: siteID)
         logger.notice("agent enrolled", metadata: ["agent_id": "\(agentID)", "site_id": "\(siteID)"])
         let siteName = try await inventory.site(id: siteID)?.name ?? siteID
-        let answer = NewEnrollment(
+        return NewEnrollment(
             enrollment: enrollment, mqttUsername: agentID, mqttPassword: password,
             configuration: .init(
                 agentID: agentID, site: AgentHello.Site(id: siteID, name: siteName), serverName: serverName, mqttURL: agentMQTTURL,
                 mqttUsername: agentID, mqttPassword: password, capacity: .init(cpuCores: 4, memoryBytes: 8 << 30, gpus: []), devices: []))
-        return try respond(answer, .created, request, context)
     }
 
-    func list(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
-        let query = request.uri.queryParameters
-        let site = try query.get("site_id").map { text throws(APIError) in try Validate.identifier(text, field: "site_id") }
-        let active = try query.get("status").map { text throws(APIError) in
-            switch text {
-            case "active": true
-            case "revoked": false
-            default: throw APIError.invalid(field: "status", "must be active or revoked")
-            }
-        }
-        let page = try await store.list(
-            site: site, active: active, limit: try Validate.limit(query.get("limit")), after: try Cursor.decode(query.get("cursor")))
-        return try respond(page, .ok, request, context)
-    }
-
-    private func agentID(_ context: BasicRequestContext) throws -> String {
-        try Validate.identifier(try context.parameters.require("agent_id"), field: "agent_id")
-    }
-
-    func get(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try agentID(context)
+    func enrollment(agentID: String) async throws -> Enrollment {
+        let id = try Validate.identifier(agentID, field: "agent_id")
         guard let enrollment = try await store.enrollment(agentID: id) else { throw APIError.notFound("agent '\(id)' was never enrolled") }
-        return try respond(enrollment, .ok, request, context)
+        return enrollment
     }
 
     /// Removes the broker account (which disconnects the agent) and marks the enrolment revoked.
     /// Revoking again is harmless: the account is removed again.
-    func revoke(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try agentID(context)
+    func revoke(agentID: String) async throws -> Enrollment {
+        let id = try Validate.identifier(agentID, field: "agent_id")
         guard try await store.enrollment(agentID: id) != nil else { throw APIError.notFound("agent '\(id)' was never enrolled") }
         try await changeAccounts { () async throws(AgentAccountsError) in try await accounts.revoke(TopicLevel(uncheckedAgentID: id)) }
         guard let enrollment = try await store.revoke(agentID: id) else { throw APIError.notFound("agent '\(id)' was never enrolled") }
         logger.notice("agent enrollment revoked", metadata: ["agent_id": "\(id)"])
         await announceRevocation(enrollment)
-        return try respond(enrollment, .ok, request, context)
+        return enrollment
     }
 
     /// Tells the gateways, which then take the agent as offline: the broker's kick has no will.
@@ -282,5 +241,37 @@ extension TopicLevel {
         } catch {
             throw AgentAccountsError.refused(command: "enroll", reason: error.reason)
         }
+    }
+}
+
+extension RegistryAPI {
+    private func enrollmentAPI() throws(APIError) -> EnrollmentAPI {
+        guard let enrollments else { throw APIError.notFound("this registry serves no enrolments") }
+        return enrollments
+    }
+
+    func enrollAgent(_ input: Operations.EnrollAgent.Input) async throws -> Operations.EnrollAgent.Output {
+        let enrollments = try enrollmentAPI()
+        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let enrolled = try await enrollments.enroll(
+            agentID: body.agentId, siteID: body.siteId, serverName: body.serverName, replace: body.replace ?? false)
+        return .created(.init(body: .json(try answer(enrolled))))
+    }
+
+    func listEnrollments(_ input: Operations.ListEnrollments.Input) async throws -> Operations.ListEnrollments.Output {
+        let enrollments = try enrollmentAPI()
+        let query = input.query
+        let site = try query.siteId.map { text throws(APIError) in try Validate.identifier(text, field: "site_id") }
+        let page = try await enrollments.store.list(
+            site: site, active: query.status.map { $0 == .active }, limit: try Validate.limit(query.limit), after: try Cursor.decode(query.cursor))
+        return .ok(.init(body: .json(try answer(page))))
+    }
+
+    func getEnrollment(_ input: Operations.GetEnrollment.Input) async throws -> Operations.GetEnrollment.Output {
+        .ok(.init(body: .json(try answer(try await enrollmentAPI().enrollment(agentID: input.path.agentId)))))
+    }
+
+    func revokeEnrollment(_ input: Operations.RevokeEnrollment.Input) async throws -> Operations.RevokeEnrollment.Output {
+        .ok(.init(body: .json(try answer(try await enrollmentAPI().revoke(agentID: input.path.agentId)))))
     }
 }

@@ -23,7 +23,6 @@ func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
     guard let database = context.database else { preconditionFailure("the registry's descriptor declares its schema") }
     let store = PostgresRegistryRepository(client: database.client, logger: context.logger)
     let events = RegistryEvents(mqtt: context.mqtt, logger: context.logger)
-    let api = RegistryAPI(store: store, events: events, orchestrator: OrchestratorClient(mqtt: context.mqtt))
     let subscribed = SubscriptionFlag()
     let loops = LoopHealth(stuckAfter: context.configuration.databaseStepTimeout)
     var parts = ServiceParts()
@@ -42,24 +41,20 @@ func buildRegistry(_ context: ServiceContext) throws -> ServiceParts {
         store: EnrollmentStore(client: database.client, logger: context.logger), accounts: AgentAccounts(mqtt: context.mqtt), mqtt: context.mqtt,
         inventory: store,
         agentMQTTURL: try agentMQTTURL(context.configuration), logger: context.logger)
-    var keyRoutes: [APIRoute<APIKeysAPI>] = []
     var keys: APIKeysAPI?
     if let security = context.configuration.api {
         let keyStore = APIKeyStore(client: database.client, logger: context.logger)
         let revocations = APIKeyRevocationPublisher(store: keyStore, mqtt: context.mqtt)
         keys = APIKeysAPI(store: keyStore, signer: security.signer, revocations: revocations, logger: context.logger)
-        keyRoutes = APIKeysAPI.routes
         parts.services.append(
             APIKeyBootstrap(
                 database: database, store: keyStore, signer: security.signer, revocations: revocations,
                 bootstrapFile: ProcessInfo.processInfo.environment["MODELFLEET_BOOTSTRAP_KEY_FILE"].flatMap { $0.isEmpty ? nil : $0 },
                 logger: context.logger))
     }
-    parts.routes = { [keys, keyRoutes] router in
-        api.addRoutes(to: router)
-        router.add(EnrollmentAPI.routes, for: enrollments)
-        if let keys { router.add(keyRoutes, for: keys) }
-    }
+    let api = RegistryAPI(
+        store: store, events: events, orchestrator: OrchestratorClient(mqtt: context.mqtt), enrollments: enrollments, keys: keys)
+    parts.routes = { router in try api.addRoutes(to: router) }
     // Keys, enrolments, the catalogue's changes and every deletion: admin.
     parts.accessRules = APIAccessRules([
         (nil, "/v1/keys", .admin), (.get, "/v1/enrollments", .viewer), (nil, "/v1/enrollments", .admin), (.post, "/v1/models", .admin),

@@ -190,5 +190,13 @@ package enum ContractCoding {
     /// A date as the contract writes it: `2026-11-23T10:00:00.000Z`.
     package static func timestamp(_ date: Date) -> String { date.formatted(timestampStyle) }
 
+    /// `value` read back as `T` through the contract's JSON: a domain value as the type a
+    /// contract module generated for its schema, or a generated request body as the domain's own
+    /// type. Both are held to the same JSON: a required field that one of them names differently
+    /// is a `DecodingError` here.
+    package static func recast<T: Decodable>(_ value: some Encodable, as type: T.Type = T.self) throws -> T {
+        try decoder.decode(T.self, from: encoder.encode(value))
+    }
+
     private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }

@@ -11,33 +11,60 @@ package import OpenAPIRuntime
 /// not of its schema's type (`limit=ten` for an integer) does not: swift-openapi-runtime decodes
 /// each parameter from its own root and says only "Failed to convert to the requested type". So
 /// the middleware reads the operation's parameters from the contract itself, the JSON the service
-/// serves at `/openapi.json`, and names the first value its schema refuses.
+/// serves at `/openapi.json`, and names the first value its schema refuses; a body value outside
+/// its schema's `enum` is named with the values the schema allows, as ``JSONBody`` does.
+///
+/// Before the generated code reads a body, the middleware applies ``JSONBody``'s limits: at most
+/// ``JSONBody/maximumSize`` bytes (413), and no U+0000 in any string, which PostgreSQL cannot store
+/// (400 naming the field).
 package struct ContractErrorMiddleware: ServerMiddleware {
     private let parameters: [String: [ContractParameter]]
+    private let bodies: [String: ContractBody]
 
     /// `document`: the service's OpenAPI document as JSON.
     package init(document: String) {
-        parameters = ContractParameter.byOperation(in: Data(document.utf8))
+        let data = Data(document.utf8)
+        parameters = ContractParameter.byOperation(in: data)
+        bodies = ContractBody.byOperation(in: data)
     }
 
     package func intercept(
         _ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
+        var bytes: Data?
+        if let body {
+            do {
+                bytes = try await Data(collecting: body, upTo: JSONBody.maximumSize)
+            } catch {
+                // swift-openapi-runtime's own (private) TooManyBytesError; or a client gone, which
+                // reads no answer.
+                throw APIError(.contentTooLarge, code: "too_large", message: "the body is larger than \(JSONBody.maximumSize) bytes")
+            }
+            if let bytes, let field = JSONBody.fieldWithNUL(in: bytes) {
+                throw APIError.invalid(field: field, "must not contain the NUL character (U+0000): no text with it can be stored")
+            }
+        }
         do {
-            return try await next(request, body, metadata)
+            return try await next(request, bytes.map { HTTPBody($0) }, metadata)
         } catch let error as ServerError where error.operationInput == nil {
             // Refused before the handler ran. What a handler throws is its own answer (an
             // APIError, a DomainError), which APIErrorMiddleware takes out of the ServerError.
-            throw refusal(error, request: request, metadata: metadata, operationID: operationID)
+            throw refusal(error, request: request, metadata: metadata, operationID: operationID, bodyIsEmpty: bytes?.isEmpty ?? true)
         }
     }
 
-    func refusal(_ error: ServerError, request: HTTPRequest, metadata: ServerRequestMetadata, operationID: String) -> APIError {
+    func refusal(
+        _ error: ServerError, request: HTTPRequest, metadata: ServerRequestMetadata, operationID: String, bodyIsEmpty: Bool = false
+    ) -> APIError {
         let declared = parameters[operationID] ?? []
         // A body's field has a coding path; a parameter's has none, and is found below.
-        if let decoding = error.underlyingError as? DecodingError, Self.namesField(decoding) {
+        let decoding = error.underlyingError as? DecodingError
+        if let decoding, Self.namesField(decoding) {
             let problem = ContractError(decodingError: decoding)
+            if case .dataCorrupted(let context) = decoding, let allowed = bodies[operationID]?.allowedValues(at: context.codingPath) {
+                return .invalid(field: problem.field, "must be one of " + allowed.joined(separator: ", "))
+            }
             return .invalid(field: problem.field, problem.reason)
         }
         let query = Self.queryItems(of: request)
@@ -53,12 +80,24 @@ package struct ContractErrorMiddleware: ServerMiddleware {
             }
             if let reason = parameter.refusal(of: String(value)) { return .invalid(field: parameter.name, reason) }
         }
-        if error.httpStatus.kind == .clientError {
-            // A body that is not JSON at all, a missing body, an Accept nothing can satisfy.
-            let code = error.httpStatus == .badRequest ? "invalid_request" : "http_\(error.httpStatus.code)"
-            return APIError(error.httpStatus, code: code, message: error.causeDescription)
+        if let body = bodies[operationID] {
+            if bodyIsEmpty, body.required { return .invalid(field: "(body)", "a JSON body is required") }
+            // The body as a whole: not JSON, or not the object its schema is.
+            if let decoding {
+                let problem = ContractError(decodingError: decoding)
+                return .invalid(field: "(body)", problem.reason == "is not valid JSON" ? problem.reason : "must be a JSON object")
+            }
         }
-        return APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
+        switch error.httpStatus {
+        case .unsupportedMediaType:
+            return APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "the body must be JSON (Content-Type: application/json)")
+        case let status where status.kind == .clientError:
+            // An Accept nothing can satisfy, a header the contract requires.
+            let code = status == .badRequest ? "invalid_request" : "http_\(status.code)"
+            return APIError(status, code: code, message: error.causeDescription)
+        default:
+            return APIError(.internalServerError, code: "internal", message: "internal error; see the service log")
+        }
     }
 
     private static func namesField(_ error: DecodingError) -> Bool {
@@ -129,6 +168,7 @@ package struct ContractParameter: Sendable, Equatable {
     package static func byOperation(in document: Data) -> [String: [ContractParameter]] {
         guard let root = try? JSONSerialization.jsonObject(with: document) as? [String: Any] else { return [:] }
         let shared = (root["components"] as? [String: Any])?["parameters"] as? [String: Any] ?? [:]
+        let schemas = (root["components"] as? [String: Any])?["schemas"] as? [String: Any] ?? [:]
         func resolve(_ item: Any) -> ContractParameter? {
             guard var object = item as? [String: Any] else { return nil }
             if let reference = object["$ref"] as? String {
@@ -138,7 +178,10 @@ package struct ContractParameter: Sendable, Equatable {
             guard let name = object["name"] as? String, let location = (object["in"] as? String).flatMap(Location.init(rawValue:)) else {
                 return nil
             }
-            let schema = object["schema"] as? [String: Any] ?? [:]
+            var schema = object["schema"] as? [String: Any] ?? [:]
+            if let reference = schema["$ref"] as? String, let target = schemas[String(reference.split(separator: "/").last ?? "")] as? [String: Any] {
+                schema = target
+            }
             return ContractParameter(
                 name: name, location: location, required: object["required"] as? Bool ?? false, type: schema["type"] as? String ?? "string",
                 allowed: (schema["enum"] as? [Any])?.map { "\($0)" }, minimum: (schema["minimum"] as? NSNumber)?.doubleValue,
@@ -151,6 +194,77 @@ package struct ContractParameter: Sendable, Equatable {
                 guard let operation = pathItem[method] as? [String: Any], let id = operation["operationId"] as? String else { continue }
                 let own = (operation["parameters"] as? [Any] ?? []).compactMap(resolve)
                 table[id] = common.filter { parameter in !own.contains { $0.name == parameter.name && $0.location == parameter.location } } + own
+            }
+        }
+        return table
+    }
+}
+
+/// An operation's JSON request body, as the contract declares it: whether it is required, and
+/// its schema, to say which values a field outside an `enum` may take.
+package struct ContractBody: Sendable {
+    package var required: Bool
+    var schema: JSONValue
+    /// `#/components/schemas`, for `$ref`s.
+    var components: [String: JSONValue]
+
+    /// The `enum` of the schema at `codingPath` in the body, following `$ref`s, `properties`,
+    /// `items`, `additionalProperties` and the branches of `allOf`, `oneOf` and `anyOf`.
+    package func allowedValues(at codingPath: [any CodingKey]) -> [String]? {
+        var candidates = [schema]
+        for key in codingPath {
+            candidates = candidates.flatMap(expanded).flatMap { schema -> [JSONValue] in
+                guard case .object(let members) = schema else { return [] }
+                if key.intValue != nil { return members["items"].map { [$0] } ?? [] }
+                if case .object(let properties)? = members["properties"], let property = properties[key.stringValue] { return [property] }
+                if case .object? = members["additionalProperties"] { return [members["additionalProperties"]!] }
+                return []
+            }
+        }
+        for case .object(let members) in candidates.flatMap(expanded) {
+            if case .array(let values)? = members["enum"] {
+                return values.compactMap { value in
+                    switch value {
+                    case .string(let text): text
+                    case .number(let number): number.rounded() == number ? String(Int(number)) : String(number)
+                    default: nil
+                    }
+                }
+            }
+        }
+        return nil
+    }
+
+    /// `schema` with its `$ref` followed, and the branches it is made of.
+    private func expanded(_ schema: JSONValue) -> [JSONValue] {
+        guard case .object(let members) = schema else { return [] }
+        if case .string(let reference)? = members["$ref"], let name = reference.split(separator: "/").last,
+            let target = components[String(name)]
+        {
+            return expanded(target)
+        }
+        var found = [schema]
+        for keyword in ["allOf", "oneOf", "anyOf"] {
+            if case .array(let branches)? = members[keyword] { found += branches.flatMap(expanded) }
+        }
+        return found
+    }
+
+    /// Every operation's JSON request body, by operation id.
+    package static func byOperation(in document: Data) -> [String: ContractBody] {
+        guard case .object(let root)? = try? JSONDecoder().decode(JSONValue.self, from: document) else { return [:] }
+        var components: [String: JSONValue] = [:]
+        if case .object(let parts)? = root["components"], case .object(let schemas)? = parts["schemas"] { components = schemas }
+        var table: [String: ContractBody] = [:]
+        guard case .object(let paths)? = root["paths"] else { return [:] }
+        for case .object(let pathItem) in paths.values {
+            for case .object(let operation) in pathItem.values {
+                guard case .string(let id)? = operation["operationId"], case .object(let requestBody)? = operation["requestBody"],
+                    case .object(let content)? = requestBody["content"], case .object(let json)? = content["application/json"]
+                else { continue }
+                var required = false
+                if case .bool(let flag)? = requestBody["required"] { required = flag }
+                table[id] = ContractBody(required: required, schema: json["schema"] ?? .object([:]), components: components)
             }
         }
         return table

@@ -1,3 +1,4 @@
+import OpenAPIRuntime
 import TestSupport
 import Testing
 
@@ -5,12 +6,15 @@ import Testing
 
 @Suite("Registry OpenAPI document")
 struct RegistryAPIDocumentTests {
-    @Test("every served route is documented, and every documented path is served")
+    @Test("every served route is documented, and every documented path is served: generated, plain, and the document")
     func routesMatch() throws {
         let documented = try OpenAPIDocumentCheck.documentedRoutes(OpenAPIDocument.json)
-        let served = Set(
-            RegistryAPI.routes.map { "\($0.method.rawValue) \($0.path)" } + EnrollmentAPI.routes.map { "\($0.method.rawValue) \($0.path)" }
-                + APIKeysAPI.routes.map { "\($0.method.rawValue) \($0.path)" })
+        let api = RegistryAPI(
+            store: InMemoryRegistryRepository(), events: RegistryHandlerTests.Announcements(), orchestrator: RegistryHandlerTests.Usage())
+        let generated = try OpenAPIDocumentCheck.generatedRoutes { try api.registerHandlers(on: $0) }
+        let plain = Set(RegistryAPI.plainRoutes.map { "\($0.method.rawValue) \($0.path)" })
+        #expect(generated.isDisjoint(with: plain), "served twice: \(generated.intersection(plain).sorted())")
+        let served = generated.union(plain).union(["GET /openapi.json"])
         #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")
         #expect(documented.subtracting(served).isEmpty, "documented but not served: \(documented.subtracting(served).sorted())")
     }

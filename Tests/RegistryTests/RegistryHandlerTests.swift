@@ -37,7 +37,7 @@ struct RegistryHandlerTests {
         let announcements = Announcements()
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
-        RegistryAPI(store: repository, events: announcements, orchestrator: usage).addRoutes(to: router)
+        try RegistryAPI(store: repository, events: announcements, orchestrator: usage).addRoutes(to: router)
         try await Application(router: router).test(.router) { client in
             try await body(RouterClient(client), announcements)
         }
@@ -99,6 +99,21 @@ struct RegistryHandlerTests {
                 let bad = try await registry.call(.post, "/v1/models", body)
                 #expect(bad.status == .badRequest && bad.errorField == field, "\(body): \(bad.body)")
             }
+            // The generated server refuses these before the handler, in the same words as the handler's own refusals.
+            let task = try await registry.call(.post, "/v1/models", #"{"name": "x", "task": "dancing", "format": "onnx"}"#)
+            #expect(
+                task.error?["message"] as? String
+                    == "must be one of object_detection, classification, segmentation, pose_estimation, ocr, embedding, other", "\(task.body)")
+            let array = try await registry.call(.post, "/v1/models", "[]")
+            #expect(array.error?["message"] as? String == "must be a JSON object", "\(array.body)")
+            let noBody = try await registry.call(.post, "/v1/models", "")
+            #expect(
+                noBody.status == .badRequest && noBody.errorField == "(body)" && noBody.error?["message"] as? String == "a JSON body is required",
+                "\(noBody.body)")
+            let form = try await registry.call(.post, "/v1/models", "name=x", contentType: "application/x-www-form-urlencoded")
+            #expect(form.status == .unsupportedMediaType && form.errorCode == "unsupported_media_type", "\(form.body)")
+            let large = try await registry.call(.post, "/v1/models", #"{"name": "x", "description": "\#(String(repeating: "a", count: 1 << 20))"}"#)
+            #expect(large.status == .contentTooLarge && large.errorCode == "too_large", "\(large.body)")
             #expect(try await repository.listModels(task: nil, label: nil, status: nil, search: nil, limit: 10, after: 0).items.isEmpty)
             for (path, field) in [
                 ("/v1/models?task=dancing", "task"), ("/v1/models?limit=0", "limit"), ("/v1/models?limit=1001", "limit"),

@@ -20,9 +20,12 @@ package struct RouterClient {
 
     package init(_ client: any TestClientProtocol) { self.client = client }
 
-    package func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil) async throws -> RouterAnswer {
+    /// `body`, when given, is sent as `contentType`.
+    package func call(
+        _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, contentType: String = "application/json"
+    ) async throws -> RouterAnswer {
         let response = try await client.execute(
-            uri: uri, method: method, headers: body == nil ? [:] : [.contentType: "application/json"], body: body.map { ByteBuffer(string: $0) })
+            uri: uri, method: method, headers: body == nil ? [:] : [.contentType: contentType], body: body.map { ByteBuffer(string: $0) })
         let text = String(buffer: response.body)
         return RouterAnswer(status: response.status, json: try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], body: text)
     }

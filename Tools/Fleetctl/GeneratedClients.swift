@@ -1,3 +1,4 @@
+import ArgumentParser
 import AsyncHTTPClient
 import AutoscalerContract
 import FleetContract
@@ -8,6 +9,7 @@ import MetricsAggregatorContract
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 import OpenAPISupport
+import RegistryContract
 
 /// The services' generated clients (swift-openapi-generator, from each `openapi.yaml`), over the
 /// tool's HTTP client, with its key and its errors: an answer that is not 2xx becomes the
@@ -27,6 +29,13 @@ extension ServiceClient {
     /// The load balancer's API (Shared/Contracts/LoadBalancerContract).
     var loadBalancerAPI: LoadBalancerContract.Client {
         get throws { try LoadBalancerContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
+    }
+
+    /// The registry's API (Shared/Contracts/RegistryContract): the catalogue, sites, servers,
+    /// groups, keys and enrolments. Its device routes are plain (``RegistrySchema/Device`` over
+    /// ``send(_:_:query:body:)``).
+    var registryAPI: RegistryContract.Client {
+        get throws { try RegistryContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
     }
 
     private var url: URL {
@@ -49,6 +58,29 @@ extension ServiceClient {
             if error.response == nil { throw FleetctlError.unreachable(service: name, url: baseURL, reason: Self.reason(error.underlyingError)) }
             throw FleetctlError.unexpectedResponse(service: name, detail: "cannot read its answer to \(error.operationID): \(error.underlyingError)")
         }
+    }
+}
+
+/// The registry's schemas, generated from its contract.
+typealias RegistrySchema = RegistryContract.Components.Schemas
+
+extension ServiceClient {
+    /// Every page of a list read with a generated client, following the cursors: `page` reads the
+    /// page after a cursor (nil: the first).
+    func allPages<Item>(_ what: String, _ page: (_ cursor: String?) async throws -> (items: [Item], next: String?)) async throws -> [Item] {
+        var items: [Item] = []
+        var cursor: String?
+        var seen: Set<String> = []
+        repeat {
+            let read = try await call { try await page(cursor) }
+            items += read.items
+            cursor = read.next
+            // A cursor that comes back twice would loop for ever; the API promises stable cursors.
+            if let next = cursor, !seen.insert(next).inserted {
+                throw FleetctlError.unexpectedResponse(service: name, detail: "\(what) gave the cursor \(next) twice")
+            }
+        } while cursor != nil
+        return items
     }
 }
 
@@ -75,10 +107,35 @@ extension CommandContext {
     /// Prints one object a generated client read: as JSON, or as `render` tells.
     func printObject<Value: Encodable>(_ value: Value, render: (Value) -> String) throws {
         if output == .json {
-            let data = try ContractCoding.encoder.encode(value)
-            console.printJSON(try ContractCoding.decoder.decode(JSONValue.self, from: data))
+            try printJSON(value)
         } else {
             console.print(render(value))
         }
     }
+
+    /// Prints `value` as its JSON.
+    func printJSON(_ value: some Encodable) throws {
+        console.printJSON(try ContractCoding.recast(value, as: JSONValue.self))
+    }
+
+    /// Prints the answer to a write, as ``printObject(_:render:)``; the command succeeded.
+    func report<Value: Encodable>(_ value: Value, render: (Value) -> String) throws -> ExitCode {
+        try printObject(value, render: render)
+        return .success
+    }
 }
+
+/// JSON the operator gave (a settings file, `--inputs`) as the contract's type for it; what does
+/// not fit is named before any request (`the default settings: confidence_threshold: expected a
+/// number`).
+func contractValue<Value: Decodable>(_ json: JSONValue, as type: Value.Type = Value.self, what: String) throws -> Value {
+    do {
+        return try ContractCoding.recast(json, as: type)
+    } catch let error as DecodingError {
+        let problem = ContractError(decodingError: error)
+        throw FleetctlError.invalidInput("\(what): \(problem.field == "(root)" ? "" : problem.field + ": ")\(problem.reason)")
+    }
+}
+
+extension RegistrySchema.ModelTask: ExpressibleByArgument {}
+extension RegistrySchema.ModelFormat: ExpressibleByArgument {}

@@ -71,8 +71,14 @@ extension CommandContext {
         _ path: String, on service: ServiceClient? = nil, query: [(String, String)] = [], what: String, identity: [String: JSONValue],
         options: DeletionOptions
     ) async throws -> ExitCode {
+        try await delete(what: what, identity: identity, options: options) { _ = try await (service ?? registry).send(.DELETE, path, query: query) }
+    }
+
+    /// As ``delete(_:on:query:what:identity:options:)``, where `perform` deletes (a generated
+    /// client's call).
+    func delete(what: String, identity: [String: JSONValue], options: DeletionOptions, _ perform: () async throws -> Void) async throws -> ExitCode {
         if let refused = confirmation("delete", "deleted", what, question: "Delete \(what)?", yes: options.yes) { return refused }
-        _ = try await (service ?? registry).send(.DELETE, path, query: query)
+        try await perform()
         if output == .json {
             console.printJSON(.object(identity.merging(["deleted": .bool(true)]) { $1 }))
         } else {

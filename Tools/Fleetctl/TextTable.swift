@@ -128,6 +128,12 @@ enum Format {
         settings.isEmpty ? "-" : settings.sorted { $0.key < $1.key }.map { "\($0.key)=\(json($0.value))" }.joined(separator: " ")
     }
 
+    /// Settings of a generated type (the registry's `ModelSettings`), as their JSON shows them.
+    static func settings(_ settings: some Encodable) -> String {
+        guard case .object(let members)? = try? ContractCoding.recast(settings, as: JSONValue.self) else { return "-" }
+        return self.settings(members)
+    }
+
     private static func quoted(_ text: String) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .withoutEscapingSlashes

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetContract
 import Foundation
+import RegistryContract
 
 /// `fleetctl agents`: edge agents' broker accounts (enrolments), from the registry.
 struct AgentsCommand: AsyncParsableCommand {
@@ -9,46 +10,30 @@ struct AgentsCommand: AsyncParsableCommand {
         subcommands: [ListEnrollments.self, EnrollAgent.self, RevokeAgent.self], defaultSubcommand: ListEnrollments.self)
 }
 
-/// An enrolment as the registry shows it (never with its password).
-struct EnrollmentSummary: Decodable, Sendable {
-    var agentID: String
-    var siteID: String
-    var status: String
-    var enrolledAt: Date
-    var revokedAt: Date?
-
-    private enum CodingKeys: String, CodingKey {
-        case agentID = "agent_id"
-        case siteID = "site_id"
-        case status
-        case enrolledAt = "enrolled_at"
-        case revokedAt = "revoked_at"
-    }
-}
-
 /// `fleetctl agents list [--site SITE] [--status active|revoked]`.
 struct ListEnrollments: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List enrolled agents.")
 
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only the agents of this site.") var site: String?
-    @Option(help: "active or revoked.") var status: String?
+    @Option(help: "active or revoked.") var status: Operations.ListEnrollments.Input.Query.StatusPayload?
 
     func run() async throws {
         try await global.run { context in
-            var query: [(String, String)] = []
-            if let site { query.append(("site_id", site)) }
-            if let status { query.append(("status", status)) }
-            try await context.printList(context.registry, "/v1/enrollments", query: query, as: EnrollmentSummary.self) { enrollments in
+            let registry = context.registry
+            let enrollments = try await registry.allPages("/v1/enrollments") { cursor in
+                let page = try await registry.registryAPI.listEnrollments(query: .init(siteId: site, status: status, cursor: cursor)).ok.body.json
+                return (page.items, page.nextCursor)
+            }
+            return try context.report(enrollments) { enrollments in
                 var table = TextTable("agent", "site", "status", "enrolled", "revoked")
                 for enrollment in enrollments {
                     table.add(
-                        enrollment.agentID, enrollment.siteID, enrollment.status, Format.date(enrollment.enrolledAt),
+                        enrollment.agentId, enrollment.siteId, enrollment.status.rawValue, Format.date(enrollment.enrolledAt),
                         Format.date(enrollment.revokedAt))
                 }
                 return table.render()
             }
-            return .success
         }
     }
 }
@@ -75,17 +60,14 @@ struct EnrollAgent: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            var body: [String: JSONValue] = ["agent_id": .string(agent), "site_id": .string(site), "replace": .bool(replace)]
-            if let serverName { body["server_name"] = .string(serverName) }
-            let answer = try await context.registry.send(.POST, "/v1/enrollments", body: .object(body))
-            let document = try answer.decode(JSONValue.self, from: context.registry.name)
+            let registry = context.registry
+            let request = RegistrySchema.EnrollmentRequest(agentId: agent, siteId: site, serverName: serverName, replace: replace)
+            let enrolled = try await registry.call { try await registry.registryAPI.enrollAgent(body: .json(request)).created.body.json }
             if context.output == .json {
-                context.console.printJSON(document)
+                try context.printJSON(enrolled)
                 return .success
             }
-            guard case .object(let fields) = document, let configuration = fields["configuration"] else {
-                throw FleetctlError.invalidInput("the registry's answer has no configuration")
-            }
+            let configuration = try ContractCoding.recast(enrolled.configuration, as: JSONValue.self)
             let text = Format.prettyJSON(configuration) + "\n"
             if let save {
                 try Self.writePrivately(text, to: save)
@@ -126,16 +108,13 @@ struct RevokeAgent: AsyncParsableCommand {
         try await global.run { context in
             let question = "Revoke agent \(agent)? It is disconnected and cannot connect again until enrolled anew."
             if let refused = context.confirmation("revoke", "revoked", "agent \(agent)", question: question, yes: yes) { return refused }
-            let answer = try await context.registry.send(.DELETE, "/v1/enrollments/\(ServiceClient.segment(agent))")
-            if context.output == .json {
-                context.console.printJSON(try answer.decode(JSONValue.self, from: context.registry.name))
-            } else {
-                let enrollment = try answer.decode(EnrollmentSummary.self, from: context.registry.name)
-                context.console.print(
-                    "Revoked agent \(enrollment.agentID) (site \(enrollment.siteID)) at \(Format.date(enrollment.revokedAt)): disconnected, refused from now on."
-                )
+            let registry = context.registry
+            let revoked = try await registry.call { try await registry.registryAPI.revokeEnrollment(path: .init(agentId: agent)).ok.body.json }
+            return try context.report(revoked) { enrollment in
+                "Revoked agent \(enrollment.agentId) (site \(enrollment.siteId)) at \(Format.date(enrollment.revokedAt)): disconnected, refused from now on."
             }
-            return .success
         }
     }
 }
+
+extension Operations.ListEnrollments.Input.Query.StatusPayload: ExpressibleByArgument {}

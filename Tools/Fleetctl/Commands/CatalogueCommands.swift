@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetContract
 import Foundation
+import RegistryContract
 
 /// `fleetctl create-model --name N --task T --format F`: a model without versions yet.
 struct CreateModelCommand: AsyncParsableCommand {
@@ -13,10 +14,10 @@ struct CreateModelCommand: AsyncParsableCommand {
     var name: String
 
     @Option(help: "What it is for: object_detection, classification, segmentation, pose_estimation, ocr, embedding or other.")
-    var task: String
+    var task: RegistrySchema.ModelTask
 
     @Option(help: "Its weights' form: onnx, tensorrt, openvino, tflite, torchscript or other.")
-    var format: String
+    var format: RegistrySchema.ModelFormat
 
     @Option(help: "What it does, for people.")
     var description: String?
@@ -25,14 +26,13 @@ struct CreateModelCommand: AsyncParsableCommand {
     var labels: [String] = []
 
     func run() async throws {
-        var body: [String: JSONValue] = ["name": .string(name), "task": .string(task), "format": .string(format)]
-        if let description { body["description"] = .string(description) }
-        if !labels.isEmpty { body["labels"] = .array(labels.map(JSONValue.string)) }
+        let new = RegistrySchema.NewModel(name: name, description: description, task: task, format: format, labels: labels.isEmpty ? nil : labels)
         try await global.run { context in
-            try await context.write(.POST, "/v1/models", body: .object(body), as: ModelSummary.self) { model in
-                let id = model.id.uuidString.lowercased()
-                return "Created model \(model.name) (\(id)): \(model.task), \(model.format), labels \(Format.list(model.labels))\n"
-                    + "Add a version: fleetctl add-version \(id) --version 1.0.0 --artifact URI --sha256 HEX --size BYTES"
+            let registry = context.registry
+            let model = try await registry.call { try await registry.registryAPI.createModel(body: .json(new)).created.body.json }
+            return try context.report(model) { model in
+                "Created model \(model.name) (\(model.id)): \(model.task.rawValue), \(model.format.rawValue), labels \(Format.list(model.labels))\n"
+                    + "Add a version: fleetctl add-version \(model.id) --version 1.0.0 --artifact URI --sha256 HEX --size BYTES"
             }
         }
     }
@@ -53,9 +53,13 @@ struct UpdateModelCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.write(
-                .PATCH, "/v1/models/\(model.text)", body: .object(["description": .string(description)]), as: ModelSummary.self,
-                render: ModelsCommand.render)
+            let registry = context.registry
+            let updated = try await registry.call {
+                try await registry.registryAPI.updateModel(
+                    path: .init(modelId: model.text), body: .json(RegistrySchema.ModelUpdate(description: description))
+                ).ok.body.json
+            }
+            return try context.report(updated, render: ModelsCommand.render)
         }
     }
 }
@@ -73,10 +77,16 @@ struct LabelModelCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let path = "/v1/models/\(model.text)"
-            let current = try await context.registry.get(path, as: ModelSummary.self)
-            let labels = JSONValue.array(edits.applied(to: current.labels).map(JSONValue.string))
-            return try await context.write(.PATCH, path, body: .object(["labels": labels]), as: ModelSummary.self, render: ModelsCommand.render)
+            let registry = context.registry
+            let path = Operations.GetModel.Input.Path(modelId: model.text)
+            let current = try await registry.call { try await registry.registryAPI.getModel(path: path).ok.body.json }
+            let updated = try await registry.call {
+                try await registry.registryAPI.updateModel(
+                    path: .init(modelId: model.text), body: .json(RegistrySchema.ModelUpdate(labels: edits.applied(to: current.labels)))
+                )
+                .ok.body.json
+            }
+            return try context.report(updated, render: ModelsCommand.render)
         }
     }
 }
@@ -96,11 +106,14 @@ struct DeleteModelCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let path = "/v1/models/\(model.text)"
+            let registry = context.registry
             // Read first: the question names the model, and a wrong id fails before it is asked.
-            let current = try await context.registry.get(path, as: ModelSummary.self)
+            let current = try await registry.call { try await registry.registryAPI.getModel(path: .init(modelId: model.text)).ok.body.json }
             return try await context.delete(
-                path, what: "model \(current.name) (\(model.text))", identity: ["model_id": .string(model.text)], options: options)
+                what: "model \(current.name) (\(model.text))", identity: ["model_id": .string(model.text)], options: options
+            ) {
+                _ = try await registry.call { try await registry.registryAPI.deleteModel(path: .init(modelId: model.text)).noContent }
+            }
         }
     }
 }
@@ -158,25 +171,26 @@ struct AddVersionCommand: AsyncParsableCommand {
                 defaults = members
             }
             defaults.merge(try SettingArgument.object(settings)) { $1 }
-            var body: [String: JSONValue] = [
-                "version": .string(version), "artifact_uri": .string(artifact), "sha256": .string(sha256), "size_bytes": .number(Double(size)),
-            ]
-            if !defaults.isEmpty { body["default_settings"] = .object(defaults) }
-            if let inputs { body["inputs"] = inputs.value }
-            if let outputs { body["outputs"] = outputs.value }
-            return try await context.write(
-                .POST, "/v1/models/\(model.text)/versions", body: .object(body), as: ModelVersionSummary.self, render: Self.render)
+            let new = RegistrySchema.NewModelVersion(
+                version: version, artifactUri: artifact, sha256: sha256, sizeBytes: size,
+                inputs: try inputs.map { try contractValue($0.value, what: "--inputs") },
+                outputs: try outputs.map { try contractValue($0.value, what: "--outputs") },
+                defaultSettings: defaults.isEmpty ? nil : try contractValue(.object(defaults), what: "the default settings"))
+            let registry = context.registry
+            let added = try await registry.call {
+                try await registry.registryAPI.addModelVersion(path: .init(modelId: model.text), body: .json(new)).created.body.json
+            }
+            return try context.report(added, render: Self.render)
         }
     }
 
-    static func render(_ version: ModelVersionSummary) -> String {
+    static func render(_ version: RegistrySchema.ModelVersion) -> String {
         let rows = [
-            ("artifact", version.artifactURI), ("sha256", version.sha256),
+            ("artifact", version.artifactUri), ("sha256", version.sha256),
             ("size", "\(Format.bytes(version.sizeBytes)) (\(version.sizeBytes) bytes)"), ("defaults", Format.settings(version.defaultSettings)),
         ]
         let lines = rows.map { "  \($0.0.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.1)" }
-        return "Added version \(version.version) to model \(version.modelID.uuidString.lowercased()): \(version.status)\n"
-            + lines.joined(separator: "\n")
+        return "Added version \(version.version) to model \(version.modelId): \(version.status.rawValue)\n" + lines.joined(separator: "\n")
     }
 }
 
@@ -196,10 +210,12 @@ struct DeprecateVersionCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.write(
-                .POST, "/v1/models/\(model.text)/versions/\(ServiceClient.segment(version))/deprecate", body: nil, as: ModelVersionSummary.self
-            ) { deprecated in
-                "Version \(deprecated.version) of model \(deprecated.modelID.uuidString.lowercased()) is \(deprecated.status): "
+            let registry = context.registry
+            let deprecated = try await registry.call {
+                try await registry.registryAPI.deprecateModelVersion(path: .init(modelId: model.text, version: version)).ok.body.json
+            }
+            return try context.report(deprecated) { deprecated in
+                "Version \(deprecated.version) of model \(deprecated.modelId) is \(deprecated.status.rawValue): "
                     + "new pipelines cannot use it; devices that run it keep it."
             }
         }
@@ -227,12 +243,17 @@ struct DeleteVersionCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let path = "/v1/models/\(model.text)/versions/\(ServiceClient.segment(version))"
+            let registry = context.registry
             // Read first: a wrong model or version fails before the question is asked.
-            _ = try await context.registry.get(path, as: ModelVersionSummary.self)
+            _ = try await registry.call { try await registry.registryAPI.getModelVersion(path: .init(modelId: model.text, version: version)).ok }
             return try await context.delete(
-                path, what: "version \(version) of model \(model.text)", identity: ["model_id": .string(model.text), "version": .string(version)],
-                options: options)
+                what: "version \(version) of model \(model.text)", identity: ["model_id": .string(model.text), "version": .string(version)],
+                options: options
+            ) {
+                _ = try await registry.call {
+                    try await registry.registryAPI.deleteModelVersion(path: .init(modelId: model.text, version: version)).noContent
+                }
+            }
         }
     }
 }

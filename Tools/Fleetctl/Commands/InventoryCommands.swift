@@ -1,4 +1,5 @@
 import ArgumentParser
+import RegistryContract
 
 /// `fleetctl sites [SITE_ID]`: every site, or one site with its servers and groups.
 struct SitesCommand: AsyncParsableCommand {
@@ -12,17 +13,17 @@ struct SitesCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
+            let registry = context.registry
             if let siteID {
-                try await context.printObject(
-                    context.registry, "/v1/sites/\(ServiceClient.segment(siteID))", as: SiteDetail.self, render: Self.render)
-            } else {
-                try await context.printList(context.registry, "/v1/sites", as: SiteSummary.self, render: Self.render)
+                let page = try await registry.call { try await registry.registryAPI.getSitePage(path: .init(siteId: siteID)).ok.body.json }
+                return try context.report(page, render: Self.render)
             }
-            return .success
+            let sites = try await registry.call { try await registry.registryAPI.listSites().ok.body.json.items }
+            return try context.report(sites, render: Self.render)
         }
     }
 
-    static func render(_ sites: [SiteSummary]) -> String {
+    static func render(_ sites: [RegistrySchema.Site]) -> String {
         var table = TextTable("id", "name", "online", "servers", "devices", numeric: [3, 4])
         for site in sites {
             table.add(site.id, site.name, Format.yesNo(site.online), String(site.serverCount), String(site.deviceCount))
@@ -30,7 +31,7 @@ struct SitesCommand: AsyncParsableCommand {
         return table.render() + "\n\(OperationReport.count(sites.count, "site"))"
     }
 
-    static func render(_ page: SiteDetail) -> String {
+    static func render(_ page: RegistrySchema.SitePage) -> String {
         let site = page.site
         var sections = [
             "Site \(site.id) (\(site.name)): \(site.online ? "online" : "offline"), "
@@ -45,7 +46,7 @@ struct SitesCommand: AsyncParsableCommand {
         sections.append(servers.render())
         if !page.groups.isEmpty {
             var groups = TextTable("group", "name")
-            for group in page.groups { groups.add(group.id.uuidString.lowercased(), group.name) }
+            for group in page.groups { groups.add(group.id, group.name) }
             sections.append(groups.render())
         }
         sections.append("Devices: fleetctl devices --site \(site.id)")
@@ -96,17 +97,17 @@ struct DevicesCommand: AsyncParsableCommand {
         if let presence { query.append(("online", presence == .online ? "true" : "false")) }
         if let enablement { query.append(("enabled", enablement == .enabled ? "true" : "false")) }
         try await global.run { context in
-            try await context.printList(context.registry, "/v1/devices", query: query, as: DeviceSummary.self, render: Self.render)
+            try await context.printList(context.registry, "/v1/devices", query: query, as: RegistrySchema.Device.self, render: Self.render)
             return .success
         }
     }
 
-    static func render(_ devices: [DeviceSummary]) -> String {
+    static func render(_ devices: [RegistrySchema.Device]) -> String {
         var table = TextTable("id", "name", "kind", "site", "server", "key", "state", "labels")
         for device in devices {
             let state = device.gone ? "gone" : (device.enabled ? "" : "disabled, ") + (device.reachable ? "online" : "offline")
             table.add(
-                device.id.uuidString.lowercased(), device.name, device.kind, device.siteID, device.serverID, device.key, state,
+                device.id, device.name, device.kind, device.siteId, device.serverId, device.key, state,
                 Format.list(device.labels))
         }
         return table.render() + "\n\(OperationReport.count(devices.count, "device"))"
@@ -123,7 +124,7 @@ struct ModelsCommand: AsyncParsableCommand {
     var modelID: IDArgument?
 
     @Option(help: "Only models for this task (object_detection, classification, …).")
-    var task: String?
+    var task: RegistrySchema.ModelTask?
 
     @Option(help: "Only models with this label.")
     var label: String?
@@ -133,38 +134,36 @@ struct ModelsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
+            let registry = context.registry
             if let modelID {
-                try await context.printObject(context.registry, "/v1/models/\(modelID.text)", as: ModelSummary.self, render: Self.render)
-                return .success
+                let model = try await registry.call { try await registry.registryAPI.getModel(path: .init(modelId: modelID.text)).ok.body.json }
+                return try context.report(model, render: Self.render)
             }
-            var query: [(String, String)] = [("limit", "200")]
-            if let task { query.append(("task", task)) }
-            if let label { query.append(("label", label)) }
-            if let search { query.append(("q", search)) }
-            try await context.printList(context.registry, "/v1/models", query: query, as: ModelSummary.self, render: Self.render)
-            return .success
+            let models = try await registry.allPages("/v1/models") { cursor in
+                let query = Operations.ListModels.Input.Query(task: task, label: label, q: search, limit: 200, cursor: cursor)
+                let page = try await registry.registryAPI.listModels(query: query).ok.body.json
+                return (page.items, page.nextCursor)
+            }
+            return try context.report(models, render: Self.render)
         }
     }
 
-    static func render(_ models: [ModelSummary]) -> String {
+    static func render(_ models: [RegistrySchema.Model]) -> String {
         var table = TextTable("id", "name", "task", "format", "labels", "created")
         for model in models {
-            table.add(model.id.uuidString.lowercased(), model.name, model.task, model.format, Format.list(model.labels), Format.date(model.createdAt))
+            table.add(model.id, model.name, model.task.rawValue, model.format.rawValue, Format.list(model.labels), Format.date(model.createdAt))
         }
         return table.render() + "\n\(OperationReport.count(models.count, "model"))"
     }
 
-    static func render(_ model: ModelSummary) -> String {
-        var sections = [
-            "Model \(model.name) (\(model.id.uuidString.lowercased())): \(model.task), \(model.format), labels \(Format.list(model.labels))"
-        ]
-        if let description = model.description, !description.isEmpty { sections[0] += "\n\(description)" }
+    static func render(_ model: RegistrySchema.Model) -> String {
+        var sections = ["Model \(model.name) (\(model.id)): \(model.task.rawValue), \(model.format.rawValue), labels \(Format.list(model.labels))"]
+        if !model.description.isEmpty { sections[0] += "\n\(model.description)" }
         var versions = TextTable("version", "status", "size", "created", "default settings", "artifact")
         for version in model.versions ?? [] {
             versions.add(
-                version.version, version.status, Format.bytes(version.sizeBytes), Format.date(version.createdAt),
-                Format.settings(version.defaultSettings),
-                version.artifactURI)
+                version.version, version.status.rawValue, Format.bytes(version.sizeBytes), Format.date(version.createdAt),
+                Format.settings(version.defaultSettings), version.artifactUri)
         }
         sections.append((model.versions ?? []).isEmpty ? "No versions." : versions.render())
         return sections.joined(separator: "\n\n")

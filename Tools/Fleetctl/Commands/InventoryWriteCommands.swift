@@ -1,17 +1,19 @@
 import ArgumentParser
 import FleetContract
+import Foundation
+import RegistryContract
 
 /// What a device is after an operator's change, in one line.
 enum DeviceReport {
-    static func line(_ device: DeviceSummary) -> String {
-        let group = device.groupID.map { "group \($0.uuidString.lowercased())" } ?? "no group"
-        return "device \(device.name) (\(device.id.uuidString.lowercased())), site \(device.siteID): "
+    static func line(_ device: RegistrySchema.Device) -> String {
+        let group = device.groupId.map { "group \($0)" } ?? "no group"
+        return "device \(device.name) (\(device.id)), site \(device.siteId): "
             + "\(device.enabled ? "enabled" : "disabled"), \(group), labels \(Format.list(device.labels))"
     }
 
     /// Sends `change` as the device's PATCH and prints the device after it, after `verb`.
     static func update(_ device: IDArgument, _ change: [String: JSONValue], verb: String, context: CommandContext) async throws -> ExitCode {
-        try await context.write(.PATCH, "/v1/devices/\(device.text)", body: .object(change), as: DeviceSummary.self) {
+        try await context.write(.PATCH, "/v1/devices/\(device.text)", body: .object(change), as: RegistrySchema.Device.self) {
             "\(verb) \(line($0))"
         }
     }
@@ -112,7 +114,7 @@ struct LabelDeviceCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let current = try await context.registry.get("/v1/devices/\(device.text)", as: DeviceSummary.self)
+            let current = try await context.registry.get("/v1/devices/\(device.text)", as: RegistrySchema.Device.self)
             let labels = JSONValue.array(edits.applied(to: current.labels).map(JSONValue.string))
             return try await DeviceReport.update(device, ["labels": labels], verb: "Labelled", context: context)
         }
@@ -134,9 +136,11 @@ struct CreateSiteCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.write(.POST, "/v1/sites", body: .object(["id": .string(site), "name": .string(name)]), as: SiteSummary.self) {
-                "Created site \($0.id) (\($0.name))."
+            let registry = context.registry
+            let created = try await registry.call {
+                try await registry.registryAPI.createSite(body: .json(RegistrySchema.NewSite(id: site, name: name))).created.body.json
             }
+            return try context.report(created) { "Created site \($0.id) (\($0.name))." }
         }
     }
 }
@@ -155,11 +159,13 @@ struct CreateGroupCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.write(
-                .POST, "/v1/sites/\(ServiceClient.segment(site))/groups", body: .object(["name": .string(name)]), as: GroupSummary.self
-            ) { group in
-                let id = group.id.uuidString.lowercased()
-                return "Created group \(group.name) (\(id)) in site \(group.siteID).\nPut a device in it: fleetctl group-device DEVICE_ID \(id)"
+            let registry = context.registry
+            let created = try await registry.call {
+                try await registry.registryAPI.createDeviceGroup(path: .init(siteId: site), body: .json(RegistrySchema.NewDeviceGroup(name: name)))
+                    .created.body.json
+            }
+            return try context.report(created) { group in
+                "Created group \(group.name) (\(group.id)) in site \(group.siteId).\nPut a device in it: fleetctl group-device DEVICE_ID \(group.id)"
             }
         }
     }
@@ -183,14 +189,20 @@ struct DeleteGroupCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let path = "/v1/sites/\(ServiceClient.segment(site))/groups"
+            let registry = context.registry
             // Read first: the question names the group, and a wrong id fails before it is asked.
-            guard let current = try await context.registry.all(path, as: GroupSummary.self).first(where: { $0.id == group.id }) else {
+            let groups = try await registry.call { try await registry.registryAPI.listDeviceGroups(path: .init(siteId: site)).ok.body.json.items }
+            guard let current = groups.first(where: { UUID(uuidString: $0.id) == group.id }) else {
                 throw FleetctlError.invalidInput("site \(site) has no group \(group.text)")
             }
             return try await context.delete(
-                "\(path)/\(group.text)", what: "group \(current.name) (\(group.text)) of site \(site)",
-                identity: ["site_id": .string(site), "group_id": .string(group.text)], options: options)
+                what: "group \(current.name) (\(group.text)) of site \(site)", identity: ["site_id": .string(site), "group_id": .string(group.text)],
+                options: options
+            ) {
+                _ = try await registry.call {
+                    try await registry.registryAPI.deleteDeviceGroup(path: .init(siteId: site, groupId: group.text)).noContent
+                }
+            }
         }
     }
 }

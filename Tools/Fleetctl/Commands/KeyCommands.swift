@@ -1,30 +1,13 @@
 import ArgumentParser
 import FleetContract
 import Foundation
+import RegistryContract
 
 /// `fleetctl keys`: API keys (admin), from the registry.
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys", abstract: "Make, list and revoke API keys (admin).",
         subcommands: [ListKeys.self, CreateKey.self, RevokeKey.self], defaultSubcommand: ListKeys.self)
-}
-
-/// A key as the registry lists it (never its token).
-struct APIKeySummary: Decodable, Sendable {
-    var id: String
-    var name: String
-    var role: String
-    var status: String
-    var createdAt: Date
-    var expiresAt: Date?
-    var revokedAt: Date?
-
-    private enum CodingKeys: String, CodingKey {
-        case id, name, role, status
-        case createdAt = "created_at"
-        case expiresAt = "expires_at"
-        case revokedAt = "revoked_at"
-    }
 }
 
 /// `fleetctl keys list`.
@@ -35,14 +18,15 @@ struct ListKeys: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.printList(context.registry, "/v1/keys", as: APIKeySummary.self) { keys in
+            let registry = context.registry
+            let keys = try await registry.call { try await registry.registryAPI.listAPIKeys().ok.body.json.items }
+            return try context.report(keys) { keys in
                 var table = TextTable("id", "name", "role", "status", "created", "expires")
                 for key in keys {
-                    table.add(key.id, key.name, key.role, key.status, Format.date(key.createdAt), Format.date(key.expiresAt))
+                    table.add(key.id, key.name, key.role.rawValue, key.status.rawValue, Format.date(key.createdAt), Format.date(key.expiresAt))
                 }
                 return table.render()
             }
-            return .success
         }
     }
 }
@@ -54,27 +38,24 @@ struct CreateKey: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Who or what holds it; the audit trail names it.") var name: String
-    @Option(help: "viewer (reads), operator (pipelines, operations, deployments) or admin (everything).") var role: String
+    @Option(help: "viewer (reads), operator (pipelines, operations, deployments) or admin (everything).")
+    var role: RegistrySchema.APIKeyRequest.RolePayload
     @Option(help: "Days until it expires (default: never).") var expiresInDays: Double?
     @Option(help: "Write the key to this file (mode 0600) instead of printing it.") var save: String?
 
     func run() async throws {
         try await global.run { context in
-            var body: [String: JSONValue] = ["name": .string(name), "role": .string(role)]
-            if let expiresInDays { body["expires_in_days"] = .number(expiresInDays) }
-            let answer = try await context.registry.send(.POST, "/v1/keys", body: .object(body))
-            let document = try answer.decode(JSONValue.self, from: context.registry.name)
-            guard case .object(let fields) = document, case .string(let token)? = fields["token"] else {
-                throw FleetctlError.unexpectedResponse(service: context.registry.name, detail: "no token in its answer")
-            }
+            let registry = context.registry
+            let request = RegistrySchema.APIKeyRequest(name: name, role: role, expiresInDays: expiresInDays)
+            let made = try await registry.call { try await registry.registryAPI.createAPIKey(body: .json(request)).created.body.json }
             if context.output == .json && save == nil {
-                context.console.printJSON(document)
+                try context.printJSON(made)
             } else if let save {
-                try EnrollAgent.writePrivately(token + "\n", to: save)
-                context.console.print("Made the \(role) key \(name); it is in \(save) (mode 0600).")
+                try EnrollAgent.writePrivately(made.token + "\n", to: save)
+                context.console.print("Made the \(role.rawValue) key \(name); it is in \(save) (mode 0600).")
             } else {
-                context.console.write(toStandardError: "Made the \(role) key \(name); it is shown only now:\n")
-                context.console.print(token)
+                context.console.write(toStandardError: "Made the \(role.rawValue) key \(name); it is shown only now:\n")
+                context.console.print(made.token)
             }
             return .success
         }
@@ -96,14 +77,11 @@ struct RevokeKey: AsyncParsableCommand {
             if let refused = context.confirmation("revoke", "revoked", "key \(key)", question: "Revoke API key \(key)?", yes: yes) {
                 return refused
             }
-            let answer = try await context.registry.send(.DELETE, "/v1/keys/\(ServiceClient.segment(key))")
-            if context.output == .json {
-                context.console.printJSON(try answer.decode(JSONValue.self, from: context.registry.name))
-            } else {
-                let revoked = try answer.decode(APIKeySummary.self, from: context.registry.name)
-                context.console.print("Revoked the API key \(revoked.name) (\(revoked.id), \(revoked.role)).")
-            }
-            return .success
+            let registry = context.registry
+            let revoked = try await registry.call { try await registry.registryAPI.revokeAPIKey(path: .init(keyId: key)).ok.body.json }
+            return try context.report(revoked) { "Revoked the API key \($0.name) (\($0.id), \($0.role.rawValue))." }
         }
     }
 }
+
+extension RegistrySchema.APIKeyRequest.RolePayload: ExpressibleByArgument {}
