@@ -138,6 +138,13 @@ let package = Package(
             swiftSettings: generatedSwiftSettings
         ),
         .target(
+            name: "OrchestratorContract",
+            dependencies: ["FleetContract", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/Contracts/OrchestratorContract",
+            exclude: ["openapi-generator-config.yaml"],
+            swiftSettings: generatedSwiftSettings
+        ),
+        .target(
             name: "RegistryContract",
             dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             path: "Shared/Contracts/RegistryContract",
@@ -173,8 +180,9 @@ let package = Package(
         .executableTarget(
             name: "Orchestrator",
             dependencies: [
-                "ServiceRuntime", "FleetContract", "DeviceProtocol", "MQTT",
+                "ServiceRuntime", "FleetContract", "DeviceProtocol", "MQTT", "OrchestratorContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

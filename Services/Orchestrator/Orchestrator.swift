@@ -24,8 +24,6 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
     let store = PostgresOperationStore(client: database.client, logger: context.logger)
     let registry = RegistryClient(mqtt: context.mqtt)
     let wake = OutboxPublisher.Wake()
-    let api = OrchestratorAPI(
-        store: store, registry: registry, resolver: PipelineResolver(registry: registry), committed: { wake.signal() }, logger: context.logger)
     let viewsChanged = OutboxPublisher.Wake()
     let instancesChanged = OutboxPublisher.Wake()
     let deploymentStore = PostgresDeploymentStore(
@@ -56,10 +54,10 @@ func buildOrchestrator(_ context: ServiceContext) throws -> ServiceParts {
             database: database, store: deploymentStore, registry: registry, figures: canaryFigures, wake: instancesChanged, logger: context.logger))
     parts.services.append(
         AutoscalerLink(mqtt: context.mqtt, database: database, store: deploymentStore, registry: registry, logger: context.logger))
-    parts.routes = { router in
-        api.addRoutes(to: router)
-        deployments.addRoutes(to: router)
-    }
+    let api = OrchestratorAPI(
+        store: store, registry: registry, resolver: PipelineResolver(registry: registry), committed: { wake.signal() }, logger: context.logger,
+        deployments: deployments)
+    parts.routes = { router in try api.addRoutes(to: router) }
     // Deleting a deployment: admin; every other change: operator.
     parts.accessRules = APIAccessRules([(.delete, "/v1/deployments", .admin)])
     return parts

@@ -3,42 +3,31 @@ import FleetContract
 import Foundation
 import Hummingbird
 import Logging
+import OpenAPIRuntime
+import OrchestratorContract
 import ServiceRuntime
 
-/// The orchestrator's REST API: pipeline operations on one device or many, with previews, and
-/// the operations' progress, history, revert and retry. Every route is in ``routes``; the contract
-/// (`openapi.yaml`) is tested against it.
-struct OrchestratorAPI: Sendable {
+/// The orchestrator's REST API: its contract's `APIProtocol` (openapi.yaml, generated into
+/// OrchestratorContract; decision 91): pipeline operations on one device or many, with previews,
+/// and the operations' progress, history, revert and retry; the deployments' operations are
+/// ``DeploymentAPI``'s (in its file). Handlers read the generated request types, recast them to
+/// the domain's and answer with the generated types recast from the domain's (decision 92).
+struct OrchestratorAPI: APIProtocol {
     let store: any OperationRepository
     let registry: any RegistryLookup
     let resolver: PipelineResolver
     /// Called after each commit (the outbox publisher's wake-up).
     let committed: @Sendable () -> Void
     let logger: Logger
+    /// `/v1/deployments`; nil where only the pipeline operations are served (their tests).
+    var deployments: DeploymentAPI? = nil
 
-    typealias Route = APIRoute<OrchestratorAPI>
-
-    static let routes: [Route] = [
-        Route(.get, "/openapi.json") { _, _, _ in .openAPIDocument(OrchestratorOpenAPI.text) },
-        Route(.get, "/v1/devices/{device_id}/pipelines") { api, request, context in try await api.devicePipelines(request, context) },
-        Route(.post, "/v1/devices/{device_id}/pipelines") { api, request, context in try await api.addPipeline(request, context) },
-        Route(.put, "/v1/devices/{device_id}/pipelines/{index}") { api, request, context in try await api.replacePipeline(request, context) },
-        Route(.delete, "/v1/devices/{device_id}/pipelines/{index}") { api, request, context in try await api.removePipeline(request, context) },
-        Route(.patch, "/v1/devices/{device_id}/pipelines/{index}/stages/{stage}") { api, request, context in
-            try await api.updateStageSettings(request, context)
-        },
-        Route(.get, "/v1/devices/{device_id}/pipelines/history") { api, request, context in try await api.deviceHistory(request, context) },
-        Route(.post, "/v1/assignments") { api, request, context in try await api.assign(request, context) },
-        Route(.post, "/v1/settings") { api, request, context in try await api.updateSettings(request, context) },
-        Route(.get, "/v1/operations") { api, request, context in try await api.listOperations(request, context) },
-        Route(.get, "/v1/operations/{operation_id}") { api, request, context in try await api.getOperation(request, context) },
-        Route(.post, "/v1/operations/{operation_id}/revert") { api, request, context in try await api.revert(request, context) },
-        Route(.post, "/v1/operations/{operation_id}/retry") { api, request, context in try await api.retry(request, context) },
-    ]
-
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.add(Self.routes, for: self)
+    func addRoutes(to router: Router<BasicRequestContext>) throws {
+        try router.addContract(document: OrchestratorOpenAPI.text) { try registerHandlers(on: $0, configuration: $1, middlewares: $2) }
+        if let deployments { router.add(DeploymentAPI.plainRoutes, for: deployments) }
     }
+
+    private typealias Schemas = Components.Schemas
 
     /// Who did it, for the audit trail: the name of the request's API key, prefixed `key:` so that
     /// no key passes for a service (`autoscaler`); `local` where keys are off.
@@ -183,58 +172,73 @@ struct OrchestratorAPI: Sendable {
 
     // MARK: One device
 
-    func devicePipelines(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let device = try await self.device(context)
+    func getDevicePipelines(_ input: Operations.GetDevicePipelines.Input) async throws -> Operations.GetDevicePipelines.Output {
+        let device = try await self.device(input.path.deviceId)
         let current = try await store.currentPipelines([device.id])[device.id]
-        return try respond(
-            DevicePipelines(deviceID: device.id, revision: current?.revision ?? 0, pipelines: current?.pipelines ?? []), .ok, request, context)
+        let pipelines = DevicePipelines(deviceID: device.id, revision: current?.revision ?? 0, pipelines: current?.pipelines ?? [])
+        return .ok(.init(body: .json(try answer(pipelines))))
     }
 
-    func deviceHistory(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let device = try await self.device(context)
-        return try respond(Page(items: try await store.history(of: device.id), nextCursor: nil), .ok, request, context)
+    func getDevicePipelineHistory(_ input: Operations.GetDevicePipelineHistory.Input) async throws -> Operations.GetDevicePipelineHistory.Output {
+        let device = try await self.device(input.path.deviceId)
+        return .ok(.init(body: .json(try answer(Page(items: try await store.history(of: device.id), nextCursor: nil)))))
     }
 
-    func addPipeline(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(PipelineBody.self, from: request, context: context)
-        let device = try await self.device(context)
+    func addDevicePipeline(_ input: Operations.AddDevicePipeline.Input) async throws -> Operations.AddDevicePipeline.Output {
+        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body = try JSONBody.recast(json, as: PipelineBody.self)
+        let device = try await self.device(input.path.deviceId)
         let pipeline = try await resolver.resolve(body.pipeline, field: "pipeline")
-        return try await carryOut(.addPipeline, .add(pipeline), on: [device], single: true, options: body.options, body: request, context)
+        switch try await carryOut(.addPipeline, .add(pipeline), on: [device], single: true, options: body.options) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
-    func replacePipeline(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(PipelineBody.self, from: request, context: context)
-        let index = try Self.index(context, "index")
-        let device = try await self.device(context)
+    func replaceDevicePipeline(_ input: Operations.ReplaceDevicePipeline.Input) async throws -> Operations.ReplaceDevicePipeline.Output {
+        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body = try JSONBody.recast(json, as: PipelineBody.self)
+        let index = try Self.position(input.path.index, "index")
+        let device = try await self.device(input.path.deviceId)
         let pipeline = try await resolver.resolve(body.pipeline, field: "pipeline")
-        return try await carryOut(
-            .replacePipeline, .replace(index: index, with: pipeline), on: [device], single: true, options: body.options, body: request, context)
+        switch try await carryOut(.replacePipeline, .replace(index: index, with: pipeline), on: [device], single: true, options: body.options) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
-    func removePipeline(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let index = try Self.index(context, "index")
-        let query = request.uri.queryParameters
-        let options = Options(
-            dryRun: try Self.flag(query["dry_run"], "dry_run"), confirm: nil, allowOffline: try Self.flag(query["allow_offline"], "allow_offline"),
-            watchdogSeconds: nil)
-        let device = try await self.device(context)
-        return try await carryOut(.removePipeline, .remove(index: index), on: [device], single: true, options: options, body: request, context)
+    func removeDevicePipeline(_ input: Operations.RemoveDevicePipeline.Input) async throws -> Operations.RemoveDevicePipeline.Output {
+        let index = try Self.position(input.path.index, "index")
+        let options = Options(dryRun: input.query.dryRun, confirm: nil, allowOffline: input.query.allowOffline, watchdogSeconds: nil)
+        let device = try await self.device(input.path.deviceId)
+        switch try await carryOut(.removePipeline, .remove(index: index), on: [device], single: true, options: options) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
-    func updateStageSettings(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(SettingsBody.self, from: request, context: context)
-        let index = try Self.index(context, "index")
-        let stage = try Self.index(context, "stage")
-        let device = try await self.device(context)
-        return try await carryOut(
-            .updateSettings, .updateSettings(pipeline: .index(index), stage: stage, settings: body.settings), on: [device], single: true,
-            options: body.options, body: request, context)
+    func updateDeviceStageSettings(
+        _ input: Operations.UpdateDeviceStageSettings.Input
+    ) async throws
+        -> Operations.UpdateDeviceStageSettings.Output
+    {
+        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body = try JSONBody.recast(json, as: SettingsBody.self)
+        let index = try Self.position(input.path.index, "index")
+        let stage = try Self.position(input.path.stage, "stage")
+        let device = try await self.device(input.path.deviceId)
+        let edit = PipelineEdit.updateSettings(pipeline: .index(index), stage: stage, settings: body.settings)
+        switch try await carryOut(.updateSettings, edit, on: [device], single: true, options: body.options) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
     // MARK: Many devices
 
-    func assign(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(AssignmentBody.self, from: request, context: context)
+    func assignPipelines(_ input: Operations.AssignPipelines.Input) async throws -> Operations.AssignPipelines.Output {
+        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body = try JSONBody.recast(json, as: AssignmentBody.self)
         guard !body.targets.isEmpty else { throw APIError.invalid(field: "targets", "choose devices by device_ids, site_ids, group_ids or labels") }
         guard body.pipelines.count <= 64 else { throw APIError.invalid(field: "pipelines", "at most 64 pipelines per device") }
         let lookups = PipelineResolver.Lookups()
@@ -246,71 +250,78 @@ struct OrchestratorAPI: Sendable {
         let started = clock.now
         let devices = try await selected(body.targets)
         logger.info("selected devices", metadata: ["devices": "\(devices.count)", "registry_ms": "\((clock.now - started).milliseconds)"])
-        return try await carryOut(.assign, .assign(pipelines), on: devices, single: false, options: body.options, body: request, context)
+        switch try await carryOut(.assign, .assign(pipelines), on: devices, single: false, options: body.options) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
-    func updateSettings(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let body = try await JSONBody.decode(BulkSettingsBody.self, from: request, context: context)
+    func updateSettingsOfMany(_ input: Operations.UpdateSettingsOfMany.Input) async throws -> Operations.UpdateSettingsOfMany.Output {
+        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body = try JSONBody.recast(json, as: BulkSettingsBody.self)
         guard !body.targets.isEmpty else { throw APIError.invalid(field: "targets", "choose devices by device_ids, site_ids, group_ids or labels") }
         guard body.stage >= 0 else { throw APIError.invalid(field: "stage", "must be 0 or more") }
         let devices = try await selected(body.targets)
-        return try await carryOut(
-            .updateSettings, .updateSettings(pipeline: .name(body.pipelineName), stage: body.stage, settings: body.settings), on: devices,
-            single: false, options: body.options, body: request, context)
+        let edit = PipelineEdit.updateSettings(pipeline: .name(body.pipelineName), stage: body.stage, settings: body.settings)
+        switch try await carryOut(.updateSettings, edit, on: devices, single: false, options: body.options) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
     // MARK: Operations
 
     /// A list's `limit` (1 to 500, 50 by default) and `cursor` (a position this API gave).
-    static func paging(_ request: Request) throws(APIError) -> (limit: Int, cursor: Int64?) {
-        let query = request.uri.queryParameters
-        var limit = 50
-        if let text = query["limit"] {
-            guard let value = Int(String(text)), (1...500).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 500") }
-            limit = value
-        }
-        var cursor: Int64?
-        if let text = query["cursor"] {
-            guard let value = Int64(String(text)), value > 0 else { throw APIError.invalid(field: "cursor", "is not a cursor this API gave") }
-            cursor = value
-        }
-        return (limit, cursor)
+    static func paging(limit: Int?, cursor: String?) throws(APIError) -> (limit: Int, cursor: Int64?) {
+        let limit = limit ?? 50
+        guard (1...500).contains(limit) else { throw APIError.invalid(field: "limit", "must be 1 to 500") }
+        guard let cursor else { return (limit, nil) }
+        guard let value = Int64(cursor), value > 0 else { throw APIError.invalid(field: "cursor", "is not a cursor this API gave") }
+        return (limit, value)
     }
 
-    func listOperations(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let (limit, before) = try Self.paging(request)
+    func listOperations(_ input: Operations.ListOperations.Input) async throws -> Operations.ListOperations.Output {
+        let (limit, before) = try Self.paging(limit: input.query.limit, cursor: input.query.cursor)
         let (items, next) = try await store.operations(limit: limit, before: before)
-        return try respond(Page(items: items, nextCursor: next.map(String.init)), .ok, request, context)
+        return .ok(.init(body: .json(try answer(Page(items: items, nextCursor: next.map(String.init))))))
     }
 
-    func getOperation(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try Self.uuid(context, "operation_id")
-        var status: DeviceStatus?
-        if let text = request.uri.queryParameters["status"] {
-            guard let value = DeviceStatus(rawValue: String(text)) else {
-                throw APIError.invalid(field: "status", "must be one of \(DeviceStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            status = value
-        }
+    func getOperation(_ input: Operations.GetOperation.Input) async throws -> Operations.GetOperation.Output {
+        let id = try Self.uuid(input.path.operationId, "operation_id")
+        let status: DeviceStatus? = try input.query.status.map { try ContractCoding.recast($0) }
         guard let operation = try await store.operation(id) else { throw APIError.notFound("no operation \(id.lowercasedString)") }
-        return try respond(OperationDetail(operation: operation, devices: try await store.devices(of: id, status: status)), .ok, request, context)
+        let detail = OperationDetail(operation: operation, devices: try await store.devices(of: id, status: status))
+        return .ok(.init(body: .json(try answer(detail))))
     }
 
     /// Puts back what each device of the operation had before it.
-    func revert(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try Self.uuid(context, "operation_id")
-        let options = try await JSONBody.decodeIfPresent(Options.self, from: request, context: context) ?? Options()
+    func revertOperation(_ input: Operations.RevertOperation.Input) async throws -> Operations.RevertOperation.Output {
+        let id = try Self.uuid(input.path.operationId, "operation_id")
+        let options = try Self.options(
+            input.body.map { body in
+                switch body {
+                case .json(let options): options
+                }
+            })
         guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id.lowercasedString)") }
         let changes = try await store.changes(of: id)
         let lists = Dictionary(uniqueKeysWithValues: changes.map { ($0.deviceID, $0.before) })
         let devices = try await selected(DeviceTargets(deviceIDs: Array(lists.keys)))
-        return try await carryOut(.revert, .restore(lists), on: devices, single: false, options: options, body: request, context, reverts: id)
+        switch try await carryOut(.revert, .restore(lists), on: devices, single: false, options: options, reverts: id) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
     }
 
     /// Sends the operation's change again to its devices that failed or timed out.
-    func retry(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let id = try Self.uuid(context, "operation_id")
-        let options = try await JSONBody.decodeIfPresent(Options.self, from: request, context: context) ?? Options()
+    func retryOperation(_ input: Operations.RetryOperation.Input) async throws -> Operations.RetryOperation.Output {
+        let id = try Self.uuid(input.path.operationId, "operation_id")
+        let options = try Self.options(
+            input.body.map { body in
+                switch body {
+                case .json(let options): options
+                }
+            })
         guard try await store.operation(id) != nil else { throw APIError.notFound("no operation \(id.lowercasedString)") }
         let unsettled = try await store.changes(of: id).filter { $0.status == .failed || $0.status == .timedOut }
         guard !unsettled.isEmpty else {
@@ -318,7 +329,15 @@ struct OrchestratorAPI: Sendable {
         }
         let lists = Dictionary(uniqueKeysWithValues: unsettled.map { ($0.deviceID, $0.after) })
         let devices = try await selected(DeviceTargets(deviceIDs: Array(lists.keys)))
-        return try await carryOut(.retry, .resend(lists), on: devices, single: false, options: options, body: request, context, retries: id)
+        switch try await carryOut(.retry, .resend(lists), on: devices, single: false, options: options, retries: id) {
+        case .preview(let preview): return .ok(.init(body: .json(try answer(preview))))
+        case .accepted(let accepted): return .accepted(.init(body: .json(try answer(accepted))))
+        }
+    }
+
+    /// The options of a revert or retry, whose body may be left out.
+    private static func options(_ given: Schemas.Options?) throws -> Options {
+        try given.map { try JSONBody.recast($0, as: Options.self) } ?? Options()
     }
 
     // MARK: Carrying out
@@ -326,9 +345,9 @@ struct OrchestratorAPI: Sendable {
     /// Plans the edit, refuses offline sites unless allowed, answers a preview, or (confirmed when
     /// on many devices) commits it and wakes the publisher.
     private func carryOut(
-        _ kind: OperationKind, _ edit: PipelineEdit, on devices: [RegistryDevice], single: Bool, options: Options, body request: Request,
-        _ context: BasicRequestContext, reverts: UUID? = nil, retries: UUID? = nil
-    ) async throws -> Response {
+        _ kind: OperationKind, _ edit: PipelineEdit, on devices: [RegistryDevice], single: Bool, options: Options, reverts: UUID? = nil,
+        retries: UUID? = nil
+    ) async throws -> CarriedOut {
         let watchdog = try options.watchdog()
         let clock = ContinuousClock()
         let started = clock.now
@@ -341,7 +360,7 @@ struct OrchestratorAPI: Sendable {
                     deviceID: $0.device.id, deviceName: $0.device.name, siteID: $0.device.siteID, serverID: $0.device.serverID,
                     reachable: $0.device.reachable, before: $0.before, after: $0.after)
             }
-            return try respond(Preview(kind: kind, changes: views, skipped: plan.skipped, offlineSites: offline), .ok, request, context)
+            return .preview(Preview(kind: kind, changes: views, skipped: plan.skipped, offlineSites: offline))
         }
         // A preview shows offline sites; applying to one needs the operator's word.
         if !offline.isEmpty && options.allowOffline != true {
@@ -374,7 +393,13 @@ struct OrchestratorAPI: Sendable {
                 "operation_id": "\(operation.id)", "kind": "\(kind.rawValue)", "devices": "\(plan.changes.count)", "agents": "\(generations.count)",
                 "plan_ms": "\((planned - started).milliseconds)", "commit_ms": "\((committed - planned).milliseconds)",
             ])
-        return try respond(Accepted(operation: summary, skipped: plan.skipped), .accepted, request, context)
+        return .accepted(Accepted(operation: summary, skipped: plan.skipped))
+    }
+
+    /// What an operation's request came to: a preview (`dry_run`), or the operation committed.
+    private enum CarriedOut {
+        case preview(Preview)
+        case accepted(Accepted)
     }
 
     /// What the audit trail keeps of a request: its kind, options and the edit's parameters.
@@ -400,8 +425,8 @@ struct OrchestratorAPI: Sendable {
 
     // MARK: Helpers
 
-    private func device(_ context: BasicRequestContext) async throws -> RegistryDevice {
-        let id = try Self.uuid(context, "device_id")
+    private func device(_ text: String) async throws -> RegistryDevice {
+        let id = try Self.uuid(text, "device_id")
         guard let device = try await registry.devices(DeviceTargets(deviceIDs: [id])).first else {
             throw APIError.notFound("no device \(id.lowercasedString)")
         }
@@ -429,33 +454,22 @@ struct OrchestratorAPI: Sendable {
         return devices
     }
 
-    private static func uuid(_ context: BasicRequestContext, _ name: String) throws -> UUID {
-        guard let text = context.parameters.get(name), let id = UUID(uuidString: text) else {
-            throw APIError.invalid(field: name, "must be a UUID")
-        }
+    private static func uuid(_ text: String, _ name: String) throws(APIError) -> UUID {
+        guard let id = UUID(uuidString: text) else { throw APIError.invalid(field: name, "must be a UUID") }
         return id
     }
 
-    private static func index(_ context: BasicRequestContext, _ name: String) throws -> Int {
-        guard let text = context.parameters.get(name), let index = Int(text), index >= 0 else {
-            throw APIError.invalid(field: name, "must be a position from 0")
-        }
+    private static func position(_ index: Int, _ name: String) throws(APIError) -> Int {
+        guard index >= 0 else { throw APIError.invalid(field: name, "must be a position from 0") }
         return index
     }
+}
 
-    private static func flag(_ text: Substring?, _ name: String) throws -> Bool? {
-        guard let text else { return nil }
-        guard let value = Bool(String(text)) else { throw APIError.invalid(field: name, "must be true or false") }
-        return value
-    }
-
-    private func respond(
-        _ value: some Encodable & Sendable, _ status: HTTPResponse.Status, _ request: Request, _ context: BasicRequestContext
-    ) throws
-        -> Response
-    {
-        try JSONResponse(value, status: status, encoder: ContractCoding.encoder).response(from: request, context: context)
-    }
+/// A domain value as the generated type of the contract's answer. One that does not fit its
+/// schema is the orchestrator's own fault: the error middleware logs the decoding error and
+/// answers 500, and the handler tests, which read every answer, fail.
+func answer<Answer: Decodable>(_ value: some Encodable) throws -> Answer {
+    try ContractCoding.recast(value, as: Answer.self)
 }
 
 extension OrchestratorOpenAPI {

@@ -42,7 +42,7 @@ struct RegistryAPI: APIProtocol {
 
     func createModel(_ input: Operations.CreateModel.Input) async throws -> Operations.CreateModel.Output {
         guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
-        let new = try ContractCoding.recast(body, as: NewModel.self).validated()
+        let new = try JSONBody.recast(body, as: NewModel.self).validated()
         return .created(.init(body: .json(try answer(try await store.createModel(new)))))
     }
 
@@ -70,7 +70,7 @@ struct RegistryAPI: APIProtocol {
     func updateModel(_ input: Operations.UpdateModel.Input) async throws -> Operations.UpdateModel.Output {
         let id = try Validate.uuid(input.path.modelId, field: "model_id")
         guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
-        let update = try ContractCoding.recast(body, as: ModelUpdate.self).validated()
+        let update = try JSONBody.recast(body, as: ModelUpdate.self).validated()
         guard let model = try await store.updateModel(id: id, update) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         return .ok(.init(body: .json(try answer(model))))
     }
@@ -92,7 +92,7 @@ struct RegistryAPI: APIProtocol {
     func addModelVersion(_ input: Operations.AddModelVersion.Input) async throws -> Operations.AddModelVersion.Output {
         let id = try Validate.uuid(input.path.modelId, field: "model_id")
         guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
-        let new = try ContractCoding.recast(body, as: NewModelVersion.self).validated()
+        let new = try JSONBody.recast(body, as: NewModelVersion.self).validated()
         guard let version = try await store.addVersion(modelID: id, new) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         await events.publish(RegistryChange(kind: .modelVersionChanged, change: "added", modelID: id, version: version.version))
         return .created(.init(body: .json(try answer(version))))

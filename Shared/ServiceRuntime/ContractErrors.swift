@@ -46,7 +46,8 @@ package struct ContractErrorMiddleware: ServerMiddleware {
             }
         }
         do {
-            return try await next(request, bytes.map { HTTPBody($0) }, metadata)
+            // An empty body is no body: an operation whose body may be left out gets nil.
+            return try await next(request, bytes.flatMap { $0.isEmpty ? nil : HTTPBody($0) }, metadata)
         } catch let error as ServerError where error.operationInput == nil {
             // Refused before the handler ran. What a handler throws is its own answer (an
             // APIError, a DomainError), which APIErrorMiddleware takes out of the ServerError.

@@ -41,6 +41,18 @@ package enum JSONBody {
         }
     }
 
+    /// A request body a generated server decoded, as the domain's type `T` (decision 92): what
+    /// `T`'s decoder refuses beyond the contract's schema (a UUID that is not one, a domain rule
+    /// in `init(from:)`) is a 400 naming the field, as ``decode(_:from:context:)`` answers it.
+    package static func recast<T: Decodable>(_ body: some Encodable, as type: T.Type) throws -> T {
+        do {
+            return try ContractCoding.recast(body, as: type)
+        } catch let error as DecodingError {
+            let problem = ContractError(decodingError: error)
+            throw APIError.invalid(field: problem.field == "(root)" ? "(body)" : problem.field, problem.reason)
+        }
+    }
+
     /// The path of the first string (or key) in the body that holds U+0000, which PostgreSQL
     /// cannot store in text (it answered 500 for a model's description); nil when there is none.
     /// Only a body with the escape `\u0000` somewhere is parsed a second time.

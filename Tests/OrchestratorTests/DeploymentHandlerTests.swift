@@ -44,7 +44,11 @@ struct DeploymentHandlerTests {
             let router = Router()
             router.add(middleware: APIErrorMiddleware())
             let store = PostgresDeploymentStore(client: client, logger: logger)
-            DeploymentAPI(store: store, registry: registry, logs: CannedLogs(), logger: logger).addRoutes(to: router)
+            let deployments = DeploymentAPI(store: store, registry: registry, logs: CannedLogs(), logger: logger)
+            try OrchestratorAPI(
+                store: InMemoryOperationRepository(), registry: registry, resolver: PipelineResolver(registry: registry), committed: {},
+                logger: logger, deployments: deployments
+            ).addRoutes(to: router)
             try await Application(router: router).test(.router) { api in try await body(RouterClient(api), registry, store, client) }
         }
     }

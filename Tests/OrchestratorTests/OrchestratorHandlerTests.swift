@@ -53,7 +53,7 @@ struct OrchestratorHandlerTests {
         }
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
-        OrchestratorAPI(
+        try OrchestratorAPI(
             store: fleet.repository, registry: fleet.registry, resolver: PipelineResolver(registry: fleet.registry),
             committed: { _ = fleet.commits.add(1, ordering: .relaxed) }, logger: Logger(label: "orchestrator-handlers")
         ).addRoutes(to: router)

@@ -2,11 +2,14 @@ import FleetContract
 import Foundation
 import Hummingbird
 import Logging
+import OpenAPIRuntime
+import OrchestratorContract
 import ServiceRuntime
 
 /// The deployments' REST API (`/v1/deployments`, in `openapi.yaml`): create, read, edit, scale,
-/// stop, start and delete, update the model version and roll back, with events and revisions. Every route is in ``routes``, which the
-/// contract test reads with the orchestrator's other routes.
+/// stop, start and delete, update the model version and roll back, with events and revisions.
+/// ``OrchestratorAPI`` serves it, the generated operations through these methods, and the edit,
+/// a JSON merge patch, as a plain route (``plainRoutes``).
 struct DeploymentAPI: Sendable {
     let store: PostgresDeploymentStore
     let registry: any RegistryLookup
@@ -15,34 +18,14 @@ struct DeploymentAPI: Sendable {
 
     typealias Route = APIRoute<DeploymentAPI>
 
-    static let routes: [Route] = [
-        Route(.post, "/v1/deployments") { api, request, context in try await api.create(request, context) },
-        Route(.get, "/v1/deployments") { api, request, context in try await api.list(request, context) },
-        Route(.get, "/v1/deployments/{deployment}") { api, request, context in try await api.get(request, context) },
-        Route(.patch, "/v1/deployments/{deployment}") { api, request, context in try await api.edit(request, context) },
-        Route(.delete, "/v1/deployments/{deployment}") { api, request, context in try await api.delete(request, context) },
-        Route(.post, "/v1/deployments/{deployment}/scale") { api, request, context in try await api.scale(request, context) },
-        Route(.post, "/v1/deployments/{deployment}/stop") { api, request, context in try await api.setStopped(true, request, context) },
-        Route(.post, "/v1/deployments/{deployment}/start") { api, request, context in try await api.setStopped(false, request, context) },
-        Route(.post, "/v1/deployments/{deployment}/update") { api, request, context in try await api.updateModel(request, context) },
-        Route(.post, "/v1/deployments/{deployment}/rollback") { api, request, context in try await api.rollback(request, context) },
-        Route(.post, "/v1/deployments/{deployment}/promote") { api, request, context in try await api.canary(.promote, request, context) },
-        Route(.post, "/v1/deployments/{deployment}/pause") { api, request, context in try await api.canary(.pause, request, context) },
-        Route(.post, "/v1/deployments/{deployment}/resume") { api, request, context in try await api.canary(.resume, request, context) },
-        Route(.get, "/v1/deployments/{deployment}/events") { api, request, context in try await api.events(request, context) },
-        Route(.get, "/v1/deployments/{deployment}/revisions") { api, request, context in try await api.revisions(request, context) },
-        Route(.get, "/v1/deployments/{deployment}/instances/{instance}/logs") { api, request, context in
-            try await api.instanceLogs(request, context)
-        },
+    /// The routes served by hand, each documented in openapi.yaml.
+    static let plainRoutes: [Route] = [
+        Route(.patch, "/v1/deployments/{deployment}") { api, request, context in try await api.edit(request, context) }
     ]
-
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.add(Self.routes, for: self)
-    }
 
     // MARK: Handlers
 
-    private struct NewDeployment: Decodable {
+    struct NewDeployment: Decodable {
         var name: String
         var spec: DeploymentSpec
 
@@ -54,8 +37,7 @@ struct DeploymentAPI: Sendable {
         }
     }
 
-    func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let new = try await JSONBody.decode(NewDeployment.self, from: request, context: context)
+    func create(_ new: NewDeployment) async throws -> DeploymentView {
         let name = try DeploymentSpec.validateName(new.name)
         let servers = try await registry.servers()
         let spec = try new.spec.validated(gpuTypes: Self.gpuTypes(of: servers))
@@ -63,17 +45,17 @@ struct DeploymentAPI: Sendable {
         let deployment = try await store.create(
             name: name, spec: spec, artifact: DeploymentArtifact(version), actor: OrchestratorAPI.actor, servers: servers.map(\.placement))
         logger.info("deployment created", metadata: ["deployment": "\(name)", "instances": "\(deployment.instances.count)"])
-        return try respond(DeploymentView(deployment: deployment), .created, request, context)
+        return DeploymentView(deployment: deployment)
     }
 
-    func list(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let (limit, cursor) = try OrchestratorAPI.paging(request)
+    func list(limit: Int?, cursor: String?) async throws -> Page<DeploymentView> {
+        let (limit, cursor) = try OrchestratorAPI.paging(limit: limit, cursor: cursor)
         let (items, next) = try await store.list(limit: limit, after: cursor ?? 0)
-        return try respond(Page(items: items.map(DeploymentView.init), nextCursor: next.map(String.init)), .ok, request, context)
+        return Page(items: items.map(DeploymentView.init), nextCursor: next.map(String.init))
     }
 
-    func get(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try respond(DeploymentView(deployment: try await existing(context)), .ok, request, context)
+    func get(_ name: String) async throws -> DeploymentView {
+        DeploymentView(deployment: try await existing(name))
     }
 
     private struct EditAnswer: Encodable, Sendable {
@@ -83,7 +65,7 @@ struct DeploymentAPI: Sendable {
 
     /// A JSON merge of the body into the spec; see the contract for what may change.
     func edit(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let current = try await existing(context)
+        let current = try await existing(try Self.name(context))
         let body = try await JSONBody.decode(JSONValue.self, from: request, context: context)
         guard case .object(let patch) = body else { throw APIError.invalid(field: "(body)", "must be a JSON object of the fields to change") }
         if patch["name"] != nil { throw APIError.unacceptable("name", "cannot be changed; create a deployment with the new name") }
@@ -124,15 +106,10 @@ struct DeploymentAPI: Sendable {
         "description", "environment", "resources", "env", "scaling", "load_balancer", "update_strategy", "runtime",
     ]
 
-    private struct ScaleBody: Decodable {
-        var replicas: Int
-    }
-
-    func scale(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let current = try await existing(context)
-        let body = try await JSONBody.decode(ScaleBody.self, from: request, context: context)
+    func scale(_ name: String, replicas: Int) async throws -> DeploymentView {
+        let current = try await existing(name)
         let scaling = current.spec.scaling
-        guard (scaling.minReplicas...scaling.maxReplicas).contains(body.replicas) else {
+        guard (scaling.minReplicas...scaling.maxReplicas).contains(replicas) else {
             throw APIError.unacceptable(
                 "replicas", "must be within min_replicas and max_replicas (\(scaling.minReplicas) to \(scaling.maxReplicas)); edit them to go further"
             )
@@ -140,39 +117,30 @@ struct DeploymentAPI: Sendable {
         guard !current.stopped else {
             throw APIError(.conflict, code: "deployment_stopped", message: "deployment '\(current.name)' is stopped; start it first")
         }
-        guard body.replicas != scaling.replicas else { return try respond(DeploymentView(deployment: current), .ok, request, context) }
+        guard replicas != scaling.replicas else { return DeploymentView(deployment: current) }
         var spec = current.spec
-        spec.scaling.replicas = body.replicas
+        spec.scaling.replicas = replicas
         let servers = try await registry.servers()
         guard
             let deployment = try await store.update(
                 name: current.name, spec: spec, actor: OrchestratorAPI.actor, kind: "scaled",
-                change: "scaled from \(scaling.replicas) to \(body.replicas)",
+                change: "scaled from \(scaling.replicas) to \(replicas)",
                 servers: servers.map(\.placement))
         else { throw Self.notFound(current.name) }
-        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
-    }
-
-    private struct UpdateBody: Decodable {
-        var modelVersion: String
-
-        enum CodingKeys: String, CodingKey {
-            case modelVersion = "model_version"
-        }
+        return DeploymentView(deployment: deployment)
     }
 
     /// Update Model: new instances of another version of the deployment's model replace the old
     /// ones, by a rolling update or, as the strategy says, a canary or blue-green update
     /// (``RestartRoller``).
-    func updateModel(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let current = try await existing(context)
-        let body = try await JSONBody.decode(UpdateBody.self, from: request, context: context)
+    func updateModel(_ name: String, to modelVersion: String) async throws -> DeploymentView {
+        let current = try await existing(name)
         let staged = current.spec.stagedSteps != nil
-        guard body.modelVersion != current.spec.modelVersion else {
-            throw APIError(.conflict, code: "no_change", message: "deployment '\(current.name)' runs model version \(body.modelVersion) already")
+        guard modelVersion != current.spec.modelVersion else {
+            throw APIError(.conflict, code: "no_change", message: "deployment '\(current.name)' runs model version \(modelVersion) already")
         }
         var spec = current.spec
-        spec.modelVersion = body.modelVersion
+        spec.modelVersion = modelVersion
         let version = try await activeModelVersion(of: spec)
         guard
             let deployment = try await store.update(
@@ -183,19 +151,14 @@ struct DeploymentAPI: Sendable {
                 servers: try await registry.servers().map(\.placement), staged: staged)
         else { throw Self.notFound(current.name) }
         logger.info("deployment update", metadata: ["deployment": "\(current.name)", "version": "\(spec.modelVersion)"])
-        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
-    }
-
-    private struct RollbackBody: Decodable {
-        var revision: Int?
+        return DeploymentView(deployment: deployment)
     }
 
     /// Back to what an earlier revision ran (`revision`; by default the newest earlier one that ran
     /// something else): its model version, environment, resources and settings, as a new revision.
     /// The replicas and autoscaling stay as they are now, as `kubectl rollout undo` keeps them.
-    func rollback(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let current = try await existing(context)
-        let body = try await JSONBody.decodeIfPresent(RollbackBody.self, from: request, context: context) ?? RollbackBody(revision: nil)
+    func rollback(_ name: String, to revision: Int?) async throws -> DeploymentView {
+        let current = try await existing(name)
         // Whatever the strategy, a rollback is a rolling update; a canary or blue-green update under
         // way ends at once (its new instances go, the old ones take every request again).
         guard let revisions = try await store.revisions(of: current.name) else { throw Self.notFound(current.name) }
@@ -205,7 +168,7 @@ struct DeploymentAPI: Sendable {
             return spec
         }
         let target: DeploymentRevision
-        if let number = body.revision {
+        if let number = revision {
             guard let found = revisions.first(where: { $0.revision == number }), number < current.revision else {
                 throw APIError.unacceptable(
                     "revision", "deployment '\(current.name)' has no earlier revision \(number) (it is at revision \(current.revision))")
@@ -230,67 +193,50 @@ struct DeploymentAPI: Sendable {
                 servers: try await registry.servers().map(\.placement))
         else { throw Self.notFound(current.name) }
         logger.info("deployment rolled back", metadata: ["deployment": "\(current.name)", "revision": "\(target.revision)"])
-        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
-    }
-
-    private struct PromoteBody: Decodable {
-        var full: Bool?
+        return DeploymentView(deployment: deployment)
     }
 
     /// `promote` (`{"full": true}` for the whole way), `pause` and `resume` of the canary or
     /// blue-green update under way; 409 `no_canary` without one.
-    func canary(_ command: PostgresDeploymentStore.CanaryCommand, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try Self.name(context)
-        var command = command
-        if command == .promote, try await JSONBody.decodeIfPresent(PromoteBody.self, from: request, context: context)?.full == true {
-            command = .promoteFully
-        }
+    func canary(_ command: PostgresDeploymentStore.CanaryCommand, _ name: String) async throws -> DeploymentView {
         guard let deployment = try await store.command(command, name: name, actor: OrchestratorAPI.actor) else { throw Self.notFound(name) }
         logger.info("deployment canary", metadata: ["deployment": "\(name)", "command": "\(command.rawValue)"])
-        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+        return DeploymentView(deployment: deployment)
     }
 
-    func setStopped(_ stopped: Bool, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try Self.name(context)
+    func setStopped(_ stopped: Bool, _ name: String) async throws -> DeploymentView {
         // A stop frees room that pending instances of other deployments may take; a start needs
         // the servers, a stop goes on without them.
         let servers = stopped ? try await answeringServers() : try await registry.servers().map(\.placement)
         guard let deployment = try await store.setStopped(name: name, stopped, actor: OrchestratorAPI.actor, servers: servers) else {
             throw Self.notFound(name)
         }
-        return try respond(DeploymentView(deployment: deployment), .ok, request, context)
+        return DeploymentView(deployment: deployment)
     }
 
-    func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try Self.name(context)
-        guard request.uri.queryParameters["confirm"] == "true" else {
+    func delete(_ name: String, confirmed: Bool) async throws {
+        guard confirmed else {
             throw APIError.invalid(field: "confirm", "deleting a deployment shuts its instances down and removes it: confirm=true is required")
         }
         guard try await store.delete(name: name, actor: OrchestratorAPI.actor, servers: try await answeringServers()) else {
             throw Self.notFound(name)
         }
         logger.info("deployment deleted", metadata: ["deployment": "\(name)"])
-        return Response(status: .noContent)
     }
 
-    func events(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try Self.name(context)
-        var limit = 100
-        if let text = request.uri.queryParameters["limit"] {
-            guard let value = Int(String(text)), (1...1_000).contains(value) else { throw APIError.invalid(field: "limit", "must be 1 to 1000") }
-            limit = value
-        }
+    func events(_ name: String, limit: Int?) async throws -> Page<DeploymentEvent> {
+        let limit = limit ?? 100
+        guard (1...1_000).contains(limit) else { throw APIError.invalid(field: "limit", "must be 1 to 1000") }
         guard let events = try await store.events(of: name, limit: limit) else { throw Self.notFound(name) }
-        return try respond(Page(items: events, nextCursor: nil), .ok, request, context)
+        return Page(items: events, nextCursor: nil)
     }
 
-    func revisions(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let name = try Self.name(context)
+    func revisions(_ name: String) async throws -> Page<DeploymentRevision> {
         guard let revisions = try await store.revisions(of: name) else { throw Self.notFound(name) }
-        return try respond(Page(items: revisions, nextCursor: nil), .ok, request, context)
+        return Page(items: revisions, nextCursor: nil)
     }
 
-    private struct LogsAnswer: Encodable, Sendable {
+    struct LogsAnswer: Encodable, Sendable {
         var instanceID: String
         var serverID: String
         var lines: [String]
@@ -303,14 +249,10 @@ struct DeploymentAPI: Sendable {
     }
 
     /// The last lines of an instance's output, from its agent.
-    func instanceLogs(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let deployment = try await existing(context)
-        guard let id = context.parameters.get("instance") else { throw APIError.invalid(field: "instance", "an instance id is required") }
-        var tail = 200
-        if let text = request.uri.queryParameters["tail"] {
-            guard let value = Int(String(text)), (1...1_000).contains(value) else { throw APIError.invalid(field: "tail", "must be 1 to 1000") }
-            tail = value
-        }
+    func instanceLogs(_ name: String, instance id: String, tail: Int?) async throws -> LogsAnswer {
+        let tail = tail ?? 200
+        guard (1...1_000).contains(tail) else { throw APIError.invalid(field: "tail", "must be 1 to 1000") }
+        let deployment = try await existing(name)
         guard let instance = deployment.instances.first(where: { $0.id == id }) else {
             throw APIError.notFound("deployment '\(deployment.name)' has no instance '\(id)'")
         }
@@ -319,7 +261,7 @@ struct DeploymentAPI: Sendable {
                 .conflict, code: "instance_not_placed", message: "instance \(id) is pending (\(instance.reason ?? "no server")): it has no logs yet")
         }
         let lines = try await logs.lines(of: id, on: server, tail: tail)
-        return try respond(LogsAnswer(instanceID: id, serverID: server, lines: lines), .ok, request, context)
+        return LogsAnswer(instanceID: id, serverID: server, lines: lines)
     }
 
     // MARK: Helpers
@@ -359,8 +301,7 @@ struct DeploymentAPI: Sendable {
 
     private static func notFound(_ name: String) -> APIError { APIError.notFound("no deployment named '\(name)'") }
 
-    private func existing(_ context: BasicRequestContext) async throws -> Deployment {
-        let name = try Self.name(context)
+    private func existing(_ name: String) async throws -> Deployment {
         guard let deployment = try await store.deployment(named: name) else { throw Self.notFound(name) }
         return deployment
     }
@@ -414,5 +355,97 @@ extension JSONValue {
     func member(_ key: String) -> JSONValue? {
         if case .object(let members) = self { return members[key] }
         return nil
+    }
+}
+
+// MARK: - The contract's deployment operations
+
+extension OrchestratorAPI {
+    private func deploymentAPI() throws(APIError) -> DeploymentAPI {
+        guard let deployments else { throw APIError.notFound("this orchestrator serves no deployments") }
+        return deployments
+    }
+
+    func createDeployment(_ input: Operations.CreateDeployment.Input) async throws -> Operations.CreateDeployment.Output {
+        let deployments = try deploymentAPI()
+        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let created = try await deployments.create(try JSONBody.recast(json, as: DeploymentAPI.NewDeployment.self))
+        return .created(.init(body: .json(try answer(created))))
+    }
+
+    func listDeployments(_ input: Operations.ListDeployments.Input) async throws -> Operations.ListDeployments.Output {
+        let page = try await deploymentAPI().list(limit: input.query.limit, cursor: input.query.cursor)
+        return .ok(.init(body: .json(try answer(page))))
+    }
+
+    func getDeployment(_ input: Operations.GetDeployment.Input) async throws -> Operations.GetDeployment.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().get(input.path.deployment)))))
+    }
+
+    func deleteDeployment(_ input: Operations.DeleteDeployment.Input) async throws -> Operations.DeleteDeployment.Output {
+        try await deploymentAPI().delete(input.path.deployment, confirmed: input.query.confirm)
+        return .noContent(.init())
+    }
+
+    func scaleDeployment(_ input: Operations.ScaleDeployment.Input) async throws -> Operations.ScaleDeployment.Output {
+        let deployments = try deploymentAPI()
+        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        return .ok(.init(body: .json(try answer(try await deployments.scale(input.path.deployment, replicas: body.replicas)))))
+    }
+
+    func updateDeploymentModel(_ input: Operations.UpdateDeploymentModel.Input) async throws -> Operations.UpdateDeploymentModel.Output {
+        let deployments = try deploymentAPI()
+        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        return .ok(.init(body: .json(try answer(try await deployments.updateModel(input.path.deployment, to: body.modelVersion)))))
+    }
+
+    func rollbackDeployment(_ input: Operations.RollbackDeployment.Input) async throws -> Operations.RollbackDeployment.Output {
+        let deployments = try deploymentAPI()
+        let revision = input.body.flatMap { body in
+            switch body {
+            case .json(let rollback): rollback.revision
+            }
+        }
+        return .ok(.init(body: .json(try answer(try await deployments.rollback(input.path.deployment, to: revision)))))
+    }
+
+    func promoteDeployment(_ input: Operations.PromoteDeployment.Input) async throws -> Operations.PromoteDeployment.Output {
+        let deployments = try deploymentAPI()
+        let full =
+            input.body.flatMap { body in
+                switch body {
+                case .json(let promote): promote.full
+                }
+            } ?? false
+        return .ok(.init(body: .json(try answer(try await deployments.canary(full ? .promoteFully : .promote, input.path.deployment)))))
+    }
+
+    func pauseDeployment(_ input: Operations.PauseDeployment.Input) async throws -> Operations.PauseDeployment.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().canary(.pause, input.path.deployment)))))
+    }
+
+    func resumeDeployment(_ input: Operations.ResumeDeployment.Input) async throws -> Operations.ResumeDeployment.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().canary(.resume, input.path.deployment)))))
+    }
+
+    func stopDeployment(_ input: Operations.StopDeployment.Input) async throws -> Operations.StopDeployment.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().setStopped(true, input.path.deployment)))))
+    }
+
+    func startDeployment(_ input: Operations.StartDeployment.Input) async throws -> Operations.StartDeployment.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().setStopped(false, input.path.deployment)))))
+    }
+
+    func listDeploymentEvents(_ input: Operations.ListDeploymentEvents.Input) async throws -> Operations.ListDeploymentEvents.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().events(input.path.deployment, limit: input.query.limit)))))
+    }
+
+    func listDeploymentRevisions(_ input: Operations.ListDeploymentRevisions.Input) async throws -> Operations.ListDeploymentRevisions.Output {
+        .ok(.init(body: .json(try answer(try await deploymentAPI().revisions(input.path.deployment)))))
+    }
+
+    func getInstanceLogs(_ input: Operations.GetInstanceLogs.Input) async throws -> Operations.GetInstanceLogs.Output {
+        let logs = try await deploymentAPI().instanceLogs(input.path.deployment, instance: input.path.instance, tail: input.query.tail)
+        return .ok(.init(body: .json(try answer(logs))))
     }
 }
