@@ -274,7 +274,9 @@ let package = Package(
         .executableTarget(
             name: "Fleetctl",
             dependencies: [
-                "FleetContract", "MetricsAggregatorContract", "AutoscalerContract", "LoadBalancerContract", "RegistryContract", "OpenAPISupport",
+                "FleetContract", "MetricsAggregatorContract", "AutoscalerContract", "LoadBalancerContract", "RegistryContract",
+                "OrchestratorContract",
+                "OpenAPISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),

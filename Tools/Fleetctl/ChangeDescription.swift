@@ -35,10 +35,11 @@ enum ChangeDescription {
             if oldStage.preProcessors != newStage.preProcessors || oldStage.postProcessors != newStage.postProcessors {
                 details.append("\(new.name)[\(index)] processors: \(processors(oldStage)) → \(processors(newStage))")
             }
-            let keys = Set(oldStage.settings.keys).union(newStage.settings.keys).sorted()
-            for key in keys where oldStage.settings[key] != newStage.settings[key] {
-                let from = oldStage.settings[key].map(Format.json) ?? "unset"
-                let to = newStage.settings[key].map(Format.json) ?? "unset"
+            let (oldSettings, newSettings) = (oldStage.settingsJSON, newStage.settingsJSON)
+            let keys = Set(oldSettings.keys).union(newSettings.keys).sorted()
+            for key in keys where oldSettings[key] != newSettings[key] {
+                let from = oldSettings[key].map(Format.json) ?? "unset"
+                let to = newSettings[key].map(Format.json) ?? "unset"
                 details.append("\(new.name)[\(index)] \(key): \(from) → \(to)")
             }
         }

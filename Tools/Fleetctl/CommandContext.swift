@@ -21,16 +21,4 @@ struct CommandContext: Sendable {
             console.print(render(try await service.all(path, query: query, as: type)))
         }
     }
-
-    /// Prints one object: as the service wrote it, or as `render` tells.
-    func printObject<Value: Decodable & Sendable>(
-        _ service: ServiceClient, _ path: String, query: [(String, String)] = [], as type: Value.Type, render: (Value) -> String
-    ) async throws {
-        let answer = try await service.send(.GET, path, query: query)
-        if output == .json {
-            console.printJSON(try answer.decode(JSONValue.self, from: service.name))
-        } else {
-            console.print(render(try answer.decode(type, from: service.name)))
-        }
-    }
 }

@@ -1,8 +1,9 @@
 import FleetContract
 import Foundation
 
-// The orchestrator's deployments as the tool reads them (Services/Orchestrator/Deployments,
-// `Deployment` in its openapi.yaml). States and statuses are strings, so a new one is printed.
+// The orchestrator's deployments as the tool reads them (`Deployment` and `DeploymentRevision` in
+// its openapi.yaml). The contract gives them as JSON, not generated types, to keep their nulls
+// (decision 92); these read that JSON. States and statuses are strings, so a new one is printed.
 
 struct DeploymentSummary: Decodable, Sendable {
     struct Resources: Decodable, Sendable {
@@ -85,13 +86,6 @@ struct DeploymentSummary: Decodable, Sendable {
     }
 }
 
-struct DeploymentEventView: Decodable, Sendable {
-    var kind: String
-    var message: String
-    var actor: String
-    var at: Date
-}
-
 struct DeploymentRevisionView: Decodable, Sendable {
     var revision: Int
     var actor: String
@@ -107,4 +101,11 @@ struct DeploymentRevisionView: Decodable, Sendable {
 struct DeploymentEditAnswer: Decodable, Sendable {
     var deployment: DeploymentSummary
     var restart: Bool
+}
+
+extension DeploymentSummary {
+    /// A deployment the orchestrator's generated client gave as JSON.
+    init(_ json: JSONValue, from service: ServiceClient) throws {
+        self = try contractAnswer(json, from: service)
+    }
 }

@@ -44,18 +44,19 @@ enum DeploymentWatcher {
         let deadline = ContinuousClock.now + timeout
         var last = ""
         while true {
-            let deployment = try await context.orchestrator.get(DeploymentsCommand.path(name), as: DeploymentSummary.self)
+            let json = try await DeploymentsCommand.call(context) { try await $0.getDeployment(path: .init(deployment: name)).ok.body.json }
+            let deployment = try DeploymentSummary(json, from: context.orchestrator)
             let line = line(deployment)
             if line != last {
                 context.console.error(line)
                 last = line
             }
             if settled(deployment) {
-                try await show(deployment, context)
+                _ = try DeploymentsCommand.print(json, context)
                 return .success
             }
             if ContinuousClock.now >= deadline {
-                try await show(deployment, context)
+                _ = try DeploymentsCommand.print(json, context)
                 let waiting = deployment.instances.filter {
                     ($0.state != "ready" && $0.state != "pending") || ($0.runsRevision ?? deployment.revision) < deployment.revision
                 }
@@ -65,16 +66,6 @@ enum DeploymentWatcher {
                 return ExitStatus.devicesFailed
             }
             try await Task.sleep(for: .milliseconds(500))
-        }
-    }
-
-    /// The deployment as it stands, in the output asked for.
-    private static func show(_ deployment: DeploymentSummary, _ context: CommandContext) async throws {
-        if context.output == .json {
-            let answer = try await context.orchestrator.send(.GET, DeploymentsCommand.path(deployment.name))
-            context.console.printJSON(try answer.decode(JSONValue.self, from: context.orchestrator.name))
-        } else {
-            context.console.print(DeploymentsCommand.render(deployment))
         }
     }
 }

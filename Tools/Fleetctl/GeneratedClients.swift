@@ -9,6 +9,7 @@ import MetricsAggregatorContract
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 import OpenAPISupport
+import OrchestratorContract
 import RegistryContract
 
 /// The services' generated clients (swift-openapi-generator, from each `openapi.yaml`), over the
@@ -38,6 +39,13 @@ extension ServiceClient {
         get throws { try RegistryContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
     }
 
+    /// The orchestrator's API (Shared/Contracts/OrchestratorContract): pipelines, operations and
+    /// deployments. A deployment's answer is its JSON (the contract maps `Deployment` to
+    /// `JSONValue` to keep its nulls), read as ``DeploymentSummary``.
+    var orchestratorAPI: OrchestratorContract.Client {
+        get throws { try OrchestratorContract.Client(serverURL: url, configuration: .contract, transport: transport, middlewares: middlewares) }
+    }
+
     private var url: URL {
         get throws {
             guard let url = URL(string: baseURL) else { throw FleetctlError.unreachable(service: name, url: baseURL, reason: "not a URL") }
@@ -65,8 +73,8 @@ extension ServiceClient {
 typealias RegistrySchema = RegistryContract.Components.Schemas
 
 extension ServiceClient {
-    /// Every page of a list read with a generated client, following the cursors: `page` reads the
-    /// page after a cursor (nil: the first).
+    /// Every page of a list, following the cursors: `page` reads the page after `cursor` (nil: the
+    /// first), with a generated client or not.
     func allPages<Item>(_ what: String, _ page: (_ cursor: String?) async throws -> (items: [Item], next: String?)) async throws -> [Item] {
         var items: [Item] = []
         var cursor: String?
@@ -122,6 +130,16 @@ extension CommandContext {
     func report<Value: Encodable>(_ value: Value, render: (Value) -> String) throws -> ExitCode {
         try printObject(value, render: render)
         return .success
+    }
+}
+
+/// An answer a contract gives as JSON (the orchestrator's deployments, decision 92), read as the
+/// tool's own type for it; what does not fit is the service's unexpected answer.
+func contractAnswer<Value: Decodable>(_ json: JSONValue, as type: Value.Type = Value.self, from service: ServiceClient) throws -> Value {
+    do {
+        return try ContractCoding.recast(json, as: type)
+    } catch {
+        throw FleetctlError.unexpectedResponse(service: service.name, detail: "cannot read its JSON: \(error)")
     }
 }
 

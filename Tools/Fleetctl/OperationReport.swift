@@ -6,13 +6,13 @@ enum OperationReport {
     /// A dry run's answer: each device's change, the devices skipped and why, offline sites.
     static func preview(_ preview: OperationPreview) -> String {
         var sections = [
-            "Preview of \(preview.kind): \(count(preview.changes.count, "device")) would change, \(preview.skipped.count) skipped."
+            "Preview of \(preview.kind.rawValue): \(count(preview.changes.count, "device")) would change, \(preview.skipped.count) skipped."
         ]
         if !preview.changes.isEmpty {
             var table = TextTable("device", "site", "server", "change")
             table.maximumCellWidth = 80
             for change in preview.changes.prefix(shownRows) {
-                table.add(change.deviceName, change.siteID, change.serverID, ChangeDescription.describe(before: change.before, after: change.after))
+                table.add(change.deviceName, change.siteId, change.serverId, ChangeDescription.describe(before: change.before, after: change.after))
             }
             sections.append(table.render() + more(preview.changes.count))
         }
@@ -33,7 +33,7 @@ enum OperationReport {
     static func summary(_ detail: OperationDetail, skipped: [SkippedDevice] = [], all: Bool = false) -> String {
         let operation = detail.operation
         let state = operation.finished ? "finished" : "in progress"
-        var sections = ["Operation \(operation.id.uuidString.lowercased()) (\(operation.kind)): \(state)"]
+        var sections = ["Operation \(operation.id) (\(operation.kind.rawValue)): \(state)"]
         var counts = TextTable("status", "devices", numeric: [1])
         counts.add("applied", String(operation.applied))
         counts.add("failed", String(operation.failed))
@@ -43,14 +43,14 @@ enum OperationReport {
         if !skipped.isEmpty { counts.add("skipped", String(skipped.count)) }
         sections.append(counts.render())
 
-        let listed = all ? detail.devices : detail.devices.filter { $0.status != "applied" }
+        let listed = all ? detail.devices : detail.devices.filter { $0.status != .applied }
         if !listed.isEmpty {
             var table = TextTable("device", "site", "server", "status", "reason")
             table.maximumCellWidth = 100
             let ordered = listed.sorted { rank($0.status) < rank($1.status) }
             for device in (all ? ordered : Array(ordered.prefix(shownRows))) {
                 table.add(
-                    device.deviceName, device.siteID, device.serverID, device.status.replacingOccurrences(of: "_", with: " "), device.note)
+                    device.deviceName, device.siteId, device.serverId, device.status.rawValue.replacingOccurrences(of: "_", with: " "), device.note)
             }
             let title = all ? "Devices:" : (operation.finished ? "Failed and timed-out devices:" : "Devices not applied yet:")
             sections.append(title + "\n" + table.render() + (all ? "" : more(listed.count)))
@@ -64,26 +64,32 @@ enum OperationReport {
     /// One line for an operation on one device.
     static func singleLine(_ detail: OperationDetail) -> String {
         guard let device = detail.devices.first else {
-            return "Operation \(detail.operation.id.uuidString.lowercased()) (\(detail.operation.kind)) has no device"
+            return "Operation \(detail.operation.id) (\(detail.operation.kind.rawValue)) has no device"
         }
-        let status = device.status.replacingOccurrences(of: "_", with: " ")
+        let status = device.status.rawValue.replacingOccurrences(of: "_", with: " ")
         let reason = device.reason.map { ": \($0)" } ?? ""
-        return "\(detail.operation.kind) on \(device.deviceName) (server \(device.serverID), site \(device.siteID)): \(status)\(reason)"
-            + "\noperation \(detail.operation.id.uuidString.lowercased())"
+        return "\(detail.operation.kind.rawValue) on \(device.deviceName) (server \(device.serverId), site \(device.siteId)): \(status)\(reason)"
+            + "\noperation \(detail.operation.id)"
     }
 
     private static func skippedTable(_ skipped: [SkippedDevice]) -> String {
         var table = TextTable("device", "id", "reason")
         table.maximumCellWidth = 100
         for device in skipped.prefix(shownRows) {
-            table.add(device.deviceName ?? "-", device.deviceID.uuidString.lowercased(), device.reason)
+            table.add(device.deviceName ?? "-", device.deviceId, device.reason)
         }
         return table.render() + more(skipped.count)
     }
 
     /// Failures first: they are what the operator has to act on.
-    private static func rank(_ status: String) -> Int {
-        ["failed": 0, "timed_out": 1, "pending": 2, "delivered": 3, "applied": 4][status, default: 5]
+    private static func rank(_ status: OrchestratorSchema.DeviceStatus) -> Int {
+        switch status {
+        case .failed: 0
+        case .timedOut: 1
+        case .pending: 2
+        case .delivered: 3
+        case .applied: 4
+        }
     }
 
     private static func more(_ total: Int) -> String {

@@ -1,26 +1,29 @@
 import ArgumentParser
 import FleetContract
-import NIOHTTP1
+import OrchestratorContract
 
 /// An operation on many devices the way an operator runs one: the orchestrator's preview
 /// (`dry_run`), a question, then the operation with `confirm`, followed until it settles. With
 /// `--yes` the preview and the question are skipped; with `--dry-run` only the preview is made.
 struct BulkOperation {
     let context: CommandContext
-    /// `/v1/assignments`, `/v1/settings`, `/v1/operations/{id}/revert` or `…/retry`.
-    let path: String
     /// The request's own fields (targets, pipelines, …); the options are added here.
     let fields: [String: JSONValue]
     let options: BulkOptions
+    /// Sends the request's body (the fields, the options, `dry_run` or `confirm`) with the
+    /// orchestrator's generated client: `assignPipelines`, `updateSettingsOfMany`,
+    /// `revertOperation` or `retryOperation`.
+    let request: @Sendable (_ body: JSONValue, _ api: OrchestratorContract.Client) async throws -> OperationOutcome
 
     func run() async throws -> ExitCode {
         var previewed: Int?
         if options.dryRun || !options.yes {
-            let answer = try await send(["dry_run": .bool(true)])
-            let preview = try answer.decode(OperationPreview.self, from: context.orchestrator.name)
+            guard case .preview(let preview) = try await send(["dry_run": .bool(true)]) else {
+                throw FleetctlError.unexpectedResponse(service: context.orchestrator.name, detail: "it applied a dry run")
+            }
             if options.dryRun {
                 if context.output == .json {
-                    context.console.printJSON(try answer.decode(JSONValue.self, from: context.orchestrator.name))
+                    try context.printJSON(preview)
                 } else {
                     context.console.print(OperationReport.preview(preview))
                 }
@@ -47,26 +50,29 @@ struct BulkOperation {
             }
             previewed = preview.changes.count
         }
-        let answer: ServiceClient.Answer
+        let outcome: OperationOutcome
         do {
-            answer = try await send(["confirm": .bool(true)])
+            outcome = try await send(["confirm": .bool(true)])
         } catch FleetctlError.api(_, _, "no_change", let message, _) {
             return NoChange.report(message, context: context)
         }
-        let accepted = try answer.decode(AcceptedOperation.self, from: context.orchestrator.name)
+        guard case .accepted(let accepted) = outcome else {
+            throw FleetctlError.unexpectedResponse(service: context.orchestrator.name, detail: "it answered a confirmed operation with a preview")
+        }
         if let previewed, previewed != accepted.operation.devices {
             // The orchestrator plans again on confirm: devices that came or went since the preview change the set.
             context.console.error(
                 "note: the operation takes \(OperationReport.count(accepted.operation.devices, "device")); the preview showed \(previewed) "
                     + "(the selection changed in between)")
         }
-        return try await OperationWatcher(context: context).follow(
-            accepted, acceptedJSON: try answer.decode(JSONValue.self, from: context.orchestrator.name), display: .many, noWait: options.noWait)
+        return try await OperationWatcher(context: context).follow(accepted, display: .many, noWait: options.noWait)
     }
 
-    private func send(_ extra: [String: JSONValue]) async throws -> ServiceClient.Answer {
+    private func send(_ extra: [String: JSONValue]) async throws -> OperationOutcome {
         let body = fields.merging(options.fields) { $1 }.merging(extra) { $1 }
-        return try await context.orchestrator.send(.POST, path, body: .object(body))
+        let orchestrator = context.orchestrator
+        let api = try orchestrator.orchestratorAPI
+        return try await orchestrator.call { try await request(.object(body), api) }
     }
 }
 
@@ -74,32 +80,30 @@ struct BulkOperation {
 /// needed), then followed with a one-line display.
 struct SingleDeviceOperation {
     let context: CommandContext
-    let method: HTTPMethod
-    let path: String
-    var query: [(String, String)] = []
-    let body: JSONValue?
     let noWait: Bool
+    /// Sends the request with the orchestrator's generated client.
+    let request: @Sendable (_ api: OrchestratorContract.Client) async throws -> OperationOutcome
 
     func run() async throws -> ExitCode {
-        let answer: ServiceClient.Answer
+        let outcome: OperationOutcome
         do {
-            answer = try await context.orchestrator.send(method, path, query: query, body: body)
+            let orchestrator = context.orchestrator
+            let api = try orchestrator.orchestratorAPI
+            outcome = try await orchestrator.call { try await request(api) }
         } catch FleetctlError.api(_, _, "no_change", let message, _) {
             return NoChange.report(message, context: context)
         }
-        let json = try answer.decode(JSONValue.self, from: context.orchestrator.name)
-        // 200 is a dry run's preview, 202 an accepted operation.
-        guard answer.status == 202 else {
-            let preview = try answer.decode(OperationPreview.self, from: context.orchestrator.name)
+        switch outcome {
+        case .preview(let preview):
             if context.output == .json {
-                context.console.printJSON(json)
+                try context.printJSON(preview)
             } else {
                 context.console.print(OperationReport.preview(preview))
             }
             return .success
+        case .accepted(let accepted):
+            return try await OperationWatcher(context: context).follow(accepted, display: .single, noWait: noWait)
         }
-        let accepted = try answer.decode(AcceptedOperation.self, from: context.orchestrator.name)
-        return try await OperationWatcher(context: context).follow(accepted, acceptedJSON: json, display: .single, noWait: noWait)
     }
 }
 

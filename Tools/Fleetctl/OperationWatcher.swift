@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetContract
 import Foundation
+import OrchestratorContract
 
 /// Follows an accepted operation until every device has settled, then reports it and decides the
 /// exit status: 0 when all applied, 1 when any failed or timed out.
@@ -18,39 +19,41 @@ struct OperationWatcher {
     }
 
     /// Waits for the operation of `accepted` (unless `noWait`), then prints the summary, or the
-    /// final JSON with `--output json`. `acceptedJSON` is the 202 body, for its `skipped` list.
-    func follow(_ accepted: AcceptedOperation, acceptedJSON: JSONValue, display: Display, noWait: Bool) async throws -> ExitCode {
+    /// final JSON with `--output json` (with the devices the 202 said were skipped).
+    func follow(_ accepted: AcceptedOperation, display: Display, noWait: Bool) async throws -> ExitCode {
         let id = accepted.operation.id
         if noWait {
             if context.output == .json {
-                context.console.printJSON(acceptedJSON)
+                try context.printJSON(accepted)
             } else {
                 context.console.print(
-                    "Operation \(id.uuidString.lowercased()) (\(accepted.operation.kind)) accepted for "
+                    "Operation \(id) (\(accepted.operation.kind.rawValue)) accepted for "
                         + "\(OperationReport.count(accepted.operation.devices, "device")).\n"
-                        + "Follow it with: fleetctl operation \(id.uuidString.lowercased()) --watch")
+                        + "Follow it with: fleetctl operation \(id) --watch")
             }
             return .success
         }
         let style: ProgressDisplay.Style =
             context.output == .json ? .silent : (display == .many ? .bar : .single)
         let final = try await watch(id, display: ProgressDisplay(style: style, console: context.console))
-        try report(final, skipped: accepted.skipped, skippedJSON: Self.member("skipped", of: acceptedJSON), display: display)
-        return Self.exitStatus(final.detail.operation)
+        try report(final, skipped: accepted.skipped, display: display)
+        return Self.exitStatus(final.operation)
     }
 
     /// Reads the operation every `interval` until it is finished; returns its final state with
     /// all its devices.
-    func watch(_ id: UUID, display: ProgressDisplay) async throws -> (detail: OperationDetail, json: JSONValue) {
+    func watch(_ id: String, display: ProgressDisplay) async throws -> OperationDetail {
         var display = display
-        let path = "/v1/operations/\(id.uuidString.lowercased())"
+        let orchestrator = context.orchestrator
+        let api = try orchestrator.orchestratorAPI
+        let path = Operations.GetOperation.Input.Path(operationId: id)
         // While waiting, only the failed devices are asked for: the counts are what the bar
         // needs, and a list of every device of a large operation four times a second is not.
-        let query: [(String, String)] = display.style.isSingle ? [] : [("status", "failed")]
+        let query = Operations.GetOperation.Input.Query(status: display.style.isSingle ? nil : .failed)
         var failures = 0
         while true {
             do {
-                let detail = try await context.orchestrator.get(path, query: query, as: OperationDetail.self)
+                let detail = try await orchestrator.call { try await api.getOperation(path: path, query: query).ok.body.json }
                 failures = 0
                 if detail.operation.finished { break }
                 display.update(detail)
@@ -60,35 +63,28 @@ struct OperationWatcher {
             }
             try await Task.sleep(for: interval)
         }
-        let answer = try await context.orchestrator.send(.GET, path)
-        let detail = try answer.decode(OperationDetail.self, from: context.orchestrator.name)
+        let detail = try await orchestrator.call { try await api.getOperation(path: path).ok.body.json }
         display.finish(detail)
-        return (detail, try answer.decode(JSONValue.self, from: context.orchestrator.name))
+        return detail
     }
 
-    private func report(
-        _ final: (detail: OperationDetail, json: JSONValue), skipped: [SkippedDevice], skippedJSON: JSONValue?, display: Display
-    ) throws {
+    /// Prints how the operation ended: its JSON with the skipped devices, one line, or the summary.
+    private func report(_ final: OperationDetail, skipped: [SkippedDevice], display: Display) throws {
         if context.output == .json {
             var object: [String: JSONValue] = [:]
-            if case .object(let members) = final.json { object = members }
-            if let skippedJSON { object["skipped"] = skippedJSON }
+            if case .object(let members) = try ContractCoding.recast(final, as: JSONValue.self) { object = members }
+            object["skipped"] = try ContractCoding.recast(skipped, as: JSONValue.self)
             context.console.printJSON(.object(object))
         } else if display == .single {
-            context.console.print(OperationReport.singleLine(final.detail))
+            context.console.print(OperationReport.singleLine(final))
         } else {
-            context.console.print(OperationReport.summary(final.detail, skipped: skipped))
+            context.console.print(OperationReport.summary(final, skipped: skipped))
         }
     }
 
     /// 1 when any device failed or timed out, else 0.
     static func exitStatus(_ operation: OperationSummary) -> ExitCode {
         operation.failed + operation.timedOut > 0 ? ExitStatus.devicesFailed : .success
-    }
-
-    static func member(_ name: String, of value: JSONValue) -> JSONValue? {
-        guard case .object(let members) = value else { return nil }
-        return members[name]
     }
 }
 

@@ -75,7 +75,7 @@ struct ProgressDisplay {
             return Self.bar(detail.operation)
         case .single:
             let device = detail.devices.first
-            let status = device?.status.replacingOccurrences(of: "_", with: " ") ?? "waiting"
+            let status = device?.status.rawValue.replacingOccurrences(of: "_", with: " ") ?? "waiting"
             return "\(device?.deviceName ?? "device"): \(status)"
         }
     }

@@ -64,21 +64,10 @@ struct ServiceClient: Sendable {
 
     /// GETs every page of a list (`{"items": [...], "next_cursor": "..."}`), following the cursors.
     func all<Item: Decodable & Sendable>(_ path: String, query: [(String, String)] = [], as type: Item.Type) async throws -> [Item] {
-        var items: [Item] = []
-        var cursor: String?
-        var seen: Set<String> = []
-        repeat {
-            var pageQuery = query
-            if let cursor { pageQuery.append(("cursor", cursor)) }
-            let page = try await get(path, query: pageQuery, as: Page<Item>.self)
-            items += page.items
-            cursor = page.nextCursor
-            // A cursor that comes back twice would loop for ever; the API promises stable cursors.
-            if let next = cursor, !seen.insert(next).inserted {
-                throw FleetctlError.unexpectedResponse(service: name, detail: "\(path) gave the cursor \(next) twice")
-            }
-        } while cursor != nil
-        return items
+        try await allPages(path) { cursor in
+            let page = try await get(path, query: query + (cursor.map { [("cursor", $0)] } ?? []), as: Page<Item>.self)
+            return (page.items, page.nextCursor)
+        }
     }
 
     /// A path segment with everything but unreserved characters percent-encoded.

@@ -26,8 +26,11 @@ struct AssignCommand: AsyncParsableCommand {
         try await global.run { context in
             let pipelines = try PipelineFile.pipelines(at: file)
             return try await BulkOperation(
-                context: context, path: "/v1/assignments", fields: ["targets": selectors.targets, "pipelines": .array(pipelines)], options: options
-            ).run()
+                context: context, fields: ["targets": selectors.targets, "pipelines": .array(pipelines)], options: options
+            ) { body, api in
+                let output = try await api.assignPipelines(body: .json(try contractValue(body, what: "the request")))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }
@@ -64,7 +67,10 @@ struct BulkSettingsCommand: AsyncParsableCommand {
                 "targets": selectors.targets, "pipeline_name": .string(pipeline), "stage": .number(Double(stage)),
                 "settings": .object(try SettingArgument.object(settings)),
             ]
-            return try await BulkOperation(context: context, path: "/v1/settings", fields: fields, options: options).run()
+            return try await BulkOperation(context: context, fields: fields, options: options) { body, api in
+                let output = try await api.updateSettingsOfMany(body: .json(try contractValue(body, what: "the request")))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }

@@ -4,6 +4,7 @@ import FleetContract
 import Foundation
 import LoadBalancerContract
 import MetricsAggregatorContract
+import OrchestratorContract
 import Yams
 
 /// `fleetctl deployments …`: the orchestrator's deployments, from a file or flags.
@@ -20,8 +21,8 @@ struct DeploymentsCommand: AsyncParsableCommand {
         defaultSubcommand: ListDeployments.self)
 
     /// `/v1/deployments/<name>`, the name percent-encoded.
-    static func path(_ name: String, _ rest: String = "") -> String {
-        "/v1/deployments/\(ServiceClient.segment(name))\(rest)"
+    static func path(_ name: String) -> String {
+        "/v1/deployments/\(ServiceClient.segment(name))"
     }
 
     static func render(_ deployments: [DeploymentSummary]) -> String {
@@ -72,22 +73,29 @@ struct DeploymentsCommand: AsyncParsableCommand {
 
     /// Prints a deployment the orchestrator answered, then, with `--wait`, follows it until its
     /// instances are ready.
-    static func print(_ answer: ServiceClient.Answer, _ context: CommandContext, waiting: DeploymentWaitOptions) async throws -> ExitCode {
+    static func print(_ answer: JSONValue, _ context: CommandContext, waiting: DeploymentWaitOptions) async throws -> ExitCode {
         let printed = try print(answer, context)
         guard waiting.wait, printed == .success else { return printed }
-        let name = try answer.decode(DeploymentSummary.self, from: context.orchestrator.name).name
+        let name = try DeploymentSummary(answer, from: context.orchestrator).name
         return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
     }
 
-    /// Prints a deployment the orchestrator answered: as it wrote it, or as a person reads it.
-    static func print(_ answer: ServiceClient.Answer, _ context: CommandContext, note: String? = nil) throws -> ExitCode {
+    /// Prints a deployment the orchestrator answered (its JSON: the contract keeps a deployment's
+    /// nulls, decision 92): as it wrote it, or as a person reads it.
+    static func print(_ answer: JSONValue, _ context: CommandContext, note: String? = nil) throws -> ExitCode {
         if context.output == .json {
-            context.console.printJSON(try answer.decode(JSONValue.self, from: context.orchestrator.name))
+            context.console.printJSON(answer)
         } else {
-            context.console.print(
-                render(try answer.decode(DeploymentSummary.self, from: context.orchestrator.name)) + (note.map { "\n\n" + $0 } ?? ""))
+            context.console.print(render(try DeploymentSummary(answer, from: context.orchestrator)) + (note.map { "\n\n" + $0 } ?? ""))
         }
         return .success
+    }
+
+    /// Runs one call of the orchestrator's generated client.
+    static func call<Value>(_ context: CommandContext, _ body: (OrchestratorContract.Client) async throws -> Value) async throws -> Value {
+        let orchestrator = context.orchestrator
+        let api = try orchestrator.orchestratorAPI
+        return try await orchestrator.call { try await body(api) }
     }
 }
 
@@ -108,12 +116,19 @@ struct ListDeployments: AsyncParsableCommand {
                 return try await DeploymentWatcher.follow(name, context, timeout: .seconds(waiting.waitTimeout))
             }
             if let name {
-                try await context.printObject(
-                    context.orchestrator, DeploymentsCommand.path(name), as: DeploymentSummary.self, render: DeploymentsCommand.render)
+                let deployment = try await DeploymentsCommand.call(context) { try await $0.getDeployment(path: .init(deployment: name)).ok.body.json }
+                return try DeploymentsCommand.print(deployment, context)
+            }
+            let orchestrator = context.orchestrator
+            let api = try orchestrator.orchestratorAPI
+            let deployments = try await orchestrator.allPages("/v1/deployments") { cursor in
+                let page = try await api.listDeployments(query: .init(limit: 200, cursor: cursor)).ok.body.json
+                return (page.items, page.nextCursor)
+            }
+            if context.output == .json {
+                context.console.printJSON(.array(deployments))
             } else {
-                try await context.printList(
-                    context.orchestrator, "/v1/deployments", query: [("limit", "200")], as: DeploymentSummary.self,
-                    render: DeploymentsCommand.render)
+                context.console.print(DeploymentsCommand.render(try deployments.map { try DeploymentSummary($0, from: orchestrator) }))
             }
             return .success
         }
@@ -205,7 +220,8 @@ struct CreateDeployment: AsyncParsableCommand {
             for field in ["name", "model_id", "model_version"] where body[field] == nil {
                 throw FleetctlError.invalidInput("a deployment needs \(field): give it in --file or with its flag")
             }
-            let answer = try await context.orchestrator.send(.POST, "/v1/deployments", body: .object(body))
+            let new: OrchestratorSchema.NewDeployment = try contractValue(.object(body), what: "the deployment")
+            let answer = try await DeploymentsCommand.call(context) { try await $0.createDeployment(body: .json(new)).created.body.json }
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
@@ -272,8 +288,9 @@ struct ScaleDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let answer = try await context.orchestrator.send(
-                .POST, DeploymentsCommand.path(name, "/scale"), body: .object(["replicas": .number(Double(replicas))]))
+            let answer = try await DeploymentsCommand.call(context) {
+                try await $0.scaleDeployment(path: .init(deployment: name), body: .json(.init(replicas: replicas))).ok.body.json
+            }
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
@@ -300,8 +317,9 @@ struct UpdateDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let answer = try await context.orchestrator.send(
-                .POST, DeploymentsCommand.path(name, "/update"), body: .object(["model_version": .string(modelVersion)]))
+            let answer = try await DeploymentsCommand.call(context) {
+                try await $0.updateDeploymentModel(path: .init(deployment: name), body: .json(.init(modelVersion: modelVersion))).ok.body.json
+            }
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
@@ -329,8 +347,9 @@ struct RollbackDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let body: JSONValue = .object(toRevision.map { ["revision": .number(Double($0))] } ?? [:])
-            let answer = try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/rollback"), body: body)
+            let answer = try await DeploymentsCommand.call(context) {
+                try await $0.rollbackDeployment(path: .init(deployment: name), body: .json(.init(revision: toRevision))).ok.body.json
+            }
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
@@ -353,8 +372,9 @@ struct PromoteDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let body: JSONValue = .object(full ? ["full": .bool(true)] : [:])
-            let answer = try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/promote"), body: body)
+            let answer = try await DeploymentsCommand.call(context) {
+                try await $0.promoteDeployment(path: .init(deployment: name), body: .json(.init(full: full ? true : nil))).ok.body.json
+            }
             return try await DeploymentsCommand.print(answer, context, waiting: waiting)
         }
     }
@@ -371,7 +391,8 @@ struct PauseDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/pause")), context)
+            try DeploymentsCommand.print(
+                try await DeploymentsCommand.call(context) { try await $0.pauseDeployment(path: .init(deployment: name)).ok.body.json }, context)
         }
     }
 }
@@ -387,7 +408,8 @@ struct ResumeDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/resume")), context)
+            try DeploymentsCommand.print(
+                try await DeploymentsCommand.call(context) { try await $0.resumeDeployment(path: .init(deployment: name)).ok.body.json }, context)
         }
     }
 }
@@ -403,7 +425,8 @@ struct StopDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try DeploymentsCommand.print(try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/stop")), context)
+            try DeploymentsCommand.print(
+                try await DeploymentsCommand.call(context) { try await $0.stopDeployment(path: .init(deployment: name)).ok.body.json }, context)
         }
     }
 }
@@ -422,7 +445,8 @@ struct StartDeployment: AsyncParsableCommand {
     func run() async throws {
         try await global.run { context in
             try await DeploymentsCommand.print(
-                try await context.orchestrator.send(.POST, DeploymentsCommand.path(name, "/start")), context, waiting: waiting)
+                try await DeploymentsCommand.call(context) { try await $0.startDeployment(path: .init(deployment: name)).ok.body.json }, context,
+                waiting: waiting)
         }
     }
 }
@@ -442,12 +466,13 @@ struct DeleteDeployment: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let path = DeploymentsCommand.path(name)
             // Read first: a wrong name fails before the question.
-            _ = try await context.orchestrator.send(.GET, path)
-            return try await context.delete(
-                path, on: context.orchestrator, query: [("confirm", "true")], what: "deployment \(name)", identity: ["name": .string(name)],
-                options: options)
+            _ = try await DeploymentsCommand.call(context) { try await $0.getDeployment(path: .init(deployment: name)).ok }
+            return try await context.delete(what: "deployment \(name)", identity: ["name": .string(name)], options: options) {
+                _ = try await DeploymentsCommand.call(context) {
+                    try await $0.deleteDeployment(path: .init(deployment: name), query: .init(confirm: true)).noContent
+                }
+            }
         }
     }
 }
@@ -466,15 +491,14 @@ struct DeploymentEvents: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.printObject(
-                context.orchestrator, DeploymentsCommand.path(name, "/events"), query: [("limit", "\(limit)")],
-                as: Page<DeploymentEventView>.self
-            ) { page in
+            let page = try await DeploymentsCommand.call(context) {
+                try await $0.listDeploymentEvents(path: .init(deployment: name), query: .init(limit: limit)).ok.body.json
+            }
+            return try context.report(page) { page in
                 var table = TextTable("when", "kind", "by", "what")
                 for event in page.items { table.add(Format.date(event.at), event.kind, event.actor, event.message) }
                 return table.render()
             }
-            return .success
         }
     }
 }
@@ -490,13 +514,15 @@ struct DeploymentRevisions: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await context.printObject(context.orchestrator, DeploymentsCommand.path(name, "/revisions"), as: Page<DeploymentRevisionView>.self) {
-                page in
+            let page = try await DeploymentsCommand.call(context) {
+                try await $0.listDeploymentRevisions(path: .init(deployment: name)).ok.body.json
+            }
+            let revisions = try page.items.map { try contractAnswer($0, as: DeploymentRevisionView.self, from: context.orchestrator) }
+            return try context.report(page) { _ in
                 var table = TextTable("revision", "when", "by", "change")
-                for revision in page.items { table.add("\(revision.revision)", Format.date(revision.createdAt), revision.actor, revision.change) }
+                for revision in revisions { table.add("\(revision.revision)", Format.date(revision.createdAt), revision.actor, revision.change) }
                 return table.render()
             }
-            return .success
         }
     }
 }
@@ -526,17 +552,12 @@ struct InstanceLogs: AsyncParsableCommand {
     @Option(help: "How many of the last lines (1 to 1000).")
     var tail = 200
 
-    private struct Lines: Decodable, Sendable {
-        var lines: [String]
-    }
-
     func run() async throws {
         try await global.run { context in
-            try await context.printObject(
-                context.orchestrator, DeploymentsCommand.path(name, "/instances/\(ServiceClient.segment(instance))/logs"),
-                query: [("tail", "\(tail)")], as: Lines.self
-            ) { $0.lines.joined(separator: "\n") }
-            return .success
+            let logs = try await DeploymentsCommand.call(context) {
+                try await $0.getInstanceLogs(path: .init(deployment: name, instance: instance), query: .init(tail: tail)).ok.body.json
+            }
+            return try context.report(logs) { $0.lines.joined(separator: "\n") }
         }
     }
 }

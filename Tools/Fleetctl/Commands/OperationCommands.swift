@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetContract
+import OrchestratorContract
 
 /// `fleetctl operations [--limit N]`: the latest operations, newest first.
 struct OperationsCommand: AsyncParsableCommand {
@@ -16,14 +17,11 @@ struct OperationsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let answer = try await context.orchestrator.send(.GET, "/v1/operations", query: [("limit", String(limit))])
-            if context.output == .json {
-                let page = try answer.decode(Page<JSONValue>.self, from: context.orchestrator.name)
-                context.console.printJSON(.array(page.items))
-            } else {
-                context.console.print(Self.render(try answer.decode(Page<OperationSummary>.self, from: context.orchestrator.name).items))
+            let orchestrator = context.orchestrator
+            let operations = try await orchestrator.call {
+                try await orchestrator.orchestratorAPI.listOperations(query: .init(limit: limit)).ok.body.json.items
             }
-            return .success
+            return try context.report(operations, render: Self.render)
         }
     }
 
@@ -32,7 +30,7 @@ struct OperationsCommand: AsyncParsableCommand {
         var table = TextTable("id", "kind", "created", "devices", "applied", "failed", "timed out", "pending", "state", numeric: [3, 4, 5, 6, 7])
         for operation in operations {
             table.add(
-                operation.id.uuidString.lowercased(), operation.kind, Format.date(operation.createdAt), String(operation.devices),
+                operation.id, operation.kind.rawValue, Format.date(operation.createdAt), String(operation.devices),
                 String(operation.applied), String(operation.failed), String(operation.timedOut), String(operation.pending),
                 operation.finished ? "finished" : "in progress")
         }
@@ -60,23 +58,18 @@ struct OperationCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let final: (detail: OperationDetail, json: JSONValue)
+            let final: OperationDetail
             if watch {
                 let style: ProgressDisplay.Style = context.output == .json ? .silent : .bar
-                final = try await OperationWatcher(context: context).watch(id.id, display: ProgressDisplay(style: style, console: context.console))
+                final = try await OperationWatcher(context: context).watch(id.text, display: ProgressDisplay(style: style, console: context.console))
             } else {
-                let answer = try await context.orchestrator.send(.GET, "/v1/operations/\(id.text)")
-                final = (
-                    try answer.decode(OperationDetail.self, from: context.orchestrator.name),
-                    try answer.decode(JSONValue.self, from: context.orchestrator.name)
-                )
+                let orchestrator = context.orchestrator
+                final = try await orchestrator.call {
+                    try await orchestrator.orchestratorAPI.getOperation(path: .init(operationId: id.text)).ok.body.json
+                }
             }
-            if context.output == .json {
-                context.console.printJSON(final.json)
-            } else {
-                context.console.print(OperationReport.summary(final.detail, all: allDevices))
-            }
-            return OperationWatcher.exitStatus(final.detail.operation)
+            try context.printObject(final) { OperationReport.summary($0, all: allDevices) }
+            return OperationWatcher.exitStatus(final.operation)
         }
     }
 }
@@ -95,7 +88,11 @@ struct RevertCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await BulkOperation(context: context, path: "/v1/operations/\(id.text)/revert", fields: [:], options: options).run()
+            try await BulkOperation(context: context, fields: [:], options: options) { [id] body, api in
+                let output = try await api.revertOperation(
+                    path: .init(operationId: id.text), body: .json(try contractValue(body, what: "the request")))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }
@@ -114,7 +111,11 @@ struct RetryCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            try await BulkOperation(context: context, path: "/v1/operations/\(id.text)/retry", fields: [:], options: options).run()
+            try await BulkOperation(context: context, fields: [:], options: options) { [id] body, api in
+                let output = try await api.retryOperation(
+                    path: .init(operationId: id.text), body: .json(try contractValue(body, what: "the request")))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetContract
+import OrchestratorContract
 
 /// `fleetctl pipelines DEVICE_ID [--history]`: what one device runs, or every revision of it.
 struct PipelinesCommand: AsyncParsableCommand {
@@ -16,18 +17,21 @@ struct PipelinesCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            let path = "/v1/devices/\(device.text)/pipelines"
+            let orchestrator = context.orchestrator
+            let api = try orchestrator.orchestratorAPI
             if history {
-                try await context.printList(context.orchestrator, path + "/history", as: PipelineRevision.self, render: Self.render)
-            } else {
-                try await context.printObject(context.orchestrator, path, as: DevicePipelines.self, render: Self.render)
+                let revisions = try await orchestrator.call {
+                    try await api.getDevicePipelineHistory(path: .init(deviceId: device.text)).ok.body.json.items
+                }
+                return try context.report(revisions, render: Self.render)
             }
-            return .success
+            let current = try await orchestrator.call { try await api.getDevicePipelines(path: .init(deviceId: device.text)).ok.body.json }
+            return try context.report(current, render: Self.render)
         }
     }
 
-    static func render(_ current: DevicePipelines) -> String {
-        let heading = "Device \(current.deviceID.uuidString.lowercased()), revision \(current.revision)"
+    static func render(_ current: OrchestratorSchema.DevicePipelines) -> String {
+        let heading = "Device \(current.deviceId), revision \(current.revision)"
         guard !current.pipelines.isEmpty else { return heading + ": no pipelines." }
         var table = TextTable("index", "pipeline", "stage", "model", "version", "settings", numeric: [0, 2])
         table.maximumCellWidth = 100
@@ -35,7 +39,7 @@ struct PipelinesCommand: AsyncParsableCommand {
             for (position, stage) in pipeline.stages.enumerated() {
                 table.add(
                     position == 0 ? String(index) : "", position == 0 ? pipeline.name : "", String(position), stage.modelName, stage.version,
-                    Format.settings(stage.settings))
+                    Format.settings(stage.settingsJSON))
             }
         }
         return heading + "\n\n" + table.render()
@@ -45,7 +49,7 @@ struct PipelinesCommand: AsyncParsableCommand {
         var table = TextTable("revision", "created", "operation", "pipelines", numeric: [0])
         for revision in revisions {
             table.add(
-                String(revision.revision), Format.date(revision.createdAt), revision.operationID.uuidString.lowercased(),
+                String(revision.revision), Format.date(revision.createdAt), revision.operationId,
                 ChangeDescription.names(revision.pipelines))
         }
         return revisions.isEmpty ? "No pipelines were ever assigned to this device." : table.render()
@@ -68,11 +72,13 @@ struct AddPipelineCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            var body = options.fields
-            body["pipeline"] = try PipelineFile.pipeline(at: file)
-            return try await SingleDeviceOperation(
-                context: context, method: .POST, path: "/v1/devices/\(device.text)/pipelines", body: .object(body), noWait: options.noWait
-            ).run()
+            var fields = options.fields
+            fields["pipeline"] = try PipelineFile.pipeline(at: file)
+            let body: OrchestratorSchema.PipelineBody = try contractValue(.object(fields), what: "the pipeline")
+            return try await SingleDeviceOperation(context: context, noWait: options.noWait) { [device] api in
+                let output = try await api.addDevicePipeline(path: .init(deviceId: device.text), body: .json(body))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }
@@ -97,11 +103,13 @@ struct ReplacePipelineCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            var body = options.fields
-            body["pipeline"] = try PipelineFile.pipeline(at: file)
-            return try await SingleDeviceOperation(
-                context: context, method: .PUT, path: "/v1/devices/\(device.text)/pipelines/\(index)", body: .object(body), noWait: options.noWait
-            ).run()
+            var fields = options.fields
+            fields["pipeline"] = try PipelineFile.pipeline(at: file)
+            let body: OrchestratorSchema.PipelineBody = try contractValue(.object(fields), what: "the pipeline")
+            return try await SingleDeviceOperation(context: context, noWait: options.noWait) { [device, index] api in
+                let output = try await api.replaceDevicePipeline(path: .init(deviceId: device.text, index: Int(index)), body: .json(body))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }
@@ -128,14 +136,13 @@ struct RemovePipelineCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var query: [(String, String)] = []
-        if options.dryRun { query.append(("dry_run", "true")) }
-        if options.allowOffline { query.append(("allow_offline", "true")) }
+        let query = Operations.RemoveDevicePipeline.Input.Query(
+            dryRun: options.dryRun ? true : nil, allowOffline: options.allowOffline ? true : nil)
         try await global.run { context in
-            try await SingleDeviceOperation(
-                context: context, method: .DELETE, path: "/v1/devices/\(device.text)/pipelines/\(index)", query: query, body: nil,
-                noWait: options.noWait
-            ).run()
+            try await SingleDeviceOperation(context: context, noWait: options.noWait) { [device, index] api in
+                let output = try await api.removeDevicePipeline(path: .init(deviceId: device.text, index: Int(index)), query: query)
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }
@@ -170,12 +177,14 @@ struct SetSettingsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await global.run { context in
-            var body = options.fields
-            body["settings"] = .object(try SettingArgument.object(settings))
-            return try await SingleDeviceOperation(
-                context: context, method: .PATCH, path: "/v1/devices/\(device.text)/pipelines/\(index)/stages/\(stage)", body: .object(body),
-                noWait: options.noWait
-            ).run()
+            var fields = options.fields
+            fields["settings"] = .object(try SettingArgument.object(settings))
+            let body: OrchestratorSchema.StageSettingsBody = try contractValue(.object(fields), what: "the settings")
+            return try await SingleDeviceOperation(context: context, noWait: options.noWait) { [device, index, stage] api in
+                let output = try await api.updateDeviceStageSettings(
+                    path: .init(deviceId: device.text, index: Int(index), stage: Int(stage)), body: .json(body))
+                return try OperationOutcome(accepted: { try output.accepted.body.json }, preview: { try output.ok.body.json })
+            }.run()
         }
     }
 }
