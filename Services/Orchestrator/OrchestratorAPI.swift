@@ -185,7 +185,10 @@ struct OrchestratorAPI: APIProtocol {
     }
 
     func addDevicePipeline(_ input: Operations.AddDevicePipeline.Input) async throws -> Operations.AddDevicePipeline.Output {
-        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let json =
+            switch input.body {
+            case .json(let body): body
+            }
         let body = try JSONBody.recast(json, as: PipelineBody.self)
         let device = try await self.device(input.path.deviceId)
         let pipeline = try await resolver.resolve(body.pipeline, field: "pipeline")
@@ -196,7 +199,10 @@ struct OrchestratorAPI: APIProtocol {
     }
 
     func replaceDevicePipeline(_ input: Operations.ReplaceDevicePipeline.Input) async throws -> Operations.ReplaceDevicePipeline.Output {
-        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let json =
+            switch input.body {
+            case .json(let body): body
+            }
         let body = try JSONBody.recast(json, as: PipelineBody.self)
         let index = try Self.position(input.path.index, "index")
         let device = try await self.device(input.path.deviceId)
@@ -222,7 +228,10 @@ struct OrchestratorAPI: APIProtocol {
     ) async throws
         -> Operations.UpdateDeviceStageSettings.Output
     {
-        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let json =
+            switch input.body {
+            case .json(let body): body
+            }
         let body = try JSONBody.recast(json, as: SettingsBody.self)
         let index = try Self.position(input.path.index, "index")
         let stage = try Self.position(input.path.stage, "stage")
@@ -237,7 +246,10 @@ struct OrchestratorAPI: APIProtocol {
     // MARK: Many devices
 
     func assignPipelines(_ input: Operations.AssignPipelines.Input) async throws -> Operations.AssignPipelines.Output {
-        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let json =
+            switch input.body {
+            case .json(let body): body
+            }
         let body = try JSONBody.recast(json, as: AssignmentBody.self)
         guard !body.targets.isEmpty else { throw APIError.invalid(field: "targets", "choose devices by device_ids, site_ids, group_ids or labels") }
         guard body.pipelines.count <= 64 else { throw APIError.invalid(field: "pipelines", "at most 64 pipelines per device") }
@@ -257,7 +269,10 @@ struct OrchestratorAPI: APIProtocol {
     }
 
     func updateSettingsOfMany(_ input: Operations.UpdateSettingsOfMany.Input) async throws -> Operations.UpdateSettingsOfMany.Output {
-        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let json =
+            switch input.body {
+            case .json(let body): body
+            }
         let body = try JSONBody.recast(json, as: BulkSettingsBody.self)
         guard !body.targets.isEmpty else { throw APIError.invalid(field: "targets", "choose devices by device_ids, site_ids, group_ids or labels") }
         guard body.stage >= 0 else { throw APIError.invalid(field: "stage", "must be 0 or more") }

@@ -145,7 +145,10 @@ extension RegistryAPI {
 
     func createAPIKey(_ input: Operations.CreateAPIKey.Input) async throws -> Operations.CreateAPIKey.Output {
         let keys = try keysAPI()
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         let created = try await keys.create(name: body.name, role: try ContractCoding.recast(body.role), expiresInDays: body.expiresInDays)
         return .created(.init(body: .json(try answer(created))))
     }

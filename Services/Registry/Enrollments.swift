@@ -252,7 +252,10 @@ extension RegistryAPI {
 
     func enrollAgent(_ input: Operations.EnrollAgent.Input) async throws -> Operations.EnrollAgent.Output {
         let enrollments = try enrollmentAPI()
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         let enrolled = try await enrollments.enroll(
             agentID: body.agentId, siteID: body.siteId, serverName: body.serverName, replace: body.replace ?? false)
         return .created(.init(body: .json(try answer(enrolled))))

@@ -41,7 +41,10 @@ struct RegistryAPI: APIProtocol {
     // MARK: Models
 
     func createModel(_ input: Operations.CreateModel.Input) async throws -> Operations.CreateModel.Output {
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         let new = try JSONBody.recast(body, as: NewModel.self).validated()
         return .created(.init(body: .json(try answer(try await store.createModel(new)))))
     }
@@ -69,7 +72,10 @@ struct RegistryAPI: APIProtocol {
 
     func updateModel(_ input: Operations.UpdateModel.Input) async throws -> Operations.UpdateModel.Output {
         let id = try Validate.uuid(input.path.modelId, field: "model_id")
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         let update = try JSONBody.recast(body, as: ModelUpdate.self).validated()
         guard let model = try await store.updateModel(id: id, update) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         return .ok(.init(body: .json(try answer(model))))
@@ -91,7 +97,10 @@ struct RegistryAPI: APIProtocol {
 
     func addModelVersion(_ input: Operations.AddModelVersion.Input) async throws -> Operations.AddModelVersion.Output {
         let id = try Validate.uuid(input.path.modelId, field: "model_id")
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         let new = try JSONBody.recast(body, as: NewModelVersion.self).validated()
         guard let version = try await store.addVersion(modelID: id, new) else { throw APIError.notFound("no model \(id.lowercasedString)") }
         await events.publish(RegistryChange(kind: .modelVersionChanged, change: "added", modelID: id, version: version.version))
@@ -150,7 +159,10 @@ struct RegistryAPI: APIProtocol {
     }
 
     func createSite(_ input: Operations.CreateSite.Input) async throws -> Operations.CreateSite.Output {
-        guard case .json(let new) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let new =
+            switch input.body {
+            case .json(let body): body
+            }
         let site = try await store.createSite(id: try Validate.identifier(new.id, field: "id"), name: try Validate.name(new.name, field: "name"))
         return .created(.init(body: .json(try answer(site))))
     }
@@ -175,7 +187,10 @@ struct RegistryAPI: APIProtocol {
 
     func createDeviceGroup(_ input: Operations.CreateDeviceGroup.Input) async throws -> Operations.CreateDeviceGroup.Output {
         let id = try Validate.identifier(input.path.siteId, field: "site_id")
-        guard case .json(let new) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let new =
+            switch input.body {
+            case .json(let body): body
+            }
         let name = try Validate.name(new.name, field: "name")
         guard try await store.site(id: id) != nil else { throw APIError.notFound("no site '\(id)'") }
         return .created(.init(body: .json(try answer(try await store.createGroup(site: id, name: name)))))

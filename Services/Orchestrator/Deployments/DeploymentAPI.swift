@@ -368,7 +368,10 @@ extension OrchestratorAPI {
 
     func createDeployment(_ input: Operations.CreateDeployment.Input) async throws -> Operations.CreateDeployment.Output {
         let deployments = try deploymentAPI()
-        guard case .json(let json) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let json =
+            switch input.body {
+            case .json(let body): body
+            }
         let created = try await deployments.create(try JSONBody.recast(json, as: DeploymentAPI.NewDeployment.self))
         return .created(.init(body: .json(try answer(created))))
     }
@@ -389,13 +392,19 @@ extension OrchestratorAPI {
 
     func scaleDeployment(_ input: Operations.ScaleDeployment.Input) async throws -> Operations.ScaleDeployment.Output {
         let deployments = try deploymentAPI()
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         return .ok(.init(body: .json(try answer(try await deployments.scale(input.path.deployment, replicas: body.replicas)))))
     }
 
     func updateDeploymentModel(_ input: Operations.UpdateDeploymentModel.Input) async throws -> Operations.UpdateDeploymentModel.Output {
         let deployments = try deploymentAPI()
-        guard case .json(let body) = input.body else { throw APIError.invalid(field: "(body)", "a JSON body is required") }
+        let body =
+            switch input.body {
+            case .json(let json): json
+            }
         return .ok(.init(body: .json(try answer(try await deployments.updateModel(input.path.deployment, to: body.modelVersion)))))
     }
 
