@@ -161,9 +161,23 @@ struct HdrHistogramReferenceTests {
         var description: String { "MODELFLEET_TEST_PYTHON is not set: run the tests with scripts/test, which prepares a Python with hdrhistogram" }
     }
 
-    /// Runs `script` with `input` on stdin; returns its stdout.
-    private func python(_ script: String, input: String) throws -> String {
+    /// Runs `script` with `input` on stdin; returns its stdout. The process is waited for on a
+    /// thread of its own: the tests share one process, whose two cooperative threads (two cores)
+    /// would otherwise sit blocked for as long as Python takes, stalling every other test's
+    /// tasks (an MQTT request of another suite timed out so, in a fresh-clone run).
+    private func python(_ script: String, input: String) async throws -> String {
         guard let python = ProcessInfo.processInfo.environment["MODELFLEET_TEST_PYTHON"], !python.isEmpty else { throw MissingPython() }
+        let (output, errors, status) = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try Self.run(python, script, input: input) })
+            }
+        }
+        #expect(status == 0, "\(String(decoding: errors, as: UTF8.self))")
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Runs the Python process to its end, blocking: stdout, stderr and the exit status.
+    private static func run(_ python: String, _ script: String, input: String) throws -> (Data, Data, Int32) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = ["-c", script]
@@ -179,12 +193,11 @@ struct HdrHistogramReferenceTests {
         let output = stdout.fileHandleForReading.readDataToEndOfFile()
         let errors = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(String(decoding: errors, as: UTF8.self))")
-        return String(decoding: output, as: UTF8.self)
+        return (output, errors, process.terminationStatus)
     }
 
     @Test("the reference decodes what Swift encodes: the same total, counts and percentiles")
-    func referenceDecodesSwift() throws {
+    func referenceDecodesSwift() async throws {
         let values = samples(20_000, seed: 42)
         let recorded = histogram(values)
         let encoded = HdrHistogramV2.encodeBase64(recorded.sparse)
@@ -195,7 +208,8 @@ struct HdrHistogramReferenceTests {
             print(json.dumps([h.get_total_count()] + [h.get_value_at_percentile(p) for p in (50, 95, 99, 99.9)]
                              + [h.get_count_at_value(v) for v in (2000, 2500, 40000)]))
             """
-        let answer = try #require(try JSONSerialization.jsonObject(with: Data(python(script, input: encoded).utf8)) as? [Int])
+        let output = try await python(script, input: encoded)
+        let answer = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [Int])
         let ours = try #require(recorded.values(atPercentiles: [50, 95, 99, 99.9]))
         let counts = [2_000, 2_500, 40_000].map { value in
             let index = HistogramLayout.latencyMicroseconds.index(of: UInt64(value))
@@ -206,7 +220,7 @@ struct HdrHistogramReferenceTests {
     }
 
     @Test("Swift decodes what the reference encodes: the same percentiles")
-    func swiftDecodesReference() throws {
+    func swiftDecodesReference() async throws {
         let values = samples(20_000, seed: 43)
         let script = """
             import sys, json
@@ -217,7 +231,7 @@ struct HdrHistogramReferenceTests {
             print(json.dumps({"encoded": h.encode().decode(), "p": [h.get_value_at_percentile(p) for p in (50, 95, 99, 99.9)],
                               "total": h.get_total_count()}))
             """
-        let output = try python(script, input: String(describing: values))
+        let output = try await python(script, input: String(describing: values))
         let answer = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let decoded = try HdrHistogramV2.decode(base64: try #require(answer["encoded"] as? String))
         var merged = DenseHistogram()
