@@ -36,8 +36,6 @@ struct RegistryAPI: APIProtocol {
         router.add(Self.plainRoutes, for: self)
     }
 
-    private typealias Schemas = Components.Schemas
-
     // MARK: Models
 
     func createModel(_ input: Operations.CreateModel.Input) async throws -> Operations.CreateModel.Output {
