@@ -1,8 +1,9 @@
 package import Hummingbird
 
-/// One route of a service's REST API. Each API keeps its routes in one table, which both the
-/// router and the test of its OpenAPI document read, so a route cannot be served without being
-/// documented.
+/// One plain route of a service's REST API: one the contract's generated server does not serve
+/// (the registry's device page, the deployment edit; decision 92). Each API keeps them in one
+/// table, `plainRoutes`, which both the router and the test of its OpenAPI document read, so a
+/// route cannot be served without being documented.
 package struct APIRoute<API: Sendable>: Sendable {
     package var method: HTTPRequest.Method
     /// In OpenAPI form: `/v1/models/{model_id}`.
