@@ -106,7 +106,7 @@ extension EdgeAgentCommand {
             let environment = ProcessInfo.processInfo.environment
             let url = mqttURL ?? environment["MODELFLEET_MQTT_URL"] ?? "mqtt://127.0.0.1:1883"
             let host = HostSampler()
-            var services: [any Service] = []
+            var simulated: [EdgeAgent] = []
             let shared = try mqttUsername.map { username in
                 MQTTCredentials(username: username, password: try MQTTCredentials.readPassword(mqttPasswordFile ?? ""))
             }
@@ -130,12 +130,13 @@ extension EdgeAgentCommand {
                     mqttCredentials: credentials ?? shared, instances: InstanceRuntime.Settings(allowProcess: allowProcessInstances)
                 )
                 let agent = try EdgeAgent(configuration: configuration, host: host, logger: logger)
-                services += [agent.mqtt, agent]
+                simulated.append(agent)
             }
             logger.notice(
                 "simulating agents",
                 metadata: ["first": "\(firstIndex + 1)", "count": "\(agents)", "devices": "\(devices)", "broker": "\(redactedURL(url))"])
-            try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+            let fleet = SimulatedFleet(agents: simulated, logger: logger)
+            try await ServiceGroup(services: [fleet], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
         }
 
         /// Runs itself once per group of `perProcess` agents and waits for all; SIGTERM and SIGINT
@@ -181,6 +182,25 @@ extension EdgeAgentCommand {
                 worst = max(worst, child.status ?? 0)
             }
             if worst != 0 { throw ExitCode(worst) }
+        }
+    }
+}
+
+/// The simulated agents of one process as one service: each agent runs in a service group of its
+/// own (its MQTT client, then the agent, as `run` does), so that a shutdown reaches every agent at
+/// once. One group of all the agents' services stopped them one after another, in reverse order:
+/// about 170 ms for an agent running a deployment instance, so a simulator with 400 instances
+/// needed over a minute and was killed after 20 s (scripts/bench-deployments).
+struct SimulatedFleet: Service {
+    let agents: [EdgeAgent]
+    let logger: Logger
+
+    func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            for agent in agents {
+                // Each group takes the parent's graceful shutdown as its own.
+                group.addTask { try await ServiceGroup(services: [agent.mqtt, agent], logger: logger).run() }
+            }
         }
     }
 }
