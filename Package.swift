@@ -380,7 +380,7 @@ let package = Package(
         .testTarget(
             name: "ServiceRuntimeTests",
             dependencies: [
-                "ServiceRuntime", "TestSupport", .product(name: "PostgresNIO", package: "postgres-nio"),
+                "ServiceRuntime", "TestSupport", "FleetContract", .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"), .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings

@@ -480,13 +480,6 @@ struct OrchestratorAPI: APIProtocol {
     }
 }
 
-/// A domain value as the generated type of the contract's answer. One that does not fit its
-/// schema is the orchestrator's own fault: the error middleware logs the decoding error and
-/// answers 500, and the handler tests, which read every answer, fail.
-func answer<Answer: Decodable>(_ value: some Encodable) throws -> Answer {
-    try ContractCoding.recast(value, as: Answer.self)
-}
-
 extension OrchestratorOpenAPI {
     static let json = Data(text.utf8)
 }

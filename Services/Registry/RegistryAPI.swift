@@ -257,13 +257,6 @@ struct RegistryAPI: APIProtocol {
 
 }
 
-/// A domain value as the generated type of the contract's answer. One that does not fit its
-/// schema is the registry's own fault: the error middleware logs the decoding error and answers
-/// 500, and the handler tests, which read every answer, fail.
-func answer<Answer: Decodable>(_ value: some Encodable) throws -> Answer {
-    try ContractCoding.recast(value, as: Answer.self)
-}
-
 /// `value` as the JSON of the contract (snake_case, ISO 8601 dates) with `status`: the plain
 /// routes' answer.
 func respond(

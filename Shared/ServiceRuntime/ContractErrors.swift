@@ -1,5 +1,5 @@
 import FleetContract
-package import Foundation
+import Foundation
 package import HTTPTypes
 package import OpenAPIRuntime
 
@@ -23,9 +23,9 @@ package struct ContractErrorMiddleware: ServerMiddleware {
 
     /// `document`: the service's OpenAPI document as JSON.
     package init(document: String) {
-        let data = Data(document.utf8)
-        parameters = ContractParameter.byOperation(in: data)
-        bodies = ContractBody.byOperation(in: data)
+        let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(document.utf8))) ?? .null
+        parameters = ContractParameter.byOperation(in: parsed)
+        bodies = ContractBody.byOperation(in: parsed)
     }
 
     package func intercept(
@@ -165,37 +165,23 @@ package struct ContractParameter: Sendable, Equatable {
     }
 
     /// Every operation's path and query parameters, by operation id, with `$ref`s to
-    /// `#/components/parameters` followed; path-level parameters come before the operation's own.
-    package static func byOperation(in document: Data) -> [String: [ContractParameter]] {
-        guard let root = try? JSONSerialization.jsonObject(with: document) as? [String: Any] else { return [:] }
-        let shared = (root["components"] as? [String: Any])?["parameters"] as? [String: Any] ?? [:]
-        let schemas = (root["components"] as? [String: Any])?["schemas"] as? [String: Any] ?? [:]
-        func resolve(_ item: Any) -> ContractParameter? {
-            guard var object = item as? [String: Any] else { return nil }
-            if let reference = object["$ref"] as? String {
-                guard let target = shared[String(reference.split(separator: "/").last ?? "")] as? [String: Any] else { return nil }
-                object = target
-            }
-            guard let name = object["name"] as? String, let location = (object["in"] as? String).flatMap(Location.init(rawValue:)) else {
-                return nil
-            }
-            var schema = object["schema"] as? [String: Any] ?? [:]
-            if let reference = schema["$ref"] as? String, let target = schemas[String(reference.split(separator: "/").last ?? "")] as? [String: Any] {
-                schema = target
-            }
+    /// `#/components/parameters` and `#/components/schemas` followed; path-level parameters come
+    /// before the operation's own.
+    static func byOperation(in document: JSONValue) -> [String: [ContractParameter]] {
+        func resolve(_ item: JSONValue) -> ContractParameter? {
+            let object = document.component("parameters", for: item) ?? item
+            guard let name = object["name"]?.text, let location = object["in"]?.text.flatMap(Location.init(rawValue:)) else { return nil }
+            let declared = object["schema"] ?? .object([:])
+            let schema = document.component("schemas", for: declared) ?? declared
             return ContractParameter(
-                name: name, location: location, required: object["required"] as? Bool ?? false, type: schema["type"] as? String ?? "string",
-                allowed: (schema["enum"] as? [Any])?.map { "\($0)" }, minimum: (schema["minimum"] as? NSNumber)?.doubleValue,
-                maximum: (schema["maximum"] as? NSNumber)?.doubleValue)
+                name: name, location: location, required: object["required"] == .bool(true), type: schema["type"]?.text ?? "string",
+                allowed: schema["enum"]?.items?.compactMap(\.enumText), minimum: schema["minimum"]?.number, maximum: schema["maximum"]?.number)
         }
         var table: [String: [ContractParameter]] = [:]
-        for case let pathItem as [String: Any] in (root["paths"] as? [String: Any] ?? [:]).values {
-            let common = (pathItem["parameters"] as? [Any] ?? []).compactMap(resolve)
-            for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
-                guard let operation = pathItem[method] as? [String: Any], let id = operation["operationId"] as? String else { continue }
-                let own = (operation["parameters"] as? [Any] ?? []).compactMap(resolve)
-                table[id] = common.filter { parameter in !own.contains { $0.name == parameter.name && $0.location == parameter.location } } + own
-            }
+        for (pathItem, operation, id) in document.operations {
+            let common = (pathItem["parameters"]?.items ?? []).compactMap(resolve)
+            let own = (operation["parameters"]?.items ?? []).compactMap(resolve)
+            table[id] = common.filter { parameter in !own.contains { $0.name == parameter.name && $0.location == parameter.location } } + own
         }
         return table
     }
@@ -206,8 +192,8 @@ package struct ContractParameter: Sendable, Equatable {
 package struct ContractBody: Sendable {
     package var required: Bool
     var schema: JSONValue
-    /// `#/components/schemas`, for `$ref`s.
-    var components: [String: JSONValue]
+    /// The whole contract, for `$ref`s to `#/components/schemas`.
+    var document: JSONValue
 
     /// The `enum` of the schema at `codingPath` in the body, following `$ref`s, `properties`,
     /// `items`, `additionalProperties` and the branches of `allOf`, `oneOf` and `anyOf`.
@@ -222,52 +208,67 @@ package struct ContractBody: Sendable {
                 return []
             }
         }
-        for case .object(let members) in candidates.flatMap(expanded) {
-            if case .array(let values)? = members["enum"] {
-                return values.compactMap { value in
-                    switch value {
-                    case .string(let text): text
-                    case .number(let number): number.rounded() == number ? String(Int(number)) : String(number)
-                    default: nil
-                    }
-                }
-            }
-        }
-        return nil
+        return candidates.flatMap(expanded).lazy.compactMap { $0["enum"]?.items?.compactMap(\.enumText) }.first
     }
 
     /// `schema` with its `$ref` followed, and the branches it is made of.
     private func expanded(_ schema: JSONValue) -> [JSONValue] {
         guard case .object(let members) = schema else { return [] }
-        if case .string(let reference)? = members["$ref"], let name = reference.split(separator: "/").last,
-            let target = components[String(name)]
-        {
-            return expanded(target)
-        }
-        var found = [schema]
-        for keyword in ["allOf", "oneOf", "anyOf"] {
-            if case .array(let branches)? = members[keyword] { found += branches.flatMap(expanded) }
-        }
-        return found
+        if let target = document.component("schemas", for: schema) { return expanded(target) }
+        return [schema] + ["allOf", "oneOf", "anyOf"].flatMap { (members[$0]?.items ?? []).flatMap(expanded) }
     }
 
     /// Every operation's JSON request body, by operation id.
-    package static func byOperation(in document: Data) -> [String: ContractBody] {
-        guard case .object(let root)? = try? JSONDecoder().decode(JSONValue.self, from: document) else { return [:] }
-        var components: [String: JSONValue] = [:]
-        if case .object(let parts)? = root["components"], case .object(let schemas)? = parts["schemas"] { components = schemas }
+    static func byOperation(in document: JSONValue) -> [String: ContractBody] {
         var table: [String: ContractBody] = [:]
-        guard case .object(let paths)? = root["paths"] else { return [:] }
-        for case .object(let pathItem) in paths.values {
-            for case .object(let operation) in pathItem.values {
-                guard case .string(let id)? = operation["operationId"], case .object(let requestBody)? = operation["requestBody"],
-                    case .object(let content)? = requestBody["content"], case .object(let json)? = content["application/json"]
-                else { continue }
-                var required = false
-                if case .bool(let flag)? = requestBody["required"] { required = flag }
-                table[id] = ContractBody(required: required, schema: json["schema"] ?? .object([:]), components: components)
-            }
+        for (_, operation, id) in document.operations {
+            guard let requestBody = operation["requestBody"], let json = requestBody["content"]?["application/json"] else { continue }
+            table[id] = ContractBody(required: requestBody["required"] == .bool(true), schema: json["schema"] ?? .object([:]), document: document)
         }
         return table
+    }
+}
+
+/// Reading an OpenAPI document held as a `JSONValue`.
+extension JSONValue {
+    fileprivate subscript(key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    fileprivate var text: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    fileprivate var items: [JSONValue]? {
+        if case .array(let values) = self { return values }
+        return nil
+    }
+
+    /// A value of an `enum`, as a refusal lists it: `rate`, `2`.
+    fileprivate var enumText: String? {
+        switch self {
+        case .string(let text): text
+        case .number(let number): number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(number)
+        default: nil
+        }
+    }
+
+    /// What `item` points to when it is a `$ref` to `#/components/<section>/<name>`; nil otherwise.
+    fileprivate func component(_ section: String, for item: JSONValue) -> JSONValue? {
+        guard let reference = item["$ref"]?.text, reference.hasPrefix("#/components/\(section)/") else { return nil }
+        return self["components"]?[section]?[String(reference.dropFirst("#/components/\(section)/".count))]
+    }
+
+    /// Every operation of the document: its path item, the operation, its id.
+    fileprivate var operations: [(pathItem: JSONValue, operation: JSONValue, id: String)] {
+        guard case .object(let paths)? = self["paths"] else { return [] }
+        return paths.values.flatMap { pathItem in
+            ["get", "put", "post", "delete", "patch", "head", "options"].compactMap { method in
+                guard let operation = pathItem[method], let id = operation["operationId"]?.text else { return nil }
+                return (pathItem, operation, id)
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import FleetContract
 import Foundation
 import HTTPTypes
 import OpenAPIRuntime
@@ -51,20 +52,23 @@ struct ContractErrorTests {
         }
         """#
 
+    /// The document as the middleware reads it.
+    static let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(document.utf8))) ?? .null
+
     @Test("an operation's parameters: the path's, references followed, the operation's own winning by name")
     func parameters() throws {
-        let table = ContractParameter.byOperation(in: Data(Self.document.utf8))
+        let table = ContractParameter.byOperation(in: Self.parsed)
         let get = try #require(table["getThing"])
         #expect(get.map(\.name) == ["thing_id", "window", "limit", "by", "colour", "ratio", "stale"])
         #expect(get.first { $0.name == "limit" }?.maximum == 100, "the operation's limit replaces the path's")
         #expect(get.first { $0.name == "thing_id" }?.required == true && get.first { $0.name == "thing_id" }?.location == .path)
         #expect(table["deleteThing"]?.map(\.name) == ["thing_id", "window", "limit"])
-        #expect(ContractParameter.byOperation(in: Data("not json".utf8)).isEmpty)
+        #expect(ContractParameter.byOperation(in: .string("not a document")).isEmpty)
     }
 
     @Test("why a value does not fit its schema, in the words of the other answers")
     func refusals() throws {
-        let get = try #require(ContractParameter.byOperation(in: Data(Self.document.utf8))["getThing"])
+        let get = try #require(ContractParameter.byOperation(in: Self.parsed)["getThing"])
         func refusal(_ name: String, _ value: String) -> String? { get.first { $0.name == name }?.refusal(of: value) }
         #expect(refusal("limit", "ten") == "must be a whole number from 1 to 100")
         #expect(refusal("limit", "0") == "must be a whole number from 1 to 100")
@@ -106,7 +110,7 @@ struct ContractErrorTests {
 
     @Test("a body: its value outside an enum named with the values allowed; not JSON, not an object or missing, named (body)")
     func refusedBodies() throws {
-        let body = try #require(ContractBody.byOperation(in: Data(Self.document.utf8))["replaceThing"])
+        let body = try #require(ContractBody.byOperation(in: Self.parsed)["replaceThing"])
         #expect(body.required)
         #expect(body.allowedValues(at: [Key("colour")]) == ["red", "green"])
         #expect(body.allowedValues(at: [Key("parts"), Key(intValue: 3), Key("size")]) == ["1", "2"])

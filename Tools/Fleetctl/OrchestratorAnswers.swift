@@ -37,10 +37,7 @@ extension OperationDevice {
 
 extension StageView {
     /// The stage's settings as their JSON, for comparing and printing.
-    var settingsJSON: [String: JSONValue] {
-        guard case .object(let members)? = try? ContractCoding.recast(settings, as: JSONValue.self) else { return [:] }
-        return members
-    }
+    var settingsJSON: [String: JSONValue] { Format.members(of: settings) }
 }
 
 /// What an operation's request came to: the preview of a dry run (200), or the operation the

@@ -128,10 +128,16 @@ enum Format {
         settings.isEmpty ? "-" : settings.sorted { $0.key < $1.key }.map { "\($0.key)=\(json($0.value))" }.joined(separator: " ")
     }
 
-    /// Settings of a generated type (the registry's `ModelSettings`), as their JSON shows them.
+    /// Settings of a generated type (the registry's `ModelSettings`, a stage's settings), as their
+    /// JSON shows them.
     static func settings(_ settings: some Encodable) -> String {
-        guard case .object(let members)? = try? ContractCoding.recast(settings, as: JSONValue.self) else { return "-" }
-        return self.settings(members)
+        self.settings(members(of: settings))
+    }
+
+    /// The members of a generated type's JSON object; none when it is not one.
+    static func members(of value: some Encodable) -> [String: JSONValue] {
+        guard case .object(let members)? = try? ContractCoding.recast(value, as: JSONValue.self) else { return [:] }
+        return members
     }
 
     private static func quoted(_ text: String) -> String {

@@ -348,7 +348,7 @@ struct DeploymentAPI: Sendable {
 extension JSONValue {
     /// The value as the contract encodes `value`.
     init(encoding value: some Encodable) throws {
-        self = try ContractCoding.decoder.decode(JSONValue.self, from: try ContractCoding.encoder.encode(value))
+        self = try ContractCoding.recast(value, as: JSONValue.self)
     }
 
     /// An object's member, nil for anything else.

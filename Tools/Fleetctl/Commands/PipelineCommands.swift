@@ -39,7 +39,7 @@ struct PipelinesCommand: AsyncParsableCommand {
             for (position, stage) in pipeline.stages.enumerated() {
                 table.add(
                     position == 0 ? String(index) : "", position == 0 ? pipeline.name : "", String(position), stage.modelName, stage.version,
-                    Format.settings(stage.settingsJSON))
+                    Format.settings(stage.settings))
             }
         }
         return heading + "\n\n" + table.render()
